@@ -59,11 +59,13 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
         default_sample: the name of the sample-data entry (see ``maploc data list``) used when no
             root is given, or ``None`` if the dataset has none.
         has_depth: whether samples carry depth maps.
+        needs_root: ``False`` for datasets generated without files (``root`` is then ignored).
     """
 
     name: ClassVar[str] = ""
     default_sample: ClassVar[str | None] = None
     has_depth: ClassVar[bool] = False
+    needs_root: ClassVar[bool] = True
 
     def __init__(self, root: Path, split: str, *, image_height: int | None = None) -> None:
         if split not in SPLITS:
@@ -141,6 +143,8 @@ class Method(abc.ABC, Generic[ConfigT]):
         metric_family: which metrics evaluate this method's estimates: ``pose6dof``, ``se2``,
             ``retrieval`` or ``sequence``.
         localize_batch_size: how many query samples ``localize`` receives at once.
+        conformance_dataset / conformance_overrides: what :mod:`maploc.testing.conformance` runs
+            the method on (a small, file-free dataset and settings that make it fast).
 
     Attributes:
         config: the resolved config.
@@ -154,6 +158,9 @@ class Method(abc.ABC, Generic[ConfigT]):
     default_dataset: ClassVar[str] = "7scenes"
     metric_family: ClassVar[str] = "pose6dof"
     localize_batch_size: ClassVar[int] = 1
+    #: dataset and overrides the conformance suite uses to exercise the method quickly (no fetch).
+    conformance_dataset: ClassVar[str] = "synthetic-room"
+    conformance_overrides: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config

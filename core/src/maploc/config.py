@@ -1,0 +1,309 @@
+"""Typed configuration: frozen attrs classes, YAML presets and ``-o key=value`` overrides.
+
+Every method has a frozen ``attrs`` config class whose defaults are its ``default`` preset. Named
+presets are YAML files ``<name>.yaml`` inside the method's ``presets_package`` (read with
+:mod:`importlib.resources`, so they work from wheels and zips). Overrides from the command line are
+dotted keys (``-o train.lr=0.001``); values are parsed as YAML scalars (``1e-3``, ``true``,
+``[1, 2]``). Every key is checked: an unknown key or a value of the wrong type raises
+:class:`~maploc.errors.ConfigError` naming the key and listing the valid ones.
+
+Sections shared by methods (:class:`TrainConfig`, :class:`DataConfig`) live here so that the
+engine can read them from any method's config.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.resources
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import attrs
+import yaml
+
+from maploc.errors import ConfigError
+
+__all__ = [
+    "TrainConfig",
+    "DataConfig",
+    "structure",
+    "unstructure",
+    "apply_overrides",
+    "parse_overrides",
+    "load_preset",
+    "list_presets",
+    "resolve_config",
+    "dump_yaml",
+]
+
+T = TypeVar("T")
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """The generic training loop's settings (read by :class:`maploc.engine.Engine`).
+
+    Attributes:
+        epochs: passes over the training split (0 = no training unless ``max_steps`` > 0).
+        max_steps: stop after this many optimizer steps (0 = no limit beyond ``epochs``).
+        batch_size: the GLOBAL batch size; with N processes each gets ``batch_size // N``.
+        lr: learning rate of the default optimizer (Adam).
+        checkpoint_every: save a checkpoint every this many steps (0 = only at the end).
+        val_every: run validation every this many steps (0 = at the end of each epoch).
+        log_every: write training scalars every this many steps.
+        num_workers: DataLoader worker processes (0 = load in the main process).
+    """
+
+    epochs: int = 1
+    max_steps: int = 0
+    batch_size: int = 4
+    lr: float = 1e-3
+    checkpoint_every: int = 0
+    val_every: int = 0
+    log_every: int = 10
+    num_workers: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class DataConfig:
+    """Options passed to the dataset adapter.
+
+    Attributes:
+        image_height: resize images (and intrinsics, depth) to this height in pixels; ``None``
+            keeps the native size.
+        max_queries: evaluate at most this many query images (``None`` = all), for quick runs.
+    """
+
+    image_height: int | None = None
+    max_queries: int | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# structure / unstructure
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _resolved_fields(cls: type) -> dict[str, attrs.Attribute]:
+    attrs.resolve_types(cls)
+    return {a.name: a for a in attrs.fields(cls)}
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Checks/converts ``value`` to the annotated type ``tp``; raises ConfigError on mismatch."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if attrs.has(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}' is a section ({tp.__name__}); expected a mapping, got {value!r}")
+        return structure(tp, value, prefix=key + ".")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(repr, args))}; got {value!r}")
+    if origin in (tuple, list, Sequence, typing.Sequence) or tp in (tuple, list):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' expects a list ({_type_name(tp)}), got {value!r}")
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise ConfigError(f"config key '{key}' expects {len(args)} values, got {len(value)}")
+            return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        return tuple(_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping) or tp in (dict,):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}' expects a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ConfigError(
+                f"config key '{key}' must be one of {', '.join(repr(m.value) for m in tp)}; got {value!r}"
+            ) from None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' expects a bool (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key '{key}' expects an int, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}' expects a float, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key '{key}' expects a string, got {value!r}")
+    if tp is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise ConfigError(f"config key '{key}' expects a path, got {value!r}")
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise ConfigError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def structure(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "") -> T:
+    """Builds the attrs config ``cls`` from a (nested) mapping, checking every key and type.
+
+    Args:
+        cls: a (frozen) attrs class; nested attrs-typed fields are sections.
+        data: the mapping (e.g. parsed YAML); missing keys keep their defaults.
+        prefix: key prefix used in error messages.
+
+    Raises:
+        ConfigError: an unknown key (the message lists the valid keys) or a wrongly typed value.
+    """
+    data = dict(data or {})
+    fields = _resolved_fields(cls)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        valid = ", ".join(prefix + k for k in fields)
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; valid keys at this level: {valid}")
+    kwargs = {name: _convert(value, fields[name].type, prefix + name) for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid config {prefix or cls.__name__}: {e}") from None
+
+
+def unstructure(config: Any) -> Any:
+    """The plain (YAML-safe) form of a config: nested dicts, lists and scalars."""
+    if attrs.has(type(config)):
+        return {a.name: unstructure(getattr(config, a.name)) for a in attrs.fields(type(config))}
+    if isinstance(config, (list, tuple)):
+        return [unstructure(v) for v in config]
+    if isinstance(config, Mapping):
+        return {str(k): unstructure(v) for k, v in config.items()}
+    if isinstance(config, Path):
+        return str(config)
+    if isinstance(config, enum.Enum):
+        return config.value
+    return config
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """Parses ``["train.lr=1e-3", "mode=rgbd"]`` into a nested dict (values as YAML scalars).
+
+    Raises:
+        ConfigError: an override without ``=`` or with an empty key.
+    """
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override of '{part}'")
+        node[parts[-1]] = value
+    return nested
+
+
+def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def apply_overrides(config: T, overrides: Mapping[str, Any] | Sequence[str]) -> T:
+    """A copy of ``config`` with overrides applied (a nested mapping or ``key=value`` strings)."""
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(overrides)
+    return structure(type(config), _deep_merge(unstructure(config), overrides))
+
+
+def list_presets(package: str | None) -> list[str]:
+    """Names of the ``*.yaml`` presets inside ``package`` (always includes ``default``)."""
+    names = {"default"}
+    if package:
+        try:
+            root = importlib.resources.files(package)
+            names.update(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+        except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+            pass
+    return sorted(names)
+
+
+def load_preset(cls: type[T], package: str | None, name: str = "default") -> T:
+    """The config of preset ``name``: the class defaults updated by ``<package>/<name>.yaml``.
+
+    ``default`` without a YAML file is the class defaults.
+
+    Raises:
+        ConfigError: unknown preset (lists the available ones) or an invalid preset file.
+    """
+    text = None
+    if package:
+        try:
+            resource = importlib.resources.files(package) / f"{name}.yaml"
+            if resource.is_file():
+                text = resource.read_text(encoding="utf-8")
+        except ModuleNotFoundError:
+            text = None
+    if text is None:
+        if name == "default":
+            return cls()
+        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(list_presets(package))}")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"preset {name!r} of {package} is not valid YAML: {e}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"preset {name!r} of {package} must be a mapping")
+    return structure(cls, data)
+
+
+def resolve_config(
+    cls: type[T], package: str | None, preset: str = "default", overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> T:
+    """Preset + overrides -> the resolved config (the exact thing saved in ``config.yaml``)."""
+    config = load_preset(cls, package, preset)
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(unstructure(data), sort_keys=False, default_flow_style=None)

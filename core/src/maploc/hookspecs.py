@@ -1,0 +1,92 @@
+"""Hook specifications: the contract between maploc and its ``maploc.hooks`` plugins.
+
+A hook plugin is a module (or object) registered in the ``maploc.hooks`` entry-point group whose
+functions are decorated with :data:`hookimpl` and named like the specs below. All hooks are called
+with keyword arguments; an implementation may accept any subset of them (pluggy semantics). The
+core's own defaults (:mod:`maploc.builtin_hooks`) are registered the same way.
+
+Example::
+
+    # my_plugin/hooks.py, registered as [project.entry-points."maploc.hooks"] my-plugin = "my_plugin.hooks"
+    from maploc.hookspecs import hookimpl
+
+    @hookimpl
+    def maploc_extra_metrics(family, metrics):
+        if family == "pose6dof":
+            return {"recall_3cm_3deg": ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+PROJECT = "maploc"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = ["PROJECT", "hookspec", "hookimpl"]
+
+
+@hookspec
+def maploc_addoption(parser: argparse.ArgumentParser, command: str) -> None:
+    """Adds command-line options to a ``maploc`` sub-command.
+
+    Args:
+        parser: the argparse parser of the sub-command (add an argument group of your own).
+        command: the sub-command's name: ``run``, ``train`` or ``eval``.
+
+    Returns:
+        Nothing. Every implementation is called.
+    """
+
+
+@hookspec
+def maploc_engine_callbacks(run_dir: Path, method: Any, args: argparse.Namespace | None) -> list[Any] | None:
+    """Contributes engine callbacks for one run.
+
+    A callback is any object with some of these methods (all keyword arguments), called on every
+    process unless noted: ``on_train_start(engine, method)``, ``on_train_batch_end(engine, step,
+    epoch, loss)``, ``on_validation_end(engine, step, metrics)``, ``on_checkpoint(engine, path)``
+    (rank 0 only), ``on_train_end(engine, step)``, ``close()``. The callback should use
+    ``engine.is_global_zero`` before writing files.
+
+    Args:
+        run_dir: the run directory (files go below it).
+        method: the method being trained.
+        args: the parsed command line, or ``None`` when called from Python.
+
+    Returns:
+        A list of callbacks (or ``None``). Every implementation is called; the lists are joined.
+    """
+
+
+@hookspec
+def maploc_extra_metrics(
+    family: str, queries: Sequence[Any], estimates: Sequence[Any], metrics: Mapping[str, float]
+) -> Mapping[str, float] | None:
+    """Contributes extra metrics to a run's ``metrics.json``.
+
+    Args:
+        family: the metric family of the method (``pose6dof``, ``se2``, ``retrieval``, ``sequence``).
+        queries: the query :class:`~maploc.types.Sample` s, in order.
+        estimates: the :class:`~maploc.types.PoseEstimate` s, in order.
+        metrics: the metrics computed so far (read-only).
+
+    Returns:
+        A flat mapping name -> number (units in the name), or ``None``. Every implementation is
+        called; a name that is already present is an error.
+    """
+
+
+@hookspec
+def maploc_report_sections(run_dir: Path, metrics: Mapping[str, float], method_name: str) -> list[tuple[str, str]] | None:
+    """Contributes sections to the text report printed (and saved as ``report.txt``) after a run.
+
+    Returns:
+        A list of ``(title, body)`` pairs, or ``None``. Every implementation is called.
+    """

@@ -1,0 +1,110 @@
+"""``nn-retrieval``: the built-in baseline, nearest-neighbour pose retrieval on image thumbnails.
+
+Each map image is reduced to a small grayscale thumbnail, normalised to zero mean and unit norm
+(the tiny-image descriptor of Torralba et al., "80 million tiny images", TPAMI 2008, as used for
+place recognition by e.g. SeqSLAM's patch normalisation); a query takes the ``T_cam2world`` of the
+map image with the highest cosine similarity. It needs no training and gives every learned method
+a floor to beat: its error is the distance between the query and the nearest *mapped* viewpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from maploc.api import Dataset, Method
+from maploc.config import DataConfig
+from maploc.types import PoseEstimate, Sample
+
+__all__ = ["NNRetrievalConfig", "NearestNeighbourRetrieval", "thumbnail_descriptors"]
+
+
+@attrs.frozen(kw_only=True)
+class NNRetrievalConfig:
+    """Config of ``nn-retrieval``.
+
+    Attributes:
+        thumbnail_width: thumbnail width in pixels (height follows the aspect ratio).
+        grayscale: use luminance only (more robust to colour changes) instead of RGB.
+        top_k: number of retrieved map names reported per query (``extras["retrieved"]``).
+        data: dataset options.
+    """
+
+    thumbnail_width: int = 32
+    grayscale: bool = True
+    top_k: int = 10
+    data: DataConfig = DataConfig()
+
+
+def thumbnail_descriptors(images: torch.Tensor, width: int, grayscale: bool = True) -> torch.Tensor:
+    """Zero-mean, unit-norm thumbnails.
+
+    Args:
+        images: ``(B, 3, H, W)`` float in [0, 1].
+        width: thumbnail width in pixels; the height keeps the aspect ratio.
+        grayscale: reduce to luminance (ITU-R BT.601 weights) first.
+
+    Returns:
+        ``(B, D)`` float32 descriptors with unit L2 norm.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    H, W = images.shape[-2:]
+    size = (max(1, round(H * width / W)), width)
+    x = images.float()
+    if grayscale:
+        x = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    x = F.interpolate(x, size=size, mode="area").flatten(1)
+    x = x - x.mean(dim=1, keepdim=True)
+    return F.normalize(x, dim=1)
+
+
+class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
+    """Nearest-neighbour pose retrieval (see the module docstring)."""
+
+    name: ClassVar[str] = "nn-retrieval"
+    Config = NNRetrievalConfig
+    presets_package: ClassVar[str | None] = None
+    default_dataset: ClassVar[str] = "7scenes"
+    metric_family: ClassVar[str] = "pose6dof"
+    localize_batch_size: ClassVar[int] = 16
+
+    def build_map(self, map_data: Dataset) -> None:
+        """Computes the thumbnail descriptor of every map image. Raises ValueError if the map is empty
+        or an image has no pose."""
+        if len(map_data) == 0:
+            raise ValueError("the map split is empty")
+        descriptors, poses, names = [], [], []
+        for i in range(len(map_data)):
+            sample = map_data[i]
+            if sample.T_cam2world is None:
+                raise ValueError(f"map image {sample.name} has no pose")
+            descriptors.append(self._describe([sample]))
+            poses.append(sample.T_cam2world)
+            names.append(sample.name)
+        self.map_descriptors = torch.cat(descriptors)
+        self.map_poses = poses
+        self.map_names = names
+
+    def _describe(self, samples: Sequence[Sample]) -> torch.Tensor:
+        return torch.cat(
+            [thumbnail_descriptors(s.image[None], self.config.thumbnail_width, self.config.grayscale) for s in samples]
+        )
+
+    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+        similarity = self._describe(queries) @ self.map_descriptors.T  # (Q, M) cosine similarity
+        k = min(self.config.top_k, similarity.shape[1])
+        scores, order = similarity.topk(k, dim=1)
+        return [
+            PoseEstimate(
+                T_cam2world=self.map_poses[int(order[q, 0])],
+                success=True,
+                confidence=float(scores[q, 0]),
+                extras={"retrieved": [self.map_names[int(i)] for i in order[q]]},
+            )
+            for q in range(len(queries))
+        ]

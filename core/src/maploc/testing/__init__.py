@@ -1,0 +1,5 @@
+"""Test support for maploc and its plugins: the conformance suite, hypothesis strategies, small fakes.
+
+Installed with the core so that third-party plugins can run the same checks
+(``from maploc.testing.conformance import check_method``).
+"""
