@@ -436,7 +436,7 @@ def test_backproject_tilted_plane_and_invalid_pixels(cam, normal, offset):
     expected_valid = torch.ones(H, W, dtype=torch.bool)
     expected_valid[0, 0] = expected_valid[-1, -1] = expected_valid[0, -1] = False
     assert torch.equal(valid, expected_valid)
-    assert max_abs((points @ n)[valid], torch.full((int(valid.sum()),), offset)) < 1e-9
+    assert max_abs((points @ n)[valid], torch.full((int(valid.sum()),), offset, dtype=torch.float64)) < 1e-9
     assert float(points[~valid].abs().max()) == 0.0
     # every point projects back to its own pixel
     uv, ok = g.project(points[valid][None], K)
@@ -567,7 +567,9 @@ def test_wrap_angle_known_values():
 @SETTINGS
 @given(st.floats(-100, 100), st.floats(-100, 100), st.floats(-10, 10))
 def test_se2_round_trip(x, y, yaw):
-    T = g.se2_matrix(torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64), torch.tensor(yaw))
+    T = g.se2_matrix(torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64), torch.tensor(yaw, dtype=torch.float64))
+    # mixed dtypes promote (a float32 yaw must not truncate float64 x, y)
+    assert g.se2_matrix(torch.tensor(x, dtype=torch.float64), 0.0, torch.tensor(yaw)).dtype == torch.float64
     c, s = math.cos(yaw), math.sin(yaw)
     assert max_abs(T, [[c, -s, x], [s, c, y], [0, 0, 1]]) < 1e-12
     x2, y2, yaw2 = g.se2_from_matrix(T)
@@ -676,7 +678,7 @@ def test_gradcheck_project_and_unproject():
     uv = f64([10.0, 20.0], [300.0, -4.0])
     depth = f64(2.0, 5.0)
     gradcheck(g.unproject, uv, depth, K)
-    gradcheck(lambda d, k: g.backproject_depth(d, k)[0], f64([1.0, 2.0, 3.0], [0.5, 0.0, 2.0]), K)
+    gradcheck(lambda d, k: g.backproject_depth(d, k)[0], f64([1.0, 2.0, 3.0], [0.5, 0.1, 2.0]), K)
     gradcheck(lambda k: g.scale_intrinsics(k, 0.5, 0.25), K)
 
 

@@ -144,7 +144,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if not entries:
             print("  (none)")
         for e in entries:
-            print(f"  {e.name:<20} {e.distribution} {e.version:<10} {e.value}")
+            print(f"  {e.name:<20} {e.distribution + ' ' + e.version:<24} {e.value}")
     logging.getLogger(__name__).debug("listed in %.3f s", time.perf_counter() - t0)
     return 0
 

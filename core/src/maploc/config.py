@@ -158,6 +158,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # '1e-4' in a YAML preset is a string in YAML 1.1
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"config key '{key}' expects a float, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -229,6 +234,11 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):  # YAML 1.1 reads '1e-4' as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         parts = key.split(".")
         node = nested
         for part in parts[:-1]:

@@ -102,7 +102,6 @@ class EntryPointInfo:
                 name=self.name,
                 invoke_on_load=False,
                 on_load_failure_callback=on_failure,
-                verify_requirements=False,
             )
         except Exception as e:  # stevedore's NoMatches / MultipleMatches, or the plugin's error
             exc = failure[0] if failure else e

@@ -20,7 +20,7 @@ from maploc.errors import DataError
 from maploc.geometry.camera import backproject_depth, project
 from maploc.types import Camera, Pose, Sample
 
-__all__ = ["SevenScenes", "register_depth", "COLOR_FOCAL", "DEPTH_FOCAL", "PRINCIPAL_POINT"]
+__all__ = ["SevenScenes", "register_depth", "COLOR_FOCAL", "DEPTH_FOCAL", "PRINCIPAL_POINT", "NATIVE_SIZE"]
 
 #: Focal length of the 7-Scenes colour camera, pixels (640x480 images).
 COLOR_FOCAL = 525.0
@@ -36,8 +36,14 @@ _SEQUENCE_RE = re.compile(r"^sequence\s*0*(\d+)$", re.IGNORECASE)
 _FRAME_RE = re.compile(r"^frame-(\d+)\.color\.(png|jpg|jpeg)$", re.IGNORECASE)
 
 
+#: The image size the published intrinsics refer to, ``(width, height)`` pixels.
+NATIVE_SIZE = (640, 480)
+
+
 def _camera(focal: float, width: int = 640, height: int = 480) -> Camera:
-    return Camera.from_focal(focal, width, height, cx=PRINCIPAL_POINT[0], cy=PRINCIPAL_POINT[1])
+    """The 7-Scenes camera with focal ``focal`` at 640x480, resized to ``width x height``."""
+    camera = Camera.from_focal(focal, *NATIVE_SIZE, cx=PRINCIPAL_POINT[0], cy=PRINCIPAL_POINT[1])
+    return camera if (width, height) == NATIVE_SIZE else camera.resize(width, height)
 
 
 def register_depth(
@@ -94,8 +100,9 @@ class SevenScenes(Dataset):
         seq-01/frame-000000.pose.txt    4x4 camera-to-world, metres
         ...
 
-    Cameras: colour ``f = 525``, depth ``f = 585``, both with principal point ``(320, 240)`` (the
-    values published with the dataset and used by DSAC*'s ``setup_7scenes.py``). The depth camera is
+    Cameras: colour ``f = 525``, depth ``f = 585``, both with principal point ``(320, 240)`` at
+    640x480 (the values published with the dataset and used by DSAC*'s ``setup_7scenes.py``);
+    images or depth maps stored at another size get these intrinsics resized to their size. The depth camera is
     not registered to the colour camera; :attr:`Sample.depth` is the depth **registered into the
     colour camera** by :func:`register_depth`, assuming the two cameras share optical centre and
     orientation (identity extrinsic). This is the assumption DSAC*'s 7-Scenes setup makes
@@ -209,10 +216,12 @@ class SevenScenes(Dataset):
 
     @staticmethod
     def depth_camera(width: int = 640, height: int = 480) -> Camera:
-        """The (unregistered) 7-Scenes depth camera: ``f = 585``, principal point ``(320, 240)``."""
+        """The (unregistered) 7-Scenes depth camera: ``f = 585``, principal point ``(320, 240)`` at
+        640x480, resized to ``width x height``."""
         return _camera(DEPTH_FOCAL, width, height)
 
     @staticmethod
     def color_camera(width: int = 640, height: int = 480) -> Camera:
-        """The 7-Scenes colour camera: ``f = 525``, principal point ``(320, 240)``."""
+        """The 7-Scenes colour camera: ``f = 525``, principal point ``(320, 240)`` at 640x480,
+        resized to ``width x height``."""
         return _camera(COLOR_FOCAL, width, height)

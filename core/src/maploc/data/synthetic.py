@@ -108,6 +108,7 @@ class SyntheticRoom(Dataset):
         seed, n = _FRAMES[split]
         rng = np.random.default_rng(seed)
         self.poses = []
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for _ in range(n):
             position = np.array([rng.uniform(1.0, ROOM[0] - 1.0), rng.uniform(1.0, ROOM[1] - 1.0), rng.uniform(1.2, 1.8)])
             yaw = rng.uniform(-math.pi, math.pi)
@@ -121,7 +122,9 @@ class SyntheticRoom(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         pose = self.poses[index]
-        image, depth = render_room(pose, self.camera)
+        if index not in self._cache:  # rendering is deterministic: render each frame once
+            self._cache[index] = render_room(pose, self.camera)
+        image, depth = self._cache[index]
         return Sample(
             image=image, camera=self.camera, T_cam2world=pose, depth=depth,
             name=f"{self.split}/{index:04d}", sequence=self.split, timestamp=float(index),

@@ -261,7 +261,7 @@ class Engine:
                 loss = method.training_step(model, batch, step)
                 if not torch.isfinite(loss.detach()).all():
                     where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
-                    raise TrainingError(f"the training loss is {float(loss)} at step {step} (epoch {epoch}){where}")
+                    raise TrainingError(f"the training loss is {float(loss.detach())} at step {step} (epoch {epoch}){where}")
                 optimizer.zero_grad(set_to_none=True)
                 fabric.backward(loss)
                 optimizer.step()

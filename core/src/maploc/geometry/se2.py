@@ -26,10 +26,12 @@ def wrap_angle(a: Tensor) -> Tensor:
         ``(...)`` angles in ``[-pi, pi)`` (``pi`` maps to ``-pi``), equal to ``a`` modulo ``2 pi``.
     """
     a = torch.as_tensor(a)
-    w = torch.remainder(a + math.pi, 2 * math.pi)
-    # remainder can round up to exactly 2 pi for tiny negative inputs.
-    w = torch.where(w >= 2 * math.pi, w - 2 * math.pi, w)
-    return w - math.pi
+    two_pi = 2 * math.pi
+    # a - 2 pi k leaves angles already in range bit-identical (unlike remainder(a + pi, 2 pi) - pi,
+    # which rounds tiny angles to 0); the corrections fix rounding at the two ends of the range.
+    w = a - two_pi * torch.floor((a + math.pi) / two_pi)
+    w = torch.where(w >= math.pi, w - two_pi, w)
+    return torch.where(w < -math.pi, w + two_pi, w)
 
 
 def se2_matrix(x: Tensor, y: Tensor, yaw: Tensor) -> Tensor:
@@ -41,12 +43,16 @@ def se2_matrix(x: Tensor, y: Tensor, yaw: Tensor) -> Tensor:
         yaw: ``(...)`` heading, radians, counter-clockwise. The three broadcast.
 
     Returns:
-        ``(..., 3, 3)`` matrix mapping body to map coordinates.
+        ``(..., 3, 3)`` matrix mapping body to map coordinates, in the promoted dtype of the inputs.
     """
-    x, y, yaw = torch.broadcast_tensors(torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(yaw))
+    x, y, yaw = torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(yaw)
+    dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), yaw.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    x, y, yaw = torch.broadcast_tensors(x.to(dtype), y.to(dtype), yaw.to(dtype))
     c, s = torch.cos(yaw), torch.sin(yaw)
     o, one = torch.zeros_like(c), torch.ones_like(c)
-    return torch.stack([c, -s, x.to(c.dtype), s, c, y.to(c.dtype), o, o, one], dim=-1).reshape(c.shape + (3, 3))
+    return torch.stack([c, -s, x, s, c, y, o, o, one], dim=-1).reshape(c.shape + (3, 3))
 
 
 def se2_from_matrix(T: Tensor) -> tuple[Tensor, Tensor, Tensor]:

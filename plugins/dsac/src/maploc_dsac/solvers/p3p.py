@@ -318,7 +318,7 @@ def p3p_lambda_twist(bearings: Tensor, points_world: Tensor, refine_steps: int =
     det_x = torch.where(nondegenerate, area2, torch.ones_like(area2))  # det[a, b, a x b] = |a x b|^2
     xinv = _cofactor3(xmat).transpose(-1, -2) / det_x[..., None, None]
     rot = ymat @ xinv[..., None, :, :]
-    trans = l1 * y1e - (rot @ x1[..., None, None, :, None])[..., 0]
+    trans = l1 * y1e - (rot @ x1[..., None, :, None])[..., 0]
 
     eye = torch.eye(3, dtype=dtype, device=rot.device)
     orth_err = (rot.transpose(-1, -2) @ rot - eye).abs().amax((-1, -2))

@@ -1,0 +1,94 @@
+"""The conformance suite every registered method passes (timm-style: one check per entry point).
+
+Use it in a plugin's tests::
+
+    from maploc.testing.conformance import check_method
+
+    def test_conformance(tmp_path):
+        check_method("my-method", tmp_path)
+
+or run it over everything installed (``tests/test_conformance.py`` of the maploc repository does).
+Each check raises ``AssertionError`` with a message saying what the method got wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["check_method_contract", "check_method", "check_dataset"]
+
+
+def check_method_contract(name: str) -> Any:
+    """Static checks: the entry point loads, is a Method with a frozen attrs Config whose presets resolve
+    and round-trip through YAML, and whose class ``name`` matches the entry-point name."""
+    from maploc.api import Method
+    from maploc.config import dump_yaml, list_presets, load_preset, structure, unstructure
+    from maploc.plugins import load_component
+
+    import yaml
+
+    cls = load_component("methods", name)
+    assert isinstance(cls, type) and issubclass(cls, Method), f"{name}: entry point is {cls!r}, not a Method subclass"
+    assert cls.name == name, f"{name}: class attribute name={cls.name!r} differs from the entry-point name"
+    assert attrs.has(cls.Config), f"{name}: Config must be an attrs class"
+    assert cls.Config.__setattr__ is not object.__setattr__, f"{name}: Config must be frozen"
+    assert cls.metric_family in ("pose6dof", "se2", "retrieval", "sequence"), f"{name}: bad metric_family"
+    for preset in list_presets(cls.presets_package):
+        config = load_preset(cls.Config, cls.presets_package, preset)
+        again = structure(cls.Config, yaml.safe_load(dump_yaml(config)))
+        assert unstructure(again) == unstructure(config), f"{name}: preset {preset!r} does not round-trip"
+    return cls
+
+
+def check_dataset(name: str, root: Path | None = None) -> None:
+    """A dataset's splits load and yield valid Samples (shapes, camera, pose)."""
+    from maploc.api import SPLITS
+    from maploc.plugins import load_component
+    from maploc.types import Sample
+
+    cls = load_component("datasets", name)
+    for split in SPLITS:
+        data = cls(root, split)
+        assert len(data) > 0, f"{name}/{split} is empty"
+        sample = data[0]
+        assert isinstance(sample, Sample)
+        assert sample.image.dtype.is_floating_point and 0 <= float(sample.image.min()) <= float(sample.image.max()) <= 1
+
+
+def check_method(name: str, tmp_path: Path, *, train_steps: int = 2) -> dict[str, float]:
+    """Runs the method end to end on its ``conformance_dataset`` with its ``conformance_overrides``:
+    a short training (if it trains), checkpoint written and loadable with weights_only, build_map,
+    localize (one estimate per query), evaluation and the run directory. Returns the metrics."""
+    import math
+
+    from maploc.engine import EngineConfig, load_checkpoint
+    from maploc.engine.runner import RunSpec, execute
+
+    cls = check_method_contract(name)
+    overrides = list(cls.conformance_overrides)
+    config_fields = {f.name for f in attrs.fields(cls.Config)}
+    if "train" in config_fields:
+        overrides += [f"train.max_steps={train_steps}", "train.checkpoint_every=1"]
+    if "data" in config_fields:
+        overrides += ["data.max_queries=4"]
+    out = Path(tmp_path) / f"conformance-{name}"
+    result = execute(
+        RunSpec(method=name, dataset=cls.conformance_dataset, overrides=tuple(overrides), out=out,
+                engine=EngineConfig(progress=False)),
+        say=lambda s: None,
+    )
+    for fname in ("config.yaml", "metrics.json", "results.csv", "report.txt"):
+        assert (out / fname).is_file(), f"{name}: run directory lacks {fname}"
+    metrics = result.metrics
+    assert metrics["num_queries"] >= 1, f"{name}: no queries were evaluated"
+    assert all(isinstance(v, (int, float)) for v in metrics.values()), f"{name}: non-numeric metric"
+    assert not any(isinstance(v, float) and math.isnan(v) for k, v in metrics.items() if k.startswith("num_")), name
+    if result.fit is not None:
+        assert result.fit.steps == train_steps, f"{name}: trained {result.fit.steps} steps, asked {train_steps}"
+        assert math.isfinite(result.fit.last_loss), f"{name}: non-finite training loss"
+        ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")
+        assert ckpt["method"] == name and ckpt["step"] == train_steps
+    return metrics

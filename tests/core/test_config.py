@@ -1,0 +1,115 @@
+"""Configs: strict keys and types, presets, overrides, YAML round trip."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import pytest
+
+from maploc.config import (
+    DataConfig,
+    TrainConfig,
+    apply_overrides,
+    dump_yaml,
+    list_presets,
+    load_preset,
+    parse_overrides,
+    resolve_config,
+    structure,
+    unstructure,
+)
+from maploc.errors import ConfigError
+
+
+@attrs.frozen(kw_only=True)
+class Solver:
+    hypotheses: int = 64
+    inlier_threshold_px: float = 10.0
+    mode: Literal["rgb", "rgbd"] = "rgb"
+
+
+@attrs.frozen(kw_only=True)
+class Cfg:
+    name: str = "x"
+    scales: tuple[float, ...] = (1.0, 2.0)
+    height: int | None = None
+    solver: Solver = Solver()
+    train: TrainConfig = TrainConfig()
+
+
+def test_overrides_parse_yaml_scalars():
+    assert parse_overrides(["solver.hypotheses=128", "train.lr=1e-4", "name=abc", "scales=[1, 3]"]) == {
+        "solver": {"hypotheses": 128},
+        "train": {"lr": 1e-4},
+        "name": "abc",
+        "scales": [1, 3],
+    }
+
+
+def test_apply_overrides_converts_types():
+    cfg = apply_overrides(Cfg(), ["solver.inlier_threshold_px=5", "scales=[1, 3]", "height=240", "solver.mode=rgbd"])
+    assert cfg.solver.inlier_threshold_px == 5.0 and isinstance(cfg.solver.inlier_threshold_px, float)
+    assert cfg.scales == (1.0, 3.0)
+    assert cfg.height == 240
+    assert cfg.solver.mode == "rgbd"
+    assert cfg.solver.hypotheses == 64  # untouched keys keep their value
+
+
+def test_unknown_key_names_it_and_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(Cfg(), ["solver.hypothesis=3"])
+    msg = str(e.value)
+    assert "solver.hypothesis" in msg
+    assert "solver.hypotheses" in msg and "solver.inlier_threshold_px" in msg
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(ConfigError, match=r"unknown config key 'nme'.*name, scales, height, solver, train"):
+        structure(Cfg, {"nme": 1})
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("solver.hypotheses=many", "'solver.hypotheses' expects an int"),
+        ("solver.hypotheses=1.5", "'solver.hypotheses' expects an int"),
+        ("train.lr=fast", "'train.lr' expects a float"),
+        ("solver.mode=rgb-d", "'solver.mode' must be one of 'rgb', 'rgbd'"),
+        ("solver=3", "'solver' is a section"),
+        ("scales=2", "'scales' expects a list"),
+        ("height=tall", "'height' expects"),
+    ],
+)
+def test_wrong_type_is_an_error_naming_the_key(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        apply_overrides(Cfg(), [override])
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_overrides(["train.lr"])
+
+
+def test_yaml_round_trip():
+    cfg = apply_overrides(Cfg(), ["scales=[0.5]", "train.epochs=7"])
+    import yaml
+
+    again = structure(Cfg, yaml.safe_load(dump_yaml(cfg)))
+    assert again == cfg
+    assert unstructure(again)["train"]["epochs"] == 7
+
+
+def test_presets_from_package():
+    # the template plugin ships a 'fast' preset as package data
+    pytest.importorskip("maploc_template")
+    from maploc_template.method import TemplateConfig
+
+    assert list_presets("maploc_template.presets") == ["default", "fast"]
+    fast = load_preset(TemplateConfig, "maploc_template.presets", "fast")
+    assert fast.train.max_steps == 20 and fast.data == DataConfig(image_height=48)
+    assert load_preset(TemplateConfig, "maploc_template.presets", "default") == TemplateConfig()
+    with pytest.raises(ConfigError, match="unknown preset 'fastest'; available presets: default, fast"):
+        load_preset(TemplateConfig, "maploc_template.presets", "fastest")
+    cfg = resolve_config(TemplateConfig, "maploc_template.presets", "fast", ["train.max_steps=3"])
+    assert cfg.train.max_steps == 3 and cfg.data.image_height == 48
