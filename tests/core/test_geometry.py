@@ -155,13 +155,16 @@ def test_axis_angle_identity_is_exact():
 
 def test_axis_angle_continuous_across_series_switch():
     axis = torch.tensor([0.48, -0.6, 0.64], dtype=torch.float64)
-    for t in (1e-2, 1e-3):  # switch points of axis_angle_to_matrix and matrix_to_axis_angle
-        below = g.axis_angle_to_matrix(axis * t * (1 - 1e-9))
-        above = g.axis_angle_to_matrix(axis * t * (1 + 1e-9))
-        assert max_abs(below, above) < 1e-10
-        for s in (1 - 1e-9, 1 + 1e-9):
-            R = torch.tensor(Rotation.from_rotvec((axis * t * s).numpy()).as_matrix())
-            assert max_abs(g.matrix_to_axis_angle(R), axis * t * s) < 1e-16
+    # axis_angle_to_matrix switches at |v| = 1e-2
+    below = g.axis_angle_to_matrix(axis * 1e-2 * (1 - 1e-9))
+    above = g.axis_angle_to_matrix(axis * 1e-2 * (1 + 1e-9))
+    assert max_abs(below, above) < 1e-10
+    # matrix_to_axis_angle switches at |sin(angle / 2)| = 1e-3
+    angle = 2 * math.asin(1e-3)
+    for s in (1 - 1e-9, 1 + 1e-9):
+        v = axis * angle * s
+        R = torch.tensor(Rotation.from_rotvec(v.numpy()).as_matrix())
+        assert max_abs(g.matrix_to_axis_angle(R), v) < 5e-17
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,10 +434,10 @@ def test_backproject_tilted_plane_and_invalid_pixels(cam, normal, offset):
     rays = uv1 @ torch.linalg.inv(K).T
     depth = offset / (rays @ n)
     assume(bool((depth > 0).all()))
-    depth[0, 0], depth[-1, -1], depth[0, -1] = 0.0, float("nan"), -1.0
+    depth[0, 0], depth[-1, -1], depth[0, -1], depth[-1, 0] = 0.0, float("nan"), -1.0, float("inf")
     points, valid = g.backproject_depth(depth, K)
     expected_valid = torch.ones(H, W, dtype=torch.bool)
-    expected_valid[0, 0] = expected_valid[-1, -1] = expected_valid[0, -1] = False
+    expected_valid[0, 0] = expected_valid[-1, -1] = expected_valid[0, -1] = expected_valid[-1, 0] = False
     assert torch.equal(valid, expected_valid)
     assert max_abs((points @ n)[valid], torch.full((int(valid.sum()),), offset, dtype=torch.float64)) < 1e-9
     assert float(points[~valid].abs().max()) == 0.0
@@ -550,7 +553,8 @@ def test_wrap_angle_range_and_equivalence(a):
         x = torch.tensor(a, dtype=dtype)
         w = g.wrap_angle(x)
         assert w.dtype == dtype
-        assert -PI <= float(w) < PI
+        pi = float(torch.tensor(PI, dtype=dtype))  # float32(pi) > pi
+        assert -pi <= float(w) < pi
         assert float(w) == float(g.wrap_angle(w)) or abs(float(w) + PI) < 1e-6  # idempotent
         tol = 1e-9 if dtype == torch.float64 else 2e-4
         assert abs(math.cos(float(w)) - math.cos(a)) < tol and abs(math.sin(float(w)) - math.sin(a)) < tol
@@ -562,6 +566,11 @@ def test_wrap_angle_known_values():
     assert max_abs(w, [0.0, -PI, -PI, -0.5 * PI, 0.5 * PI, 0.1, -1e-20, 1e-20]) < 1e-12
     assert float(w[6]) == -1e-20
     assert bool((w < PI).all())
+    # values next to odd multiples of pi where a - 2 pi floor((a + pi) / 2 pi) rounds out of range
+    for value, dtype in ((-12337.03515625, torch.float32), (-12311.90234375, torch.float32), (-12531.813095169686, torch.float64)):
+        w = g.wrap_angle(torch.tensor(value, dtype=dtype))
+        pi = float(torch.tensor(PI, dtype=dtype))
+        assert -pi <= float(w) < pi and abs(math.remainder(float(w) - value, 2 * PI)) < 1e-2
 
 
 @SETTINGS
@@ -705,3 +714,32 @@ def test_runs_on_cuda():
     assert bool(ok.all()) and bool(valid.all())
     grid = g.pixel_grid(8, 10, device=dev).reshape(-1, 2)
     assert max_abs(uv[1].cpu(), grid.cpu()) < 1e-4
+
+
+# --------------------------------------------------------------------------------------------
+# the shared strategies themselves
+# --------------------------------------------------------------------------------------------
+@SETTINGS
+@given(mst.unit_quaternions(), mst.rotations(), mst.rotations(0.5, 0.6), mst.poses(translation_bound=2.0))
+def test_strategies_generate_what_they_promise(q, R, R_range, pose):
+    assert q.dtype == torch.float64 and abs(float(torch.linalg.vector_norm(q)) - 1) < 1e-15
+    assert_rotation(R)
+    assert_rotation(R_range)
+    assert 0.5 - 1e-12 <= Rotation.from_matrix(R_range.numpy()).magnitude() <= 0.6 + 1e-12
+    assert_rotation(pose[0])
+    assert pose[1].shape == (3,) and float(pose[1].abs().max()) <= 2.0
+
+
+@SETTINGS
+@given(mst.cameras(square_pixels=True), st.data())
+def test_camera_strategy_is_plausible(cam, data):
+    K, W, H = cam
+    assert 16 <= W <= 1024 and 16 <= H <= 1024
+    fov = 2 * math.degrees(math.atan(W / (2 * float(K[0, 0]))))
+    assert 30 - 1e-9 <= fov <= 120 + 1e-9
+    assert float(K[0, 0]) == float(K[1, 1]) and max_abs(K[2], [0, 0, 1]) == 0.0
+    assert abs(float(K[0, 2]) - (W - 1) / 2) <= 0.1 * W + 1e-9
+    points = data.draw(mst.points_in_front(min_depth=1.0, max_depth=2.0, max_points=5))
+    assert 1 <= len(points) <= 5 and float(points[:, 2].min()) >= 1.0 and float(points[:, 2].max()) <= 2.0
+    with pytest.raises(ValueError, match="none of them"):
+        data.draw(mst.points_in_front(K=K))

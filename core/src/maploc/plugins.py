@@ -82,6 +82,7 @@ class EntryPointInfo:
     value: str
     distribution: str
     version: str
+    entry_point: Any = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def module(self) -> str:
@@ -89,15 +90,14 @@ class EntryPointInfo:
 
     def load(self) -> Any:
         """Imports and returns the object (via stevedore's DriverManager)."""
-        from stevedore import DriverManager
-
         failure: list[BaseException] = []
 
         def on_failure(manager: Any, entrypoint: Any, exc: BaseException) -> None:
             failure.append(exc)
 
         try:
-            manager = DriverManager(
+            manager = _driver_manager_class()(
+                self.entry_point,
                 namespace=self.group,
                 name=self.name,
                 invoke_on_load=False,
@@ -116,6 +116,27 @@ class EntryPointInfo:
                 f"from {self.distribution} {self.version}: {type(exc).__name__}: {exc}"
             ) from exc
         return manager.driver
+
+
+def _driver_manager_class() -> Any:
+    from stevedore import DriverManager
+
+    class _ExactDriverManager(DriverManager):
+        """stevedore's DriverManager over the one entry point we already resolved from metadata.
+
+        stevedore's own entry-point cache hashes file mtimes as float32 (about 2 minutes of
+        resolution), so an entry point edited and reinstalled within that window is not seen; the
+        metadata read just before is authoritative.
+        """
+
+        def __init__(self, entry_point: Any, **kwargs: Any) -> None:
+            self._entry_point = entry_point
+            super().__init__(**kwargs)
+
+        def list_entry_points(self) -> list[Any]:
+            return [self._entry_point]
+
+    return _ExactDriverManager
 
 
 def blocked_plugins() -> set[str]:
@@ -146,7 +167,9 @@ def _iter_group(group: str) -> Iterable[EntryPointInfo]:
             if key in seen:  # the same distribution visible twice on sys.path (editable + site)
                 continue
             seen.add(key)
-            yield EntryPointInfo(group=group, name=ep.name, value=ep.value, distribution=dist_name, version=dist.version)
+            yield EntryPointInfo(
+                group=group, name=ep.name, value=ep.value, distribution=dist_name, version=dist.version, entry_point=ep
+            )
 
 
 def list_entry_points(kind: str | None = None) -> dict[str, list[EntryPointInfo]]:

@@ -90,9 +90,7 @@ class GeoReference:
         projection = f"+proj=aeqd +lat_0={lat!r} +lon_0={lon!r} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
         return cls(origin_lat=lat, origin_lon=lon, projection=projection)
 
-    def with_raster(
-        self, *, resolution_m: float, x_min: float, y_max: float, height: int, width: int
-    ) -> GeoReference:
+    def with_raster(self, *, resolution_m: float, x_min: float, y_max: float, height: int, width: int) -> GeoReference:
         """This map frame with a raster of ``height x width`` pixels of ``resolution_m`` metres.
 
         Raises:

@@ -20,7 +20,7 @@ def _array_tuples_equal(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) ->
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def _xy_array(min_points: int):  # noqa: ANN202 - attrs validator factory
+def _xy_array(min_points: int):  # attrs validator factory
     def check(instance: object, attribute: attrs.Attribute, value: np.ndarray) -> None:
         if value.ndim != 2 or value.shape[1] != 2 or value.shape[0] < min_points or value.dtype != np.float64:
             raise ValueError(

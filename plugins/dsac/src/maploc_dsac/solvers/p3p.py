@@ -43,6 +43,16 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1)
 
 
+def _matvec(m: Tensor, v: Tensor) -> Tensor:
+    """``m (..., 3, 3) @ v (..., 3)``, elementwise: batched tiny matmuls are slow on CPU."""
+    return (m * v[..., None, :]).sum(-1)
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a (..., 3, 3) @ b (..., 3, 3)``, elementwise."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(-2)
+
+
 def _det3(m: Tensor) -> Tensor:
     return _dot(m[..., 0, :], _cross(m[..., 1, :], m[..., 2, :]))
 
@@ -171,9 +181,9 @@ def _initial_lambdas(a12: Tensor, a13: Tensor, a23: Tensor, b12: Tensor, b13: Te
         n = w_pos * e_pos + sign * w_neg * e_neg
         n = n / n.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(n.dtype).tiny)
         p, q = _plane_basis(n)
-        qa = _dot(p, (quad @ p[..., None])[..., 0])
-        qb = _dot(p, (quad @ q[..., None])[..., 0])
-        qc = _dot(q, (quad @ q[..., None])[..., 0])
+        qa = _dot(p, _matvec(quad, p))
+        qb = _dot(p, _matvec(quad, q))
+        qc = _dot(q, _matvec(quad, q))
         theta = 0.5 * torch.atan2(2.0 * qb, qa - qc)
         ct, st = torch.cos(theta), torch.sin(theta)
         half_sum, radius = (qa + qc) / 2.0, torch.hypot((qa - qc) / 2.0, qb)
@@ -184,7 +194,7 @@ def _initial_lambdas(a12: Tensor, a13: Tensor, a23: Tensor, b12: Tensor, b13: Te
             alpha = s1 * ct - sign2 * s2 * st
             beta = s1 * st + sign2 * s2 * ct
             lam = alpha[..., None] * p + beta[..., None] * q
-            denom = _dot(lam, (m_sum @ lam[..., None])[..., 0])
+            denom = _dot(lam, _matvec(m_sum, lam))
             scale = torch.sqrt(a_sum / torch.where(denom > 0, denom, torch.ones_like(denom)))
             lam = lam * (scale * torch.sign(lam.sum(-1)))[..., None]
             ok = (sig_pos > 0) & (sig_neg < 0) & (kap1 >= 0) & (kap2 <= 0) & (denom > 0)
@@ -226,7 +236,7 @@ def _refine_lambdas(lam: Tensor, a: Tensor, b: Tensor, steps: int) -> Tensor:
         ok = det.abs() > torch.finfo(lam.dtype).tiny ** 0.5
         inv_det = 1.0 / torch.where(ok, det, torch.ones_like(det))
         adj = _cofactor3(jac).transpose(-1, -2)
-        step = (adj @ r[..., None])[..., 0] * inv_det[..., None]
+        step = _matvec(adj, r) * inv_det[..., None]
         lam = lam - torch.where(ok[..., None], step, torch.zeros_like(step))
     return lam
 
@@ -317,11 +327,11 @@ def p3p_lambda_twist(bearings: Tensor, points_world: Tensor, refine_steps: int =
     xmat = torch.stack([d12, d13, n_world], -1)  # (..., 3, 3), columns
     det_x = torch.where(nondegenerate, area2, torch.ones_like(area2))  # det[a, b, a x b] = |a x b|^2
     xinv = _cofactor3(xmat).transpose(-1, -2) / det_x[..., None, None]
-    rot = ymat @ xinv[..., None, :, :]
-    trans = l1 * y1e - (rot @ x1[..., None, :, None])[..., 0]
+    rot = _matmul(ymat, xinv[..., None, :, :])
+    trans = l1 * y1e - _matvec(rot, x1[..., None, :])
 
     eye = torch.eye(3, dtype=dtype, device=rot.device)
-    orth_err = (rot.transpose(-1, -2) @ rot - eye).abs().amax((-1, -2))
+    orth_err = (_matmul(rot.transpose(-1, -2), rot) - eye).abs().amax((-1, -2))
     tol = 10.0 * eps**0.5
     valid = (
         nondegenerate[..., None]

@@ -1,0 +1,874 @@
+"""Batched differentiable RANSAC of DSAC*: scene coordinates to a camera pose, RGB (PnP) or RGB-D (Kabsch).
+
+Source: E. Brachmann and C. Rother, "Visual Camera Re-Localization from RGB and RGB-D Images Using
+DSAC", TPAMI 2021 (DSAC*), section 3 and its public code (``dsacstar/dsacstar_util.h``,
+``dsacstar.cpp``), whose defaults are used here:
+
+* 64 hypotheses, each from a minimal set: four correspondences in RGB mode (P3P on three, the fourth
+  picks among the up to four solutions), three in RGB-D mode (Kabsch). A hypothesis whose own minimal
+  set does not reproject within the inlier threshold is redrawn.
+* Inlier threshold ``tau`` = 10 px (RGB) or 0.1 m (RGB-D; the reference's 10 cm). Errors are clamped at
+  100 px (RGB) or 1 m (RGB-D; the reference's 100 cm).
+* Soft inlier count ``s_h = sum_i sigmoid(beta (tau - e_hi))`` with ``beta = 5 / tau`` (0.5 / px).
+* Selection distribution ``p_h = softmax_h(alpha * s_h / N)`` with ``alpha = 100`` and ``N`` the number
+  of (valid) correspondences.
+* Test time: argmax hypothesis, then refinement on its hard inlier set (``e < tau``), re-collecting
+  the inliers after each fit until their number stops growing, at most 100 times.
+* Training: every hypothesis is refined and the expectation of a loss under ``p_h`` is minimised.
+
+What differs, for a batched tensor implementation (none changes the estimator's definition):
+
+* Sampling is bounded: ``candidates_per_hypothesis * H`` minimal sets are drawn at once per image and
+  the first ``H`` whose sets are self-consistent are kept (the reference redraws up to 10^6 times).
+  When too few are consistent, the remaining slots take candidates with a valid but inconsistent
+  solution; only when no solution exists at all is a slot invalid (probability zero).
+* Random numbers come from a counter-based hash of a per-image seed, so an image gets the same
+  minimal sets alone or in a batch, and on any device.
+* PnP refinement is Levenberg-Marquardt on the reprojection error (the reference calls OpenCV's
+  iterative PnP, also LM); RGB-D refinement is weighted Kabsch, as in the reference.
+* Training gradients: the reference differentiates each refined hypothesis implicitly at its optimum
+  (``dsacstar.cpp``, "path I") and the scores through the minimal solver ("path II"). Here the final
+  inlier set of each hypothesis is found without gradients, then ``train_refinement_steps``
+  differentiable LM steps (RGB) or one weighted Kabsch (RGB-D) on that set start from the
+  differentiable hypothesis; autograd then gives both paths, exactly for the computed function.
+
+Poses: internally ``x_cam = R_world2cam @ x_world + t_world2cam``; results are reported as
+``R_cam2world``, ``t_cam2world`` (the camera centre in the world frame), as the rest of maploc.
+Pixels follow OpenCV: the centre of the top-left pixel is ``(0, 0)``, and ``u = K[0] @ x_cam / z``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import attrs
+import torch
+from torch import Tensor
+
+from maploc_dsac.solvers.kabsch import kabsch
+from maploc_dsac.solvers.p3p import p3p_lambda_twist
+
+__all__ = [
+    "DSACRansac",
+    "RansacResult",
+    "DSACExpectation",
+    "sample_minimal_sets",
+    "reprojection_errors",
+    "alignment_errors",
+    "soft_inlier_count",
+    "refine_pnp_lm",
+]
+
+Mode = Literal["rgb", "rgbd"]
+_MASK32 = 0xFFFFFFFF
+_Z_MIN = 1e-6  # metres: points closer to (or behind) the camera plane do not project
+
+
+# --------------------------------------------------------------------------------------------------
+# small geometry helpers
+
+
+def _skew(v: Tensor) -> Tensor:
+    zero = torch.zeros_like(v[..., 0])
+    x, y, z = v.unbind(-1)
+    return torch.stack(
+        [torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1), torch.stack([-y, x, zero], -1)], -2
+    )
+
+
+def _so3_exp(omega: Tensor) -> Tensor:
+    """Rodrigues' formula, ``(..., 3)`` axis-angle (radians) to ``(..., 3, 3)``; smooth at zero."""
+    theta2 = (omega * omega).sum(-1)
+    small = theta2 < 1e-8
+    theta2_safe = torch.where(small, torch.ones_like(theta2), theta2)
+    theta = theta2_safe.sqrt()
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / theta2_safe)
+    k = _skew(omega)
+    eye = torch.eye(3, dtype=omega.dtype, device=omega.device)
+    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+
+
+def _transform(R: Tensor, t: Tensor, points: Tensor) -> Tensor:
+    """``R (..., 3, 3)``, ``t (..., 3)``, ``points (..., N, 3)`` -> ``(..., N, 3)``."""
+    return points @ R.transpose(-1, -2) + t[..., None, :]
+
+
+def _invert(R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    Rt = R.transpose(-1, -2)
+    return Rt, -(Rt @ t[..., None])[..., 0]
+
+
+def _project(points_cam: Tensor, K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Pinhole projection. Returns ``(pixels (..., N, 2), z_safe (..., N), in_front (..., N))``."""
+    z = points_cam[..., 2]
+    in_front = z > _Z_MIN
+    z_safe = torch.where(in_front, z, torch.ones_like(z))
+    uv = points_cam @ K[..., :2, :].transpose(-1, -2)
+    return uv / z_safe[..., None], z_safe, in_front
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """float64 for the small, precision-critical solves, except where a backend lacks it."""
+    return torch.float32 if x.device.type == "mps" else torch.float64
+
+
+# --------------------------------------------------------------------------------------------------
+# sampling
+
+
+def _hash32(x: Tensor) -> Tensor:
+    """A 32-bit integer mixing function on int64 tensors holding values in ``[0, 2^32)``."""
+    x = x & _MASK32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+    return (x >> 16) ^ x
+
+
+def _seed_key(seed: Tensor) -> Tensor:
+    return _hash32(_hash32(seed & _MASK32) ^ ((seed >> 32) & _MASK32))
+
+
+def sample_minimal_sets(mask: Tensor, num_sets: int, set_size: int, seed: Tensor | int) -> tuple[Tensor, Tensor]:
+    """Draws minimal sets of distinct valid correspondences, uniformly, for every image at once.
+
+    Args:
+        mask: ``(B, N)`` bool, the correspondences that may be drawn.
+        num_sets: sets per image, ``C``.
+        set_size: correspondences per set, ``k`` (at most ``N``).
+        seed: an int (the same for every image) or ``(B,)`` int64, one seed per image. The sets of an
+            image depend only on its seed and its mask, on every device.
+
+    Returns:
+        ``(indices, ok)``: ``(B, C, k)`` int64 indices into ``N`` (distinct within a set) and ``(B, C)``
+        bool, ``False`` where the image has fewer than ``k`` valid correspondences (those indices are
+        arbitrary but in range).
+    """
+    B, N = mask.shape
+    device = mask.device
+    seed_t = torch.as_tensor(seed, dtype=torch.int64, device=device).expand(B)
+    key = _seed_key(seed_t)[:, None]  # (B, 1)
+    n_valid = mask.sum(-1)  # (B,)
+    order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True)  # valid indices first
+    counter = torch.arange(num_sets, device=device, dtype=torch.int64)[None, :] * set_size
+    chosen: list[Tensor] = []
+    for j in range(set_size):
+        bits = _hash32(key ^ _hash32(counter + j + 0x9E3779B1))  # (B, C) uniform in [0, 2^32)
+        m = (n_valid - j).clamp_min(1)[:, None]
+        r = (bits * m) >> 32  # uniform in [0, m)
+        if chosen:
+            prev = torch.sort(torch.stack(chosen, -1), dim=-1).values
+            for i in range(j):
+                r = r + (r >= prev[..., i]).to(r.dtype)
+        chosen.append(r)
+    ranks = torch.stack(chosen, -1).clamp_max(max(N - 1, 0))  # (B, C, k)
+    indices = torch.gather(order[:, None, :].expand(B, num_sets, N), -1, ranks)
+    ok = (n_valid >= set_size)[:, None].expand(B, num_sets)
+    return indices, ok
+
+
+def _gather_points(values: Tensor, indices: Tensor) -> Tensor:
+    """``values (B, N, D)``, ``indices (B, C, k)`` -> ``(B, C, k, D)``."""
+    B, C, k = indices.shape
+    flat = indices.reshape(B, C * k, 1).expand(B, C * k, values.shape[-1])
+    return torch.gather(values, 1, flat).reshape(B, C, k, values.shape[-1])
+
+
+# --------------------------------------------------------------------------------------------------
+# errors and scores
+
+
+def _safe_norm(v: Tensor) -> Tensor:
+    return (v * v).sum(-1).clamp_min(1e-20).sqrt()
+
+
+def reprojection_errors(
+    R_world2cam: Tensor, t_world2cam: Tensor, scene_coordinates: Tensor, pixels: Tensor, K: Tensor, max_error: float
+) -> Tensor:
+    """Reprojection errors of scene coordinates under pose hypotheses (DSAC* ``getReproErrs``).
+
+    Args:
+        R_world2cam: ``(..., 3, 3)`` rotations world to camera.
+        t_world2cam: ``(..., 3)`` translations, metres.
+        scene_coordinates: ``(..., N, 3)`` world points, metres (broadcast against the poses).
+        pixels: ``(..., N, 2)`` observed pixel positions ``(u, v)``.
+        K: ``(..., 3, 3)`` pinhole intrinsics in pixels (last row ``0, 0, 1``).
+        max_error: clamp, pixels. Points at or behind the camera plane get this error.
+
+    Returns:
+        ``(..., N)`` errors in pixels, in ``[0, max_error]``; differentiable.
+    """
+    uv, _, in_front = _project(_transform(R_world2cam, t_world2cam, scene_coordinates), K)
+    err = _safe_norm(uv - pixels).clamp(max=max_error)
+    return torch.where(in_front, err, torch.full_like(err, max_error))
+
+
+def alignment_errors(
+    R_world2cam: Tensor, t_world2cam: Tensor, scene_coordinates: Tensor, points_cam: Tensor, max_error: float
+) -> Tensor:
+    """3-D distances between transformed scene coordinates and measured camera-frame points
+    (DSAC* ``get3DDistErrs``), in metres, clamped at ``max_error`` metres; shapes as
+    :func:`reprojection_errors` with ``points_cam (..., N, 3)`` in place of the pixels."""
+    return _safe_norm(_transform(R_world2cam, t_world2cam, scene_coordinates) - points_cam).clamp(max=max_error)
+
+
+def soft_inlier_count(errors: Tensor, mask: Tensor, threshold: float, beta: float) -> Tensor:
+    """DSAC* soft inlier count ``sum_i mask_i * sigmoid(beta * (threshold - e_i))`` over the last dim.
+
+    Args:
+        errors: ``(..., N)`` errors (pixels or metres, as ``threshold``).
+        mask: ``(..., N)`` bool, the correspondences that count.
+        threshold: inlier threshold ``tau``.
+        beta: sigmoid sharpness (1 / error unit); DSAC* uses ``5 / tau``.
+
+    Returns:
+        ``(...)`` soft inlier counts, differentiable in ``errors``.
+    """
+    return (torch.sigmoid(beta * (threshold - errors)) * mask).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# refinement
+
+
+def _pnp_normal_equations(
+    R: Tensor, t: Tensor, X: Tensor, pixels: Tensor, K: Tensor, weights: Tensor, max_error: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(J^T W J (..., 6, 6), J^T W r (..., 6), cost (...))`` for the left perturbation
+    ``x_cam -> exp(omega) x_cam + delta`` of the pose, parameters ``(omega, delta)``."""
+    xc = _transform(R, t, X)
+    uv, z, in_front = _project(xc, K)
+    r = uv - pixels
+    w = weights * in_front
+    k2 = K[..., None, :2, :]  # (..., 1, 2, 3)
+    d = (k2 - uv[..., :, None] * torch.tensor([0.0, 0.0, 1.0], dtype=X.dtype, device=X.device)) / z[..., None, None]
+    j_rot = torch.linalg.cross(xc[..., None, :].expand_as(d), d, dim=-1)  # d_i^T (-[x]_x) = (x cross d_i)^T
+    jac = torch.cat([j_rot, d], -1)  # (..., N, 2, 6)
+    jac_w = jac * w[..., None, None]
+    jtj = torch.einsum("...nij,...nik->...jk", jac_w, jac)
+    jtr = torch.einsum("...nij,...ni->...j", jac_w, r)
+    return jtj, jtr, _pnp_cost(r, w, in_front, weights, max_error)
+
+
+def _pnp_cost(r: Tensor, w: Tensor, in_front: Tensor, weights: Tensor, max_error: float) -> Tensor:
+    behind = (weights * (~in_front)).sum(-1)
+    return (w * (r * r).sum(-1)).sum(-1) + behind * max_error**2
+
+
+def _pnp_cost_at(R: Tensor, t: Tensor, X: Tensor, pixels: Tensor, K: Tensor, weights: Tensor, max_error: float) -> Tensor:
+    uv, _, in_front = _project(_transform(R, t, X), K)
+    return _pnp_cost(uv - pixels, weights * in_front, in_front, weights, max_error)
+
+
+def refine_pnp_lm(
+    R_world2cam: Tensor,
+    t_world2cam: Tensor,
+    scene_coordinates: Tensor,
+    pixels: Tensor,
+    K: Tensor,
+    weights: Tensor,
+    iterations: int = 10,
+    damping: float = 1e-4,
+    max_error: float = 100.0,
+) -> tuple[Tensor, Tensor]:
+    """Levenberg-Marquardt on the weighted squared reprojection error, batched over leading dims.
+
+    Minimises ``sum_i w_i |pi(K, R X_i + t) - u_i|^2``. Each step solves the damped normal equations
+    ``(J^T W J + lambda diag(J^T W J)) delta = -J^T W r`` for the left perturbation ``(omega, delta)``
+    (``R <- exp(omega) R``, ``t <- exp(omega) t + delta``) and is kept only if the cost decreases;
+    ``lambda`` shrinks tenfold after a kept step and grows tenfold otherwise. The decisions are
+    piecewise constant, so the result is differentiable (autograd through every step) where they do
+    not flip. A point that would move behind the camera costs ``max_error^2``.
+
+    Args:
+        R_world2cam: ``(..., 3, 3)`` initial rotation world to camera.
+        t_world2cam: ``(..., 3)`` initial translation, metres.
+        scene_coordinates: ``(..., N, 3)`` world points, metres (leading dims broadcast).
+        pixels: ``(..., N, 2)`` observed pixels.
+        K: ``(..., 3, 3)`` intrinsics, pixels.
+        weights: ``(..., N)`` non-negative weights (e.g. a 0/1 inlier mask).
+        iterations: LM iterations (a fixed number; without autograd it stops early once converged).
+        damping: initial ``lambda``.
+        max_error: the cost, in pixels, of a point behind the camera.
+
+    Returns:
+        ``(R_world2cam, t_world2cam)`` refined, same shapes. Unchanged where fewer than three points
+        carry weight or no step lowers the cost.
+    """
+    batch = torch.broadcast_shapes(R_world2cam.shape[:-2], scene_coordinates.shape[:-2], weights.shape[:-1])
+    R = R_world2cam.expand(*batch, 3, 3)
+    t = t_world2cam.expand(*batch, 3)
+    lam = torch.full(batch, damping, dtype=R.dtype, device=R.device)
+    eye6 = torch.eye(6, dtype=R.dtype, device=R.device)
+    enough = (weights > 0).sum(-1).expand(batch) >= 3
+    for _ in range(iterations):
+        jtj, jtr, cost = _pnp_normal_equations(R, t, scene_coordinates, pixels, K, weights, max_error)
+        diag = jtj.diagonal(dim1=-2, dim2=-1)
+        scale = diag.amax(-1).clamp_min(1e-30)
+        lhs = jtj + (lam[..., None] * diag + 1e-12 * scale[..., None]).diag_embed()
+        lhs = torch.where(enough[..., None, None], lhs, eye6)
+        step, info = torch.linalg.solve_ex(lhs, -jtr)
+        ok = enough & (info == 0) & torch.isfinite(step).all(-1)
+        step = torch.where(ok[..., None], step, torch.zeros_like(step))
+        dR = _so3_exp(step[..., :3])
+        R_new = dR @ R
+        t_new = (dR @ t[..., None])[..., 0] + step[..., 3:]
+        new_cost = _pnp_cost_at(R_new, t_new, scene_coordinates, pixels, K, weights, max_error)
+        accept = ok & (new_cost < cost)
+        R = torch.where(accept[..., None, None], R_new, R)
+        t = torch.where(accept[..., None], t_new, t)
+        lam = torch.where(accept, (lam * 0.1).clamp_min(1e-12), (lam * 10.0).clamp_max(1e12))
+        if not torch.is_grad_enabled():
+            rel = step.abs().amax(-1) * accept
+            if bool((rel < 1e-12).all()) and bool((accept | ~ok | (lam >= 1e12)).all()):
+                break
+    return R, t
+
+
+def _refine_on_inliers(
+    R: Tensor,
+    t: Tensor,
+    errors_fn: Callable[[Tensor, Tensor], Tensor],
+    fit_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]],
+    mask: Tensor,
+    threshold: float,
+    min_inliers: int,
+    max_steps: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """DSAC* ``refineHyp``: re-fit to the hard inliers until their number stops growing.
+
+    Returns the refined pose and the inlier set of the last fit (``(..., N)`` bool); without
+    gradients. ``fit_fn(R, t, inliers) -> (R, t, ok)``.
+    """
+    err = errors_fn(R, t)
+    inliers = (err < threshold) & mask
+    used = inliers
+    best = torch.full(inliers.shape[:-1], min_inliers, dtype=torch.int64, device=R.device)
+    active = torch.ones_like(best, dtype=torch.bool)
+    for _ in range(max_steps):
+        count = inliers.sum(-1)
+        active = active & (count > best)
+        if not bool(active.any()):
+            break
+        best = torch.where(active, count, best)
+        R_new, t_new, ok = fit_fn(R, t, inliers)
+        upd = active & ok
+        R = torch.where(upd[..., None, None], R_new, R)
+        t = torch.where(upd[..., None], t_new, t)
+        used = torch.where(upd[..., None], inliers, used)
+        active = upd
+        inliers = (errors_fn(R, t) < threshold) & mask
+    return R, t, used
+
+
+# --------------------------------------------------------------------------------------------------
+# results
+
+
+def _tensor_field() -> Tensor:
+    return attrs.field(eq=False)
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class RansacResult:
+    """Test-time DSAC* result for a batch of ``B`` images.
+
+    Attributes:
+        R_cam2world: ``(B, 3, 3)`` estimated rotation camera to world; identity where no hypothesis
+            was valid.
+        t_cam2world: ``(B, 3)`` camera centre in the world frame, metres.
+        success: ``(B,)`` bool; ``False`` when the image had too few valid correspondences (< 4 RGB,
+            < 3 RGB-D), no valid hypothesis, or fewer final inliers than a minimal set.
+        num_inliers: ``(B,)`` int64, correspondences within the inlier threshold of the final pose.
+        inliers: ``(B, N)`` bool, those correspondences.
+        soft_inlier_count: ``(B,)`` the selected hypothesis' soft inlier count (before refinement).
+        hypothesis_index: ``(B,)`` int64, which of the ``H`` hypotheses was selected.
+    """
+
+    R_cam2world: Tensor = _tensor_field()
+    t_cam2world: Tensor = _tensor_field()
+    success: Tensor = _tensor_field()
+    num_inliers: Tensor = _tensor_field()
+    inliers: Tensor = _tensor_field()
+    soft_inlier_count: Tensor = _tensor_field()
+    hypothesis_index: Tensor = _tensor_field()
+
+    @property
+    def R_world2cam(self) -> Tensor:
+        """``(B, 3, 3)`` rotation world to camera."""
+        return self.R_cam2world.transpose(-1, -2)
+
+    @property
+    def t_world2cam(self) -> Tensor:
+        """``(B, 3)`` translation world to camera, metres."""
+        return -(self.R_world2cam @ self.t_cam2world[..., None])[..., 0]
+
+    @property
+    def T_cam2world(self) -> Tensor:
+        """``(B, 4, 4)`` homogeneous camera-to-world transforms."""
+        T = torch.zeros(*self.R_cam2world.shape[:-2], 4, 4, dtype=self.R_cam2world.dtype, device=self.R_cam2world.device)
+        T[..., :3, :3] = self.R_cam2world
+        T[..., :3, 3] = self.t_cam2world
+        T[..., 3, 3] = 1.0
+        return T
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class DSACExpectation:
+    """Training-time DSAC* output: every refined hypothesis and its selection probability.
+
+    The DSAC objective is the expected loss ``E_h[loss] = sum_h p_h loss(R_h, t_h)``; use
+    :meth:`expected_loss` (or :meth:`expectation` on per-hypothesis values). Gradients reach the
+    scene coordinates through the probabilities (soft inlier counts, minimal solvers) and through
+    the refined poses.
+
+    Attributes:
+        R_cam2world: ``(B, H, 3, 3)`` refined hypotheses, camera to world.
+        t_cam2world: ``(B, H, 3)`` camera centres in the world frame, metres.
+        probabilities: ``(B, H)`` selection probabilities ``softmax(alpha * s / N)``; zero for invalid
+            hypotheses; rows sum to one where ``success``, are all zero otherwise.
+        soft_inlier_count: ``(B, H)`` soft inlier counts ``s`` of the unrefined hypotheses.
+        valid: ``(B, H)`` bool, hypotheses that exist.
+        success: ``(B,)`` bool, images with at least one valid hypothesis.
+        minimal_sets: ``(B, H, k)`` int64, the correspondences each hypothesis came from.
+        inliers: ``(B, H, N)`` bool, the inlier set each hypothesis was refined on.
+    """
+
+    R_cam2world: Tensor = _tensor_field()
+    t_cam2world: Tensor = _tensor_field()
+    probabilities: Tensor = _tensor_field()
+    soft_inlier_count: Tensor = _tensor_field()
+    valid: Tensor = _tensor_field()
+    success: Tensor = _tensor_field()
+    minimal_sets: Tensor = _tensor_field()
+    inliers: Tensor = _tensor_field()
+
+    def expectation(self, values: Tensor) -> Tensor:
+        """``sum_h p_h values[:, h]`` for ``values (B, H, ...)``; returns ``(B, ...)``."""
+        p = self.probabilities.reshape(*self.probabilities.shape, *([1] * (values.dim() - 2)))
+        return (p * torch.where(p > 0, values, torch.zeros_like(values))).sum(1)
+
+    def expected_loss(self, loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """DSAC expected loss ``(B,)``: ``loss_fn(R_cam2world (B, H, 3, 3), t_cam2world (B, H, 3))``
+        must return per-hypothesis losses ``(B, H)``."""
+        return self.expectation(loss_fn(self.R_cam2world, self.t_cam2world))
+
+
+# --------------------------------------------------------------------------------------------------
+# the solver
+
+
+class DSACRansac:
+    """DSAC* differentiable RANSAC, batched over images and hypotheses, on any device.
+
+    ``solver(...)`` is the test-time estimator (argmax hypothesis, refined; no gradients);
+    ``solver.expectation(...)`` is the training-time one (all hypotheses refined, selection
+    probabilities; differentiable). See the module docstring for the algorithm and its source.
+
+    Args:
+        mode: ``"rgb"`` (2D-3D, P3P hypotheses, pixel errors) or ``"rgbd"`` (3D-3D, Kabsch hypotheses,
+            metric errors).
+        num_hypotheses: ``H`` hypotheses per image (DSAC*: 64).
+        inlier_threshold: ``tau``; default 10 px (RGB) or 0.1 m (RGB-D).
+        inlier_alpha: ``alpha`` of the selection softmax over ``s / N`` (DSAC*: 100).
+        inlier_beta: sigmoid sharpness of the soft inlier count; default ``5 / tau``.
+        max_error: error clamp; default 100 px (RGB) or 1 m (RGB-D).
+        max_refinement_steps: inlier re-collections at most (DSAC*: 100).
+        candidates_per_hypothesis: minimal sets drawn per hypothesis slot (bounded redraws).
+        lm_iterations: LM iterations per PnP re-fit at test time.
+        train_refinement_steps: differentiable LM iterations per hypothesis in training (RGB).
+
+    Raises:
+        ValueError: for an unknown mode or a non-positive count/threshold.
+    """
+
+    def __init__(
+        self,
+        mode: Mode = "rgb",
+        *,
+        num_hypotheses: int = 64,
+        inlier_threshold: float | None = None,
+        inlier_alpha: float = 100.0,
+        inlier_beta: float | None = None,
+        max_error: float | None = None,
+        max_refinement_steps: int = 100,
+        candidates_per_hypothesis: int = 16,
+        lm_iterations: int = 10,
+        train_refinement_steps: int = 10,
+    ) -> None:
+        if mode not in ("rgb", "rgbd"):
+            raise ValueError(f"mode must be 'rgb' or 'rgbd', got {mode!r}")
+        self.mode: Mode = mode
+        self.num_hypotheses = int(num_hypotheses)
+        self.inlier_threshold = float(inlier_threshold if inlier_threshold is not None else (10.0 if mode == "rgb" else 0.1))
+        self.inlier_alpha = float(inlier_alpha)
+        self.inlier_beta = float(inlier_beta if inlier_beta is not None else 5.0 / self.inlier_threshold)
+        self.max_error = float(max_error if max_error is not None else (100.0 if mode == "rgb" else 1.0))
+        self.max_refinement_steps = int(max_refinement_steps)
+        self.candidates_per_hypothesis = int(candidates_per_hypothesis)
+        self.lm_iterations = int(lm_iterations)
+        self.train_refinement_steps = int(train_refinement_steps)
+        for name in ("num_hypotheses", "candidates_per_hypothesis"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.inlier_threshold <= 0 or self.max_error <= 0:
+            raise ValueError("inlier_threshold and max_error must be positive")
+
+    @property
+    def set_size(self) -> int:
+        """Correspondences per minimal set: 4 (RGB: P3P plus one to disambiguate) or 3 (RGB-D)."""
+        return 4 if self.mode == "rgb" else 3
+
+    def __repr__(self) -> str:
+        return (
+            f"DSACRansac(mode={self.mode!r}, num_hypotheses={self.num_hypotheses}, "
+            f"inlier_threshold={self.inlier_threshold}, inlier_alpha={self.inlier_alpha}, "
+            f"inlier_beta={self.inlier_beta}, max_error={self.max_error})"
+        )
+
+    # ---- inputs -----------------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        scene_coordinates: Tensor,
+        pixels: Tensor | None,
+        K: Tensor | None,
+        points_cam: Tensor | None,
+        mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor]:
+        if scene_coordinates.dim() != 3 or scene_coordinates.shape[-1] != 3:
+            raise ValueError(f"scene_coordinates must be (B, N, 3), got {tuple(scene_coordinates.shape)}")
+        B, N, _ = scene_coordinates.shape
+        dtype = scene_coordinates.dtype if scene_coordinates.is_floating_point() else torch.get_default_dtype()
+        sc = scene_coordinates.to(dtype)
+        valid = torch.isfinite(sc).all(-1)
+        if mask is not None:
+            if mask.shape != (B, N):
+                raise ValueError(f"mask must be (B, N) = {(B, N)}, got {tuple(mask.shape)}")
+            valid = valid & mask.to(torch.bool)
+        if self.mode == "rgb":
+            if pixels is None or K is None:
+                raise ValueError("RGB mode needs pixels (B, N, 2) and K (B, 3, 3)")
+            if pixels.shape != (B, N, 2):
+                raise ValueError(f"pixels must be (B, N, 2) = {(B, N, 2)}, got {tuple(pixels.shape)}")
+            K = K.to(dtype=dtype, device=sc.device)
+            if K.shape[-2:] != (3, 3):
+                raise ValueError(f"K must be (B, 3, 3) or (3, 3), got {tuple(K.shape)}")
+            K = K.expand(B, 3, 3)
+            pixels = pixels.to(dtype)
+            valid = valid & torch.isfinite(pixels).all(-1)
+            pixels = torch.where(valid[..., None], pixels, torch.zeros_like(pixels))
+        else:
+            if points_cam is None:
+                raise ValueError("RGB-D mode needs points_cam (B, N, 3)")
+            if points_cam.shape != (B, N, 3):
+                raise ValueError(f"points_cam must be (B, N, 3) = {(B, N, 3)}, got {tuple(points_cam.shape)}")
+            points_cam = points_cam.to(dtype)
+            valid = valid & torch.isfinite(points_cam).all(-1) & (points_cam[..., 2] > 0)
+            points_cam = torch.where(valid[..., None], points_cam, torch.zeros_like(points_cam))
+        sc = torch.where(valid[..., None], sc, torch.zeros_like(sc))
+        return sc, pixels, K, points_cam, valid
+
+    @staticmethod
+    def _seeds(seed: Tensor | int | None, B: int, device: torch.device) -> Tensor:
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        if isinstance(seed, int):
+            # Decorrelate the images of a batch, deterministically.
+            idx = torch.arange(B, dtype=torch.int64, device=device)
+            return (_hash32(torch.full_like(idx, seed & _MASK32) ^ _hash32(idx + 0x632BE5AB)) << 31) ^ (seed >> 32) ^ idx
+        seed_t = torch.as_tensor(seed, dtype=torch.int64, device=device)
+        if seed_t.shape != (B,):
+            raise ValueError(f"seed must be an int or a (B,) = ({B},) tensor, got shape {tuple(seed_t.shape)}")
+        return seed_t
+
+    # ---- hypotheses -------------------------------------------------------------------------------
+
+    def _candidates_rgb(self, sc: Tensor, pixels: Tensor, K: Tensor, sets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """P3P on the first three of each set, the fourth picks the solution (OpenCV ``SOLVEPNP_P3P``
+        on four points, as DSAC* ``sampleHypotheses``). Returns R, t (compute dtype), has_solution,
+        consistent (all four within the threshold)."""
+        cd = _compute_dtype(sc)
+        X = _gather_points(sc, sets).to(cd)  # (B, C, 4, 3)
+        uv = _gather_points(pixels, sets).to(cd)  # (B, C, 4, 2)
+        Kc = K.to(cd)
+        Kinv = torch.linalg.inv(Kc)
+        rays = torch.cat([uv, torch.ones_like(uv[..., :1])], -1) @ Kinv[:, None].transpose(-1, -2)
+        R, t, ok = p3p_lambda_twist(rays[..., :3, :], X[..., :3, :])  # (B, C, 4, 3, 3), (B, C, 4, 3), (B, C, 4)
+        err = reprojection_errors(R, t, X[:, :, None], uv[:, :, None], Kc[:, None, None], self.max_error)  # (B,C,4,4)
+        fourth = torch.where(ok, err[..., 3], torch.full_like(err[..., 3], float("inf")))
+        best = fourth.argmin(-1)  # (B, C)
+        R = torch.gather(R, 2, best[..., None, None, None].expand(*best.shape, 1, 3, 3)).squeeze(2)
+        t = torch.gather(t, 2, best[..., None, None].expand(*best.shape, 1, 3)).squeeze(2)
+        has = ok.any(-1)
+        err_best = torch.gather(err, 2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(2)
+        consistent = has & (err_best < self.inlier_threshold).all(-1)
+        return R, t, has, consistent
+
+    def _candidates_rgbd(self, sc: Tensor, points_cam: Tensor, sets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        cd = _compute_dtype(sc)
+        X = _gather_points(sc, sets).to(cd)
+        P = _gather_points(points_cam, sets).to(cd)
+        R_c2w, t_c2w, ok = kabsch(P, X)
+        R, t = _invert(R_c2w, t_c2w)
+        err = alignment_errors(R, t, X, P, self.max_error)
+        consistent = ok & (err < self.inlier_threshold).all(-1)
+        return R, t, ok, consistent
+
+    def hypotheses(
+        self,
+        scene_coordinates: Tensor,
+        pixels: Tensor | None = None,
+        K: Tensor | None = None,
+        points_cam: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        seed: Tensor | int | None = None,
+        minimal_sets: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Draws and solves the minimal sets (DSAC* ``sampleHypotheses``).
+
+        Args: as :meth:`__call__`.
+
+        Returns:
+            ``(R_world2cam (B, H, 3, 3), t_world2cam (B, H, 3), valid (B, H), minimal_sets (B, H, k))``
+            in the dtype of ``scene_coordinates``; differentiable in the inputs.
+        """
+        sc, pixels, K, points_cam, valid = self._prepare(scene_coordinates, pixels, K, points_cam, mask)
+        return self._hypotheses(sc, pixels, K, points_cam, valid, seed, minimal_sets)
+
+    def _hypotheses(
+        self,
+        sc: Tensor,
+        pixels: Tensor | None,
+        K: Tensor | None,
+        points_cam: Tensor | None,
+        valid: Tensor,
+        seed: Tensor | int | None,
+        minimal_sets: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        B, N, _ = sc.shape
+        H, k = self.num_hypotheses, self.set_size
+        if minimal_sets is not None:
+            if minimal_sets.dim() != 3 or minimal_sets.shape[0] != B or minimal_sets.shape[-1] != k:
+                raise ValueError(f"minimal_sets must be (B, H', {k}), got {tuple(minimal_sets.shape)}")
+            sets = minimal_sets.to(device=sc.device, dtype=torch.int64).clamp(0, max(N - 1, 0))
+            sets_ok = torch.gather(valid, 1, sets.reshape(B, -1)).reshape(sets.shape).all(-1)
+            H = sets.shape[1]
+        else:
+            sets, sets_ok = sample_minimal_sets(valid, H * self.candidates_per_hypothesis, k, self._seeds(seed, B, sc.device))
+        if self.mode == "rgb":
+            assert pixels is not None and K is not None
+            R, t, has, consistent = self._candidates_rgb(sc, pixels, K, sets)
+        else:
+            assert points_cam is not None
+            R, t, has, consistent = self._candidates_rgbd(sc, points_cam, sets)
+        has = has & sets_ok
+        consistent = consistent & has
+        if minimal_sets is None:
+            # Keep the first H self-consistent candidates, then the other solvable ones (bounded redraws).
+            priority = 2 - consistent.to(torch.int64) - has.to(torch.int64)
+            order = torch.argsort(priority, dim=1, stable=True)[:, :H]
+            R = torch.gather(R, 1, order[..., None, None].expand(B, H, 3, 3))
+            t = torch.gather(t, 1, order[..., None].expand(B, H, 3))
+            has = torch.gather(has, 1, order)
+            sets = torch.gather(sets, 1, order[..., None].expand(B, H, k))
+        dtype = sc.dtype
+        return R.to(dtype), t.to(dtype), has, sets
+
+    # ---- scoring ----------------------------------------------------------------------------------
+
+    def _errors(self, R: Tensor, t: Tensor, sc: Tensor, pixels: Tensor | None, K: Tensor | None, points_cam: Tensor | None) -> Tensor:
+        """Errors ``(B, *, N)`` for poses ``(B, *, 3, 3)``; ``*`` is empty or one hypothesis dim."""
+        extra = R.dim() - 3
+        def expand(x: Tensor) -> Tensor:
+            return x.reshape(x.shape[0], *([1] * extra), *x.shape[1:])
+        if self.mode == "rgb":
+            assert pixels is not None and K is not None
+            return reprojection_errors(R, t, expand(sc), expand(pixels), expand(K), self.max_error)
+        assert points_cam is not None
+        return alignment_errors(R, t, expand(sc), expand(points_cam), self.max_error)
+
+    def _score(self, errors: Tensor, valid: Tensor, hyp_valid: Tensor) -> tuple[Tensor, Tensor]:
+        """Soft inlier counts ``(B, H)`` and selection logits ``alpha * s / N`` (``-inf`` if invalid)."""
+        counts = soft_inlier_count(errors, valid[:, None, :], self.inlier_threshold, self.inlier_beta)
+        n = valid.sum(-1).clamp_min(1).to(errors.dtype)[:, None]
+        logits = self.inlier_alpha * counts / n
+        logits = torch.where(hyp_valid, logits, torch.full_like(logits, float("-inf")))
+        return counts, logits
+
+    # ---- refinement -------------------------------------------------------------------------------
+
+    def _fit_fn(
+        self, sc: Tensor, pixels: Tensor | None, K: Tensor | None, points_cam: Tensor | None, extra: int, iterations: int
+    ) -> Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]:
+        def expand(x: Tensor) -> Tensor:
+            return x.reshape(x.shape[0], *([1] * extra), *x.shape[1:])
+
+        if self.mode == "rgb":
+            assert pixels is not None and K is not None
+            X, uv, Kx = expand(sc), expand(pixels), expand(K)
+
+            def fit(R: Tensor, t: Tensor, inliers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                R_new, t_new = refine_pnp_lm(R, t, X, uv, Kx, inliers.to(R.dtype), iterations, max_error=self.max_error)
+                return R_new, t_new, inliers.sum(-1) >= 4
+
+            return fit
+        assert points_cam is not None
+        X, P = expand(sc), expand(points_cam)
+
+        def fit_rgbd(R: Tensor, t: Tensor, inliers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            R_c2w, t_c2w, ok = kabsch(P, X, inliers.to(R.dtype))
+            R_new, t_new = _invert(R_c2w, t_c2w)
+            return R_new, t_new, ok
+
+        return fit_rgbd
+
+    # ---- public entry points ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        scene_coordinates: Tensor,
+        pixels: Tensor | None = None,
+        K: Tensor | None = None,
+        points_cam: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        seed: Tensor | int | None = None,
+        minimal_sets: Tensor | None = None,
+    ) -> RansacResult:
+        """Test-time DSAC*: hypotheses, soft inlier scores, argmax, refinement (no gradients).
+
+        Args:
+            scene_coordinates: ``(B, N, 3)`` float world points, metres (predicted scene coordinates).
+                Non-finite rows are masked out.
+            pixels: ``(B, N, 2)`` pixel positions ``(u, v)`` of the correspondences (RGB mode).
+            K: ``(B, 3, 3)`` or ``(3, 3)`` pinhole intrinsics, pixels (RGB mode).
+            points_cam: ``(B, N, 3)`` camera-frame points from depth, metres (RGB-D mode); rows with a
+                non-positive depth or non-finite values are masked out.
+            mask: ``(B, N)`` bool, correspondences to use (default all).
+            seed: int, ``(B,)`` int64 per-image seeds, or ``None`` (drawn from torch's global RNG).
+                An image solved alone with seed ``s`` gives the same result as in a batch where its
+                seed is ``s`` (pass a tensor of seeds for that).
+            minimal_sets: ``(B, H', k)`` int64, fixed minimal sets (indices into ``N``), replacing the
+                random sampling (then no redraws).
+
+        Returns:
+            :class:`RansacResult`, in the dtype of ``scene_coordinates``. Never raises on degenerate
+            data (too few points, NaN, collinear sets): ``success`` is ``False`` instead.
+
+        Raises:
+            ValueError: for inputs of the wrong shape or missing for the mode.
+        """
+        sc, pixels, K, points_cam, valid = self._prepare(scene_coordinates, pixels, K, points_cam, mask)
+        B, N, _ = sc.shape
+        dtype = sc.dtype
+        R, t, hyp_valid, _ = self._hypotheses(sc, pixels, K, points_cam, valid, seed, minimal_sets)
+        errors = self._errors(R, t, sc, pixels, K, points_cam)
+        counts, logits = self._score(errors, valid, hyp_valid)
+        best = logits.argmax(-1)
+        has_any = hyp_valid.any(-1)
+        R0 = R[torch.arange(B, device=sc.device), best]
+        t0 = t[torch.arange(B, device=sc.device), best]
+        # Refine the winner in the compute dtype.
+        cd = _compute_dtype(sc)
+        scc = sc.to(cd)
+        pxc = pixels.to(cd) if pixels is not None else None
+        Kc = K.to(cd) if K is not None else None
+        pcc = points_cam.to(cd) if points_cam is not None else None
+        R_ref, t_ref, _ = _refine_on_inliers(
+            R0.to(cd),
+            t0.to(cd),
+            lambda R_, t_: self._errors(R_, t_, scc, pxc, Kc, pcc),
+            self._fit_fn(scc, pxc, Kc, pcc, 0, self.lm_iterations),
+            valid & has_any[:, None],
+            self.inlier_threshold,
+            self.set_size,
+            self.max_refinement_steps,
+        )
+        inliers = (self._errors(R_ref, t_ref, scc, pxc, Kc, pcc) < self.inlier_threshold) & valid
+        num_inliers = inliers.sum(-1)
+        success = has_any & (valid.sum(-1) >= self.set_size) & (num_inliers >= self.set_size)
+        eye = torch.eye(3, dtype=cd, device=sc.device)
+        R_ref = torch.where(has_any[:, None, None], R_ref, eye)
+        t_ref = torch.where(has_any[:, None], t_ref, torch.zeros_like(t_ref))
+        R_c2w, t_c2w = _invert(R_ref, t_ref)
+        return RansacResult(
+            R_cam2world=R_c2w.to(dtype),
+            t_cam2world=t_c2w.to(dtype),
+            success=success,
+            num_inliers=num_inliers,
+            inliers=inliers,
+            soft_inlier_count=counts.gather(1, best[:, None])[:, 0],
+            hypothesis_index=best,
+        )
+
+    def expectation(
+        self,
+        scene_coordinates: Tensor,
+        pixels: Tensor | None = None,
+        K: Tensor | None = None,
+        points_cam: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        seed: Tensor | int | None = None,
+        minimal_sets: Tensor | None = None,
+    ) -> DSACExpectation:
+        """Training-time DSAC*: all hypotheses refined differentiably, with selection probabilities.
+
+        Arguments as :meth:`__call__`. Each hypothesis' final inlier set is found as at test time
+        (without gradients); then it is refined on that set with ``train_refinement_steps`` LM
+        iterations from the (differentiable) hypothesis (RGB) or by weighted Kabsch (RGB-D), with
+        autograd. Computed in the dtype of ``scene_coordinates`` (except the minimal solvers).
+
+        Returns:
+            :class:`DSACExpectation`; ``expected_loss`` back-propagates to ``scene_coordinates`` (and
+            ``points_cam``).
+        """
+        sc, pixels, K, points_cam, valid = self._prepare(scene_coordinates, pixels, K, points_cam, mask)
+        R, t, hyp_valid, sets = self._hypotheses(sc, pixels, K, points_cam, valid, seed, minimal_sets)
+        errors = self._errors(R, t, sc, pixels, K, points_cam)
+        counts, logits = self._score(errors, valid, hyp_valid)
+        has_any = hyp_valid.any(-1)
+        logits_safe = torch.where(has_any[:, None], logits, torch.zeros_like(logits))
+        probs = torch.softmax(logits_safe, dim=-1) * (hyp_valid & has_any[:, None])
+        with torch.no_grad():
+            _, _, inliers = _refine_on_inliers(
+                R.detach(),
+                t.detach(),
+                lambda R_, t_: self._errors(R_, t_, sc.detach(), _d(pixels), _d(K), _d(points_cam)),
+                self._fit_fn(sc.detach(), _d(pixels), _d(K), _d(points_cam), 1, self.lm_iterations),
+                valid[:, None, :] & hyp_valid[..., None],
+                self.inlier_threshold,
+                self.set_size,
+                self.max_refinement_steps,
+            )
+        if self.mode == "rgb":
+            assert pixels is not None and K is not None
+            R_ref, t_ref = refine_pnp_lm(
+                R, t, sc[:, None], pixels[:, None], K[:, None], inliers.to(sc.dtype), self.train_refinement_steps,
+                max_error=self.max_error,
+            )
+        else:
+            assert points_cam is not None
+            R_c2w, t_c2w, ok = kabsch(points_cam[:, None], sc[:, None], inliers.to(sc.dtype))
+            R_k, t_k = _invert(R_c2w, t_c2w)
+            R_ref = torch.where(ok[..., None, None], R_k, R)
+            t_ref = torch.where(ok[..., None], t_k, t)
+        R_c2w, t_c2w = _invert(R_ref, t_ref)
+        return DSACExpectation(
+            R_cam2world=R_c2w,
+            t_cam2world=t_c2w,
+            probabilities=probs,
+            soft_inlier_count=counts,
+            valid=hyp_valid,
+            success=has_any & (valid.sum(-1) >= self.set_size),
+            minimal_sets=sets,
+            inliers=inliers,
+        )
+
+
+def _d(x: Tensor | None) -> Tensor | None:
+    return None if x is None else x.detach()

@@ -1,0 +1,137 @@
+"""The command line as a user types it: help, errors on bad input, run / repeat / train / eval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+
+@pytest.mark.parametrize("command", [[], ["list"], ["run"], ["train"], ["eval"], ["config", "show"], ["data", "fetch"]])
+def test_help(run_cli, command):
+    proc = run_cli(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: maploc" in proc.stdout
+
+
+def test_run_help_lists_hook_options(run_cli):
+    proc = run_cli("run", "--help")
+    assert "--no-tensorboard" in proc.stdout  # contributed by the core's own hook plugin
+    assert "--devices" in proc.stdout and "--resume" in proc.stdout
+
+
+def _error_line(proc):
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("maploc: error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_unknown_method(run_cli):
+    line = _error_line(run_cli("run", "--method", "dsca"))
+    assert "unknown method 'dsca'" in line and "nn-retrieval" in line
+
+
+def test_unknown_config_key(run_cli):
+    line = _error_line(run_cli("run", "--method", "nn-retrieval", "--dataset", "synthetic-room", "-o", "thumbnail=3"))
+    assert "unknown config key 'thumbnail'" in line and "thumbnail_width" in line
+
+
+def test_wrong_type(run_cli):
+    line = _error_line(run_cli("run", "--method", "nn-retrieval", "--dataset", "synthetic-room", "-o", "top_k=many"))
+    assert "'top_k' expects an int" in line
+
+
+def test_missing_data_root(run_cli, tmp_path):
+    line = _error_line(run_cli("run", "--method", "nn-retrieval", "--data-root", str(tmp_path / "nowhere")))
+    assert "does not exist" in line and "nowhere" in line
+
+
+def test_corrupt_checkpoint(run_cli, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00garbage")
+    line = _error_line(run_cli("eval", "--method", "template", "--checkpoint", str(bad)))
+    assert "bad.ckpt is corrupt" in line
+
+
+def test_debug_shows_traceback(run_cli):
+    proc = run_cli("--debug", "run", "--method", "dsca")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_config_show(run_cli):
+    proc = run_cli("config", "show", "--method", "template", "--preset", "fast", "-o", "train.lr=0.01")
+    assert proc.returncode == 0, proc.stderr
+    data = yaml.safe_load(proc.stdout)
+    assert data["train"]["max_steps"] == 20 and data["train"]["lr"] == 0.01
+    assert "presets: default, fast" in proc.stdout
+
+
+def test_run_writes_run_dir_and_can_be_repeated(run_cli, tmp_path):
+    out = tmp_path / "run1"
+    proc = run_cli("run", "--method", "nn-retrieval", "--dataset", "synthetic-room", "-o", "thumbnail_width=16",
+                   "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "median_translation_cm" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_queries"] == 12 and metrics["num_failed"] == 0
+    assert 0 < metrics["median_translation_cm"] < 500  # inside a 6 x 4 m room
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["method"] == "nn-retrieval" and saved["config"]["thumbnail_width"] == 16
+    rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 13
+    assert (out / "error_cdf.png").stat().st_size > 1000
+
+    again = tmp_path / "run2"
+    proc = run_cli("run", "--config", str(out / "config.yaml"), "--out", str(again), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((again / "metrics.json").read_text())["median_translation_cm"] == metrics["median_translation_cm"]
+    assert yaml.safe_load((again / "config.yaml").read_text())["config"] == saved["config"]
+
+
+@pytest.mark.slow
+def test_train_then_eval_checkpoint(run_cli, tmp_path):
+    out = tmp_path / "tpl"
+    proc = run_cli("train", "--method", "template", "-o", "train.max_steps=12", "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "Trained 12 steps" in proc.stdout
+    assert not (out / "metrics.json").exists()  # train only
+    ckpt = out / "checkpoints" / "last.ckpt"
+    proc = run_cli("eval", "--checkpoint", str(ckpt), "--out", str(tmp_path / "ev"), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["num_queries"] == 12
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == list(range(1, 13))
+
+
+@pytest.mark.slow
+def test_cli_ddp_two_processes(run_cli, tmp_path):
+    out = tmp_path / "ddp"
+    proc = run_cli("run", "--method", "template", "--devices", "2", "--strategy", "ddp", "-o", "train.max_steps=4",
+                   "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Trained 4 steps" in proc.stdout
+    assert json.loads((out / "metrics.json").read_text())["num_queries"] == 12
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_list_check_reports_broken_plugins(run_cli, tmp_path):
+    site = tmp_path / "site"
+    info = site / "maploc_broken-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: maploc-broken\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[maploc.methods]\nbroken = broken_mod:X\n[maploc.solvers]\ngone = gone_mod:Y\n")
+    (site / "broken_mod.py").write_text("raise ImportError('libfoo.so not found')\n")
+    env = {"PYTHONPATH": str(site)}
+    proc = run_cli("list", env=env)
+    assert proc.returncode == 0 and "broken" in proc.stdout  # listing imports nothing
+    proc = run_cli("list", "--check", env=env)
+    assert proc.returncode == 1
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2
+    assert any("libfoo.so not found" in line for line in failed)
+    assert any("gone_mod" in line for line in failed)
+    assert "ok      maploc.methods   nn-retrieval" in proc.stdout
