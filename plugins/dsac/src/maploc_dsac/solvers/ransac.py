@@ -92,6 +92,8 @@ def _so3_exp(omega: Tensor) -> Tensor:
 
 def _transform(R: Tensor, t: Tensor, points: Tensor) -> Tensor:
     """``R (..., 3, 3)``, ``t (..., 3)``, ``points (..., N, 3)`` -> ``(..., N, 3)``."""
+    if points.shape[-2] <= 8:  # many tiny matmuls are slow on CPU: elementwise instead
+        return (points[..., :, None, :] * R[..., None, :, :]).sum(-1) + t[..., None, :]
     return points @ R.transpose(-1, -2) + t[..., None, :]
 
 
@@ -102,10 +104,11 @@ def _invert(R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
 
 def _project(points_cam: Tensor, K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Pinhole projection. Returns ``(pixels (..., N, 2), z_safe (..., N), in_front (..., N))``."""
-    z = points_cam[..., 2]
+    x, y, z = points_cam.unbind(-1)
     in_front = z > _Z_MIN
     z_safe = torch.where(in_front, z, torch.ones_like(z))
-    uv = points_cam @ K[..., :2, :].transpose(-1, -2)
+    k = K[..., None, :2, :]  # (..., 1, 2, 3), rows u and v of K
+    uv = x[..., None] * k[..., 0] + y[..., None] * k[..., 1] + z[..., None] * k[..., 2]
     return uv / z_safe[..., None], z_safe, in_front
 
 
@@ -319,10 +322,8 @@ def refine_pnp_lm(
         R = torch.where(accept[..., None, None], R_new, R)
         t = torch.where(accept[..., None], t_new, t)
         lam = torch.where(accept, (lam * 0.1).clamp_min(1e-12), (lam * 10.0).clamp_max(1e12))
-        if not torch.is_grad_enabled():
-            rel = step.abs().amax(-1) * accept
-            if bool((rel < 1e-12).all()) and bool((accept | ~ok | (lam >= 1e12)).all()):
-                break
+        if not torch.is_grad_enabled() and bool(((step.abs().amax(-1) < 1e-9) | ~ok).all()):
+            break  # converged (steps below 1e-9 rad / 1e-9 m) everywhere
     return R, t
 
 
