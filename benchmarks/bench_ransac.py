@@ -45,8 +45,10 @@ def make_frame(rng: np.random.Generator, outlier_ratio: float, noise_px: float =
 
 
 def errors(R_est, t_est, R_gt, t_gt):
-    cos = np.clip((np.trace(R_est @ R_gt.T) - 1) / 2, -1, 1)
-    return math.degrees(math.acos(cos)), float(np.linalg.norm(t_est - t_gt))
+    """Rotation error in degrees (from the chordal distance, accurate for small angles; assumes
+    orthonormal inputs, valid up to 180 deg) and translation error in metres."""
+    chord = np.linalg.norm(np.asarray(R_est, dtype=np.float64) - R_gt) / (2.0 * math.sqrt(2.0))
+    return math.degrees(2.0 * math.asin(min(chord, 1.0))), float(np.linalg.norm(t_est - t_gt))
 
 
 def bench(args) -> None:

@@ -341,9 +341,9 @@ def _install(data: Path, target: Path, spec: SampleSpec, work: Path) -> None:
 # -- listing -------------------------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class SampleRow:
-    """One line of ``maploc data list``.
+    """One line of ``maploc data list`` (not slotted, so ``vars(row)`` gives its fields).
 
     Attributes:
         name: the sample name.
