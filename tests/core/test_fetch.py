@@ -113,6 +113,11 @@ def wheel_downloader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDow
     return downloader
 
 
+def leftovers(cache: Path) -> list[str]:
+    """What the cache root holds, besides the (empty) lock files that serialise fetches."""
+    return sorted(name for name in os.listdir(cache) if not name.endswith(".lock"))
+
+
 def tree(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
@@ -198,7 +203,7 @@ def test_fetch_extracts_only_listed_files_and_writes_licence(cache: Path, wheel_
     marker = json.loads((folder / ".complete.json").read_text())
     assert marker["files"] == dict(spec.files)
     assert fetch_mod.is_fetched(spec)
-    assert sorted(os.listdir(cache)) == ["fake-sample"]  # no temporary folder left
+    assert leftovers(cache) == ["fake-sample"]  # no temporary folder left
 
 
 def test_second_fetch_does_not_download(cache: Path, wheel_downloader: FakeDownloader) -> None:
@@ -218,7 +223,7 @@ def test_force_fetches_again_and_replaces(cache: Path, wheel_downloader: FakeDow
     assert fetch_mod.fetch(spec, progress=None, force=True) == folder
     assert wheel_downloader.calls == 2
     assert tree(folder) == set(DATA) | {"LICENSE.txt", ".complete.json"}
-    assert sorted(os.listdir(cache)) == ["fake-sample"]
+    assert leftovers(cache) == ["fake-sample"]
 
 
 def test_incomplete_or_outdated_folder_is_fetched_again(cache: Path, wheel_downloader: FakeDownloader) -> None:
@@ -241,6 +246,32 @@ def test_incomplete_or_outdated_folder_is_fetched_again(cache: Path, wheel_downl
     assert not fetch_mod.is_fetched(spec)
 
 
+def test_sample_installed_meanwhile_by_another_process_is_kept(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec()
+    (tmp_path / "archives").mkdir()
+    archive = build_wheel(tmp_path / "archives")
+    # First fetch a reference copy elsewhere, to play the other process's finished folder.
+    monkeypatch.setattr(fetch_mod, "download_distribution", FakeDownloader(archive))
+    monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "other"))
+    reference = fetch_mod.fetch(spec, progress=None)
+    monkeypatch.setenv("MAPLOC_DATA", str(cache))
+
+    class RacingDownloader(FakeDownloader):
+        def __call__(self, spec, dest, *, progress=print):
+            shutil.copytree(reference, cache / spec.name)  # the other process wins the race
+            (cache / spec.name / "theirs").write_text("")
+            return super().__call__(spec, dest, progress=progress)
+
+    racing = RacingDownloader(archive)
+    monkeypatch.setattr(fetch_mod, "download_distribution", racing)
+    folder = fetch_mod.fetch(spec, progress=None)
+    assert racing.calls == 1
+    assert (folder / "theirs").exists()  # their complete folder was kept, not swapped under them
+    assert leftovers(cache) == ["fake-sample"]
+
+
 def test_sdist_with_licence_document(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     downloader = FakeDownloader(build_sdist(tmp_path))
     monkeypatch.setattr(fetch_mod, "download_distribution", downloader)
@@ -261,14 +292,14 @@ def test_checksum_mismatch_names_the_file_and_leaves_nothing(
         fetch_mod.fetch(make_spec(files=files), progress=None)
     message = str(excinfo.value)
     assert "sub/b.bin" in message and wrong in message and sha(DATA["sub/b.bin"]) in message
-    assert os.listdir(cache) == []
+    assert leftovers(cache) == []
 
 
 def test_member_missing_from_archive(cache: Path, wheel_downloader: FakeDownloader) -> None:
     files = {rel: sha(data) for rel, data in DATA.items()} | {"not/there.txt": sha(b"")}
     with pytest.raises(DataError, match=r"lacks 1 file.*fakedata/data/not/there\.txt"):
         fetch_mod.fetch(make_spec(files=files), progress=None)
-    assert os.listdir(cache) == []
+    assert leftovers(cache) == []
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
@@ -288,7 +319,7 @@ def test_interrupted_extraction_leaves_no_partial_folder(
     with pytest.raises(type(exc)):
         fetch_mod.fetch(make_spec(), progress=None)
     assert len(calls) == 2 and calls[0].exists() is False  # the first file was written, then removed
-    assert os.listdir(cache) == []
+    assert leftovers(cache) == []
     assert not fetch_mod.is_fetched(make_spec())
 
 
@@ -301,7 +332,7 @@ def test_failure_during_refetch_keeps_the_previous_complete_folder(
     with pytest.raises(OSError):
         fetch_mod.fetch(spec, progress=None, force=True)
     assert fetch_mod.is_fetched(spec)
-    assert sorted(os.listdir(cache)) == ["fake-sample"] and folder.is_dir()
+    assert leftovers(cache) == ["fake-sample"] and folder.is_dir()
 
 
 def test_link_members_are_refused(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -309,7 +340,7 @@ def test_link_members_are_refused(cache: Path, tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(fetch_mod, "download_distribution", FakeDownloader(archive))
     with pytest.raises(DataError, match=r"a\.txt is not a regular file"):
         fetch_mod.fetch(make_spec(sdist=True), progress=None)
-    assert os.listdir(cache) == []
+    assert leftovers(cache) == []
 
 
 def test_traversal_members_in_the_archive_are_never_written(
@@ -348,7 +379,7 @@ def test_pip_failure_is_a_data_error_with_pip_output_and_hint(cache: Path, tmp_p
     assert "fakedata==1.0" in message
     assert "No matching distribution" in message or "Could not find a version" in message
     assert "proxy" in message
-    assert os.listdir(cache) == []
+    assert leftovers(cache) == []
 
 
 def test_pip_command_line() -> None:

@@ -13,6 +13,7 @@ folder ``<cache root>/<name>``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import hashlib
 import json
@@ -292,6 +293,33 @@ def fetch(name: str | SampleSpec, *, progress: Progress | None = print, force: b
     if not force and _is_complete(target, spec):
         return target
     root.mkdir(parents=True, exist_ok=True)
+    with _lock(root / f".{spec.name}.lock"):
+        # Another process may have fetched it while we waited for the lock.
+        if not force and _is_complete(target, spec):
+            return target
+        return _fetch_locked(spec, root, target, say, progress, force)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock on ``path`` (``fcntl.flock``; a no-op where unavailable),
+    so that parallel test workers or shells fetch a sample once."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the atomic rename still guards the folder
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fetch_locked(
+    spec: SampleSpec, root: Path, target: Path, say: Progress, progress: Progress | None, force: bool
+) -> Path:
     work = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=root))
     try:
         say(f"Fetching sample {spec.name!r} from {spec.source}, {_human(spec.archive_size)} download ...")
@@ -314,15 +342,17 @@ def fetch(name: str | SampleSpec, *, progress: Progress | None = print, force: b
         count = len(spec.files) + len(spec.licence_files)
         say(f"Verified the sha256 of {count} file{'s' if count != 1 else ''} ({_human(nbytes)}).")
         say(spec.licence.rstrip("\n"))
-        _install(data, target, spec, work)
+        _install(data, target, spec, work, force)
         say(f"Sample {spec.name!r} is ready in {target}")
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _install(data: Path, target: Path, spec: SampleSpec, work: Path) -> None:
+def _install(data: Path, target: Path, spec: SampleSpec, work: Path, force: bool) -> None:
     """Moves the finished folder ``data`` to ``target`` atomically (replacing an old one)."""
+    if not force and _is_complete(target, spec):
+        return  # installed by another process meanwhile (without the lock): keep theirs, readers may use it
     old = None
     if target.exists() or target.is_symlink():
         old = work / "previous"
