@@ -314,8 +314,11 @@ def test_dsac_layout_optional_folders_and_init(dsac_scene) -> None:
     assert sample.depth is None
     assert torch.equal(sample.extras["init"], coords[1])
     (root / "test" / "init" / "1.dat").write_bytes(b"not a tensor")
-    with pytest.raises(DataError, match=r"1\.dat: cannot read DSAC\* initialization targets"):
+    with pytest.raises(DataError, match=r"1\.dat: cannot read DSAC\* coordinate file"):
         dataset[1]
+    # DSAC*'s README spells the training folder "training/".
+    (root / "train").rename(root / "training")
+    assert len(DSACLayout(root, "map")) == 3
 
 
 def test_dsac_layout_malformed_calibration(dsac_scene) -> None:

@@ -19,6 +19,8 @@ from maploc.types import Sample
 __all__ = ["DSACLayout"]
 
 _SPLIT_FOLDERS = {"train": "train", "map": "train", "query": "test"}
+#: DSAC*'s README calls the training folder ``training/`` while its scripts write ``train/``.
+_ALIASES = {"train": "training"}
 _SEQUENCE_RE = re.compile(r"^(seq[-_]?\d+)[-_]", re.IGNORECASE)
 
 
@@ -32,7 +34,10 @@ class DSACLayout(Dataset):
         train/poses/*.txt            4x4 camera-to-world, metres
         train/depth/*.png            optional: uint16 millimetres, registered to rgb, 0 = invalid
         train/init/*.dat             optional: DSAC* sparse scene-coordinate targets
+        train/eye/*.dat              optional: DSAC* camera coordinates (back-projected depth)
         test/...                     the same for the query split
+
+    (``training/`` is accepted for ``train/``, as DSAC*'s README spells it.)
 
     The files of one frame are paired **by sorted order** within each folder (as DSAC*'s
     ``dataset.py`` does), so every folder must hold the same number of files. A single-number
@@ -43,7 +48,8 @@ class DSACLayout(Dataset):
     = index in sorted order. ``extras``: ``rgb_path``, ``calibration_path``, ``pose_path`` and, when
     present, ``depth_path``; with an ``init`` folder, ``init_path`` and ``init`` (the ``(3, h, w)``
     float32 scene coordinates, world frame, metres, zeros = invalid, at the network's output
-    resolution of DSAC*'s 480-px image; **not** resized with ``image_height``).
+    resolution of DSAC*'s 480-px image; **not** resized with ``image_height``); with an ``eye``
+    folder, ``eye_path`` and ``eye`` (the same for camera coordinates, camera frame, metres).
 
     Args:
         root: the scene folder (holding ``train/`` and ``test/``).
@@ -67,6 +73,9 @@ class DSACLayout(Dataset):
     def __init__(self, root: Path, split: str, *, image_height: int | None = None) -> None:
         super().__init__(root, split, image_height=image_height)
         base = self.root / _SPLIT_FOLDERS[split]
+        alias = _ALIASES.get(_SPLIT_FOLDERS[split])
+        if not base.is_dir() and alias is not None and (self.root / alias).is_dir():
+            base = self.root / alias
         if not base.is_dir():
             raise DataError(f"{base}: DSAC* split folder not found (expected {self.root}/train and {self.root}/test)")
         self.rgb_files = io.list_files(base / "rgb", io.IMAGE_EXTENSIONS)
@@ -76,6 +85,7 @@ class DSACLayout(Dataset):
         self.pose_files = self._paired(base / "poses")
         self.depth_files = self._paired(base / "depth") if (base / "depth").is_dir() else None
         self.init_files = self._paired(base / "init") if (base / "init").is_dir() else None
+        self.eye_files = self._paired(base / "eye") if (base / "eye").is_dir() else None
         self.has_depth = self.depth_files is not None  # type: ignore[misc]
 
     def _paired(self, folder: Path) -> list[Path]:
@@ -112,10 +122,10 @@ class DSACLayout(Dataset):
         if self.depth_files is not None:
             depth = io.read_depth_png(self.depth_files[index])
             extras["depth_path"] = str(self.depth_files[index])
-        if self.init_files is not None:
-            init_path = self.init_files[index]
-            extras["init_path"] = str(init_path)
-            extras["init"] = self._read_init(init_path)
+        for key, files in (("init", self.init_files), ("eye", self.eye_files)):
+            if files is not None:
+                extras[f"{key}_path"] = str(files[index])
+                extras[key] = self._read_coordinates(files[index])
         name = rgb_path.stem
         match = _SEQUENCE_RE.match(name)
         return io.make_sample(
@@ -131,11 +141,12 @@ class DSACLayout(Dataset):
         )
 
     @staticmethod
-    def _read_init(path: Path) -> torch.Tensor:
+    def _read_coordinates(path: Path) -> torch.Tensor:
+        """Reads a DSAC* ``init``/``eye`` file (``torch.save`` of a (3, h, w) tensor), safely."""
         try:
             coords = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure to read means a corrupt file
-            raise DataError(f"{path}: cannot read DSAC* initialization targets ({exc})") from exc
+            raise DataError(f"{path}: cannot read DSAC* coordinate file ({exc})") from exc
         if not isinstance(coords, torch.Tensor) or coords.ndim != 3 or coords.shape[0] != 3:
-            raise DataError(f"{path}: expected a (3, h, w) tensor of scene coordinates")
+            raise DataError(f"{path}: expected a (3, h, w) tensor of coordinates")
         return coords.float()

@@ -113,11 +113,14 @@ class SevenScenes(Dataset):
     640x480 (the values published with the dataset and used by DSAC*'s ``setup_7scenes.py``);
     images or depth maps stored at another size get these intrinsics resized to their size. The depth camera is
     not registered to the colour camera; :attr:`Sample.depth` is the depth **registered into the
-    colour camera** by :func:`register_depth`, assuming the two cameras share optical centre and
-    orientation (identity extrinsic). This is the assumption DSAC*'s 7-Scenes setup makes
-    implicitly; the residual error is the Kinect's ~2.5 cm RGB-IR baseline (and any small rotation),
-    which the published calibration does not provide. The ground-truth pose is used as the pose of
-    both cameras.
+    colour camera** by :func:`register_depth`. The published calibration gives no depth-to-colour
+    extrinsic, so the two cameras are assumed to share optical centre and orientation (identity
+    extrinsic): the registration corrects the different intrinsics only, and the residual error
+    is the Kinect's ~2.5 cm RGB-IR baseline (plus any small rotation). DSAC* (README, "7Scenes")
+    warns that the raw depth is unregistered and uses rendered depth or its own undocumented
+    registration instead. The ground-truth pose is used as the pose of both cameras. On the
+    ``7scenes-stairs`` sample, depth warped between sequences with the ground-truth poses agrees
+    to a median 1.5 cm (0.9 %) registered, against 6.9 cm (3.8 %) with the raw depth used as is.
 
     Samples: name ``seq-01/frame-000000``, sequence ``seq-01``, timestamp = frame index;
     ``extras`` holds ``color_path``, ``depth_path`` and ``pose_path`` (strings).

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import yaml
 
-from maploc.config import DataConfig, dump_yaml, resolve_config, structure, apply_overrides, unstructure
+from maploc.config import DataConfig, apply_overrides, dump_yaml, resolve_config, structure, unstructure
 from maploc.engine.engine import Engine, EngineConfig, FitResult
 from maploc.errors import ConfigError, DataError, MaplocError
 from maploc.plugins import get_plugin_manager, load_component

@@ -24,11 +24,11 @@ __all__ = ["check_method_contract", "check_method", "check_dataset"]
 def check_method_contract(name: str) -> Any:
     """Static checks: the entry point loads, is a Method with a frozen attrs Config whose presets resolve
     and round-trip through YAML, and whose class ``name`` matches the entry-point name."""
+    import yaml
+
     from maploc.api import Method
     from maploc.config import dump_yaml, list_presets, load_preset, structure, unstructure
     from maploc.plugins import load_component
-
-    import yaml
 
     cls = load_component("methods", name)
     assert isinstance(cls, type) and issubclass(cls, Method), f"{name}: entry point is {cls!r}, not a Method subclass"
