@@ -311,10 +311,11 @@ def test_bbox_keeps_intersecting_features(osm_files):
     lat_a, lon_a = geodesic_latlon(*pixel_xy(10, 22))  # north-west corner of the box
     lat_b, lon_b = geodesic_latlon(*pixel_xy(35, 38))  # south-east corner
     m = parse_osm(osm_files["xml"], origin=(LAT0, LON0), bbox=(lat_b, lon_a, lat_a, lon_b))
-    assert dict(m.class_counts) == {"building": 1, "crossing": 1, "path": 1, "road": 1}  # no tree, no relation
+    # Kept: the building way and the road (crosses the box); not the footway, crossing, tree or relation.
+    assert dict(m.class_counts) == {"building": 1, "road": 1}
     assert m.extent == pytest.approx((pixel_xy(10, 22)[0], pixel_xy(35, 38)[1], pixel_xy(35, 38)[0],
                                       pixel_xy(10, 22)[1]), abs=0.01)  # fmt: skip
-    assert m.road_graph.num_edges == 3
+    assert m.road_graph.num_edges == 2 and m.road_graph.node_ids.tolist() == [21, 22, 23]
 
 
 @pytest.mark.parametrize("kind", ["bz2", "pbf"])
@@ -401,10 +402,18 @@ def test_group_indices(tiny_raster):
 def test_resolution_scales_the_raster(tiny_map):
     half = rasterize(tiny_map, 0.5, BOX)
     assert half.shape == (len(CLASS_NAMES), 80, 80)
-    # The tree (radius 1 m) is now a disk of radius 2 px around the pixel that contains its position.
-    ti, tj = 4, 60  # (2, 30) at 1 m/px -> centre of the 2x2 block (4..5, 60..61); floor() snaps to (5, 61)
+    # The tree (radius 1 m) is now a disk of radius 2 px around the pixel that contains its position; it sits
+    # (within OSM's 1 cm precision) on the corner of pixels (4..5, 60..61), so either may contain it.
+    tree = half.mask("tree")
+    ci, cj = np.argwhere(tree).mean(axis=0)
+    assert ci in (4, 5) and cj in (60, 61)
     ii, jj = np.mgrid[0:80, 0:80]
-    assert np.array_equal(half.mask("tree"), (ii - (ti + 1)) ** 2 + (jj - (tj + 1)) ** 2 <= 4)
+    assert np.array_equal(tree, (ii - ci) ** 2 + (jj - cj) ** 2 <= 4) and tree.sum() == 13
+    # Building: the multipolygon's outer ring spans x in [-14.5, -4.5] m -> columns 11..31 (pixel centres
+    # inside or on the snapped ring), its hole's interior columns 18..23.
+    building = half.mask("building")
+    assert building[20, 11:32].all() and not building[20, 10] and not building[20, 32]
+    assert not building[20, 18:24].any() and building[20, 17] and building[20, 24]
 
 
 def test_empty_area_is_a_data_error(tiny_map):
@@ -431,8 +440,10 @@ def test_crop_feature_lands_where_expected_after_rotation(tiny_raster):
     # A 12-pixel crop centred on the tree heading west: the tree at its centre block, the road invisible.
     small = tiny_raster.crop(11.0, 18.0, math.pi, 12)
     assert small.shape == (len(CLASS_NAMES), 12, 12)
-    # Tree 0.5 m behind-right of the centre (facing west: (10.5, 17.5) is 0.5 m east, 0.5 m south).
-    assert np.argwhere(small[tree] == 1).mean(axis=0).tolist() == [6.0, 6.0]
+    # Facing west from (11, 18), the tree at (10.5, 17.5) is 0.5 m ahead (west) and 0.5 m left (south):
+    # row 6 - 0.5 - 0.5 = 5, column 6 - 0.5 - 0.5 = 5.
+    assert np.argwhere(small[tree] == 1).mean(axis=0).tolist() == [5.0, 5.0]
+    assert not small[tiny_raster.channel("road")].any()
 
 
 def test_crop_outside_the_map_is_zero(tiny_raster):

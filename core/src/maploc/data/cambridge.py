@@ -12,7 +12,7 @@ so here ``T_cam2world = (R_world2cam^T, c)``.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import numpy as np
@@ -115,7 +115,7 @@ def read_nvm_focals(path: Path) -> dict[str, float]:
                 focal = float(fields[1])
             except (IndexError, ValueError):
                 raise DataError(f"{path}, line {lineno}: expected 'ImageFile focal qw qx qy qz cx cy cz ...'") from None
-            focals[str(Path(fields[0]).with_suffix("")).replace("\\", "/")] = focal
+            focals[str(PurePosixPath(fields[0].replace("\\", "/")).with_suffix(""))] = focal
             if len(focals) == count:
                 break
     if count is None:
@@ -185,13 +185,13 @@ class CambridgeLandmarks(Dataset):
         return len(self.entries)
 
     def names(self) -> list[str]:
-        return [str(Path(image_file).with_suffix("")) for image_file, _, _ in self.entries]
+        return [str(PurePosixPath(image_file).with_suffix("")) for image_file, _, _ in self.entries]
 
     def camera_for(self, image_file: str, width: int, height: int) -> Camera:
         """The intrinsics of ``image_file`` at its stored size (see the class docstring)."""
         if self._calibration is not None:
             return io.read_calibration(self._calibration, width, height)
-        key = str(Path(image_file).with_suffix(""))
+        key = str(PurePosixPath(image_file).with_suffix(""))
         if self._nvm_focals is not None and key in self._nvm_focals:
             focal = self._nvm_focals[key]
         else:
@@ -206,15 +206,15 @@ class CambridgeLandmarks(Dataset):
         image_path = self.root / image_file
         image = io.read_image(image_path)
         H, W = image.shape[:2]
-        name = str(Path(image_file).with_suffix(""))
-        frame = _FRAME_RE.search(Path(image_file).name)
+        name = str(PurePosixPath(image_file).with_suffix(""))
+        frame = _FRAME_RE.search(PurePosixPath(image_file).name)
         return io.make_sample(
             image,
             self.camera_for(image_file, W, H),
             T_cam2world=T_cam2world,
             image_height=self.image_height,
             name=name,
-            sequence=str(Path(image_file).parent) if "/" in image_file else "",
+            sequence=str(PurePosixPath(image_file).parent) if "/" in image_file else "",
             timestamp=float(frame.group(1)) if frame else float(index),
             extras={"image_path": str(image_path), "line": lineno},
         )

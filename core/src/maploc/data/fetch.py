@@ -271,7 +271,9 @@ def fetch(name: str | SampleSpec, *, progress: Progress | None = print, force: b
     the registered files into a temporary folder inside the cache root, verify every sha256, write
     ``LICENSE.txt`` and the ``.complete.json`` marker, print the licence, and ``os.replace`` the
     folder into place. An error or interruption at any step leaves no sample folder behind (only,
-    after a hard kill, a hidden ``.<name>.tmp-*`` folder in the cache root).
+    after a hard kill, a hidden ``.<name>.tmp-*`` folder in the cache root). Processes fetching the
+    same sample at once are serialised by the lock file ``.<name>.lock`` in the cache root: one
+    downloads, the others then find the folder complete.
 
     Args:
         name: a registered sample name (see :func:`list_samples`) or a :class:`SampleSpec`.

@@ -16,7 +16,7 @@ import attrs
 
 from maploc.errors import DataError
 
-__all__ = ["SampleSpec", "SAMPLES", "get_spec", "known_samples"]
+__all__ = ["SampleSpec", "SAMPLES", "get_spec", "known_samples", "check_relative_path"]
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 

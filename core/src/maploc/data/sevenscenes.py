@@ -111,8 +111,9 @@ class SevenScenes(Dataset):
 
     Cameras: colour ``f = 525``, depth ``f = 585``, both with principal point ``(320, 240)`` at
     640x480 (the values published with the dataset and used by DSAC*'s ``setup_7scenes.py``);
-    images or depth maps stored at another size get these intrinsics resized to their size. The depth camera is
-    not registered to the colour camera; :attr:`Sample.depth` is the depth **registered into the
+    images or depth maps stored at another size get these intrinsics resized to their size.
+
+    The depth camera is not registered to the colour camera; :attr:`Sample.depth` is the depth **registered into the
     colour camera** by :func:`register_depth`. The published calibration gives no depth-to-colour
     extrinsic, so the two cameras are assumed to share optical centre and orientation (identity
     extrinsic): the registration corrects the different intrinsics only, and the residual error
