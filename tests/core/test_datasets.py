@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
+
 from maploc.data.cambridge import CambridgeLandmarks, read_pose_list
 from maploc.data.dsac_layout import DSACLayout
 from maploc.data.io import read_depth_png, read_matrix, read_pose
@@ -17,7 +19,6 @@ from maploc.data.sevenscenes import SevenScenes, register_depth
 from maploc.errors import DataError
 from maploc.geometry.camera import project
 from maploc.types import Camera, Pose
-from scipy.spatial.transform import Rotation
 
 # -- helpers ----------------------------------------------------------------------------------------
 

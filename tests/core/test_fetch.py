@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from maploc.data import fetch as fetch_mod
 from maploc.data.samples import SAMPLES, SampleSpec, check_relative_path, get_spec
 from maploc.errors import DataError

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from maploc.data import fetch as fetch_mod
 from maploc.data.io import read_depth_png
 from maploc.data.sevenscenes import SevenScenes

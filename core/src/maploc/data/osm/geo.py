@@ -87,7 +87,8 @@ class GeoReference:
         """
         lat, lon = float(lat), float(lon)
         _check_latlon(lat, lon)
-        projection = f"+proj=aeqd +lat_0={lat!r} +lon_0={lon!r} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+        # Fixed-point degrees (PROJ does not read exponents: "5e-09" would be 5); 1e-12 degree is 0.1 micrometre.
+        projection = f"+proj=aeqd +lat_0={lat:.12f} +lon_0={lon:.12f} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
         return cls(origin_lat=lat, origin_lon=lon, projection=projection)
 
     def with_raster(self, *, resolution_m: float, x_min: float, y_max: float, height: int, width: int) -> GeoReference:

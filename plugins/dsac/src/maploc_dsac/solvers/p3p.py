@@ -176,6 +176,7 @@ def _initial_lambdas(a12: Tensor, a13: Tensor, a23: Tensor, b12: Tensor, b13: Te
         -2,
     )
     a_sum = a12 + a13 + a23
+    tol = torch.finfo(a12.dtype).eps ** 0.5
     out = []
     for sign in (1.0, -1.0):
         n = w_pos * e_pos + sign * w_neg * e_neg
@@ -197,7 +198,9 @@ def _initial_lambdas(a12: Tensor, a13: Tensor, a23: Tensor, b12: Tensor, b13: Te
             denom = _dot(lam, _matvec(m_sum, lam))
             scale = torch.sqrt(a_sum / torch.where(denom > 0, denom, torch.ones_like(denom)))
             lam = lam * (scale * torch.sign(lam.sum(-1)))[..., None]
-            ok = (sig_pos > 0) & (sig_neg < 0) & (kap1 >= 0) & (kap2 <= 0) & (denom > 0)
+            # Near-double roots may come out with the wrong sign by rounding: accept them as double
+            # roots (the Newton refinement and the residual test decide).
+            ok = (sig_pos > 0) & (sig_neg < tol * sig_pos) & (kap1 >= 0) & (kap2 <= tol * kap1) & (denom > 0)
             out.append(torch.where(ok[..., None], lam, torch.full_like(lam, -1.0)))
     lam = torch.stack(out, dim=-2)
     return torch.nan_to_num(lam, nan=-1.0, posinf=-1.0, neginf=-1.0)
@@ -328,18 +331,26 @@ def p3p_lambda_twist(bearings: Tensor, points_world: Tensor, refine_steps: int =
     det_x = torch.where(nondegenerate, area2, torch.ones_like(area2))  # det[a, b, a x b] = |a x b|^2
     xinv = _cofactor3(xmat).transpose(-1, -2) / det_x[..., None, None]
     rot = _matmul(ymat, xinv[..., None, :, :])
-    trans = l1 * y1e - _matvec(rot, x1[..., None, :])
-
     eye = torch.eye(3, dtype=dtype, device=rot.device)
     orth_err = (_matmul(rot.transpose(-1, -2), rot) - eye).abs().amax((-1, -2))
+    det_r = _det3(rot)
+    # Rounding in the depths is amplified by thin triangles: project onto SO(3) by Newton's
+    # iteration for the polar factor, R <- (R + R^-T) / 2 with R^-T = cof(R) / det(R).
+    for _ in range(3):
+        det = _det3(rot)
+        det = torch.where(det > 0, det, torch.ones_like(det))
+        rot = 0.5 * (rot + _cofactor3(rot) / det[..., None, None])
+    # The translation that best fits all three points (l_i y_i = R X_i + t).
+    trans = (lam[..., :, None] * y[..., None, :, :] - _matvec(rot[..., None, :, :], points_world[..., None, :, :])).mean(-2)
+
     tol = 10.0 * eps**0.5
     valid = (
         nondegenerate[..., None]
         & lam0_ok
         & (lam > 0).all(-1)
         & (res < tol)
-        & (orth_err < tol)
-        & (_det3(rot) > 0)
+        & (orth_err < min(1e3 * tol, 0.1))
+        & (det_r > 0)
         & torch.isfinite(rot).all(-1).all(-1)
         & torch.isfinite(trans).all(-1)
     )
