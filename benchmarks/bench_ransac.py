@@ -106,8 +106,14 @@ def bench(args) -> None:
                     Kn, Rg, tg, uvn, Xn = frames[i]
                     t0 = time.perf_counter()
                     ok, rvec, tvec, inl = cv2.solvePnPRansac(
-                        Xn, uvn, Kn, None, iterationsCount=args.hypotheses, reprojectionError=args.threshold,
-                        confidence=0.99, flags=flag,
+                        Xn,
+                        uvn,
+                        Kn,
+                        None,
+                        iterationsCount=args.hypotheses,
+                        reprojectionError=args.threshold,
+                        confidence=0.99,
+                        flags=flag,
                     )
                     times.append(time.perf_counter() - t0)
                     if len(errs) < args.frames:

@@ -26,6 +26,7 @@ from maploc.data.osm import (
     ATTRIBUTION,
     CLASS_NAMES,
     GROUPS,
+    WAY_CLASSES,
     GeoReference,
     MapRaster,
     classify,
@@ -77,6 +78,8 @@ NODES: dict[int, tuple[tuple[int, int], dict[str, str]]] = {
     44: ((2, 2), {}), 45: ((2, 8), {}), 46: ((4, 8), {}),
     # an unknown way
     51: ((38, 30), {}), 52: ((38, 35), {}),
+    # a footway and a cycleway cut by nodes missing from the file (as an extract cuts ways at its border)
+    61: ((36, 22), {}), 62: ((36, 25), {}), 63: ((36, 28), {}), 64: ((38, 28), {}),
 }  # fmt: skip
 WAYS: dict[int, tuple[list[int], dict[str, str]]] = {
     10: ([1, 2, 3, 4, 1], {}),
@@ -87,6 +90,8 @@ WAYS: dict[int, tuple[list[int], dict[str, str]]] = {
     40: ([41, 42, 43], {"building": "yes"}),
     41: ([44, 45, 46], {"area": "yes", "leisure": "park"}),
     50: ([51, 52], {"man_made": "pier"}),
+    60: ([61, 999, 62, 998, 63, 64], {"highway": "footway"}),  # 998, 999: missing; runs [61], [62], [63, 64]
+    61: ([62, 63], {"highway": "cycleway"}),
 }
 RELATION = 100  # multipolygon building: outer way 10, inner way 11
 
@@ -134,11 +139,11 @@ def tiny_raster(tiny_map):
 
 
 # ---- expected masks, from inequalities ---------------------------------------------------------------------------
-I, J = np.mgrid[0:N, 0:N]
+ROWS, COLS = np.mgrid[0:N, 0:N]
 
 
 def box_mask(i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
-    return (I >= i0) & (I <= i1) & (J >= j0) & (J <= j1)
+    return (ROWS >= i0) & (ROWS <= i1) & (COLS >= j0) & (COLS <= j1)
 
 
 def box_border(i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
@@ -147,14 +152,14 @@ def box_border(i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
 
 def capsule(a: tuple[int, int], b: tuple[int, int], radius: float) -> np.ndarray:
     """Pixels whose centre is within ``radius`` of the segment a-b (pixel coordinates)."""
-    p = np.stack([I, J], axis=-1).astype(float)
+    p = np.stack([ROWS, COLS], axis=-1).astype(float)
     a_, b_ = np.asarray(a, float), np.asarray(b, float)
     t = np.clip(((p - a_) @ (b_ - a_)) / ((b_ - a_) @ (b_ - a_)), 0.0, 1.0)
     return np.linalg.norm(p - (a_ + t[..., None] * (b_ - a_)), axis=-1) <= radius + 1e-9
 
 
 def disk(center: tuple[int, int], radius: float) -> np.ndarray:
-    return (I - center[0]) ** 2 + (J - center[1]) ** 2 <= radius**2 + 1e-9
+    return (ROWS - center[0]) ** 2 + (COLS - center[1]) ** 2 <= radius**2 + 1e-9
 
 
 def expected_masks() -> dict[str, np.ndarray]:
@@ -165,7 +170,8 @@ def expected_masks() -> dict[str, np.ndarray]:
         "building": building,
         "building_outline": outline,  # 0.5 m wide -> r = 0: 1-pixel lines
         "road": capsule((33, 3), (33, 36), 2),  # 4 m wide at 1 m/px -> r = 2
-        "path": capsule((33, 20), (20, 20), 1),  # 2 m wide -> r = 1
+        "path": capsule((33, 20), (20, 20), 1) | capsule((36, 28), (38, 28), 1),  # 2 m wide -> r = 1
+        "cycleway": capsule((36, 25), (36, 28), 1),
         "tree": disk((2, 30), 1),  # radius 1 m -> 1 px
         "crossing": disk((33, 20), 1),  # radius 0.5 m -> floor(0.5 + 0.5) = 1 px
     }
@@ -236,7 +242,8 @@ def test_area_and_level_rules():
 )
 def test_projection_round_trip_and_geodesic_oracle(lat0, lon0, distance, azimuth):
     georef = GeoReference.from_origin(lat0, lon0)
-    lon, lat, _ = pyproj.Geod(ellps="WGS84").fwd(lon0, lat0, azimuth, distance)
+    assert abs(georef.origin_lat - lat0) < 1e-8 and abs(georef.origin_lon - lon0) < 1e-8  # PROJ's rounding at 0
+    lon, lat, _ = pyproj.Geod(ellps="WGS84").fwd(georef.origin_lon, georef.origin_lat, azimuth, distance)
     xy = georef.latlon_to_xy([lat, lon])
     # aeqd: distance and azimuth from the origin are the geodesic ones; x east, y north.
     assert math.hypot(*xy) == pytest.approx(distance, abs=1e-3)
@@ -269,11 +276,11 @@ def test_parse_counts_and_features(tiny_map):
     assert m.counts["file_nodes"] == len(NODES)
     assert m.counts["file_ways"] == len(WAYS)
     assert m.counts["file_relations"] == 1
-    assert (m.counts["areas"], m.counts["ways"], m.counts["points"]) == (2, 2, 2)
+    assert (m.counts["areas"], m.counts["ways"], m.counts["points"]) == (2, 4, 2)
     assert m.counts["unclosed_area_ways"] == 2
     assert m.counts["underground"] == 1
-    assert m.counts["failed_areas"] == 0 and m.counts["missing_node_refs"] == 0
-    assert dict(m.class_counts) == {"building": 2, "crossing": 1, "path": 1, "road": 1, "tree": 1}
+    assert m.counts["failed_areas"] == 0 and m.counts["missing_node_refs"] == 2
+    assert dict(m.class_counts) == {"building": 2, "crossing": 1, "cycleway": 1, "path": 2, "road": 1, "tree": 1}
     relation = next(a for a in m.areas if a.osm_type == "relation")
     assert relation.osm_id == RELATION and relation.class_name == "building" and len(relation.holes) == 1
     # Coordinates: within 1 cm (OSM stores 1e-7 degree) of the pixel centres the nodes were placed on.
@@ -282,6 +289,9 @@ def test_parse_counts_and_features(tiny_map):
     np.testing.assert_allclose(relation.exterior[0], relation.exterior[-1])  # closed ring
     road = next(w for w in m.ways if w.class_name == "road")
     np.testing.assert_allclose(road.xy, [pixel_xy(33, 3), pixel_xy(33, 20), pixel_xy(33, 36)], atol=0.01)
+    cut = [w for w in m.ways if w.osm_id == 60]  # only the run of two present nodes remains
+    assert len(cut) == 1 and cut[0].class_name == "path"
+    np.testing.assert_allclose(cut[0].xy, [pixel_xy(36, 28), pixel_xy(38, 28)], atol=0.01)
     tree = next(p for p in m.points if p.class_name == "tree")
     assert tree.osm_id == 31
     np.testing.assert_allclose(tree.xy, pixel_xy(2, 30), atol=0.01)
@@ -290,11 +300,15 @@ def test_parse_counts_and_features(tiny_map):
 
 def test_road_graph(tiny_map):
     g = tiny_map.road_graph
-    assert g.node_ids.tolist() == [21, 22, 23, 24]
+    assert g.node_ids.tolist() == [21, 22, 23, 24, 62, 63, 64]  # 61 is cut off by missing nodes
     edges = {tuple(sorted(g.node_ids[e].tolist())) for e in g.edges}
-    assert edges == {(21, 22), (22, 23), (22, 24)}
-    assert sorted(g.edge_way_ids.tolist()) == [30, 30, 31]
-    np.testing.assert_allclose(g.xy[1], pixel_xy(33, 20), atol=0.01)
+    assert edges == {(21, 22), (22, 23), (22, 24), (62, 63), (63, 64)}
+    assert sorted(g.edge_way_ids.tolist()) == [30, 30, 31, 60, 61]
+    classes = {int(w): int(c) for w, c in zip(g.edge_way_ids, g.edge_classes)}
+    assert [WAY_CLASSES[classes[w]] for w in (30, 31, 60, 61)] == ["road", "path", "path", "cycleway"]
+    for node_id, ((i, j), _) in NODES.items():
+        if node_id in g.node_ids:
+            np.testing.assert_allclose(g.xy[g.node_ids.tolist().index(node_id)], pixel_xy(i, j), atol=0.01)
 
 
 def test_default_origin_is_centre_of_node_extent(osm_files):
@@ -514,7 +528,7 @@ def test_load_map_raster_skips_parsing_on_a_hit(osm_files, tmp_path, monkeypatch
 # ---- pictures ----------------------------------------------------------------------------------------------------
 def test_render_map_png(tiny_raster, tmp_path):
     image, present = raster_to_rgb(tiny_raster)
-    assert present == ["building", "building_outline", "path", "road", "tree", "crossing"]
+    assert present == ["building", "building_outline", "cycleway", "path", "road", "tree", "crossing"]
     assert tuple(image[2, 30]) == tuple(int(CLASS_INFO["tree"].color[k : k + 2], 16) for k in (1, 3, 5))
     assert tuple(image[0, 0]) == (247, 247, 242)
     out = render_map_png(tiny_raster, tmp_path / "sub" / "map.png", title="tiny")

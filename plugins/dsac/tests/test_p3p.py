@@ -27,7 +27,9 @@ def p3p_problems(draw):
     rng = np.random.default_rng(seed)
     width, height = draw(st.sampled_from([(640, 480), (1024, 768), (320, 240)]))
     focal = draw(st.floats(200.0, 1500.0))
-    K = np.array([[focal, 0.0, width / 2 + rng.uniform(-20, 20)], [0.0, focal * rng.uniform(0.9, 1.1), height / 2], [0, 0, 1]])
+    K = np.array(
+        [[focal, 0.0, width / 2 + rng.uniform(-20, 20)], [0.0, focal * rng.uniform(0.9, 1.1), height / 2], [0, 0, 1]]
+    )
     pixels = np.stack([rng.uniform(0, width - 1, 3), rng.uniform(0, height - 1, 3)], 1)
     depths = rng.uniform(0.5, 20.0, 3)
     rays = np.concatenate([pixels, np.ones((3, 1))], 1) @ np.linalg.inv(K).T
@@ -53,7 +55,7 @@ def _opencv_solutions(K, points_world, pixels, flag):
     some with negative depths, which are not solutions of the constrained problem)."""
     _, rvecs, tvecs = cv2.solveP3P(points_world, pixels, K, None, flags=flag)
     out = []
-    for rvec, tvec in zip(rvecs, tvecs):
+    for rvec, tvec in zip(rvecs, tvecs, strict=True):
         R = cv2.Rodrigues(rvec)[0]
         t = tvec.ravel()
         if ((points_world @ R.T + t)[:, 2] > 0).all():
@@ -105,6 +107,9 @@ def test_matches_opencv_solution_sets(problem, method):
 @given(p3p_problems())
 def test_float32_recovers_pose(problem):
     K, R, t, X, _, y = problem
+    # float32 flags thin world triangles (sin^2 of an angle below 1e3 eps) as degenerate.
+    d12, d13 = X[0] - X[1], X[0] - X[2]
+    assume(np.sum(np.cross(d12, d13) ** 2) > 1e-2 * np.sum(d12**2) * np.sum(d13**2))
     R_est, t_est, valid = p3p_lambda_twist(torch.from_numpy(y).float(), torch.from_numpy(X).float())
     assert R_est.dtype == torch.float32
     dists = [_pose_distance(R_est[k].double().numpy(), t_est[k].double().numpy(), R, t) for k in range(4) if valid[k]]

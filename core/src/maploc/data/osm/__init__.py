@@ -15,7 +15,7 @@ from .classes import AREA_CLASSES, CLASS_NAMES, GROUPS, POINT_CLASSES, TAG_TABLE
 from .geo import GeoReference
 from .model import MapArea, MapPoint, MapWay, OSMMap, RoadGraph
 from .parser import parse_osm
-from .raster import MapRaster, default_cache_dir, load_map_raster, rasterize
+from .raster import MapRaster, default_cache_dir, load_map_raster, rasterize, unpack_labels
 from .render import ATTRIBUTION, render_map_png, show_sample_map
 
 __all__ = [
@@ -40,4 +40,5 @@ __all__ = [
     "rasterize",
     "render_map_png",
     "show_sample_map",
+    "unpack_labels",
 ]

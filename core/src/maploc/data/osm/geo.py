@@ -82,10 +82,13 @@ class GeoReference:
     def from_origin(cls, lat: float, lon: float) -> GeoReference:
         """The azimuthal equidistant (WGS84) map frame centred at ``(lat, lon)`` degrees.
 
+        Values within 1e-8 degree of 0 are set to 0 (PROJ's own rounding).
+
         Raises:
             ValueError: the origin is not a valid latitude/longitude.
         """
-        lat, lon = float(lat), float(lon)
+        # PROJ reads |angle| < 1e-8 degree (1 mm) as 0; the stored origin says what PROJ uses.
+        lat, lon = (0.0 if abs(float(v)) < 1e-8 else float(v) for v in (lat, lon))
         _check_latlon(lat, lon)
         # Fixed-point degrees (PROJ does not read exponents: "5e-09" would be 5); 1e-12 degree is 0.1 micrometre.
         projection = f"+proj=aeqd +lat_0={lat:.12f} +lon_0={lon:.12f} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"

@@ -58,7 +58,7 @@ class _Collector:
         self.produced_relation_areas: set[int] = set()
         self.unclosed: list[int] = []
         self.multipolygon_members: set[int] = set()
-        self.graph_nodes: dict[int, int] = {}  # OSM node id -> coordinate index
+        self.graph_nodes: dict[int, tuple[float, float]] = {}  # OSM node id -> (lat, lon)
         self.graph_edges: list[tuple[int, int, int, int]] = []  # node a, node b, way id, class index
 
     # ---- helpers ------------------------------------------------------------------------------------------
@@ -155,10 +155,11 @@ class _Collector:
                 start = len(self.lat)
                 previous = None
                 continue
-            self.lat.append(location.lat)
-            self.lon.append(location.lon)
+            lat, lon = location.lat, location.lon
+            self.lat.append(lat)
+            self.lon.append(lon)
             if graph_class >= 0:
-                self.graph_nodes.setdefault(ref.ref, len(self.lat) - 1)
+                self.graph_nodes[ref.ref] = (lat, lon)
                 if previous is not None and previous != ref.ref:
                     edges.append((previous, ref.ref, way.id, graph_class))
                 previous = ref.ref
@@ -320,7 +321,7 @@ def parse_osm(
     points = tuple(
         MapPoint(class_name=n, xy=(float(xy[k, 0]), float(xy[k, 1])), osm_id=i) for n, k, i in collector.points
     )
-    road_graph = _road_graph(collector, xy)
+    road_graph = _road_graph(collector, georef)
 
     unclosed = sorted(set(collector.unclosed) - collector.multipolygon_members)
     if unclosed:
@@ -359,11 +360,11 @@ def parse_osm(
     )
 
 
-def _road_graph(collector: _Collector, xy: np.ndarray) -> RoadGraph:
+def _road_graph(collector: _Collector, georef: GeoReference) -> RoadGraph:
     edges = collector.graph_edges
     used = sorted({a for a, _, _, _ in edges} | {b for _, b, _, _ in edges})
     node_ids = np.asarray(used, dtype=np.int64)
-    node_xy = xy[np.asarray([collector.graph_nodes[i] for i in used], dtype=np.int64)] if used else np.zeros((0, 2))
+    node_xy = georef.latlon_to_xy([collector.graph_nodes[i] for i in used]) if used else np.zeros((0, 2))
     if edges:
         ends = np.asarray([(a, b) for a, b, _, _ in edges], dtype=np.int64)
         edge_index = np.searchsorted(node_ids, ends)

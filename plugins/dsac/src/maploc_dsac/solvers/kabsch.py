@@ -13,9 +13,7 @@ from torch import Tensor
 __all__ = ["kabsch"]
 
 
-def kabsch(
-    points_cam: Tensor, points_world: Tensor, weights: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
+def kabsch(points_cam: Tensor, points_world: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Finds the rigid transform that best maps camera-frame points onto world-frame points.
 
     Minimizes ``sum_i w_i |R_cam2world @ p_cam_i + t_cam2world - p_world_i|^2`` over rotations

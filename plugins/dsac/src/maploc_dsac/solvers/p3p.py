@@ -312,7 +312,11 @@ def p3p_lambda_twist(bearings: Tensor, points_world: Tensor, refine_steps: int =
     b_safe = torch.where(nondegenerate[..., None], b, torch.zeros_like(b))
 
     with torch.no_grad():
-        lam0 = _initial_lambdas(*a_n.detach().unbind(-1), *b_safe.detach().unbind(-1))
+        # The closed forms are poorly conditioned near double roots: evaluate them in float64
+        # (except on backends without it); the Newton steps below run in the input dtype.
+        root_dtype = torch.float32 if a_n.device.type == "mps" else torch.float64
+        lam0 = _initial_lambdas(*a_n.detach().to(root_dtype).unbind(-1), *b_safe.detach().to(root_dtype).unbind(-1))
+        lam0 = lam0.to(dtype)
     lam0_ok = (lam0 > 0).all(-1)
     lam0 = torch.where(lam0_ok[..., None], lam0, torch.ones_like(lam0))
 
@@ -341,7 +345,9 @@ def p3p_lambda_twist(bearings: Tensor, points_world: Tensor, refine_steps: int =
         det = torch.where(det > 0, det, torch.ones_like(det))
         rot = 0.5 * (rot + _cofactor3(rot) / det[..., None, None])
     # The translation that best fits all three points (l_i y_i = R X_i + t).
-    trans = (lam[..., :, None] * y[..., None, :, :] - _matvec(rot[..., None, :, :], points_world[..., None, :, :])).mean(-2)
+    trans = (
+        lam[..., :, None] * y[..., None, :, :] - _matvec(rot[..., None, :, :], points_world[..., None, :, :])
+    ).mean(-2)
 
     tol = 10.0 * eps**0.5
     valid = (

@@ -32,6 +32,9 @@ What differs, for a batched tensor implementation (none changes the estimator's 
   differentiable LM steps (RGB) or one weighted Kabsch (RGB-D) on that set start from the
   differentiable hypothesis; autograd then gives both paths, exactly for the computed function.
 
+Precision: float32 or float64 in, the same out (half precision is computed in float32). The
+minimal solvers and the test-time refinement run in float64 (float32 on backends without it, MPS).
+
 Poses: internally ``x_cam = R_world2cam @ x_world + t_world2cam``; results are reported as
 ``R_cam2world``, ``t_cam2world`` (the camera centre in the world frame), as the rest of maploc.
 Pixels follow OpenCV: the centre of the top-left pixel is ``(0, 0)``, and ``u = K[0] @ x_cam / z``.
@@ -87,7 +90,7 @@ def _so3_exp(omega: Tensor) -> Tensor:
     b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / theta2_safe)
     k = _skew(omega)
     eye = torch.eye(3, dtype=omega.dtype, device=omega.device)
-    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+    return eye + a[..., None, None] * k + b[..., None, None] * _matmul3(k, k)
 
 
 def _transform(R: Tensor, t: Tensor, points: Tensor) -> Tensor:
@@ -97,9 +100,19 @@ def _transform(R: Tensor, t: Tensor, points: Tensor) -> Tensor:
     return points @ R.transpose(-1, -2) + t[..., None, :]
 
 
+def _matmul3(a: Tensor, b: Tensor) -> Tensor:
+    """``a (..., 3, 3) @ b (..., 3, 3)`` elementwise (batched tiny matmuls are slow on CPU)."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(-2)
+
+
+def _matvec3(a: Tensor, v: Tensor) -> Tensor:
+    """``a (..., 3, 3) @ v (..., 3)`` elementwise."""
+    return (a * v[..., None, :]).sum(-1)
+
+
 def _invert(R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     Rt = R.transpose(-1, -2)
-    return Rt, -(Rt @ t[..., None])[..., 0]
+    return Rt, -_matvec3(Rt, t)
 
 
 def _project(points_cam: Tensor, K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -196,14 +209,23 @@ def reprojection_errors(
         t_world2cam: ``(..., 3)`` translations, metres.
         scene_coordinates: ``(..., N, 3)`` world points, metres (broadcast against the poses).
         pixels: ``(..., N, 2)`` observed pixel positions ``(u, v)``.
-        K: ``(..., 3, 3)`` pinhole intrinsics in pixels (last row ``0, 0, 1``).
+        K: ``(..., 3, 3)`` pinhole intrinsics in pixels (last row ``0, 0, 1``), one per pose: its
+            leading dims broadcast against those of the poses.
         max_error: clamp, pixels. Points at or behind the camera plane get this error.
 
     Returns:
         ``(..., N)`` errors in pixels, in ``[0, max_error]``; differentiable.
     """
-    uv, _, in_front = _project(_transform(R_world2cam, t_world2cam, scene_coordinates), K)
-    err = _safe_norm(uv - pixels).clamp(max=max_error)
+    # One transform with P = K [R | t] (the third row of K is e_z, so the third coordinate is z).
+    KR = _matmul3(K, R_world2cam)
+    Kt = _matvec3(K, t_world2cam)
+    p = _transform(KR, Kt, scene_coordinates)
+    z = p[..., 2]
+    in_front = z > _Z_MIN
+    inv_z = 1.0 / torch.where(in_front, z, torch.ones_like(z))
+    du = p[..., 0] * inv_z - pixels[..., 0]
+    dv = p[..., 1] * inv_z - pixels[..., 1]
+    err = (du * du + dv * dv).clamp_min(1e-20).sqrt().clamp(max=max_error)
     return torch.where(in_front, err, torch.full_like(err, max_error))
 
 
@@ -244,13 +266,20 @@ def _pnp_normal_equations(
     uv, z, in_front = _project(xc, K)
     r = uv - pixels
     w = weights * in_front
-    k2 = K[..., None, :2, :]  # (..., 1, 2, 3)
-    d = (k2 - uv[..., :, None] * torch.tensor([0.0, 0.0, 1.0], dtype=X.dtype, device=X.device)) / z[..., None, None]
-    j_rot = torch.linalg.cross(xc[..., None, :].expand_as(d), d, dim=-1)  # d_i^T (-[x]_x) = (x cross d_i)^T
-    jac = torch.cat([j_rot, d], -1)  # (..., N, 2, 6)
-    jac_w = jac * w[..., None, None]
-    jtj = torch.einsum("...nij,...nik->...jk", jac_w, jac)
-    jtr = torch.einsum("...nij,...ni->...j", jac_w, r)
+    # d(u, v)/d(x_cam) = (K[:2] - (u, v) e_z^T) / z, rows d_u, d_v; the rotation columns are x cross d.
+    inv_z = 1.0 / z
+    k = K[..., None, :2, :]  # (..., 1, 2, 3)
+    dx = k[..., 0] * inv_z[..., None]  # (..., N, 2)
+    dy = k[..., 1] * inv_z[..., None]
+    dz = (k[..., 2] - uv) * inv_z[..., None]
+    px, py, pz = (c[..., None] for c in xc.unbind(-1))
+    jac = torch.stack([py * dz - pz * dy, pz * dx - px * dz, px * dy - py * dx, dx, dy, dz], -1)  # (..., N, 2, 6)
+    jac = jac.flatten(-3, -2)  # (..., 2N, 6)
+    batch = torch.broadcast_shapes(jac.shape[:-2], w.shape[:-1])
+    jac = jac.expand(*batch, *jac.shape[-2:])
+    jac_w = jac * w.repeat_interleave(2, dim=-1).expand(*batch, jac.shape[-2])[..., None]
+    jtj = jac_w.transpose(-1, -2) @ jac
+    jtr = (jac_w * r.flatten(-2, -1)[..., None]).sum(-2)
     return jtj, jtr, _pnp_cost(r, w, in_front, weights, max_error)
 
 
@@ -259,7 +288,9 @@ def _pnp_cost(r: Tensor, w: Tensor, in_front: Tensor, weights: Tensor, max_error
     return (w * (r * r).sum(-1)).sum(-1) + behind * max_error**2
 
 
-def _pnp_cost_at(R: Tensor, t: Tensor, X: Tensor, pixels: Tensor, K: Tensor, weights: Tensor, max_error: float) -> Tensor:
+def _pnp_cost_at(
+    R: Tensor, t: Tensor, X: Tensor, pixels: Tensor, K: Tensor, weights: Tensor, max_error: float
+) -> Tensor:
     uv, _, in_front = _project(_transform(R, t, X), K)
     return _pnp_cost(uv - pixels, weights * in_front, in_front, weights, max_error)
 
@@ -305,6 +336,8 @@ def refine_pnp_lm(
     lam = torch.full(batch, damping, dtype=R.dtype, device=R.device)
     eye6 = torch.eye(6, dtype=R.dtype, device=R.device)
     enough = (weights > 0).sum(-1).expand(batch) >= 3
+    stalls = torch.zeros(batch, dtype=torch.int64, device=R.device)
+    eps = torch.finfo(R.dtype).eps
     for _ in range(iterations):
         jtj, jtr, cost = _pnp_normal_equations(R, t, scene_coordinates, pixels, K, weights, max_error)
         diag = jtj.diagonal(dim1=-2, dim2=-1)
@@ -315,15 +348,20 @@ def refine_pnp_lm(
         ok = enough & (info == 0) & torch.isfinite(step).all(-1)
         step = torch.where(ok[..., None], step, torch.zeros_like(step))
         dR = _so3_exp(step[..., :3])
-        R_new = dR @ R
-        t_new = (dR @ t[..., None])[..., 0] + step[..., 3:]
+        R_new = _matmul3(dR, R)
+        t_new = _matvec3(dR, t) + step[..., 3:]
         new_cost = _pnp_cost_at(R_new, t_new, scene_coordinates, pixels, K, weights, max_error)
         accept = ok & (new_cost < cost)
         R = torch.where(accept[..., None, None], R_new, R)
         t = torch.where(accept[..., None], t_new, t)
         lam = torch.where(accept, (lam * 0.1).clamp_min(1e-12), (lam * 10.0).clamp_max(1e12))
-        if not torch.is_grad_enabled() and bool(((step.abs().amax(-1) < 1e-9) | ~ok).all()):
-            break  # converged (steps below 1e-9 rad / 1e-9 m) everywhere
+        if not torch.is_grad_enabled():
+            # Stop once every problem has converged: a kept step at rounding level, or two
+            # rejected steps in a row (no further decrease is representable), or nothing to solve.
+            stalls = torch.where(accept, torch.zeros_like(stalls), stalls + 1)
+            tiny = step.abs().amax(-1) < 100.0 * eps * (1.0 + t.abs().amax(-1))
+            if bool(((accept & tiny) | (stalls >= 2) | ~ok).all()):
+                break
     return R, t
 
 
@@ -408,7 +446,9 @@ class RansacResult:
     @property
     def T_cam2world(self) -> Tensor:
         """``(B, 4, 4)`` homogeneous camera-to-world transforms."""
-        T = torch.zeros(*self.R_cam2world.shape[:-2], 4, 4, dtype=self.R_cam2world.dtype, device=self.R_cam2world.device)
+        T = torch.zeros(
+            *self.R_cam2world.shape[:-2], 4, 4, dtype=self.R_cam2world.dtype, device=self.R_cam2world.device
+        )
         T[..., :3, :3] = self.R_cam2world
         T[..., :3, 3] = self.t_cam2world
         T[..., 3, 3] = 1.0
@@ -477,11 +517,22 @@ class DSACRansac:
         max_error: error clamp; default 100 px (RGB) or 1 m (RGB-D).
         max_refinement_steps: inlier re-collections at most (DSAC*: 100).
         candidates_per_hypothesis: minimal sets drawn per hypothesis slot (bounded redraws).
-        lm_iterations: LM iterations per PnP re-fit at test time.
+        lm_iterations: LM iterations per PnP re-fit (each inlier re-collection) at test time.
         train_refinement_steps: differentiable LM iterations per hypothesis in training (RGB).
 
     Raises:
-        ValueError: for an unknown mode or a non-positive count/threshold.
+        ValueError: for an unknown mode, a non-positive count, threshold, clamp or ``alpha``, or a
+            negative number of steps.
+
+    Example::
+
+        solver = DSACRansac("rgb")                      # DSAC* defaults
+        result = solver(scene_coordinates, pixels, K)   # (B, N, 3), (B, N, 2), (B, 3, 3)
+        result.R_cam2world, result.t_cam2world, result.success
+
+        out = solver.expectation(scene_coordinates, pixels, K, seed=step)
+        loss = out.expected_loss(lambda R, t: pose_loss(R, t, R_gt[:, None], t_gt[:, None])).mean()
+        loss.backward()                                 # reaches scene_coordinates
     """
 
     def __init__(
@@ -496,13 +547,15 @@ class DSACRansac:
         max_refinement_steps: int = 100,
         candidates_per_hypothesis: int = 16,
         lm_iterations: int = 10,
-        train_refinement_steps: int = 10,
+        train_refinement_steps: int = 5,
     ) -> None:
         if mode not in ("rgb", "rgbd"):
             raise ValueError(f"mode must be 'rgb' or 'rgbd', got {mode!r}")
         self.mode: Mode = mode
         self.num_hypotheses = int(num_hypotheses)
-        self.inlier_threshold = float(inlier_threshold if inlier_threshold is not None else (10.0 if mode == "rgb" else 0.1))
+        self.inlier_threshold = float(
+            inlier_threshold if inlier_threshold is not None else (10.0 if mode == "rgb" else 0.1)
+        )
         self.inlier_alpha = float(inlier_alpha)
         self.inlier_beta = float(inlier_beta if inlier_beta is not None else 5.0 / self.inlier_threshold)
         self.max_error = float(max_error if max_error is not None else (100.0 if mode == "rgb" else 1.0))
@@ -513,8 +566,14 @@ class DSACRansac:
         for name in ("num_hypotheses", "candidates_per_hypothesis"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.inlier_threshold <= 0 or self.max_error <= 0:
-            raise ValueError("inlier_threshold and max_error must be positive")
+        if self.inlier_threshold <= 0 or self.max_error <= 0 or self.inlier_alpha <= 0 or self.inlier_beta <= 0:
+            raise ValueError(
+                "inlier_threshold, max_error, inlier_alpha and inlier_beta must be positive, got "
+                f"{self.inlier_threshold}, {self.max_error}, {self.inlier_alpha}, {self.inlier_beta}"
+            )
+        for name in ("max_refinement_steps", "lm_iterations", "train_refinement_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
     @property
     def set_size(self) -> int:
@@ -542,6 +601,8 @@ class DSACRansac:
             raise ValueError(f"scene_coordinates must be (B, N, 3), got {tuple(scene_coordinates.shape)}")
         B, N, _ = scene_coordinates.shape
         dtype = scene_coordinates.dtype if scene_coordinates.is_floating_point() else torch.get_default_dtype()
+        if torch.finfo(dtype).bits < 32:  # half precision (autocast): geometry needs at least float32
+            dtype = torch.float32
         sc = scene_coordinates.to(dtype)
         valid = torch.isfinite(sc).all(-1)
         if mask is not None:
@@ -578,7 +639,9 @@ class DSACRansac:
         if isinstance(seed, int):
             # Decorrelate the images of a batch, deterministically.
             idx = torch.arange(B, dtype=torch.int64, device=device)
-            return (_hash32(torch.full_like(idx, seed & _MASK32) ^ _hash32(idx + 0x632BE5AB)) << 31) ^ (seed >> 32) ^ idx
+            return (
+                (_hash32(torch.full_like(idx, seed & _MASK32) ^ _hash32(idx + 0x632BE5AB)) << 31) ^ (seed >> 32) ^ idx
+            )
         seed_t = torch.as_tensor(seed, dtype=torch.int64, device=device)
         if seed_t.shape != (B,):
             raise ValueError(f"seed must be an int or a (B,) = ({B},) tensor, got shape {tuple(seed_t.shape)}")
@@ -586,7 +649,9 @@ class DSACRansac:
 
     # ---- hypotheses -------------------------------------------------------------------------------
 
-    def _candidates_rgb(self, sc: Tensor, pixels: Tensor, K: Tensor, sets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _candidates_rgb(
+        self, sc: Tensor, pixels: Tensor, K: Tensor, sets: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """P3P on the first three of each set, the fourth picks the solution (OpenCV ``SOLVEPNP_P3P``
         on four points, as DSAC* ``sampleHypotheses``). Returns R, t (compute dtype), has_solution,
         consistent (all four within the threshold)."""
@@ -595,7 +660,7 @@ class DSACRansac:
         uv = _gather_points(pixels, sets).to(cd)  # (B, C, 4, 2)
         Kc = K.to(cd)
         Kinv = torch.linalg.inv(Kc)
-        rays = torch.cat([uv, torch.ones_like(uv[..., :1])], -1) @ Kinv[:, None].transpose(-1, -2)
+        rays = _matvec3(Kinv[:, None, None], torch.cat([uv, torch.ones_like(uv[..., :1])], -1))
         R, t, ok = p3p_lambda_twist(rays[..., :3, :], X[..., :3, :])  # (B, C, 4, 3, 3), (B, C, 4, 3), (B, C, 4)
         err = reprojection_errors(R, t, X[:, :, None], uv[:, :, None], Kc[:, None, None], self.max_error)  # (B,C,4,4)
         fourth = torch.where(ok, err[..., 3], torch.full_like(err[..., 3], float("inf")))
@@ -658,16 +723,37 @@ class DSACRansac:
             sets_ok = torch.gather(valid, 1, sets.reshape(B, -1)).reshape(sets.shape).all(-1)
             H = sets.shape[1]
         else:
-            sets, sets_ok = sample_minimal_sets(valid, H * self.candidates_per_hypothesis, k, self._seeds(seed, B, sc.device))
-        if self.mode == "rgb":
-            assert pixels is not None and K is not None
-            R, t, has, consistent = self._candidates_rgb(sc, pixels, K, sets)
+            sets, sets_ok = sample_minimal_sets(
+                valid, H * self.candidates_per_hypothesis, k, self._seeds(seed, B, sc.device)
+            )
+
+        def solve(sl: slice) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            if self.mode == "rgb":
+                assert pixels is not None and K is not None
+                R_, t_, has_, cons_ = self._candidates_rgb(sc, pixels, K, sets[:, sl])
+            else:
+                assert points_cam is not None
+                R_, t_, has_, cons_ = self._candidates_rgbd(sc, points_cam, sets[:, sl])
+            has_ = has_ & sets_ok[:, sl]
+            return R_, t_, has_, cons_ & has_
+
+        if minimal_sets is not None:
+            R, t, has, _ = solve(slice(None))
         else:
-            assert points_cam is not None
-            R, t, has, consistent = self._candidates_rgbd(sc, points_cam, sets)
-        has = has & sets_ok
-        consistent = consistent & has
-        if minimal_sets is None:
+            # Solve the candidates in growing chunks (2H, then doubling) and stop as soon as every
+            # image has H self-consistent ones: the kept hypotheses are the same as when solving all.
+            parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+            n_consistent = torch.zeros(B, dtype=torch.int64, device=sc.device)
+            start, total = 0, sets.shape[1]
+            while start < total:
+                end = min(total, max(2 * H, 2 * start))
+                parts.append(solve(slice(start, end)))
+                n_consistent = n_consistent + parts[-1][3].sum(1)
+                start = end
+                if bool((n_consistent >= H).all()):
+                    break
+            R, t, has, consistent = (torch.cat(items, dim=1) for items in zip(*parts, strict=True))
+            sets = sets[:, :start]
             # Keep the first H self-consistent candidates, then the other solvable ones (bounded redraws).
             priority = 2 - consistent.to(torch.int64) - has.to(torch.int64)
             order = torch.argsort(priority, dim=1, stable=True)[:, :H]
@@ -680,11 +766,15 @@ class DSACRansac:
 
     # ---- scoring ----------------------------------------------------------------------------------
 
-    def _errors(self, R: Tensor, t: Tensor, sc: Tensor, pixels: Tensor | None, K: Tensor | None, points_cam: Tensor | None) -> Tensor:
+    def _errors(
+        self, R: Tensor, t: Tensor, sc: Tensor, pixels: Tensor | None, K: Tensor | None, points_cam: Tensor | None
+    ) -> Tensor:
         """Errors ``(B, *, N)`` for poses ``(B, *, 3, 3)``; ``*`` is empty or one hypothesis dim."""
         extra = R.dim() - 3
+
         def expand(x: Tensor) -> Tensor:
             return x.reshape(x.shape[0], *([1] * extra), *x.shape[1:])
+
         if self.mode == "rgb":
             assert pixels is not None and K is not None
             return reprojection_errors(R, t, expand(sc), expand(pixels), expand(K), self.max_error)
@@ -702,7 +792,13 @@ class DSACRansac:
     # ---- refinement -------------------------------------------------------------------------------
 
     def _fit_fn(
-        self, sc: Tensor, pixels: Tensor | None, K: Tensor | None, points_cam: Tensor | None, extra: int, iterations: int
+        self,
+        sc: Tensor,
+        pixels: Tensor | None,
+        K: Tensor | None,
+        points_cam: Tensor | None,
+        extra: int,
+        iterations: int,
     ) -> Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]:
         def expand(x: Tensor) -> Tensor:
             return x.reshape(x.shape[0], *([1] * extra), *x.shape[1:])
@@ -766,6 +862,18 @@ class DSACRansac:
         sc, pixels, K, points_cam, valid = self._prepare(scene_coordinates, pixels, K, points_cam, mask)
         B, N, _ = sc.shape
         dtype = sc.dtype
+        if N == 0:
+            eye = torch.eye(3, dtype=dtype, device=sc.device).expand(B, 3, 3)
+            zeros_b = torch.zeros(B, dtype=torch.int64, device=sc.device)
+            return RansacResult(
+                R_cam2world=eye.clone(),
+                t_cam2world=torch.zeros(B, 3, dtype=dtype, device=sc.device),
+                success=zeros_b.bool(),
+                num_inliers=zeros_b,
+                inliers=valid.clone(),
+                soft_inlier_count=zeros_b.to(dtype),
+                hypothesis_index=zeros_b.clone(),
+            )
         R, t, hyp_valid, _ = self._hypotheses(sc, pixels, K, points_cam, valid, seed, minimal_sets)
         errors = self._errors(R, t, sc, pixels, K, points_cam)
         counts, logits = self._score(errors, valid, hyp_valid)
@@ -829,6 +937,13 @@ class DSACRansac:
             ``points_cam``).
         """
         sc, pixels, K, points_cam, valid = self._prepare(scene_coordinates, pixels, K, points_cam, mask)
+        n_input = sc.shape[1]
+        if n_input == 0:  # no correspondences: one dummy, masked out, keeps every shape valid
+            sc = torch.zeros(sc.shape[0], 1, 3, dtype=sc.dtype, device=sc.device)
+            valid = torch.zeros(sc.shape[0], 1, dtype=torch.bool, device=sc.device)
+            pixels = None if pixels is None else torch.zeros(sc.shape[0], 1, 2, dtype=sc.dtype, device=sc.device)
+            points_cam = None if points_cam is None else torch.zeros_like(sc)
+            minimal_sets = None
         R, t, hyp_valid, sets = self._hypotheses(sc, pixels, K, points_cam, valid, seed, minimal_sets)
         errors = self._errors(R, t, sc, pixels, K, points_cam)
         counts, logits = self._score(errors, valid, hyp_valid)
@@ -849,7 +964,13 @@ class DSACRansac:
         if self.mode == "rgb":
             assert pixels is not None and K is not None
             R_ref, t_ref = refine_pnp_lm(
-                R, t, sc[:, None], pixels[:, None], K[:, None], inliers.to(sc.dtype), self.train_refinement_steps,
+                R,
+                t,
+                sc[:, None],
+                pixels[:, None],
+                K[:, None],
+                inliers.to(sc.dtype),
+                self.train_refinement_steps,
                 max_error=self.max_error,
             )
         else:
@@ -867,7 +988,7 @@ class DSACRansac:
             valid=hyp_valid,
             success=has_any & (valid.sum(-1) >= self.set_size),
             minimal_sets=sets,
-            inliers=inliers,
+            inliers=inliers[..., :n_input],
         )
 
 

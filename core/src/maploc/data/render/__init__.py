@@ -1,0 +1,1 @@
+"""Street-level views rendered from OpenStreetMap maps (placeholder, filled below)."""

@@ -1,0 +1,64 @@
+"""A headless OpenGL context (moderngl over EGL), with errors that say what to install."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+from typing import Any
+
+from maploc.errors import MaplocError
+
+__all__ = ["RenderError", "create_gl_context", "INSTALL_HINT"]
+
+#: What to install for headless rendering on Debian / Ubuntu, and on Fedora.
+INSTALL_HINT = (
+    "install Mesa's EGL and OpenGL drivers: `apt install libegl1 libgl1 libgl1-mesa-dri libgbm1` (Debian/Ubuntu) "
+    "or `dnf install mesa-libEGL mesa-libGL mesa-dri-drivers mesa-libgbm` (Fedora); on a machine with a GPU "
+    "the vendor's driver provides libEGL and libGL"
+)
+
+#: Libraries the EGL backend loads: (ctypes name, what it is, Debian package).
+_LIBRARIES = (("EGL", "libEGL (EGL loader)", "libegl1"), ("GL", "libGL (OpenGL)", "libgl1"))
+
+
+class RenderError(MaplocError):
+    """Rendering is impossible here (no usable OpenGL / EGL) or failed; the message says what to do."""
+
+
+def _missing_libraries() -> list[str]:
+    return [f"{what}, package {package}" for name, what, package in _LIBRARIES if ctypes.util.find_library(name) is None]
+
+
+def create_gl_context(backend: str | None = None) -> Any:
+    """A standalone (offscreen) OpenGL >= 3.3 context.
+
+    Args:
+        backend: glcontext backend, default ``$MAPLOC_GL_BACKEND`` or ``"egl"`` (headless: Mesa's llvmpipe on a CPU
+            machine, the GPU driver elsewhere). ``"x11"`` needs a display.
+
+    Returns:
+        a ``moderngl.Context``.
+
+    Raises:
+        RenderError: moderngl is not installed, a library is missing (named, with the package that provides it and
+            the install command), or the context cannot be created.
+    """
+    backend = backend or os.environ.get("MAPLOC_GL_BACKEND", "").strip() or "egl"
+    try:
+        import moderngl
+    except ImportError as exc:  # pragma: no cover - moderngl is a dependency of maploc-core
+        raise RenderError(f"rendering needs the Python package moderngl: pip install moderngl ({exc})") from exc
+    if backend == "egl":
+        missing = _missing_libraries()
+        if missing:
+            raise RenderError(
+                f"no usable OpenGL for headless rendering: {'; '.join(missing)} not found. {INSTALL_HINT}"
+            )
+    try:
+        return moderngl.create_context(standalone=True, backend=backend, require=330)
+    except Exception as exc:  # moderngl raises bare Exception for every context failure
+        raise RenderError(
+            f"could not create an offscreen OpenGL 3.3 context with the {backend!r} backend: {exc}. Headless "
+            f"rendering needs libEGL with a working driver (Mesa's libgl1-mesa-dri and libgbm1 on a CPU machine); "
+            f"{INSTALL_HINT}"
+        ) from exc

@@ -1,0 +1,245 @@
+"""The typed config of the ``dsac`` method (frozen attrs; ``DSACConfig()`` is the ``default`` preset).
+
+Every key can be overridden on the command line, e.g. ``-o mode=rgbd``, ``-o network.width=1.0``,
+``-o init.steps=2000``, ``-o stages=[init,reprojection,e2e]``, ``-o data.image_height=480``.
+
+Defaults follow DSAC*'s public code (Brachmann & Rother, TPAMI 2021; ``train_init.py``,
+``train_e2e.py``, ``test.py``, ``dataset.py``) except where the CPU budget of the default run asks
+for less; each such field says so. The ``dsacstar`` preset restores the published settings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from maploc.config import DataConfig, TrainConfig
+
+__all__ = [
+    "NetworkConfig",
+    "AugmentConfig",
+    "LossConfig",
+    "RansacConfig",
+    "StageConfig",
+    "ClassicalConfig",
+    "DSACConfig",
+    "STAGES",
+]
+
+#: The training stages, in the order they run (DSAC* Sec. 4.2-4.3).
+STAGES: tuple[str, ...] = ("init", "reprojection", "e2e")
+
+
+@attrs.frozen(kw_only=True)
+class NetworkConfig:
+    """The scene coordinate regressor (:class:`maploc_dsac.network.SceneCoordinateNetwork`).
+
+    Attributes:
+        encoder: ``dsacstar`` (DSAC*'s own FCN) or ``timm:<model>`` (a timm backbone with
+            ``features_only=True, pretrained=False`` cut at stride 8, e.g. ``timm:resnet18``).
+        width: channel multiplier of the ``dsacstar`` encoder and of the head. DSAC*: 1.0; the
+            default 0.5 (4x fewer multiply-adds) fits the 2-core CPU budget of the default run.
+        grayscale: grey input normalised as DSAC* (``true``) or RGB with ImageNet statistics.
+        uncertainty: add a per-cell log-variance output (used by the Euclidean loss, and TransPose).
+    """
+
+    encoder: str = "dsacstar"
+    width: float = 0.5
+    grayscale: bool = True
+    uncertainty: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class AugmentConfig:
+    """DSAC*'s training augmentation (``dataset.py``), applied on the batch in ``training_step``.
+
+    Attributes:
+        enabled: augment at all.
+        rotation_deg: in-plane rotation about the principal point, uniform in ``[-r, r]`` degrees.
+        scale_min: smallest scale factor (focal length multiplied by it).
+        scale_max: largest scale factor.
+        brightness: brightness factor uniform in ``[1 - b, 1 + b]``.
+        contrast: contrast factor uniform in ``[1 - c, 1 + c]``.
+    """
+
+    enabled: bool = True
+    rotation_deg: float = 30.0
+    scale_min: float = 2.0 / 3.0
+    scale_max: float = 1.5
+    brightness: float = 0.1
+    contrast: float = 0.1
+
+
+@attrs.frozen(kw_only=True)
+class LossConfig:
+    """Loss settings (DSAC* ``train_init.py`` / ``train_e2e.py`` defaults).
+
+    Attributes:
+        use_depth: in the ``init`` stage, regress ground-truth scene coordinates computed from depth
+            and pose when the data has depth; otherwise (or when ``false``) use DSAC*'s RGB-only
+            heuristic (reprojection error plus a constant-depth target for invalid predictions).
+        init_tolerance_m: a prediction farther than this from its ground-truth coordinate is
+            pulled by the 3-D distance instead of the reprojection error (``--inittolerance``).
+        min_depth_m: predictions must lie this far in front of the camera (``--mindepth``).
+        max_depth_m: ... and at most this far, without ground truth (``--maxdepth``).
+        target_depth_m: depth of the proxy target on the pixel ray without ground truth
+            (``--targetdepth``; DSAC*'s 10 m is meant for outdoor scenes).
+        soft_clamp_px: reprojection errors above this grow as a square root (``--softclamp``).
+        hard_clamp_px: reprojection errors above this count as invalid (``--hardclamp``).
+        weight_rot: weight of the rotation error (degrees) in the pose loss (``--weightrot``).
+        weight_trans: weight of the translation error (metres) in the pose loss (``--weighttrans``).
+        pose_soft_clamp: pose losses above this grow as a square root (``--softclamp`` of e2e).
+    """
+
+    use_depth: bool = True
+    init_tolerance_m: float = 0.1
+    min_depth_m: float = 0.1
+    max_depth_m: float = 1000.0
+    target_depth_m: float = 10.0
+    soft_clamp_px: float = 100.0
+    hard_clamp_px: float = 1000.0
+    weight_rot: float = 1.0
+    weight_trans: float = 100.0
+    pose_soft_clamp: float = 100.0
+
+
+@attrs.frozen(kw_only=True)
+class RansacConfig:
+    """The differentiable RANSAC (:class:`maploc_dsac.solvers.DSACRansac`), DSAC* ``test.py`` defaults.
+
+    Attributes:
+        num_hypotheses: hypotheses per image at test time (DSAC*: 64).
+        train_hypotheses: hypotheses per image in the ``e2e`` stage (DSAC*: 64).
+        inlier_threshold: ``tau``; ``null`` = 10 px (RGB) or 0.1 m (RGB-D).
+        inlier_alpha: ``alpha`` of the selection softmax (DSAC*: 100).
+        max_error: error clamp; ``null`` = 100 px (RGB) or 1 m (RGB-D).
+        max_refinement_steps: inlier re-collections at most (DSAC*: 100).
+        train_refinement_steps: differentiable LM steps per hypothesis in ``e2e`` (RGB).
+        min_inliers: a pose with fewer final inliers is reported as failed (the solver itself needs
+            a minimal set: 4 RGB, 3 RGB-D).
+        seed: seed of the hypothesis sampling at test time (results are reproducible).
+    """
+
+    num_hypotheses: int = 64
+    train_hypotheses: int = 64
+    inlier_threshold: float | None = None
+    inlier_alpha: float = 100.0
+    max_error: float | None = None
+    max_refinement_steps: int = 100
+    train_refinement_steps: int = 5
+    min_inliers: int = 4
+    seed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class StageConfig:
+    """One training stage.
+
+    Attributes:
+        steps: optimizer steps of this stage.
+        lr: its learning rate (``null``: ``train.lr``).
+        geometric_augmentation: rotation and scale augmentation in this stage (photometric
+            augmentation follows ``augment.enabled`` in every stage; DSAC*'s e2e uses photometric only).
+    """
+
+    steps: int = 0
+    lr: float | None = None
+    geometric_augmentation: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class ClassicalConfig:
+    """The classical reference run beside DSAC* (:mod:`maploc_dsac.classical`).
+
+    Attributes:
+        enabled: run it (in ``build_map`` and ``plots``) and report its metrics.
+        max_features: SIFT keypoints per image at most (0 = no limit).
+        ratio: Lowe's ratio test threshold.
+        reprojection_error_px: inlier threshold of ``cv2.solvePnPRansac``, pixels of the images used.
+        iterations: RANSAC iterations of ``cv2.solvePnPRansac``.
+        confidence: RANSAC confidence of ``cv2.solvePnPRansac``.
+        min_inliers: fewer inliers = failed query.
+    """
+
+    enabled: bool = True
+    max_features: int = 4000
+    ratio: float = 0.8
+    reprojection_error_px: float = 4.0
+    iterations: int = 10000
+    confidence: float = 0.999
+    min_inliers: int = 10
+
+
+def _check_stages(instance: object, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    unknown = [s for s in value if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+    if list(value) != sorted(value, key=STAGES.index) or len(set(value)) != len(value):
+        raise ValueError(f"stages must be distinct and in the order {', '.join(STAGES)}; got {list(value)}")
+
+
+@attrs.frozen(kw_only=True)
+class DSACConfig:
+    """Config of the ``dsac`` method (DSAC*).
+
+    Attributes:
+        mode: ``rgb`` (PnP from scene coordinates; Sec. 3.1) or ``rgbd`` (Kabsch between scene
+            coordinates and the query's depth; Sec. 3.2).
+        stages: the training stages to run, in order (subset of ``init``, ``reprojection``,
+            ``e2e``). Each runs ``<stage>.steps`` optimizer steps inside one ``Engine.fit``.
+        network: the regressor.
+        augment: training augmentation.
+        loss: loss settings.
+        ransac: the differentiable RANSAC.
+        init: stage ``init`` (depth: Euclidean distance to ground truth; no depth: DSAC*'s
+            heuristic). DSAC*: 1M steps at lr 1e-4, batch 1; the default here is sized for the CPU.
+        reprojection: stage ``reprojection`` (DSAC*'s clamped reprojection loss, ``train_init.py``
+            with ground truth).
+        e2e: stage ``e2e`` (expected pose loss through the differentiable RANSAC; DSAC*: 100k
+            steps at lr 1e-6, batch 1, photometric augmentation only).
+        classical: the classical reference.
+        plot_query: index of the query whose scene-coordinate error is plotted.
+        train: the generic loop (batch size, checkpoints). ``train.max_steps = 0`` means the sum
+            of the steps of the configured stages; a smaller value truncates the schedule, a
+            larger one continues the last stage.
+        data: dataset options; ``data.image_height`` is the network input height (DSAC*: 480;
+            the default 240 px fits the CPU budget).
+    """
+
+    mode: Literal["rgb", "rgbd"] = "rgb"
+    stages: tuple[str, ...] = attrs.field(default=("init", "reprojection"), validator=_check_stages)
+    network: NetworkConfig = NetworkConfig()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    ransac: RansacConfig = RansacConfig()
+    init: StageConfig = StageConfig(steps=150, lr=1e-3)
+    reprojection: StageConfig = StageConfig(steps=50, lr=3e-4)
+    e2e: StageConfig = StageConfig(steps=0, lr=1e-5, geometric_augmentation=False)
+    classical: ClassicalConfig = ClassicalConfig()
+    plot_query: int = 0
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=0, batch_size=4, lr=1e-4, log_every=10)
+    data: DataConfig = DataConfig(image_height=240)
+
+    def stage_steps(self) -> list[tuple[str, int]]:
+        """``[(stage, steps), ...]`` of the configured stages with ``steps > 0``, in order."""
+        return [(s, getattr(self, s).steps) for s in self.stages if getattr(self, s).steps > 0]
+
+    def total_steps(self) -> int:
+        """The engine's step budget: ``train.max_steps`` if set, else the sum of the stage steps."""
+        return self.train.max_steps if self.train.max_steps > 0 else sum(n for _, n in self.stage_steps())
+
+    def stage_at(self, step: int) -> str:
+        """The stage that optimizer step ``step`` (0-based) belongs to; past the last stage's end,
+        the last stage (``init`` when no stage has steps)."""
+        end = 0
+        schedule = self.stage_steps()
+        for name, n in schedule:
+            end += n
+            if step < end:
+                return name
+        return schedule[-1][0] if schedule else (self.stages[0] if self.stages else "init")
+
+    def stage_lr(self, stage: str) -> float:
+        lr = getattr(self, stage).lr
+        return float(self.train.lr if lr is None else lr)

@@ -1,0 +1,479 @@
+"""The ``dsac`` method: DSAC* scene coordinate regression with batched differentiable RANSAC.
+
+Source: E. Brachmann and C. Rother, "Visual Camera Re-Localization from RGB and RGB-D Images Using
+DSAC", TPAMI 2021 (DSAC*), and its public code for defaults.
+
+Life of a run (``maploc run --method dsac``):
+
+1. ``configure_model``: :class:`~maploc_dsac.network.SceneCoordinateNetwork` (Sec. 4.1).
+2. Training, one ``Engine.fit`` whose optimizer steps are laid out in stages (Sec. 4.2-4.3):
+   ``init`` (ground-truth scene coordinates from depth, or DSAC*'s RGB-only heuristic),
+   ``reprojection`` (the clamped reprojection error) and ``e2e`` (expected pose loss through
+   :meth:`~maploc_dsac.solvers.DSACRansac.expectation`). The stage of a step is a pure function of
+   the step index (:meth:`~maploc_dsac.config.DSACConfig.stage_at`) and each stage's learning rate
+   is applied by the LR scheduler, so checkpoints resume exactly, in any stage. Augmentation
+   (:mod:`maploc_dsac.augment`) happens in ``training_step`` on the batch's device.
+3. ``build_map``: the network *is* the map; the mapping frames only initialise the mean scene
+   coordinate of an untrained network, and feed the classical reference (:mod:`~maploc_dsac.classical`).
+4. ``localize``: scene coordinates of a batch of queries, then one batched RANSAC over all of them:
+   P3P hypotheses and reprojection errors (``mode=rgb``, Sec. 3.1) or Kabsch hypotheses and 3-D
+   distances to the query's depth (``mode=rgbd``, Sec. 3.2).
+5. ``plots``: ``poses_dsac.txt`` (DSAC*'s convention, :mod:`~maploc_dsac.plots`), the
+   scene-coordinate error of a query (``scene_coordinate_error.png``), the classical reference's
+   results (``classical_metrics.json``, ``classical_results.csv``, ``error_cdf_classical.png``; its
+   table is printed by this plugin's report-section hook) and ``training_stages.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from maploc.api import Dataset, Method
+from maploc.errors import DataError
+from maploc.types import PoseEstimate, Sample
+from maploc_dsac.augment import augment_batch, sample_params
+from maploc_dsac.config import DSACConfig
+from maploc_dsac.losses import (
+    camera_coordinates_from_depth,
+    cell_centres,
+    cells_inside,
+    euclidean_loss,
+    pose_loss,
+    reprojection_loss,
+    sample_at_cells,
+    scene_coordinates_from_depth,
+)
+from maploc_dsac.network import SceneCoordinateNetwork, output_size
+
+__all__ = ["DSACMethod", "scene_mean"]
+
+log = logging.getLogger(__name__)
+
+#: How many queries' RANSAC inlier masks are kept for the plots.
+_KEEP_INLIERS = 64
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    module = getattr(model, "module", model)  # Fabric's wrapper
+    return getattr(module, "module", module)  # DDP
+
+
+def _name_seed(name: str, seed: int) -> int:
+    """A per-query RANSAC seed: the same query gets the same hypotheses in any batch."""
+    return (zlib.crc32(name.encode("utf-8")) << 20) ^ int(seed)
+
+
+def scene_mean(samples: Sequence[Sample] | Dataset, max_samples: int = 256) -> Tensor:
+    """DSAC*'s mean scene coordinate (``train_init.py``): the mean of the ground-truth scene
+    coordinates from depth over the training frames when they have depth, else the mean camera
+    centre.
+
+    Args:
+        samples: frames with ``T_cam2world`` (and ``depth``); at most ``max_samples`` evenly spaced
+            ones are read.
+        max_samples: bound on the frames read.
+
+    Returns:
+        ``(3,)`` float32, metres, world frame.
+
+    Raises:
+        DataError: if no sample has a pose.
+    """
+    n = len(samples)
+    idx = sorted({round(i * (n - 1) / max(1, min(n, max_samples) - 1)) for i in range(min(n, max_samples))}) if n else []
+    total = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    centres = []
+    for i in idx:
+        s = samples[i]
+        if s.T_cam2world is None:
+            continue
+        centres.append(s.T_cam2world.t.double())
+        if s.depth is not None:
+            H, W = s.depth.shape
+            h, w = output_size(H, W)
+            coords, valid = scene_coordinates_from_depth(
+                s.depth[None].double(), s.camera.K[None].double(), s.T_cam2world.R[None].double(),
+                s.T_cam2world.t[None].double(), h, w,
+            )
+            total += coords[0].permute(1, 2, 0)[valid[0]].sum(0)
+            count += int(valid.sum())
+    if not centres:
+        raise DataError("cannot compute the mean scene coordinate: no sample has a ground-truth pose")
+    if count > 0:
+        return (total / count).float()
+    return torch.stack(centres).mean(0).float()
+
+
+class DSACMethod(Method[DSACConfig]):
+    """DSAC* (see the module docstring). Config: :class:`~maploc_dsac.config.DSACConfig`."""
+
+    name: ClassVar[str] = "dsac"
+    Config = DSACConfig
+    presets_package: ClassVar[str | None] = "maploc_dsac.presets"
+    default_dataset: ClassVar[str] = "7scenes"
+    metric_family: ClassVar[str] = "pose6dof"
+    localize_batch_size: ClassVar[int] = 8
+    conformance_dataset: ClassVar[str] = "synthetic-room"
+    conformance_overrides: ClassVar[tuple[str, ...]] = (
+        "data.image_height=48",
+        "network.width=0.125",
+        "ransac.num_hypotheses=16",
+        "ransac.train_hypotheses=8",
+        "ransac.max_refinement_steps=10",
+        "train.batch_size=2",
+        "classical.max_features=500",
+    )
+
+    def __init__(self, config: DSACConfig) -> None:
+        if config.train.max_steps == 0 and config.total_steps() > 0:
+            config = attrs.evolve(config, train=attrs.evolve(config.train, max_steps=config.total_steps()))
+        super().__init__(config)
+        #: per-stage training statistics: ``stage -> {steps, first_step, last_step, loss_sum, ...}``
+        self.stage_log: dict[str, dict[str, Any]] = {}
+        self._classical: Any = None
+        self._inliers: dict[str, Tensor] = {}
+        self._last_stage: str | None = None
+
+    # -- model and optimisation -------------------------------------------------------------------
+    @property
+    def trains(self) -> bool:
+        return self.model is not None and (self.config.train.max_steps > 0 or self.config.train.epochs > 0)
+
+    def configure_model(self) -> nn.Module:
+        n = self.config.network
+        return SceneCoordinateNetwork(encoder=n.encoder, width=n.width, grayscale=n.grayscale, uncertainty=n.uncertainty)
+
+    def configure_optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+        """Adam; a ``LambdaLR`` that sets each step's learning rate to its stage's ``lr``."""
+        cfg = self.config
+        base = cfg.stage_lr(cfg.stage_at(0))
+        if base <= 0:
+            raise ValueError(f"the learning rate of stage {cfg.stage_at(0)!r} must be positive, got {base}")
+        optimizer = torch.optim.Adam(model.parameters(), lr=base)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cfg.stage_lr(cfg.stage_at(step)) / base)
+        return optimizer, scheduler
+
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+        """Computes DSAC*'s mean scene coordinate over ``train_data`` (``train_init.py``), then runs
+        every configured stage in one ``engine.fit`` (stages are a schedule over the steps).
+
+        ``maploc run`` calls ``engine.fit`` directly; the mean is then taken from the first
+        training batch (see :meth:`training_step`). Returns the engine's ``FitResult``.
+        """
+        if not self.trains:
+            return None
+        assert self.model is not None
+        net = _unwrap(self.model)
+        if isinstance(net, SceneCoordinateNetwork) and not bool(net.mean_initialized):
+            net.set_mean(scene_mean(train_data))
+        return engine.fit(self, train_data, val_data)
+
+    # -- training -----------------------------------------------------------------------------------
+    def _check_batch(self, batch: dict[str, Any]) -> None:
+        if "R_cam2world" not in batch:
+            names = ", ".join(batch.get("name", [])[:3])
+            raise DataError(f"dsac needs ground-truth poses to train; a training batch ({names}) has none")
+
+    def _init_mean(self, net: SceneCoordinateNetwork, batch: dict[str, Any]) -> None:
+        depth = batch.get("depth")
+        if depth is not None and self.config.loss.use_depth:
+            h, w = output_size(*depth.shape[-2:])
+            coords, valid = scene_coordinates_from_depth(
+                depth.double(), batch["K"].double(), batch["R_cam2world"].double(), batch["t_cam2world"].double(), h, w
+            )
+            if bool(valid.any()):
+                net.set_mean(coords.permute(0, 2, 3, 1)[valid].mean(0).float())
+                return
+        net.set_mean(batch["t_cam2world"].double().mean(0).float())
+
+    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Tensor:
+        """One optimizer step of the stage that step ``batch_idx`` belongs to.
+
+        ``batch`` is :func:`maploc.data.collate`'s dict (``image``, ``K``, ``R_cam2world``,
+        ``t_cam2world``, optional ``depth``); ``batch_idx`` is the engine's global step.
+
+        Raises:
+            DataError: if the batch has no ground-truth poses.
+        """
+        cfg = self.config
+        self._check_batch(batch)
+        stage = cfg.stage_at(batch_idx)
+        stage_cfg = getattr(cfg, stage)
+        net = _unwrap(model)
+        if isinstance(net, SceneCoordinateNetwork) and not bool(net.mean_initialized):
+            self._init_mean(net, batch)
+        images, K = batch["image"], batch["K"].float()
+        R, t = batch["R_cam2world"].float(), batch["t_cam2world"].float()
+        depth = batch.get("depth") if cfg.loss.use_depth or cfg.mode == "rgbd" else None
+        B = images.shape[0]
+        params = sample_params(B, cfg.augment, geometric=stage_cfg.geometric_augmentation, device=images.device)
+        aug = augment_batch(images, K, params, R_cam2world=R, t_cam2world=t, depth=depth)
+        t0 = time.perf_counter()
+        out = model(aug.images)
+        pred = out["scene_coordinates"].float()
+        log_var = out.get("log_variance")
+        h, w = pred.shape[-2:]
+        H, W = images.shape[-2:]
+        cell_valid = sample_at_cells(aug.valid, h, w) & cells_inside(h, w, H, W, device=pred.device)
+        gt = gt_valid = None
+        if aug.depth is not None:
+            gt, gt_valid = scene_coordinates_from_depth(aug.depth.float(), aug.K, aug.R_cam2world, t, h, w)
+            gt_valid = gt_valid & cell_valid
+        stats: dict[str, float] = {}
+        if stage == "init":
+            if gt is not None and cfg.loss.use_depth:
+                loss = euclidean_loss(pred, gt, gt_valid, None if log_var is None else log_var.float())
+                stats["valid_fraction"] = float(gt_valid.float().mean())
+            else:
+                loss, frac = self._reprojection(pred, aug, t, cell_valid, None, None)
+                stats["valid_fraction"] = float(frac)
+        elif stage == "reprojection":
+            loss, frac = self._reprojection(pred, aug, t, cell_valid, gt, gt_valid)
+            stats["valid_fraction"] = float(frac)
+        else:
+            loss, e2e_stats = self._e2e(pred, aug, t, cell_valid, h, w)
+            stats.update(e2e_stats)
+        self._record(stage, batch_idx, float(loss.detach()), time.perf_counter() - t0, B, stats)
+        return loss
+
+    def _reprojection(
+        self, pred: Tensor, aug: Any, t: Tensor, cell_valid: Tensor, gt: Tensor | None, gt_valid: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        c = self.config.loss
+        return reprojection_loss(
+            pred, aug.K, aug.R_cam2world, t, target=gt, target_valid=gt_valid, cell_valid=cell_valid,
+            min_depth=c.min_depth_m, max_depth=c.max_depth_m, target_depth=c.target_depth_m,
+            init_tolerance=c.init_tolerance_m, soft_clamp=c.soft_clamp_px, hard_clamp=c.hard_clamp_px,
+        )
+
+    def _ransac(self, train: bool) -> Any:
+        from maploc_dsac.solvers import DSACRansac
+
+        r = self.config.ransac
+        return DSACRansac(
+            self.config.mode,
+            num_hypotheses=r.train_hypotheses if train else r.num_hypotheses,
+            inlier_threshold=r.inlier_threshold,
+            inlier_alpha=r.inlier_alpha,
+            max_error=r.max_error,
+            max_refinement_steps=r.max_refinement_steps,
+            train_refinement_steps=r.train_refinement_steps,
+        )
+
+    def _e2e(self, pred: Tensor, aug: Any, t: Tensor, cell_valid: Tensor, h: int, w: int) -> tuple[Tensor, dict[str, float]]:
+        """DSAC*'s end-to-end objective (Sec. 4.3, Eq. 11): the expected pose loss over the
+        hypotheses, ``sum_h p_h loss(h)``, differentiated through scoring, selection and refinement."""
+        cfg = self.config
+        B = pred.shape[0]
+        N = h * w
+        sc = pred.permute(0, 2, 3, 1).reshape(B, N, 3)
+        mask = cell_valid.reshape(B, N)
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        ransac = self._ransac(train=True)
+        if cfg.mode == "rgb":
+            pixels = cell_centres(h, w, dtype=sc.dtype, device=sc.device).reshape(1, N, 2).expand(B, N, 2)
+            expectation = ransac.expectation(sc, pixels, aug.K, mask=mask, seed=seed)
+        else:
+            if aug.depth is None:
+                raise DataError("the e2e stage in rgbd mode needs depth in the training data")
+            pc, pvalid = camera_coordinates_from_depth(aug.depth.float(), aug.K, h, w)
+            expectation = ransac.expectation(sc, points_cam=pc.reshape(B, N, 3), mask=mask & pvalid.reshape(B, N), seed=seed)
+        lc = cfg.loss
+        R_gt, t_gt = aug.R_cam2world, t
+        losses = expectation.expected_loss(
+            lambda R_, t_: pose_loss(R_, t_, R_gt[:, None].to(R_.dtype), t_gt[:, None].to(t_.dtype), lc.weight_rot,
+                                     lc.weight_trans, lc.pose_soft_clamp)
+        )
+        ok = expectation.success
+        if bool(ok.any()):
+            loss = losses[ok].mean().to(pred.dtype)
+        else:
+            loss = pred.sum() * 0.0
+        return loss, {"images_with_hypotheses": float(ok.float().mean())}
+
+    def _record(self, stage: str, step: int, loss: float, seconds: float, batch: int, stats: dict[str, float]) -> None:
+        entry = self.stage_log.setdefault(
+            stage, {"first_step": step, "last_step": step, "steps": 0, "images": 0, "seconds": 0.0, "loss_first": loss}
+        )
+        entry["last_step"] = step
+        entry["steps"] += 1
+        entry["images"] += batch
+        entry["seconds"] += seconds
+        entry["loss_last"] = loss
+        entry["lr"] = self.config.stage_lr(stage)
+        for k, v in stats.items():
+            entry[f"{k}_last"] = v
+        if self._last_stage != stage:
+            log.info("dsac: stage %s starts at step %d", stage, step)
+            self._last_stage = stage
+
+    def stage_summary(self) -> dict[str, Any]:
+        """Per-stage training information (what ``training_stages.json`` holds): for each stage that
+        ran, its step range, images seen, forward/loss seconds, first and last loss, learning rate."""
+        schedule = [{"stage": s, "steps": n, "lr": self.config.stage_lr(s)} for s, n in self.config.stage_steps()]
+        return {"schedule": schedule, "total_steps": self.config.train.max_steps, "stages": self.stage_log}
+
+    def validation_step(self, model: nn.Module, batch: Any, batch_idx: int) -> dict[str, float]:
+        """The Euclidean scene-coordinate error (metres) against depth, when the batch has depth."""
+        self._check_batch(batch)
+        with torch.no_grad():
+            out = model(batch["image"])
+            pred = out["scene_coordinates"].float()
+            if "depth" not in batch:
+                return {}
+            h, w = pred.shape[-2:]
+            gt, valid = scene_coordinates_from_depth(
+                batch["depth"].float(), batch["K"].float(), batch["R_cam2world"].float(), batch["t_cam2world"].float(), h, w
+            )
+            return {"val_scene_coordinate_error_m": float(euclidean_loss(pred, gt, valid))}
+
+    # -- map -------------------------------------------------------------------------------------------
+    def build_map(self, map_data: Dataset) -> None:
+        """The trained network is the map. Here: the mean scene coordinate of a network that was
+        not trained (so an untrained run still predicts near the scene), and the classical
+        reference's index of the mapping frames.
+
+        Raises:
+            DataError: if the map split is empty.
+        """
+        if len(map_data) == 0:
+            raise DataError(f"the map split of {map_data!r} is empty")
+        if self.model is None:
+            self.model = self.configure_model()
+        net = _unwrap(self.model)
+        if isinstance(net, SceneCoordinateNetwork) and not bool(net.mean_initialized):
+            net.set_mean(scene_mean(map_data))
+        self._classical = None
+        if self.config.classical.enabled:
+            from maploc_dsac.classical import ClassicalReference
+
+            self._classical = ClassicalReference(self.config.classical)
+            used = self._classical.build(map_data[i] for i in range(len(map_data)))
+            if used == 0:
+                log.warning("classical reference: no mapping frame has depth and a pose; it will fail every query")
+
+    # -- localization ------------------------------------------------------------------------------------
+    def predict(self, images: Tensor) -> dict[str, Tensor]:
+        """Network outputs for ``(B, 3, H, W)`` images on the model's device, without gradients."""
+        assert self.model is not None, "configure_model was not called"
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            return dict(self.model(images.to(device)))
+
+    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+        """Scene coordinates, then DSAC*'s RANSAC on all queries of the batch at once.
+
+        Queries of different image sizes are solved in groups of equal size. A query with too few
+        valid scene coordinates (or, in ``rgbd`` mode, without depth) gets a failed estimate.
+        """
+        out: list[PoseEstimate | None] = [None] * len(queries)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, q in enumerate(queries):
+            groups.setdefault(tuple(q.image.shape[-2:]), []).append(i)
+        for indices in groups.values():
+            for i, e in zip(indices, self._localize_group([queries[i] for i in indices])):
+                out[i] = e
+        return [e if e is not None else PoseEstimate.failed() for e in out]
+
+    def _localize_group(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+        from maploc_dsac.pose_solvers import estimates_from_result
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        images = torch.stack([q.image for q in queries])
+        pred = self.predict(images)["scene_coordinates"].float()
+        device = pred.device
+        B, _, h, w = pred.shape
+        H, W = images.shape[-2:]
+        N = h * w
+        sc = pred.permute(0, 2, 3, 1).reshape(B, N, 3)
+        mask = cells_inside(h, w, H, W, device=device).reshape(1, N).expand(B, N) & torch.isfinite(sc).all(-1)
+        K = torch.stack([q.camera.K.float() for q in queries]).to(device)
+        seeds = torch.tensor([_name_seed(q.name, cfg.ransac.seed) for q in queries], dtype=torch.int64, device=device)
+        ransac = self._ransac(train=False)
+        no_depth = [i for i, q in enumerate(queries) if cfg.mode == "rgbd" and q.depth is None]
+        if cfg.mode == "rgb":
+            pixels = cell_centres(h, w, device=device).reshape(1, N, 2).expand(B, N, 2)
+            result = ransac(sc, pixels, K, mask=mask, seed=seeds)
+        else:
+            depth = torch.stack([q.depth if q.depth is not None else torch.zeros(H, W) for q in queries]).to(device)
+            pc, pvalid = camera_coordinates_from_depth(depth.float(), K, h, w)
+            result = ransac(sc, points_cam=pc.reshape(B, N, 3), mask=mask & pvalid.reshape(B, N), seed=seeds)
+        seconds = (time.perf_counter() - t0) / B
+        estimates = estimates_from_result(result, max(cfg.ransac.min_inliers, ransac.set_size), seconds)
+        for i in no_depth:
+            estimates[i] = PoseEstimate.failed(seconds=seconds, reason="rgbd mode needs query depth")
+        inliers = result.inliers.reshape(B, h, w).cpu()
+        for i, q in enumerate(queries):
+            if len(self._inliers) < _KEEP_INLIERS:
+                self._inliers[q.name] = inliers[i]
+        return estimates
+
+    # -- reporting -------------------------------------------------------------------------------------
+    def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
+        """Writes ``poses_dsac.txt``, ``scene_coordinate_error.png``, ``training_stages.json`` and the
+        classical reference's ``classical_metrics.json``, ``classical_results.csv`` and
+        ``error_cdf_classical.png`` (the evaluated queries are the first ``len(estimates)``)."""
+        from maploc_dsac.plots import plot_scene_coordinate_error, write_poses_dsac
+
+        run_dir = Path(run_dir)
+        n = len(estimates)
+        samples = [queries[i] for i in range(n)]
+        paths = [write_poses_dsac(run_dir / "poses_dsac.txt", samples, estimates)]
+        if self.stage_log:
+            paths.append(_write_json(run_dir / "training_stages.json", self.stage_summary()))
+        if n:
+            k = min(max(self.config.plot_query, 0), n - 1)
+            q = samples[k]
+            if q.depth is not None and q.T_cam2world is not None:
+                pred = self.predict(q.image[None])["scene_coordinates"][0].float().cpu()
+                h, w = pred.shape[-2:]
+                gt, valid = scene_coordinates_from_depth(
+                    q.depth[None].float(), q.camera.K[None].float(), q.T_cam2world.R[None].float(),
+                    q.T_cam2world.t[None].float(), h, w,
+                )
+                e = estimates[k]
+                title = f"dsac ({self.config.mode}) on {q.name}: " + (
+                    f"{e.num_inliers} inliers" if e.success else "localization failed"
+                )
+                paths.append(plot_scene_coordinate_error(
+                    run_dir / "scene_coordinate_error.png", q, pred, gt[0], valid[0], self._inliers.get(q.name), title
+                ))
+            else:
+                log.info("no scene-coordinate error plot: query %s has no depth or pose", q.name)
+        if self._classical is not None and n:
+            paths.extend(self._run_classical(run_dir, samples))
+        return paths
+
+    def _run_classical(self, run_dir: Path, samples: Sequence[Sample]) -> list[Path]:
+        from maploc.evaluation import evaluate, plot_error_cdf, write_metrics_json, write_results_csv
+
+        estimates = [self._classical.localize(q) for q in samples]
+        result = evaluate("pose6dof", samples, estimates)
+        metrics = {"map_seconds": self._classical.build_seconds, **result.metrics}
+        c = result.curves
+        return [
+            write_metrics_json(run_dir / "classical_metrics.json", metrics),
+            write_results_csv(run_dir / "classical_results.csv", result.rows),
+            plot_error_cdf(run_dir / "error_cdf_classical.png", c["translation_error_cm"], c["rotation_error_deg"],
+                           "classical reference: SIFT + cv2.solvePnPRansac"),
+        ]
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

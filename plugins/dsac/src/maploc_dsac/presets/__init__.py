@@ -1,0 +1,1 @@
+"""Named presets of the ``dsac`` method (``<name>.yaml``, read with importlib.resources)."""

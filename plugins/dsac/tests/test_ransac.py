@@ -1,0 +1,379 @@
+"""DSAC* RANSAC (maploc_dsac.solvers.ransac): accuracy against OpenCV, exact recovery, masking, batching,
+degenerate input and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from maploc_dsac.solvers import (
+    DSACRansac,
+    reprojection_errors,
+    sample_minimal_sets,
+    soft_inlier_count,
+)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Small tensors gain nothing from intra-op threads, and oversubscribed cores make them crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_scene(seed: int, n: int = 400, outlier_ratio: float = 0.0, noise_px: float = 0.0, dtype=torch.float64):
+    """A random pinhole camera and pose, ``n`` points 1-6 m in front of it, pixel noise on the
+    observations, and a fraction of the scene coordinates replaced by random points in the scene's
+    bounding box (outliers)."""
+    rng = np.random.default_rng(seed)
+    width, height, focal = 640, 480, rng.uniform(400.0, 700.0)
+    K = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    R_c2w = Rotation.random(random_state=rng).as_matrix()
+    t_c2w = rng.normal(size=3) * 2.0
+    uv = np.stack([rng.uniform(0, width - 1, n), rng.uniform(0, height - 1, n)], 1)
+    depth = rng.uniform(1.0, 6.0, n)
+    points_cam = np.concatenate([uv, np.ones((n, 1))], 1) @ np.linalg.inv(K).T * depth[:, None]
+    scene = points_cam @ R_c2w.T + t_c2w
+    outliers = rng.permutation(n)[: int(round(outlier_ratio * n))]
+    scene[outliers] = rng.uniform(scene.min(0), scene.max(0), size=(len(outliers), 3))
+    uv_obs = uv + rng.normal(size=uv.shape) * noise_px
+    t = lambda a: torch.tensor(a, dtype=dtype)  # noqa: E731
+    return {
+        "K": t(K),
+        "R_c2w": t(R_c2w),
+        "t_c2w": t(t_c2w),
+        "pixels": t(uv_obs),
+        "scene": t(scene),
+        "points_cam": t(points_cam),
+    }
+
+
+def rotation_error_deg(R_est, R_gt) -> float:
+    chord = float(np.linalg.norm(np.asarray(R_est, dtype=np.float64) - np.asarray(R_gt, dtype=np.float64)))
+    return math.degrees(2.0 * math.asin(min(chord / (2.0 * math.sqrt(2.0)), 1.0)))
+
+
+def solve_rgb(solver, d, seed=0):
+    return solver(d["scene"][None], d["pixels"][None], d["K"][None], seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# accuracy
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outlier_ratio", [0.0, 0.5, 0.8])
+def test_at_least_as_accurate_as_opencv(outlier_ratio):
+    """Median errors over seeded trials, 1 px noise, against solvePnPRansac with the same
+    threshold and iteration count (P3P minimal solver, and the default one)."""
+    solver = DSACRansac("rgb")
+    errs = {"maploc": [], "cv2_p3p": [], "cv2_default": []}
+    cv2.setRNGSeed(0)
+    for trial in range(5):
+        d = make_scene(100 + trial, n=500, outlier_ratio=outlier_ratio, noise_px=1.0)
+        res = solve_rgb(solver, d, seed=trial)
+        assert bool(res.success[0])
+        errs["maploc"].append(
+            (rotation_error_deg(res.R_cam2world[0], d["R_c2w"]), float((res.t_cam2world[0] - d["t_c2w"]).norm()))
+        )
+        for name, flag in (("cv2_p3p", cv2.SOLVEPNP_P3P), ("cv2_default", cv2.SOLVEPNP_ITERATIVE)):
+            ok, rvec, tvec, _ = cv2.solvePnPRansac(
+                d["scene"].numpy(),
+                d["pixels"].numpy(),
+                d["K"].numpy(),
+                None,
+                iterationsCount=64,
+                reprojectionError=10.0,
+                flags=flag,
+            )
+            if not ok:
+                errs[name].append((180.0, float("inf")))
+                continue
+            R_w2c = cv2.Rodrigues(rvec)[0]
+            errs[name].append(
+                (
+                    rotation_error_deg(R_w2c.T, d["R_c2w"]),
+                    float(np.linalg.norm(-R_w2c.T @ tvec.ravel() - d["t_c2w"].numpy())),
+                )
+            )
+    med = {k: np.median(np.array(v), axis=0) for k, v in errs.items()}
+    for ref in ("cv2_p3p", "cv2_default"):
+        # Both refine to the least-squares optimum on the inliers when they succeed: allow rounding-level slack.
+        assert med["maploc"][0] <= med[ref][0] * 1.02 + 1e-9, (med, ref)
+        assert med["maploc"][1] <= med[ref][1] * 1.02 + 1e-9, (med, ref)
+    # And absolutely: 1 px noise on 100+ inliers gives a few hundredths of a degree / a few mm.
+    assert med["maploc"][0] < 0.1 and med["maploc"][1] < 0.01
+
+
+@pytest.mark.parametrize("outlier_ratio", [0.0, 0.5])
+@pytest.mark.parametrize("mode", ["rgb", "rgbd"])
+def test_noise_free_recovery_float64(mode, outlier_ratio):
+    d = make_scene(7, n=300, outlier_ratio=outlier_ratio)
+    solver = DSACRansac(mode)
+    res = solver(d["scene"][None], d["pixels"][None], d["K"][None], points_cam=d["points_cam"][None], seed=1)
+    assert bool(res.success[0])
+    torch.testing.assert_close(res.R_cam2world[0], d["R_c2w"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(res.t_cam2world[0], d["t_c2w"], rtol=0, atol=1e-6)
+    n_in = round(300 * (1 - outlier_ratio))
+    assert int(res.num_inliers[0]) >= n_in  # random outliers may happen to fall within tau
+    assert int(res.num_inliers[0]) <= n_in + 15
+    T = res.T_cam2world[0]
+    torch.testing.assert_close(T[:3, :3], res.R_cam2world[0])
+    torch.testing.assert_close(
+        res.R_world2cam[0] @ res.t_cam2world[0] + res.t_world2cam[0], torch.zeros(3, dtype=T.dtype)
+    )
+
+
+def test_float32_input_gives_float32_output():
+    d = make_scene(8, n=300, outlier_ratio=0.3, noise_px=0.5, dtype=torch.float32)
+    res = solve_rgb(DSACRansac("rgb"), d)
+    assert res.R_cam2world.dtype == torch.float32 and res.t_cam2world.dtype == torch.float32
+    assert rotation_error_deg(res.R_cam2world[0], d["R_c2w"]) < 0.2
+    assert float((res.t_cam2world[0] - d["t_c2w"]).norm()) < 0.02
+
+
+# --------------------------------------------------------------------------------------------
+# degenerate input, masking, batching
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode, n", [("rgb", 3), ("rgbd", 2), ("rgb", 0), ("rgbd", 0)])
+def test_too_few_points_fail_without_exception(mode, n):
+    d = make_scene(9, n=max(n, 1))
+    sl = slice(0, n)
+    solver = DSACRansac(mode)
+    res = solver(
+        d["scene"][None, sl], d["pixels"][None, sl], d["K"][None], points_cam=d["points_cam"][None, sl], seed=0
+    )
+    assert not bool(res.success[0])
+    assert torch.isfinite(res.R_cam2world).all() and torch.isfinite(res.t_cam2world).all()
+    out = solver.expectation(
+        d["scene"][None, sl], d["pixels"][None, sl], d["K"][None], points_cam=d["points_cam"][None, sl], seed=0
+    )
+    assert not bool(out.success[0])
+    assert float(out.probabilities.sum()) == 0.0
+    assert out.inliers.shape[-1] == n
+
+
+def test_masked_out_points_and_degenerate_sets_fail_gracefully():
+    d = make_scene(10, n=50)
+    solver = DSACRansac("rgb")
+    mask = torch.zeros(1, 50, dtype=torch.bool)
+    mask[0, :3] = True  # only three usable correspondences
+    res = solver(d["scene"][None], d["pixels"][None], d["K"][None], mask=mask, seed=0)
+    assert not bool(res.success[0])
+    # All scene coordinates on one line: every minimal set is degenerate.
+    line = d["scene"][:1] + torch.linspace(0, 1, 50, dtype=torch.float64)[:, None] * torch.tensor([1.0, 0.5, 0.2])
+    res = solver(line[None], d["pixels"][None], d["K"][None], seed=0)
+    assert not bool(res.success[0])
+    assert torch.isfinite(res.R_cam2world).all()
+
+
+def test_nan_coordinates_are_masked():
+    """NaN / inf scene coordinates or pixels behave exactly as if those rows were not there."""
+    d = make_scene(11, n=300, outlier_ratio=0.3, noise_px=1.0)
+    bad = torch.zeros(300, dtype=torch.bool)
+    bad[::7] = True
+    scene, pixels = d["scene"].clone(), d["pixels"].clone()
+    scene[bad.nonzero()[::2, 0], 1] = float("nan")
+    pixels[bad.nonzero()[1::2, 0], 0] = float("inf")
+    solver = DSACRansac("rgb")
+    res = solver(scene[None], pixels[None], d["K"][None], seed=5)
+    ref = solver(d["scene"][None, ~bad], d["pixels"][None, ~bad], d["K"][None], seed=5)
+    assert bool(res.success[0])
+    torch.testing.assert_close(res.R_cam2world, ref.R_cam2world, rtol=0, atol=1e-12)
+    torch.testing.assert_close(res.t_cam2world, ref.t_cam2world, rtol=0, atol=1e-12)
+    assert int(res.num_inliers[0]) == int(ref.num_inliers[0])
+    assert not res.inliers[0, bad].any()
+    # RGB-D: missing depth (0 or NaN) is masked too.
+    pc = d["points_cam"].clone()
+    pc[bad.nonzero()[::2, 0]] = 0.0
+    pc[bad.nonzero()[1::2, 0], 2] = float("nan")
+    solver_d = DSACRansac("rgbd")
+    res = solver_d(d["scene"][None], points_cam=pc[None], seed=5)
+    ref = solver_d(d["scene"][None, ~bad], points_cam=d["points_cam"][None, ~bad], seed=5)
+    torch.testing.assert_close(res.R_cam2world, ref.R_cam2world, rtol=0, atol=1e-12)
+    torch.testing.assert_close(res.t_cam2world, ref.t_cam2world, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["rgb", "rgbd"])
+def test_batch_equals_one_by_one(mode):
+    scenes = [make_scene(20 + i, n=200, outlier_ratio=r, noise_px=1.0) for i, r in enumerate([0.0, 0.5, 0.7])]
+    stack = lambda key: torch.stack([s[key] for s in scenes])  # noqa: E731
+    masks = torch.ones(3, 200, dtype=torch.bool)
+    masks[1, 150:] = False
+    seeds = torch.tensor([3, 99, 12345678901])
+    solver = DSACRansac(mode)
+    batch = solver(stack("scene"), stack("pixels"), stack("K"), points_cam=stack("points_cam"), mask=masks, seed=seeds)
+    for i, s in enumerate(scenes):
+        one = solver(
+            s["scene"][None],
+            s["pixels"][None],
+            s["K"][None],
+            points_cam=s["points_cam"][None],
+            mask=masks[i : i + 1],
+            seed=seeds[i : i + 1],
+        )
+        torch.testing.assert_close(batch.R_cam2world[i], one.R_cam2world[0], rtol=0, atol=1e-10)
+        torch.testing.assert_close(batch.t_cam2world[i], one.t_cam2world[0], rtol=0, atol=1e-10)
+        assert int(batch.num_inliers[i]) == int(one.num_inliers[0])
+        assert int(batch.hypothesis_index[i]) == int(one.hypothesis_index[0])
+        assert bool(batch.success[i])
+
+
+def test_seeds_reproducible_and_distinct():
+    d = make_scene(12, n=200, outlier_ratio=0.5, noise_px=1.0)
+    solver = DSACRansac("rgb")
+    x = (d["scene"][None], d["pixels"][None], d["K"][None])
+    a, b = solver.hypotheses(*x, seed=4), solver.hypotheses(*x, seed=4)
+    c = solver.hypotheses(*x, seed=5)
+    assert torch.equal(a[3], b[3]) and torch.equal(a[0], b[0])
+    assert not torch.equal(a[3], c[3])
+    torch.manual_seed(0)
+    e = solver.hypotheses(*x)  # seed from torch's global generator
+    torch.manual_seed(0)
+    f = solver.hypotheses(*x)
+    assert torch.equal(e[3], f[3])
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def test_sample_minimal_sets_distinct_valid_and_uniform():
+    mask = torch.zeros(2, 40, dtype=torch.bool)
+    mask[0, ::2] = True  # 20 valid
+    mask[1, :5] = True  # 5 valid
+    idx, ok = sample_minimal_sets(mask, 4000, 4, torch.tensor([1, 2]))
+    assert idx.shape == (2, 4000, 4) and ok.all()
+    assert torch.gather(mask, 1, idx.reshape(2, -1)).all()
+    s = idx.sort(-1).values
+    assert (s[..., 1:] != s[..., :-1]).all()  # distinct within a set
+    counts = torch.bincount(idx[0].reshape(-1), minlength=40)[::2].double()
+    expected = 4000 * 4 / 20
+    assert float(((counts - expected) ** 2 / expected).sum()) < 60.0  # chi^2, 19 dof: p ~ 1e-6
+    idx2, ok2 = sample_minimal_sets(mask[:, :4], 10, 4, 0)  # image 0: 2 valid < 4
+    assert not ok2[0].any() and ok2[1].all()
+
+
+def test_soft_inlier_count_and_selection_distribution():
+    errors = torch.tensor([[0.0, 10.0, 20.0, 100.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False]])
+    s = soft_inlier_count(errors, mask, threshold=10.0, beta=0.5)
+    expected = 1 / (1 + math.exp(-5.0)) + 0.5 + 1 / (1 + math.exp(5.0))
+    assert float(s) == pytest.approx(expected, abs=1e-12)
+    # DSAC* defaults: beta = 5 / tau, softmax(alpha * s / N).
+    solver = DSACRansac("rgb")
+    assert solver.inlier_beta == pytest.approx(0.5) and solver.inlier_alpha == 100.0 and solver.max_error == 100.0
+    rgbd = DSACRansac("rgbd")
+    assert rgbd.inlier_threshold == pytest.approx(0.1) and rgbd.inlier_beta == pytest.approx(50.0)
+    assert rgbd.max_error == pytest.approx(1.0)
+    d = make_scene(13, n=60, outlier_ratio=0.5, noise_px=2.0)
+    out = solver.expectation(d["scene"][None], d["pixels"][None], d["K"][None], seed=0)
+    R_w2c, t_w2c, valid, _ = solver.hypotheses(d["scene"][None], d["pixels"][None], d["K"][None], seed=0)
+    err = reprojection_errors(R_w2c, t_w2c, d["scene"][None, None], d["pixels"][None, None], d["K"][None, None], 100.0)
+    assert float(err.max()) <= 100.0
+    counts = soft_inlier_count(err, torch.ones(1, 1, 60, dtype=torch.bool), 10.0, 0.5)
+    torch.testing.assert_close(out.soft_inlier_count, counts)
+    logits = torch.where(valid, 100.0 * counts / 60, torch.tensor(float("-inf"), dtype=torch.float64))
+    torch.testing.assert_close(out.probabilities, torch.softmax(logits, -1))
+    assert float(out.probabilities.sum()) == pytest.approx(1.0)
+
+
+def test_rgb_hypotheses_reproduce_their_minimal_sets():
+    """The fourth point picks the P3P solution; kept hypotheses reproject their sets within tau."""
+    d = make_scene(14, n=100, outlier_ratio=0.3, noise_px=1.0)
+    solver = DSACRansac("rgb", num_hypotheses=16)
+    R, t, valid, sets = solver.hypotheses(d["scene"][None], d["pixels"][None], d["K"][None], seed=3)
+    assert valid.all()
+    X = d["scene"][sets[0]]  # (16, 4, 3)
+    uv = d["pixels"][sets[0]]
+    err = reprojection_errors(R[0], t[0], X, uv, d["K"].expand(16, 3, 3), 100.0)
+    assert (err < 10.0).all()
+
+
+# --------------------------------------------------------------------------------------------
+# gradients
+# --------------------------------------------------------------------------------------------
+
+
+def _pose_loss(R_gt, t_gt):
+    def loss(R, t):
+        return ((R - R_gt) ** 2).sum((-1, -2)) + ((t - t_gt) ** 2).sum(-1)
+
+    return loss
+
+
+def test_gradcheck_rgb_expectation():
+    """Soft scoring + P3P hypotheses + differentiable LM refinement, float64, fixed minimal sets."""
+    d = make_scene(15, n=10)
+    scene = d["scene"].clone()
+    scene[8] += torch.tensor([0.8, -0.5, 0.3], dtype=torch.float64)  # an outlier
+    sets = torch.tensor([[[0, 1, 2, 3], [4, 5, 6, 7], [1, 3, 5, 9], [0, 2, 8, 6]]])
+    solver = DSACRansac("rgb", train_refinement_steps=6, inlier_alpha=10.0)  # softer: all paths weigh
+    loss = _pose_loss(d["R_c2w"], d["t_c2w"] + 0.01)
+    noise = torch.from_numpy(np.random.default_rng(0).normal(size=(10, 3)) * 1e-3)
+
+    def fn(sc):
+        out = solver.expectation(sc[None], d["pixels"][None], d["K"][None], minimal_sets=sets)
+        return out.expected_loss(loss), out.probabilities
+
+    x = (scene + noise).requires_grad_()
+    out = solver.expectation(x[None], d["pixels"][None], d["K"][None], minimal_sets=sets)
+    assert out.valid.all() and out.probabilities.min() > 1e-6  # every path carries weight
+    assert torch.autograd.gradcheck(fn, (x,), atol=1e-6, rtol=1e-4)
+
+
+def test_gradcheck_rgbd_expectation():
+    d = make_scene(16, n=9)
+    sets = torch.tensor([[[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 4, 8]]])
+    solver = DSACRansac("rgbd", inlier_threshold=0.5, max_error=2.0)
+    loss = _pose_loss(d["R_c2w"], d["t_c2w"])
+    rng = np.random.default_rng(1)
+    sc = (d["scene"] + torch.from_numpy(rng.normal(size=(9, 3)) * 0.05)).requires_grad_()
+    pc = (d["points_cam"] + torch.from_numpy(rng.normal(size=(9, 3)) * 0.05)).requires_grad_()
+
+    def fn(a, b):
+        out = solver.expectation(a[None], points_cam=b[None], minimal_sets=sets)
+        return out.expected_loss(loss), out.probabilities
+
+    assert torch.autograd.gradcheck(fn, (sc, pc), atol=1e-6, rtol=1e-4)
+
+
+def test_expected_loss_backpropagates_and_descends():
+    """A gradient step on the scene coordinates lowers the DSAC expected pose loss."""
+    d = make_scene(17, n=200, outlier_ratio=0.2, noise_px=2.0)
+    solver = DSACRansac("rgb", num_hypotheses=16)
+    loss = _pose_loss(d["R_c2w"], d["t_c2w"])
+    sc = d["scene"].clone().requires_grad_()
+    out = solver.expectation(sc[None], d["pixels"][None], d["K"][None], seed=0)
+    value = out.expected_loss(loss).sum()
+    value.backward()
+    g = sc.grad
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    with torch.no_grad():
+        step = sc - 1e-3 * g / g.abs().max()
+        after = solver.expectation(step[None], d["pixels"][None], d["K"][None], seed=0).expected_loss(loss).sum()
+    assert float(after) < float(value.detach())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    scenes = [make_scene(30 + i, n=500, outlier_ratio=0.5, noise_px=1.0, dtype=torch.float32) for i in range(4)]
+    stack = lambda key, dev: torch.stack([s[key] for s in scenes]).to(dev)  # noqa: E731
+    solver = DSACRansac("rgb")
+    seeds = torch.arange(4)
+    cpu = solver(stack("scene", "cpu"), stack("pixels", "cpu"), stack("K", "cpu"), seed=seeds)
+    gpu = solver(stack("scene", "cuda"), stack("pixels", "cuda"), stack("K", "cuda"), seed=seeds.cuda())
+    assert torch.equal(cpu.hypothesis_index, gpu.hypothesis_index.cpu())
+    torch.testing.assert_close(cpu.R_cam2world, gpu.R_cam2world.cpu(), rtol=0, atol=1e-4)
+    torch.testing.assert_close(cpu.t_cam2world, gpu.t_cam2world.cpu(), rtol=0, atol=1e-4)
