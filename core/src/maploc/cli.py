@@ -251,8 +251,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         from maploc.data.fetch import list_samples
 
         rows = list_samples()
+        print(f"{'name':<16} {'fetched':<8} {'size':>9}  {'source':<34} path")
         for row in rows:
-            print("  ".join(f"{k}={v}" for k, v in (row.items() if isinstance(row, dict) else vars(row).items())))
+            print(f"{row.name:<16} {'yes' if row.fetched else 'no':<8} {row.size:>9}  {row.source:<34} {row.path}")
+            print(f"{'':<16} {row.description}")
         return 0
     if args.data_command == "fetch":
         from maploc.data.fetch import fetch
