@@ -54,7 +54,12 @@ def errors(R_est, t_est, R_gt, t_gt):
 def bench(args) -> None:
     device = torch.device(args.device)
     dtype = torch.float32
-    solver = DSACRansac("rgb", num_hypotheses=args.hypotheses, inlier_threshold=args.threshold)
+    solver = DSACRansac(
+        "rgb",
+        num_hypotheses=args.hypotheses,
+        inlier_threshold=args.threshold,
+        candidates_per_hypothesis=args.candidates,
+    )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     rows = []
     for ratio in args.outliers:
@@ -128,7 +133,8 @@ def bench(args) -> None:
 
     print(
         f"\nDSAC* RANSAC benchmark: {args.hypotheses} hypotheses x 4800 correspondences, tau = {args.threshold} px, "
-        f"1 px noise, {args.frames} frames, device {args.device}, torch threads {torch.get_num_threads()}"
+        f"1 px noise, {args.frames} frames, device {args.device}, torch threads {torch.get_num_threads()}, "
+        f"maploc candidates/hypothesis {args.candidates}"
     )
     print(f"{'outliers':>8}  {'solver':<30} {'ms/frame':>9} {'median rot (deg)':>17} {'median trans (cm)':>18}")
     for ratio, name, sec, errs in rows:
@@ -145,6 +151,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--hypotheses", type=int, default=64)
     parser.add_argument("--threshold", type=float, default=10.0)
+    parser.add_argument("--candidates", type=int, default=64, help="maploc: candidate minimal sets per hypothesis")
     parser.add_argument("--outliers", type=float, nargs="+", default=[0.0, 0.5, 0.8])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch / OpenCV threads (0: library default)")

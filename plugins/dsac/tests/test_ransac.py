@@ -236,6 +236,17 @@ def test_seeds_reproducible_and_distinct():
     c = solver.hypotheses(*x, seed=5)
     assert torch.equal(a[3], b[3]) and torch.equal(a[0], b[0])
     assert not torch.equal(a[3], c[3])
+    # With autograd (the kept sets are solved again) the hypotheses are the same.
+    g = solver.hypotheses(x[0].clone().requires_grad_(), *x[1:], seed=4)
+    assert g[0].requires_grad
+    torch.testing.assert_close(g[0].detach(), a[0], rtol=0, atol=1e-12)
+    assert torch.equal(g[3], a[3])
+    # Candidates are solved in chunks until H are consistent: same result as one chunk when the first suffices.
+    clean = make_scene(12, n=200, outlier_ratio=0.0, noise_px=1.0)
+    y = (clean["scene"][None], clean["pixels"][None], clean["K"][None])
+    h1 = DSACRansac("rgb", candidates_per_hypothesis=2).hypotheses(*y, seed=4)
+    h2 = DSACRansac("rgb", candidates_per_hypothesis=64).hypotheses(*y, seed=4)
+    assert torch.equal(h1[3], h2[3]) and torch.equal(h1[0], h2[0])
     torch.manual_seed(0)
     e = solver.hypotheses(*x)  # seed from torch's global generator
     torch.manual_seed(0)
@@ -367,13 +378,33 @@ def test_expected_loss_backpropagates_and_descends():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu():
-    scenes = [make_scene(30 + i, n=500, outlier_ratio=0.5, noise_px=1.0, dtype=torch.float32) for i in range(4)]
+@pytest.mark.parametrize("mode", ["rgb", "rgbd"])
+def test_cuda_matches_cpu(mode):
+    """Same seeds, same minimal sets (counter-based sampling), same result on either device."""
+    scenes = [make_scene(30 + i, n=500, outlier_ratio=0.5, noise_px=1.0) for i in range(4)]
     stack = lambda key, dev: torch.stack([s[key] for s in scenes]).to(dev)  # noqa: E731
-    solver = DSACRansac("rgb")
+    solver = DSACRansac(mode)
     seeds = torch.arange(4)
-    cpu = solver(stack("scene", "cpu"), stack("pixels", "cpu"), stack("K", "cpu"), seed=seeds)
-    gpu = solver(stack("scene", "cuda"), stack("pixels", "cuda"), stack("K", "cuda"), seed=seeds.cuda())
+    out = {}
+    for dev in ("cpu", "cuda"):
+        out[dev] = solver(
+            stack("scene", dev),
+            stack("pixels", dev),
+            stack("K", dev),
+            points_cam=stack("points_cam", dev),
+            seed=seeds.to(dev),
+        )
+        exp = solver.expectation(
+            stack("scene", dev),
+            stack("pixels", dev),
+            stack("K", dev),
+            points_cam=stack("points_cam", dev),
+            seed=seeds.to(dev),
+        )
+        out[dev + "_sets"] = exp.minimal_sets.cpu()
+    cpu, gpu = out["cpu"], out["cuda"]
+    assert torch.equal(out["cpu_sets"], out["cuda_sets"])
     assert torch.equal(cpu.hypothesis_index, gpu.hypothesis_index.cpu())
-    torch.testing.assert_close(cpu.R_cam2world, gpu.R_cam2world.cpu(), rtol=0, atol=1e-4)
-    torch.testing.assert_close(cpu.t_cam2world, gpu.t_cam2world.cpu(), rtol=0, atol=1e-4)
+    assert gpu.success.all()
+    torch.testing.assert_close(cpu.R_cam2world, gpu.R_cam2world.cpu(), rtol=0, atol=1e-8)
+    torch.testing.assert_close(cpu.t_cam2world, gpu.t_cam2world.cpu(), rtol=0, atol=1e-8)

@@ -173,11 +173,14 @@ def augment_batch(
         raise ValueError(f"depth must be ({B}, {H}, {W}), got {tuple(depth.shape)}")
     device = images.device
     # photometric (torchvision ColorJitter order: brightness, then contrast around the mean grey)
-    b = params.brightness.to(images).view(B, 1, 1, 1)
-    c = params.contrast.to(images).view(B, 1, 1, 1)
-    out = (images * b).clamp(0, 1)
-    grey = (out * out.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    out = ((out - grey.mean(dim=(2, 3), keepdim=True)) * c + grey.mean(dim=(2, 3), keepdim=True)).clamp(0, 1)
+    out = images
+    if not bool((params.brightness == 1).all() and (params.contrast == 1).all()):
+        b = params.brightness.to(images).view(B, 1, 1, 1)
+        c = params.contrast.to(images).view(B, 1, 1, 1)
+        out = (images * b).clamp(0, 1)
+        grey = (out * out.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        mean = grey.mean(dim=(2, 3), keepdim=True)
+        out = ((out - mean) * c + mean).clamp(0, 1)
 
     identity_geometry = bool((params.angle == 0).all() and (params.scale == 1).all())
     if identity_geometry:

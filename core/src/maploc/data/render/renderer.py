@@ -111,7 +111,7 @@ class Renderer:
         quad = np.array([[x0, y0, 0], [x1, y0, 0], [x1, y1, 0], [x0, y0, 0], [x1, y1, 0], [x0, y1, 0]], dtype="f4")
         ground_vbo = ctx.buffer(quad.tobytes())
         self.ground_vao = ctx.vertex_array(self.ground_prog, [(ground_vbo, "3f", "in_pos")])
-        self.ground_tex = ctx.texture((gw, gh), 2, np.ascontiguousarray(scene.ground).tobytes(), dtype="u1",
+        self.ground_tex = ctx.texture((gw, gh), 3, np.ascontiguousarray(scene.ground).tobytes(), dtype="u1",
                                       alignment=1)  # fmt: skip
         self.ground_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
         self._buffers += [sky_vbo, ground_vbo]

@@ -112,8 +112,10 @@ class Scene:
         tile_ranges: ``(T, 3)`` int64 ``(first vertex, vertex count, layer index)`` of each tile of each layer
             (:data:`LAYERS`).
         tile_spheres: ``(T, 4)`` float64 bounding sphere ``(x, y, z, radius)`` of each tile, metres.
-        ground: ``(H, W, 2)`` uint8: label value of the ground (:mod:`.labels`) and distance to the nearest building
-            in decimetres (255 = 25.5 m or more), on the grid of ``ground_georef`` (row 0 north).
+        ground: ``(H, W, 3)`` uint8 on the grid of ``ground_georef`` (row 0 north): label value of the ground
+            (:mod:`.labels`, the OSM raster's class by :data:`.labels.GROUND_PRIORITY`), distance to the nearest
+            building in decimetres (255 = 25.5 m or more), and the membership of the texel in its class
+            (x 255, see :meth:`ground_label_at`).
         ground_georef: the map frame with the raster grid of ``ground``.
         ground_extent: ``(x_min, y_min, x_max, y_max)`` metres of the ground quad (the map extent plus a margin).
         lamps: ``(L, 3)`` float64 positions of the lamp light sources, metres.
@@ -151,10 +153,13 @@ class Scene:
     def ground_label_at(self, xy: np.ndarray) -> np.ndarray:
         """Ground label values at map-frame points, by the renderer's rule.
 
-        The rule: of the 4 grid texels around the point (their centres bound it), the label with the largest total
-        bilinear weight (ties: the first in the order top-left, top-right, bottom-left, bottom-right); texels
-        outside the grid count as :data:`.labels.GROUND_LABEL`. Far from class borders this is the label of the
-        texel containing the point (the OSM raster's rule); borders move by less than half a texel.
+        The rule: for each label ``c`` among the 4 grid texels around the point (their centres bound it), the
+        bilinear interpolation of its membership ``m_k(c)`` (texel ``k``'s own label: the blurred indicator
+        ``ground[..., 2] / 255``; another label: one minus it); the label with the largest value wins (ties: the
+        first in the order top-left, top-right, bottom-left, bottom-right). Texels outside the grid are
+        :data:`.labels.GROUND_LABEL` with membership 1. Inside a class this is the label of the texel containing
+        the point (the OSM raster's rule); class borders become smooth curves within about a texel of the raster's
+        staircase.
 
         Args:
             xy: ``(..., 2)`` metres.
@@ -169,22 +174,46 @@ class Scene:
         c0, r0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
         fx, fy = gx - c0, gy - r0
         H, W = self.ground.shape[:2]
-        labels, weights = [], []
+        labels, members, weights = [], [], []
         for dc, dr, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
             c, r = c0 + dc, r0 + dr
             inside = (c >= 0) & (r >= 0) & (c < W) & (r < H)
             value = np.full(xy.shape[:-1], GROUND_LABEL, np.int64)
+            member = np.ones(xy.shape[:-1])
             value[inside] = self.ground[r[inside], c[inside], 0]
+            member[inside] = self.ground[r[inside], c[inside], 2] / 255.0
             labels.append(value)
+            members.append(member)
             weights.append(w)
         best = np.full(xy.shape[:-1], -1.0)
         out = np.full(xy.shape[:-1], GROUND_LABEL, np.int64)
         for k in range(4):
-            total = sum(np.where(labels[m] == labels[k], weights[m], 0.0) for m in range(4))
+            total = sum(weights[m] * np.where(labels[m] == labels[k], members[m], 1.0 - members[m]) for m in range(4))
             better = total > best + 1e-6
             best = np.where(better, total, best)
             out = np.where(better, labels[k], out)
         return out.astype(np.uint8)
+
+
+#: Standard deviation (texels) of the blur that smooths the borders between ground classes (see _membership).
+_BORDER_SIGMA_TEXELS = 1.8
+
+
+def _membership(labels: np.ndarray, sigma: float) -> np.ndarray:
+    """Per texel, the Gaussian-blurred indicator of its own label, ``(H, W)`` uint8 (255 = 1).
+
+    Blurred indicators of the classes sum to one, so where two classes meet, the other class's value at a texel is
+    one minus this; the ground's label rule (:meth:`Scene.ground_label_at`) interpolates them to draw smooth
+    borders instead of the staircase of the texel grid.
+    """
+    out = np.full(labels.shape, 255, np.uint8)
+    for value in np.unique(labels):
+        mask = labels == value
+        if mask.all():
+            continue
+        blurred = cv2.GaussianBlur(mask.astype(np.uint8) * np.uint8(255), (0, 0), sigma)
+        out[mask] = blurred[mask]
+    return out
 
 
 # ---- OSM tags the map model does not keep -------------------------------------------------------------------
@@ -740,8 +769,11 @@ def build_scene(
     free = (~building_mask).astype(np.uint8)
     dist_px = cv2.distanceTransform(free, cv2.DIST_L2, 3) if building_mask.any() else np.full(free.shape, 1e9, np.float32)
     building_dm = np.clip(dist_px * (ground_resolution_m * 10.0), 0, 255).astype(np.uint8)
-    ground = np.ascontiguousarray(np.stack([ground_label, building_dm], axis=-1))
     del dist_px, free
+    ground = np.empty((*ground_label.shape, 3), np.uint8)
+    ground[..., 0] = ground_label
+    ground[..., 1] = building_dm
+    ground[..., 2] = _membership(ground_label, _BORDER_SIGMA_TEXELS)
     grid = osm_map.georef.with_raster(
         resolution_m=ground_resolution_m, x_min=x0 - pad, y_max=y1 + pad, height=ground.shape[0], width=ground.shape[1]
     )

@@ -177,7 +177,7 @@ void main() {
 """
 
 GROUND_FRAGMENT = _COMMON + _GROUND_DEFINES + """
-uniform usampler2D u_ground;     // R: label value, G: distance to the nearest building (decimetres, 255 = far)
+uniform usampler2D u_ground;     // R: label, G: distance to the nearest building (dm, 255 = far), B: membership
 uniform vec2 u_grid_origin;      // (x_min, y_max) of the raster, metres
 uniform float u_grid_res;        // metres per texel
 uniform ivec2 u_grid_size;       // (width, height) texels
@@ -192,27 +192,29 @@ vec3 paving(vec2 p, float fp, vec3 base, float size) {
            * (0.9 + 0.2 * fbm(p * 3.0, fp * 3.0));
 }
 
-uvec2 texel(ivec2 cr) {  // (label, building distance) of texel column c, row r; the default outside the grid
-    if (cr.x < 0 || cr.y < 0 || cr.x >= u_grid_size.x || cr.y >= u_grid_size.y) return uvec2(uint(u_default_label), 255u);
-    return texelFetch(u_ground, cr, 0).rg;
+uvec3 texel(ivec2 cr) {  // (label, building distance, membership) of texel column c, row r
+    if (cr.x < 0 || cr.y < 0 || cr.x >= u_grid_size.x || cr.y >= u_grid_size.y)
+        return uvec3(uint(u_default_label), 255u, 255u);
+    return texelFetch(u_ground, cr, 0).rgb;
 }
 
 void main() {
     vec2 p = v_pos.xy;
     float fp = max(length(fwidth(p)), 1e-4);  // metres covered by this pixel
-    // The class is the one with the largest bilinear weight among the 4 texels around p (a smooth boundary
-    // instead of the staircase of the nearest texel; it moves class borders by less than half a texel).
+    // The label rule of Scene.ground_label_at: bilinear interpolation of the 4 texels' class memberships.
     vec2 g = vec2(p.x - u_grid_origin.x, u_grid_origin.y - p.y) / u_grid_res - 0.5;
     ivec2 c0 = ivec2(floor(g));
     vec2 f = g - floor(g);
-    uvec2 t00 = texel(c0), t10 = texel(c0 + ivec2(1, 0)), t01 = texel(c0 + ivec2(0, 1)), t11 = texel(c0 + ivec2(1, 1));
+    uvec3 t00 = texel(c0), t10 = texel(c0 + ivec2(1, 0)), t01 = texel(c0 + ivec2(0, 1)), t11 = texel(c0 + ivec2(1, 1));
     vec4 w = vec4((1.0 - f.x) * (1.0 - f.y), f.x * (1.0 - f.y), (1.0 - f.x) * f.y, f.x * f.y);
     uvec4 labels = uvec4(t00.x, t10.x, t01.x, t11.x);
-    float best_w = -1.0;
+    vec4 member = vec4(t00.z, t10.z, t01.z, t11.z) / 255.0;
+    float best = -1.0;
     int label = u_default_label;
     for (int k = 0; k < 4; k++) {
-        float total = dot(w, vec4(equal(labels, uvec4(labels[k]))));
-        if (total > best_w + 1e-6) { best_w = total; label = int(labels[k]); }
+        vec4 same = vec4(equal(labels, uvec4(labels[k])));
+        float total = dot(w, mix(1.0 - member, member, same));
+        if (total > best + 1e-6) { best = total; label = int(labels[k]); }
     }
     float building_dm = dot(w, vec4(t00.y, t10.y, t01.y, t11.y));
     float n1 = fbm(p * 0.35, fp * 0.35);
@@ -224,8 +226,8 @@ void main() {
         if (label == L_BUSWAY) albedo *= vec3(1.25, 0.9, 0.85);
     } else if (label == L_CYCLEWAY) {                            // cycleway: red asphalt
         albedo = vec3(0.52, 0.30, 0.27) * (0.85 + 0.25 * n1) * (0.9 + 0.2 * n2);
-    } else if (label == L_PATH) {                            // footway, path: small grey slabs
-        albedo = paving(p, fp, vec3(0.58, 0.57, 0.55), 0.6);
+    } else if (label == L_PATH) {                            // footway, path: light fine asphalt
+        albedo = vec3(0.47, 0.46, 0.45) * (0.9 + 0.15 * n1) * (0.85 + 0.3 * fbm(p * 9.0, fp * 9.0));
         leaves = 0.4;
     } else if (label == L_KERB) {                            // kerb: granite
         albedo = vec3(0.62, 0.61, 0.60) * (0.85 + 0.3 * n2);

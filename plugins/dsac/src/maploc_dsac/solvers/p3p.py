@@ -11,7 +11,7 @@ a_ij``. Two homogeneous combinations ``D1 = a23 M12 - a12 M23`` and ``D2 = a23 M
 on every solution, and so does every member of the pencil ``D0 = D1 + gamma D2``. The ``gamma`` with
 ``det(D0) = 0`` (a root of a cubic) makes ``D0`` a pair of planes through the origin, so each
 solution lies on one of two planes; on each plane a second quadric of the pencil gives at most two
-directions, and the scale follows from the distances. The depths are then polished by Gauss-Newton
+directions, and the scale follows from the distances. The depths are then polished by Newton's method
 on the three distance equations and the pose follows from ``R [X1-X2, X1-X3, (X1-X2)x(X1-X3)] =
 [v1, v2, v1 x v2]`` with ``v1 = l1 y1 - l2 y2``, ``v2 = l1 y1 - l3 y3``.
 
@@ -21,10 +21,13 @@ Differences from the paper's reference code, all for a branch-free tensor implem
   when ``|det(D2)| < |det(D1)|`` the reversed cubic in ``1 / gamma`` is solved instead;
 * the two planes and the two directions on each plane come from closed-form symmetric eigen
   problems (3x3 with a known zero eigenvalue, and 2x2), so no case split on the largest component;
-* gradients: the initial depths are computed without autograd and only the final Gauss-Newton steps
-  on the depths (and the pose construction) are differentiated. At convergence this equals the
-  implicit-function derivative of the exact solution and avoids the singular derivatives of the
-  root and eigen formulas.
+* the closed forms are evaluated in float64 (where the backend has it, i.e. not on MPS) and
+  without autograd; the Newton steps on the depths (paper section 3.5) and the pose construction
+  run in the input dtype and are differentiated. At convergence this equals the implicit-function
+  derivative of the exact solution and avoids the singular derivatives of the root and eigen
+  formulas;
+* the rotation ``Y X^-1`` is projected onto SO(3) (Newton iteration for the polar factor) and the
+  translation fits all three points, which matters in float32 for thin triangles.
 """
 
 from __future__ import annotations
@@ -165,7 +168,8 @@ def _initial_lambdas(a12: Tensor, a13: Tensor, a23: Tensor, b12: Tensor, b13: Te
     # Lambda^T D0 Lambda = sig_pos (e_pos.L)^2 + sig_neg (e_neg.L)^2 = 0: two planes (paper eq. 12-14).
     w_pos = _safe_sqrt(sig_pos)[..., None]
     w_neg = _safe_sqrt(-sig_neg)[..., None]
-    # On each plane, a second member of the pencil gives the directions: use the larger one there.
+    # On each plane, a second member of the pencil gives the directions. On the plane D0 = base + g other
+    # vanishes, so base = -g other there: take `other` when |g| <= 1 (it is the larger), else `base`.
     quad = torch.where((gamma.abs() <= 1.0)[..., None, None], other, base)
     m_sum = torch.stack(
         [
@@ -258,7 +262,7 @@ def p3p_lambda_twist(bearings: Tensor, points_world: Tensor, refine_steps: int =
             camera frame (OpenCV: x right, y down, z forward), e.g. ``K^-1 [u, v, 1]``. Normalized here,
             so any positive length is accepted.
         points_world: ``(..., 3, 3)`` same dtype, row ``i`` is the world point ``X_i`` in metres.
-        refine_steps: Newton iterations polishing the depths (paper: rarely more than 2 help).
+        refine_steps: Newton iterations polishing the depths (the reference code uses 5).
 
     Returns:
         ``(R_world2cam, t_world2cam, valid)``:
@@ -266,8 +270,11 @@ def p3p_lambda_twist(bearings: Tensor, points_world: Tensor, refine_steps: int =
         * ``R_world2cam``: ``(..., 4, 3, 3)``, rotations world to camera frame; identity where invalid.
         * ``t_world2cam``: ``(..., 4, 3)``, translations in metres (camera frame); zero where invalid.
         * ``valid``: ``(..., 4)`` bool, which of the (at most four) slots hold a solution. Degenerate
-          triplets (collinear or repeated world points, coincident rays) and non-finite inputs give
-          all-``False`` rows, never NaN. A solution may appear twice (e.g. at a double root).
+          triplets and non-finite inputs give all-``False`` rows, never NaN: world points that are
+          repeated or collinear (the squared sine of the angle at ``X_1`` below ``1e3 * eps`` of the
+          dtype, i.e. about 1e-4 in float32), and rays that coincide or are zero. A slot is valid when
+          its depths are positive and solve the distance equations to ``10 sqrt(eps)`` (relative).
+          A solution may appear twice (e.g. at a double root).
 
     Raises:
         ValueError: if the trailing shapes are not ``(3, 3)`` or the batch shapes differ.

@@ -18,8 +18,9 @@ DSAC", TPAMI 2021 (DSAC*), section 3 and its public code (``dsacstar/dsacstar_ut
 
 What differs, for a batched tensor implementation (none changes the estimator's definition):
 
-* Sampling is bounded: ``candidates_per_hypothesis * H`` minimal sets are drawn at once per image and
-  the first ``H`` whose sets are self-consistent are kept (the reference redraws up to 10^6 times).
+* Sampling is bounded: ``candidates_per_hypothesis * H`` minimal sets (default 64 H) are drawn per
+  image and solved in growing chunks until ``H`` are self-consistent; the first ``H`` self-consistent
+  ones are kept (the reference redraws each hypothesis up to 10^6 times).
   When too few are consistent, the remaining slots take candidates with a valid but inconsistent
   solution; only when no solution exists at all is a slot invalid (probability zero).
 * Random numbers come from a counter-based hash of a per-image seed, so an image gets the same
@@ -159,10 +160,15 @@ def sample_minimal_sets(mask: Tensor, num_sets: int, set_size: int, seed: Tensor
     Returns:
         ``(indices, ok)``: ``(B, C, k)`` int64 indices into ``N`` (distinct within a set) and ``(B, C)``
         bool, ``False`` where the image has fewer than ``k`` valid correspondences (those indices are
-        arbitrary but in range).
+        arbitrary, and in range when ``N > 0``).
     """
     B, N = mask.shape
     device = mask.device
+    if N == 0:
+        return (
+            torch.zeros(B, num_sets, set_size, dtype=torch.int64, device=device),
+            torch.zeros(B, num_sets, dtype=torch.bool, device=device),
+        )
     seed_t = torch.as_tensor(seed, dtype=torch.int64, device=device).expand(B)
     key = _seed_key(seed_t)[:, None]  # (B, 1)
     n_valid = mask.sum(-1)  # (B,)
@@ -516,7 +522,9 @@ class DSACRansac:
         inlier_beta: sigmoid sharpness of the soft inlier count; default ``5 / tau``.
         max_error: error clamp; default 100 px (RGB) or 1 m (RGB-D).
         max_refinement_steps: inlier re-collections at most (DSAC*: 100).
-        candidates_per_hypothesis: minimal sets drawn per hypothesis slot (bounded redraws).
+        candidates_per_hypothesis: bound on the redraws: at most ``candidates_per_hypothesis * H``
+            minimal sets per image are solved (in growing chunks, stopping once ``H`` are
+            self-consistent). 64 keeps all hypotheses consistent up to about 80 % outliers.
         lm_iterations: LM iterations per PnP re-fit (each inlier re-collection) at test time.
         train_refinement_steps: differentiable LM iterations per hypothesis in training (RGB).
 
@@ -545,7 +553,7 @@ class DSACRansac:
         inlier_beta: float | None = None,
         max_error: float | None = None,
         max_refinement_steps: int = 100,
-        candidates_per_hypothesis: int = 16,
+        candidates_per_hypothesis: int = 64,
         lm_iterations: int = 10,
         train_refinement_steps: int = 5,
     ) -> None:
@@ -727,40 +735,45 @@ class DSACRansac:
                 valid, H * self.candidates_per_hypothesis, k, self._seeds(seed, B, sc.device)
             )
 
-        def solve(sl: slice) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        def solve(chosen: Tensor, chosen_ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             if self.mode == "rgb":
                 assert pixels is not None and K is not None
-                R_, t_, has_, cons_ = self._candidates_rgb(sc, pixels, K, sets[:, sl])
+                R_, t_, has_, cons_ = self._candidates_rgb(sc, pixels, K, chosen)
             else:
                 assert points_cam is not None
-                R_, t_, has_, cons_ = self._candidates_rgbd(sc, points_cam, sets[:, sl])
-            has_ = has_ & sets_ok[:, sl]
+                R_, t_, has_, cons_ = self._candidates_rgbd(sc, points_cam, chosen)
+            has_ = has_ & chosen_ok
             return R_, t_, has_, cons_ & has_
 
         if minimal_sets is not None:
-            R, t, has, _ = solve(slice(None))
+            R, t, has, _ = solve(sets, sets_ok)
         else:
-            # Solve the candidates in growing chunks (2H, then doubling) and stop as soon as every
-            # image has H self-consistent ones: the kept hypotheses are the same as when solving all.
-            parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-            n_consistent = torch.zeros(B, dtype=torch.int64, device=sc.device)
-            start, total = 0, sets.shape[1]
-            while start < total:
-                end = min(total, max(2 * H, 2 * start))
-                parts.append(solve(slice(start, end)))
-                n_consistent = n_consistent + parts[-1][3].sum(1)
-                start = end
-                if bool((n_consistent >= H).all()):
-                    break
-            R, t, has, consistent = (torch.cat(items, dim=1) for items in zip(*parts, strict=True))
-            sets = sets[:, :start]
-            # Keep the first H self-consistent candidates, then the other solvable ones (bounded redraws).
-            priority = 2 - consistent.to(torch.int64) - has.to(torch.int64)
-            order = torch.argsort(priority, dim=1, stable=True)[:, :H]
-            R = torch.gather(R, 1, order[..., None, None].expand(B, H, 3, 3))
-            t = torch.gather(t, 1, order[..., None].expand(B, H, 3))
-            has = torch.gather(has, 1, order)
+            # Choose the sets without autograd: solve the candidates in growing chunks (2H, then
+            # doubling) and stop as soon as every image has H self-consistent ones (the kept ones are
+            # then the same as when solving all). Keep the first H self-consistent candidates, then the
+            # other solvable ones.
+            grad = torch.is_grad_enabled()
+            with torch.no_grad():
+                parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+                n_consistent = torch.zeros(B, dtype=torch.int64, device=sc.device)
+                start, total = 0, sets.shape[1]
+                while start < total:
+                    end = min(total, max(2 * H, 2 * start))
+                    parts.append(solve(sets[:, start:end], sets_ok[:, start:end]))
+                    n_consistent = n_consistent + parts[-1][3].sum(1)
+                    start = end
+                    if bool((n_consistent >= H).all()):
+                        break
+                R, t, has, consistent = (torch.cat(items, dim=1) for items in zip(*parts, strict=True))
+                priority = 2 - consistent.to(torch.int64) - has.to(torch.int64)
+                order = torch.argsort(priority, dim=1, stable=True)[:, :H]
             sets = torch.gather(sets, 1, order[..., None].expand(B, H, k))
+            if grad:  # solve the kept sets again, now with autograd
+                R, t, has, _ = solve(sets, torch.gather(sets_ok, 1, order))
+            else:
+                R = torch.gather(R, 1, order[..., None, None].expand(B, H, 3, 3))
+                t = torch.gather(t, 1, order[..., None].expand(B, H, 3))
+                has = torch.gather(has, 1, order)
         dtype = sc.dtype
         return R.to(dtype), t.to(dtype), has, sets
 

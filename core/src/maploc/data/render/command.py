@@ -1,0 +1,260 @@
+"""``maploc data render``: render traversals of an OSM map under several conditions into the dataset layouts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maploc.errors import DataError
+
+from .camera import make_camera
+from .conditions import CONDITIONS, get_condition
+from .labels import LABEL_NAMES
+from .renderer import Renderer
+from .scene import build_scene
+from .trajectory import plan_route, traversal_poses
+from .writers import (
+    DEPTH_SCALE_M,
+    DSACWriter,
+    FrameRecord,
+    MGLWriter,
+    TraversalsWriter,
+    _json,
+    colorize_depth,
+    colorize_labels,
+    contact_sheet,
+    sequence_name,
+)
+
+__all__ = ["FORMAT_VERSION", "LAYOUTS", "render_command", "resolve_map"]
+
+logger = logging.getLogger(__name__)
+
+#: Layouts :func:`render_command` can write (``traversals`` always is: the others link its images).
+LAYOUTS: tuple[str, ...] = ("traversals", "dsac", "mgl")
+#: Version of the output format (``render.json`` ``format``); part of the SimCity cache key.
+FORMAT_VERSION = 1
+_OSM_SUFFIXES = (".osm.pbf", ".osm", ".osm.bz2", ".osm.gz", ".pbf")
+
+
+def resolve_map(map_name: str | Path) -> Path:
+    """The OSM file of a map: a path to an OSM file, a folder holding one, or a sample name (fetched on first use).
+
+    Raises:
+        DataError: an unknown sample name (listing the known ones), or a folder / sample without an OSM file.
+    """
+    path = Path(map_name).expanduser()
+    if not path.exists():
+        if any(str(map_name).endswith(s) for s in _OSM_SUFFIXES) or "/" in str(map_name):
+            raise DataError(f"{path}: OSM file not found")
+        from maploc.data.fetch import fetch
+
+        path = fetch(str(map_name), progress=None)
+    if path.is_file():
+        return path
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_OSM_SUFFIXES))
+    if not found:
+        raise DataError(f"{path}: no OSM file (.osm.pbf, .osm, .osm.bz2) in this folder")
+    return found[0]
+
+
+def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spacing_m: Any,
+                   layouts: Sequence[str]) -> list[str]:  # fmt: skip
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise ValueError(f"frames must be a positive integer, got {frames!r}")
+    if isinstance(traversals, bool) or not isinstance(traversals, (int, np.integer)) or traversals < 1:
+        raise ValueError(f"traversals must be a positive integer, got {traversals!r}")
+    if not isinstance(spacing_m, (int, float)) or not math.isfinite(spacing_m) or spacing_m <= 0:
+        raise ValueError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
+    conditions = [str(c).strip() for c in conditions]
+    if not conditions:
+        raise ValueError(f"conditions must name at least one of {', '.join(CONDITIONS)}")
+    for c in conditions:
+        get_condition(c)
+    if len(set(conditions)) != len(conditions):
+        raise ValueError(f"conditions must not repeat, got {conditions}")
+    unknown = [layout for layout in layouts if layout not in LAYOUTS]
+    if unknown:
+        raise ValueError(f"unknown layouts {unknown}; known: {', '.join(LAYOUTS)}")
+    return conditions
+
+
+def render_command(
+    map_name: str,
+    frames: int,
+    conditions: list[str],
+    out: Path,
+    seed: int = 0,
+    traversals: int = 1,
+    width: int = 320,
+    height: int = 240,
+    fov_deg: float = 70.0,
+    *,
+    spacing_m: float = 4.0,
+    layouts: Sequence[str] = LAYOUTS,
+    progress: bool = True,
+    sheet_columns: int = 6,
+) -> Path:
+    """Renders ``traversals`` traversals of one route of a map under each condition, into ``out``.
+
+    The route is a seeded walk along the map's roads (:func:`.trajectory.plan_route`); traversal ``t`` has its own
+    lateral offset and noise (:func:`.trajectory.traversal_poses`), and every condition renders the same poses.
+    ``out`` receives the layouts of :mod:`.writers` (``traversals/`` always, ``dsac/`` and ``mgl/`` if asked),
+    ``contact_sheet.png`` (one row per traversal and condition at the same places, plus labels and depth of the
+    first) and, last, ``render.json`` (every option, the map reference, the camera, scene statistics, timings).
+
+    Args:
+        map_name: a sample name (``helsinki-osm``, fetched on first use), or the path of an OSM file.
+        frames: frames per traversal and condition.
+        conditions: names from :data:`.conditions.CONDITIONS` (``day``, ``overcast``, ``dusk``, ``night``,
+            ``autumn``).
+        out: the output folder (created; existing files of the same names are replaced).
+        seed: seed of the scene's random draws, the route and the camera noise.
+        traversals: traversals of the route (lateral offsets spread over +-1.2 m).
+        width, height: image size in pixels.
+        fov_deg: horizontal field of view in degrees.
+        spacing_m: metres between consecutive frames along the route.
+        layouts: which of :data:`LAYOUTS` to write besides ``traversals``.
+        progress: show a tqdm progress bar (on stderr).
+        sheet_columns: frames per row of the contact sheet.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ValueError: an option is out of range (named), e.g. ``fov_deg``, ``width``, ``frames``, or an unknown
+            condition.
+        DataError: the map cannot be found or read, or has no road for the cameras.
+        RenderError: no usable OpenGL (names the missing library and how to install it).
+    """
+    from tqdm.auto import tqdm
+
+    from maploc.data.osm import ATTRIBUTION, parse_osm
+
+    t_start = time.perf_counter()
+    conditions = _check_options(frames, conditions, traversals, spacing_m, layouts)
+    camera = make_camera(width, height, fov_deg)
+    out = Path(out)
+    osm_path = resolve_map(map_name)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    osm_map = parse_osm(osm_path)
+    timings["parse_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scene = build_scene(osm_map, seed=seed)
+    timings["scene_s"] = time.perf_counter() - t
+    x0, y0, x1, y1 = osm_map.extent
+    margin = min(30.0, 0.1 * min(x1 - x0, y1 - y0))
+    start_m = 5.0
+    route = plan_route(osm_map, start_m + (frames - 1) * spacing_m + 5.0, seed=seed, margin_m=margin)
+    out.mkdir(parents=True, exist_ok=True)
+
+    K = camera.K.double().numpy()
+    meta = {
+        "format": FORMAT_VERSION,
+        "map": {
+            "name": str(map_name),
+            "source": osm_path.name,
+            "sha256": osm_map.source_sha256,
+            "georef": osm_map.georef.to_dict(),
+            "extent": list(osm_map.extent),
+            "attribution": ATTRIBUTION,
+        },
+        "options": {
+            "frames": int(frames),
+            "conditions": conditions,
+            "traversals": int(traversals),
+            "seed": int(seed),
+            "width": int(width),
+            "height": int(height),
+            "fov_deg": float(fov_deg),
+            "spacing_m": float(spacing_m),
+            "layouts": ["traversals", *[layout for layout in LAYOUTS[1:] if layout in layouts]],
+        },
+        "camera": {"K": K.tolist(), "width": camera.width, "height": camera.height, "model": "PINHOLE"},
+        "label_names": list(LABEL_NAMES),
+        "depth": {"traversals_png_unit_m": DEPTH_SCALE_M, "dsac_png_unit_m": 0.001, "invalid": 0},
+        "frames": {"world": "map frame (x east, y north) + z up, metres", "camera": "OpenCV (x right, y down, z forward)"},
+    }
+    trav = TraversalsWriter(out / "traversals", meta)
+    dsac = DSACWriter(out / "dsac", traversals, conditions) if "dsac" in layouts else None
+    mgl = MGLWriter(out / "mgl", dict(meta["map"], raster_resolution_m=0.5), osm_map.georef) if "mgl" in layouts else None
+    sheet_index = sorted({round(k * (frames - 1) / max(sheet_columns - 1, 1)) for k in range(min(sheet_columns, frames))})
+    sheet_rows: list[tuple[str, list[np.ndarray]]] = []
+    extra_rows: list[tuple[str, list[np.ndarray]]] = []
+    t = time.perf_counter()
+    render_seconds = 0.0
+    total = traversals * len(conditions) * frames
+    with Renderer(scene, camera) as renderer, tqdm(total=total, desc="rendering", unit="frame", disable=not progress) as bar:
+        for traversal in range(traversals):
+            poses = traversal_poses(route, frames, spacing_m=spacing_m, traversal=traversal, traversals=traversals,
+                                    seed=seed, start_m=start_m)  # fmt: skip
+            for condition in conditions:
+                row: list[np.ndarray] = []
+                labels_row: list[np.ndarray] = []
+                depth_row: list[np.ndarray] = []
+                for view in poses:
+                    r0 = time.perf_counter()
+                    frame = renderer.render(view.T_cam2world, condition)
+                    render_seconds += time.perf_counter() - r0
+                    record = FrameRecord(frame=frame, view=view, traversal=traversal, condition=condition)
+                    rgb_path = trav.write(record)
+                    if dsac is not None:
+                        dsac.write(record, rgb_path)
+                    if mgl is not None:
+                        mgl.write(record, rgb_path)
+                    if view.index in sheet_index:
+                        row.append(frame.rgb)
+                        labels_row.append(colorize_labels(frame.labels))
+                        depth_row.append(colorize_depth(frame.depth))
+                    bar.update(1)
+                sheet_rows.append((sequence_name(traversal, condition), row))
+                if not extra_rows:
+                    extra_rows = [("labels", labels_row), ("depth", depth_row)]
+    timings["render_s"] = render_seconds
+    timings["render_fps"] = total / max(render_seconds, 1e-9)
+    timings["write_s"] = time.perf_counter() - t - render_seconds
+    trav.finish()
+    if mgl is not None:
+        mgl.finish()
+    max_rows = 10
+    contact_sheet(
+        sheet_rows[:max_rows] + extra_rows,
+        out / "contact_sheet.png",
+        footer=f"maploc sim-city: {osm_path.name}, seed {seed}, frames {', '.join(str(i) for i in sheet_index)}. "
+        "Map data (c) OpenStreetMap contributors (ODbL)",
+    )
+    timings["total_s"] = time.perf_counter() - t_start
+    summary = dict(
+        meta,
+        sequences=[sequence_name(t, c) for t in range(traversals) for c in conditions],
+        route={"length_m": route.length, "start_m": start_m, "nodes": len(route.node_ids)},
+        scene={k: v for k, v in scene.stats.items()},
+        timings=timings,
+    )
+    _json(out / "render.json", summary)  # written last: its presence marks a complete render
+    logger.info("rendered %d frames in %.1f s (%.1f fps): %s", total, timings["total_s"], timings["render_fps"], out)
+    return out
+
+
+def read_render_json(folder: Path) -> dict[str, Any]:
+    """The ``render.json`` of a rendered folder.
+
+    Raises:
+        DataError: missing or not a maploc render summary.
+    """
+    path = Path(folder) / "render.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a maploc render (run `maploc data render --out {folder}`): {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION or "sequences" not in data:
+        raise DataError(f"{path}: not a maploc render summary of format {FORMAT_VERSION}")
+    return data

@@ -1,0 +1,160 @@
+"""The core's conformance suite on ``dsac`` (RGB and RGB-D), and end-to-end runs on small fixtures
+written in the exact layouts of ``--dataset dsac``, ``--dataset cambridge`` and ``--dataset 7scenes``
+(frames rendered from the synthetic room, so poses, depth and images agree)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from maploc.data.sevenscenes import SevenScenes
+from maploc.data.synthetic import SyntheticRoom, look_pose, render_room
+from maploc.engine import EngineConfig
+from maploc.engine.runner import RunSpec, execute
+from maploc.geometry.rotation import matrix_to_quaternion
+from maploc.testing.conformance import check_method
+from maploc.types import Camera
+from maploc_dsac.method import DSACMethod
+from maploc_dsac.plots import read_poses_dsac
+
+
+def test_dsac_conformance(tmp_path):
+    metrics = check_method("dsac", tmp_path)
+    assert metrics["num_queries"] == 4
+    run = tmp_path / "conformance-dsac"
+    for name in ("poses_dsac.txt", "scene_coordinate_error.png", "training_stages.json", "classical_metrics.json"):
+        assert (run / name).is_file(), name
+    assert len(read_poses_dsac(run / "poses_dsac.txt")) == 4
+    stages = json.loads((run / "training_stages.json").read_text())
+    assert stages["stages"]["init"]["steps"] == 2
+    assert "Classical reference" in (run / "report.txt").read_text()
+
+
+def test_dsac_conformance_rgbd(tmp_path, monkeypatch):
+    monkeypatch.setattr(DSACMethod, "conformance_overrides", DSACMethod.conformance_overrides + ("mode=rgbd",))
+    metrics = check_method("dsac", tmp_path)
+    assert metrics["num_queries"] == 4
+
+
+# -- dataset layouts --------------------------------------------------------------------------------
+
+W, H = 64, 48
+TINY = (
+    "network.width=0.125", "init.steps=2", "reprojection.steps=1", "ransac.num_hypotheses=16",
+    "ransac.max_refinement_steps=10", "train.batch_size=2", "classical.max_features=300", "loss.target_depth_m=2.0",
+)
+
+
+def _frames(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        position = np.array([rng.uniform(1.5, 4.5), rng.uniform(1.5, 2.5), rng.uniform(1.3, 1.7)])
+        yield look_pose(position, rng.uniform(-math.pi, math.pi), 0.0)
+
+
+def _write_rgb(path: Path, image) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def _write_depth(path: Path, depth) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.round(depth.numpy() * 1000).astype(np.uint16))
+
+
+def _write_pose(path: Path, pose) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(" ".join(f"{v:.9f}" for v in row) for row in pose.matrix().tolist()) + "\n")
+
+
+def _run(dataset: str, root: Path, out: Path, *overrides: str):
+    return execute(
+        RunSpec(method="dsac", dataset=dataset, data_root=root, overrides=TINY + overrides, out=out,
+                engine=EngineConfig(progress=False)),
+        say=lambda s: None,
+    )
+
+
+def _check_run(result, n_queries: int) -> None:
+    assert result.metrics["num_queries"] == n_queries
+    assert result.fit is not None and result.fit.steps == 3
+    for name in ("metrics.json", "poses_dsac.txt", "error_cdf.png", "config.yaml"):
+        assert (result.run_dir / name).is_file(), name
+    assert len(read_poses_dsac(result.run_dir / "poses_dsac.txt")) == n_queries
+
+
+def test_dsac_layout_with_depth_and_rgbd_mode(tmp_path):
+    root = tmp_path / "scene"
+    camera = Camera.from_focal(55.0, W, H, cx=W / 2, cy=H / 2)  # DSAC*: principal point at the centre
+    for split, n, seed in (("train", 4, 1), ("test", 2, 2)):
+        for i, pose in enumerate(_frames(n, seed)):
+            image, depth = render_room(pose, camera)
+            stem = f"seq-01-frame-{i:06d}"
+            _write_rgb(root / split / "rgb" / f"{stem}.color.png", image)
+            _write_depth(root / split / "depth" / f"{stem}.depth.png", depth)
+            _write_pose(root / split / "poses" / f"{stem}.pose.txt", pose)
+            (root / split / "calibration").mkdir(parents=True, exist_ok=True)
+            (root / split / "calibration" / f"{stem}.calibration.txt").write_text("55.0\n")
+    _check_run(_run("dsac", root, tmp_path / "rgb"), 2)
+    result = _run("dsac", root, tmp_path / "rgbd", "mode=rgbd")
+    _check_run(result, 2)
+    assert (result.run_dir / "scene_coordinate_error.png").is_file()
+
+
+def test_cambridge_layout_without_depth(tmp_path):
+    root = tmp_path / "KingsCollege"
+    header = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]\n\n"
+    focal = 744.375 * W / 852  # the dataset's default focal length, scaled to the image width
+    camera = Camera.from_focal(focal, W, H, cx=W / 2, cy=H / 2)
+    for split, n, seed in (("train", 4, 3), ("test", 2, 4)):
+        lines = []
+        for i, pose in enumerate(_frames(n, seed)):
+            image, _ = render_room(pose, camera)
+            name = f"seq{1 if split == 'train' else 2}/frame{i + 1:05d}.png"
+            _write_rgb(root / name, image)
+            q = matrix_to_quaternion(pose.R.double().T)  # world-to-camera, (w, x, y, z)
+            c = pose.t.double()
+            lines.append(" ".join([name] + [f"{float(v):.9f}" for v in (*c, *q)]))
+        (root / f"dataset_{split}.txt").write_text(header + "\n".join(lines) + "\n")
+    result = _run("cambridge", root, tmp_path / "run")
+    _check_run(result, 2)
+    stages = json.loads((result.run_dir / "training_stages.json").read_text())
+    assert set(stages["stages"]) == {"init", "reprojection"}  # init ran DSAC*'s RGB-only heuristic
+    # no depth: no scene-coordinate error plot, and the classical reference has no 3-D points
+    assert not (result.run_dir / "scene_coordinate_error.png").exists()
+    classical = json.loads((result.run_dir / "classical_metrics.json").read_text())
+    assert classical["num_failed"] == 2
+
+
+def test_7scenes_layout(tmp_path):
+    root = tmp_path / "stairs"
+    color, depth_camera = SevenScenes.color_camera(W, H), SevenScenes.depth_camera(W, H)
+    (root / "TrainSplit.txt").parent.mkdir(parents=True)
+    (root / "TrainSplit.txt").write_text("sequence2\n")
+    (root / "TestSplit.txt").write_text("sequence1\n")
+    for seq, n, seed in ((2, 4, 5), (1, 2, 6)):
+        for i, pose in enumerate(_frames(n, seed)):
+            stem = root / f"seq-{seq:02d}" / f"frame-{i:06d}"
+            image, _ = render_room(pose, color)
+            _, depth = render_room(pose, depth_camera)  # the unregistered Kinect depth camera
+            _write_rgb(stem.with_name(stem.name + ".color.png"), image)
+            _write_depth(stem.with_name(stem.name + ".depth.png"), depth)
+            _write_pose(stem.with_name(stem.name + ".pose.txt"), pose)
+    _check_run(_run("7scenes", root, tmp_path / "run"), 2)
+
+
+def test_missing_data_root_is_an_error_naming_it(tmp_path):
+    from maploc.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist"):
+        _run("dsac", tmp_path / "nowhere", tmp_path / "run")
+
+
+def test_synthetic_room_conformance_dataset_has_depth():
+    assert SyntheticRoom.has_depth and DSACMethod.conformance_dataset == "synthetic-room"

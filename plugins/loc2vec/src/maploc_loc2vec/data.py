@@ -1,0 +1,451 @@
+"""The ``osm-tiles`` dataset: multi-channel OpenStreetMap tiles cut on the fly from the OSM raster.
+
+``OsmTileDataset(root, split)`` reads the OSM file in ``root`` (``.osm.pbf``, ``.osm``, ``.osm.bz2``; default: the
+fetched ``helsinki-osm`` sample), rasterizes it at ``resolution_m`` (disk-cached by
+:func:`maploc.data.osm.load_map_raster`), re-packs the classes into the tile channels
+(:mod:`~maploc_loc2vec.channels`) and cuts the map into train / val / test blocks
+(:mod:`~maploc_loc2vec.blocks`). A tile is an oriented square crop of ``tile_px`` pixels
+(:meth:`maploc.data.osm.MapRaster.crop_many`: nearest neighbour, "up" along the heading ``yaw``).
+
+Splits (every sample is a pure function of ``(options.seed, split, index)``: no epoch, no global RNG, so the
+engine's exact resume holds and DataLoader workers agree):
+
+* ``train`` (and ``val``, an extra split of this dataset): ``train_samples`` (``val_samples``) triplets in the
+  train (val) blocks: an anchor at a random allowed centre with a random rotation, a positive within
+  ``positive_radius_m`` of it with any rotation, a negative at least ``negative_radius_m`` away with any rotation.
+* ``map``: the reference grid, one north-up tile (``yaw = pi/2``) every ``grid_step_m`` over the test blocks.
+* ``query``: ``num_queries`` tiles at uniformly random positions in the test blocks (off the grid) with random
+  rotations; each also carries a held-out triplet (positive and negative as for training) for the triplet
+  accuracy.
+
+Samples (:class:`maploc.types.Sample`): ``image`` is a colour picture of the anchor tile
+(:func:`~maploc_loc2vec.channels.render_rgb`) of ``image_height`` pixels (default ``preview_px``: small, so
+that the thousands of map samples the evaluation holds stay light); ``camera`` is a placeholder pinhole whose
+focal length is the picture's pixels per metre (a tile is an orthographic top view); ``pose2`` is the tile
+centre ``(x, y)`` in metres and its heading ``yaw``. The tiles themselves are in ``extras``, packed 8 channels
+per byte (:func:`~maploc_loc2vec.channels.pack_tiles`):
+
+* ``tile``: ``(ceil(K / 8), S, S)`` uint8 torch tensor (``train`` / ``val`` / ``query``; the ``map`` samples
+  carry none: render them with :meth:`OsmTileDataset.tiles`);
+* ``positive_tile``, ``negative_tile`` and their ``positive_pose2`` / ``negative_pose2``
+  (``train`` / ``val`` / ``query``);
+* ``num_channels`` (K), ``positive_radius_m``, ``negative_radius_m``.
+
+Options (:class:`TileOptions`) come from, in order: the ``options`` argument, a file ``osm-tiles.yaml`` in
+``root`` (keys of :class:`TileOptions`, checked strictly), or the class defaults. The core's runner builds
+datasets as ``cls(root, split, image_height=...)``, so the YAML file is how a ``maploc run`` changes them.
+
+Map data © OpenStreetMap contributors, ODbL 1.0.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+import torch
+
+from maploc.api import SPLITS, Dataset
+from maploc.errors import DataError
+from maploc.types import Camera, Pose2, Sample
+
+from .blocks import BlockSplit, LocationSampler
+from .channels import channel_names, pack_tiles, render_rgb, to_channel_raster
+
+__all__ = ["TileOptions", "OsmTileDataset", "SyntheticTileDataset", "synthetic_raster", "OPTIONS_FILE", "NORTH_UP"]
+
+log = logging.getLogger(__name__)
+
+#: Name of the optional options file in the data root.
+OPTIONS_FILE = "osm-tiles.yaml"
+#: Heading of the reference tiles: ``yaw = pi / 2`` puts north up (see ``MapRaster.crop``).
+NORTH_UP = math.pi / 2
+_OSM_SUFFIXES = (".osm.pbf", ".osm", ".osm.bz2", ".pbf")
+_SPLIT_CODE = {"train": 0, "val": 1, "map": 2, "query": 3}
+
+
+@attrs.frozen(kw_only=True)
+class TileOptions:
+    """What the tiles are and how the map is split (the dataset's options).
+
+    Attributes:
+        resolution_m: metres per tile pixel (the raster is drawn at this resolution).
+        tile_px: tile side in pixels (128 px at 1 m = 128 m, as in Loc2Vec).
+        channels: channel set (:data:`~maploc_loc2vec.channels.CHANNEL_SETS`: ``loc2vec12``, ``groups``,
+            ``classes``).
+        block_size_m: target side of the split blocks in metres.
+        val_fraction: share of blocks for validation.
+        test_fraction: share of blocks for testing (the reference grid and the queries).
+        split_seed: seed of the block assignment.
+        positive_radius_m: a positive is at most this far from its anchor.
+        negative_radius_m: a negative is at least this far from its anchor.
+        train_samples: length of the ``train`` split (triplets per epoch; each index is its own triplet).
+        val_samples: length of the ``val`` split.
+        grid_step_m: spacing of the reference grid (``map`` split) in metres.
+        num_queries: length of the ``query`` split.
+        preview_px: side of ``Sample.image`` when no ``image_height`` is given.
+        seed: seed of the sampled locations and rotations.
+    """
+
+    resolution_m: float = 1.0
+    tile_px: int = 128
+    channels: str = "loc2vec12"
+    block_size_m: float = 250.0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    positive_radius_m: float = 10.0
+    negative_radius_m: float = 50.0
+    train_samples: int = 100_000
+    val_samples: int = 256
+    grid_step_m: float = 5.0
+    num_queries: int = 300
+    preview_px: int = 32
+    seed: int = 0
+
+    @property
+    def tile_radius_m(self) -> float:
+        """Half-diagonal of a tile in metres: a tile of any rotation lies in this disk around its centre."""
+        return self.tile_px * self.resolution_m / math.sqrt(2.0)
+
+
+def _find_osm_file(root: Path) -> Path:
+    if root.is_file():
+        return root
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(_OSM_SUFFIXES))
+    if not files:
+        raise DataError(f"{root}: no OpenStreetMap file (*.osm.pbf, *.osm, *.osm.bz2) in this folder")
+    if len(files) > 1:
+        log.warning("%s holds several OSM files; using %s", root, files[0].name)
+    return files[0]
+
+
+@functools.lru_cache(maxsize=4)
+def _channel_raster(path: str, mtime_ns: int, size: int, resolution_m: float, channels: str) -> Any:
+    from maploc.data.osm import load_map_raster
+
+    return to_channel_raster(load_map_raster(path, resolution_m), channels)
+
+
+class OsmTileDataset(Dataset):
+    """Multi-channel OSM tiles of one split (see the module docstring).
+
+    Args:
+        root: an OSM file, or a folder holding one (and optionally ``osm-tiles.yaml``).
+        split: ``train``, ``val``, ``map`` or ``query``.
+        image_height: side of ``Sample.image`` in pixels (default ``options.preview_px``).
+        options: tile and split options (default: ``root/osm-tiles.yaml``, else :class:`TileOptions`).
+
+    Raises:
+        DataError: no OSM file, unreadable file, no map features, or a map too small for the tile size, the
+            block split and the negative distance (the message says which).
+        ValueError: unknown split.
+        ConfigError: a bad ``osm-tiles.yaml``.
+
+    Attributes:
+        options: the resolved options.
+        raster: the channel raster (:class:`maploc.data.osm.MapRaster` with the channel names as classes).
+        blocks: the block split.
+        channel_names: the K channel names.
+    """
+
+    name: ClassVar[str] = "osm-tiles"
+    default_sample: ClassVar[str | None] = "helsinki-osm"
+    has_depth: ClassVar[bool] = False
+    needs_root: ClassVar[bool] = True
+    #: Defaults of this dataset class (subclasses change them).
+    default_options: ClassVar[TileOptions] = TileOptions()
+
+    def __init__(
+        self, root: Path | None, split: str, *, image_height: int | None = None, options: TileOptions | None = None
+    ) -> None:
+        if split not in (*SPLITS, "val"):
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join((*SPLITS, 'val'))}")
+        super().__init__(Path(root) if root is not None else Path("."), "train" if split == "val" else split,
+                         image_height=image_height)
+        self.split = split
+        self.options = options if options is not None else self._read_options()
+        opts = self.options
+        if opts.tile_px < 16 or opts.resolution_m <= 0:
+            raise DataError(f"tile_px must be >= 16 and resolution_m > 0, got {opts.tile_px}, {opts.resolution_m}")
+        self.raster = self._load_raster()
+        self.channel_names = tuple(self.raster.class_names)
+        self.blocks = BlockSplit.build(
+            self.raster.extent, tile_radius_m=opts.tile_radius_m, block_size_m=opts.block_size_m,
+            val_fraction=opts.val_fraction, test_fraction=opts.test_fraction, seed=opts.split_seed,
+        )
+        region = {"train": "train", "val": "val", "map": "test", "query": "test"}[split]
+        self.sampler = LocationSampler(self.blocks, region)
+        if self.sampler.extent_m() < opts.negative_radius_m:
+            raise DataError(
+                f"the {region} area of {self.source_name} spans {self.sampler.extent_m():.0f} m, less than the "
+                f"negative distance {opts.negative_radius_m:g} m ({self.blocks.describe()}); use a larger map or "
+                f"larger blocks"
+            )
+        self._grid = self._reference_grid() if split == "map" else None
+        if split == "map" and len(self._grid) == 0:  # pragma: no cover - the sampler found room
+            raise DataError(f"no reference grid point in the test blocks of {self.source_name}")
+        self.preview_px = int(image_height or opts.preview_px)
+
+    # -- construction ------------------------------------------------------------------------------------------
+    @property
+    def source_name(self) -> str:
+        return str(self.raster.source or self.root)
+
+    def _read_options(self) -> TileOptions:
+        path = self.root / OPTIONS_FILE
+        if self.root.is_dir() and path.is_file():
+            import yaml
+
+            from maploc.config import structure
+
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as e:
+                raise DataError(f"{path} is not valid YAML: {e}") from None
+            return structure(TileOptions, {**attrs.asdict(self.default_options), **data})
+        return self.default_options
+
+    def _load_raster(self) -> Any:
+        path = _find_osm_file(self.root)
+        stat = path.stat()
+        return _channel_raster(str(path.resolve()), stat.st_mtime_ns, stat.st_size, float(self.options.resolution_m),
+                               self.options.channels)
+
+    def _reference_grid(self) -> np.ndarray:
+        step = self.options.grid_step_m
+        return self.blocks.candidates("test", step)
+
+    # -- sizes -------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        opts = self.options
+        if self.split == "train":
+            return int(opts.train_samples)
+        if self.split == "val":
+            return int(opts.val_samples)
+        if self.split == "map":
+            return int(len(self._grid))  # type: ignore[arg-type]
+        return int(opts.num_queries)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    # -- locations ---------------------------------------------------------------------------------------------
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([int(self.options.seed), _SPLIT_CODE[self.split], int(index)])
+
+    def poses(self, index: int) -> np.ndarray:
+        """The tile poses of sample ``index``: ``(3, 3)`` rows ``(x, y, yaw)`` (metres, metres, radians) of the
+        anchor, positive and negative (``map``: ``(1, 3)``, the reference tile).
+
+        Raises:
+            IndexError: past the end.
+        """
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.name}/{self.split} index {index} out of range ({len(self)} samples)")
+        if self.split == "map":
+            x, y = self._grid[index]  # type: ignore[index]
+            return np.array([[x, y, NORTH_UP]])
+        opts = self.options
+        rng = self._rng(index)
+        anchor = self.sampler.sample(rng)[0]
+        positive = self.sampler.sample_near(rng, anchor, opts.positive_radius_m)
+        negative = self.sampler.sample_far(rng, anchor, opts.negative_radius_m)
+        yaws = rng.uniform(-math.pi, math.pi, size=3)
+        return np.column_stack([np.stack([anchor, positive, negative]), yaws])
+
+    # -- tiles -------------------------------------------------------------------------------------------------
+    def render(self, poses: np.ndarray) -> np.ndarray:
+        """Tiles at the given poses.
+
+        Args:
+            poses: ``(N, 3)`` rows ``(x, y, yaw)``: metres, metres, radians (``yaw = pi/2``: north up).
+
+        Returns:
+            ``(N, K, S, S)`` uint8 in {0, 1}.
+        """
+        return np.ascontiguousarray(self.raster.crop_many(np.asarray(poses, np.float64), self.options.tile_px))
+
+    def tiles(self, indices: Any) -> np.ndarray:
+        """The anchor tiles (``map``: reference tiles) of samples ``indices``: ``(N, K, S, S)`` uint8."""
+        indices = list(indices)
+        if not indices:
+            return np.zeros((0, self.num_channels, self.options.tile_px, self.options.tile_px), np.uint8)
+        return self.render(np.stack([self.poses(int(i))[0] for i in indices]))
+
+    def positions(self) -> np.ndarray:
+        """``(N, 2)`` float64 anchor centres (metres) of every sample of the split."""
+        if self.split == "map":
+            return np.asarray(self._grid, np.float64).copy()
+        return np.stack([self.poses(i)[0, :2] for i in range(len(self))])
+
+    def preview(self, tiles: np.ndarray) -> torch.Tensor:
+        """Colour pictures ``(N, 3, P, P)`` float32 in [0, 1] of tiles ``(N, K, S, S)`` (P = ``preview_px``)."""
+        tiles = np.asarray(tiles)
+        size = self.preview_px if tiles.shape[-1] % self.preview_px == 0 else None
+        rgb = render_rgb(tiles, self.channel_names, size)
+        if rgb.shape[-1] != self.preview_px:
+            rgb = torch.nn.functional.interpolate(rgb, size=(self.preview_px, self.preview_px), mode="area")
+        return rgb.clamp_(0.0, 1.0)
+
+    def camera(self) -> Camera:
+        """The placeholder camera of ``Sample.image``: focal length = picture pixels per metre."""
+        p = self.preview_px
+        return Camera.from_focal(p / (self.options.tile_px * self.options.resolution_m), p, p)
+
+    def __getitem__(self, index: int) -> Sample:
+        poses = self.poses(index)
+        if self.split == "map":
+            tiles = self.render(poses)
+            return Sample(
+                image=self.preview(tiles)[0], camera=self.camera(), pose2=Pose2(x=poses[0, 0], y=poses[0, 1],
+                yaw=poses[0, 2]), name=f"ref-{index:06d}", sequence="map", timestamp=float(index),
+                extras={"num_channels": self.num_channels},
+            )
+        tiles = self.render(poses)
+        packed = torch.from_numpy(pack_tiles(tiles))
+        pose2 = [Pose2(x=p[0], y=p[1], yaw=p[2]) for p in poses]
+        return Sample(
+            image=self.preview(tiles[:1])[0], camera=self.camera(), pose2=pose2[0],
+            name=f"{self.split}-{index:06d}", sequence=self.split, timestamp=float(index),
+            extras={
+                "tile": packed[0], "positive_tile": packed[1], "negative_tile": packed[2],
+                "positive_pose2": pose2[1], "negative_pose2": pose2[2], "num_channels": self.num_channels,
+                "positive_radius_m": float(self.options.positive_radius_m),
+                "negative_radius_m": float(self.options.negative_radius_m),
+            },
+        )
+
+    def names(self) -> list[str]:
+        prefix = "ref" if self.split == "map" else self.split
+        return [f"{prefix}-{i:06d}" for i in range(len(self))]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source_name!r}, split={self.split!r}, n={len(self)})"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A file-free synthetic city (conformance suite, tests, benchmarks)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def synthetic_raster(size_m: float = 640.0, resolution_m: float = 1.0, seed: int = 0) -> Any:
+    """A procedural city as a class raster (no file, no network): a jittered street grid with roads, paths,
+    tram rails and crossings, buildings in the blocks, parks with trees, water, and street furniture.
+
+    Args:
+        size_m: side of the square map in metres (centred on the map-frame origin).
+        resolution_m: metres per pixel.
+        seed: the layout seed.
+
+    Returns:
+        A :class:`maploc.data.osm.MapRaster` with the standard classes (georeferenced at 60.17 N, 24.94 E).
+    """
+    import cv2
+
+    from maploc.data.osm import CLASS_NAMES, GeoReference, MapRaster
+
+    rng = np.random.default_rng([seed, 11])
+    n = max(16, math.ceil(size_m / resolution_m))
+    masks = {c: np.zeros((n, n), np.uint8) for c in CLASS_NAMES}
+    px = lambda m: int(round(m / resolution_m))  # noqa: E731
+    # street grid with irregular spacing
+    xs = np.cumsum(rng.uniform(45, 110, size=24))
+    ys = np.cumsum(rng.uniform(45, 110, size=24))
+    xs, ys = xs[xs < size_m - 10], ys[ys < size_m - 10]
+    for k, x in enumerate(xs):
+        cls = "road" if k % 3 != 1 else "path"
+        cv2.line(masks[cls], (px(x), 0), (px(x), n - 1), 1, max(1, px(4 if cls == "road" else 2)))
+    for k, y in enumerate(ys):
+        cls = "road" if k % 2 == 0 else "cycleway"
+        cv2.line(masks[cls], (0, px(y)), (n - 1, px(y)), 1, max(1, px(4 if cls == "road" else 2)))
+    if len(ys) > 2:  # a tram line along one street, a diagonal avenue
+        cv2.line(masks["railway"], (0, px(ys[1]) + px(3)), (n - 1, px(ys[1]) + px(3)), 1, max(1, px(1.5)))
+    cv2.line(masks["road"], (0, px(size_m * 0.2)), (n - 1, px(size_m * 0.9)), 1, max(1, px(5)))
+    for x in xs:
+        for y in ys:
+            if rng.random() < 0.6:
+                cv2.circle(masks["crossing"], (px(x + 3), px(y)), 1, 1, -1)
+            if rng.random() < 0.15:
+                cv2.circle(masks["traffic_signal"], (px(x - 3), px(y - 3)), 1, 1, -1)
+    # blocks: buildings, parks, parking
+    bx = np.r_[0.0, xs, size_m]
+    by = np.r_[0.0, ys, size_m]
+    for i in range(len(bx) - 1):
+        for j in range(len(by) - 1):
+            x0, x1, y0, y1 = bx[i] + 6, bx[i + 1] - 6, by[j] + 6, by[j + 1] - 6
+            if x1 - x0 < 10 or y1 - y0 < 10:
+                continue
+            u = rng.random()
+            if u < 0.12:
+                cv2.rectangle(masks["park"], (px(x0), px(y0)), (px(x1), px(y1)), 1, -1)
+                for _ in range(int(rng.integers(3, 15))):
+                    c = (px(rng.uniform(x0, x1)), px(rng.uniform(y0, y1)))
+                    cv2.circle(masks["tree"], c, max(1, px(1)), 1, -1)
+                if rng.random() < 0.5:
+                    cv2.ellipse(masks["water"], (px((x0 + x1) / 2), px((y0 + y1) / 2)),
+                                (px((x1 - x0) / 5), px((y1 - y0) / 6)), 0, 0, 360, 1, -1)
+            elif u < 0.2:
+                cv2.rectangle(masks["parking"], (px(x0), px(y0)), (px(x1), px(y1)), 1, -1)
+            else:
+                for _ in range(int(rng.integers(1, 5))):
+                    w, h = rng.uniform(8, max(9, (x1 - x0) * 0.7)), rng.uniform(8, max(9, (y1 - y0) * 0.7))
+                    cx, cy = rng.uniform(x0 + w / 2, max(x0 + w / 2 + 1, x1 - w / 2)), rng.uniform(
+                        y0 + h / 2, max(y0 + h / 2 + 1, y1 - h / 2))
+                    box = cv2.boxPoints(((px(cx), px(cy)), (px(w), px(h)), float(rng.uniform(-20, 20))))
+                    cv2.fillPoly(masks["building"], [np.round(box).astype(np.int32)], 1)
+            for _ in range(int(rng.integers(0, 4))):
+                c = (px(rng.uniform(x0, x1)), px(rng.uniform(y0, y1)))
+                cls = str(rng.choice(["shop", "restaurant", "bench", "lamp", "bus_stop"]))
+                cv2.circle(masks[cls], c, 1, 1, -1)
+    labels = np.stack([masks[c] for c in CLASS_NAMES], axis=-1)
+    packed = np.packbits(labels, axis=-1, bitorder="little")
+    georef = GeoReference.from_origin(60.17, 24.94).with_raster(
+        resolution_m=resolution_m, x_min=-n * resolution_m / 2, y_max=n * resolution_m / 2, height=n, width=n
+    )
+    return MapRaster(georef=georef, packed=packed, source=f"synthetic-city-{size_m:g}m-seed{seed}")
+
+
+@functools.lru_cache(maxsize=4)
+def _synthetic_channel_raster(size_m: float, resolution_m: float, seed: int, channels: str) -> Any:
+    return to_channel_raster(synthetic_raster(size_m, resolution_m, seed), channels)
+
+
+class SyntheticTileDataset(OsmTileDataset):
+    """``osm-tiles-synthetic``: :class:`OsmTileDataset` on a procedural city (:func:`synthetic_raster`), no files.
+
+    Small by default (a 640 m map, 64 px tiles, 100 m blocks, a 10 m reference grid, 24 queries) so that the
+    conformance suite and tests run in seconds. ``root`` is ignored.
+    """
+
+    name: ClassVar[str] = "osm-tiles-synthetic"
+    default_sample: ClassVar[str | None] = None
+    needs_root: ClassVar[bool] = False
+    default_options: ClassVar[TileOptions] = TileOptions(
+        tile_px=64, block_size_m=100.0, val_fraction=0.1, test_fraction=0.1, train_samples=4096, val_samples=64,
+        grid_step_m=10.0, num_queries=24, preview_px=16,
+    )
+    #: Side of the synthetic map in metres.
+    size_m: ClassVar[float] = 640.0
+
+    def _read_options(self) -> TileOptions:
+        return self.default_options
+
+    def _load_raster(self) -> Any:
+        return _synthetic_channel_raster(float(self.size_m), float(self.options.resolution_m), int(self.options.seed),
+                                         self.options.channels)
+
+
+def check_channels(names: tuple[str, ...], options: TileOptions) -> None:
+    """Raises ``ValueError`` if ``names`` are not the channels of ``options.channels`` (consistency helper)."""
+    expected = channel_names(options.channels)
+    if tuple(names) != expected:
+        raise ValueError(f"tile channels {names} differ from the channel set {options.channels!r}: {expected}")
