@@ -27,18 +27,11 @@ def test_dsac_conformance(tmp_path):
     metrics = check_method("dsac", tmp_path)
     assert metrics["num_queries"] == 4
     run = tmp_path / "conformance-dsac"
-    for name in ("poses_dsac.txt", "scene_coordinate_error.png", "training_stages.json", "classical_metrics.json"):
+    for name in ("poses_dsac.txt", "scene_coordinate_error.png", "training_stages.json"):
         assert (run / name).is_file(), name
     assert len(read_poses_dsac(run / "poses_dsac.txt")) == 4
     stages = json.loads((run / "training_stages.json").read_text())
     assert stages["stages"]["init"]["steps"] == 2
-    assert "Classical reference" in (run / "report.txt").read_text()
-
-
-def test_dsac_conformance_rgbd(tmp_path, monkeypatch):
-    monkeypatch.setattr(DSACMethod, "conformance_overrides", DSACMethod.conformance_overrides + ("mode=rgbd",))
-    metrics = check_method("dsac", tmp_path)
-    assert metrics["num_queries"] == 4
 
 
 # -- dataset layouts --------------------------------------------------------------------------------
@@ -89,7 +82,7 @@ def _check_run(result, n_queries: int) -> None:
     assert len(read_poses_dsac(result.run_dir / "poses_dsac.txt")) == n_queries
 
 
-def test_dsac_layout_with_depth_and_rgbd_mode(tmp_path):
+def test_dsac_layout_with_depth_in_rgbd_mode(tmp_path):
     root = tmp_path / "scene"
     camera = Camera.from_focal(55.0, W, H, cx=W / 2, cy=H / 2)  # DSAC*: principal point at the centre
     for split, n, seed in (("train", 4, 1), ("test", 2, 2)):
@@ -101,10 +94,12 @@ def test_dsac_layout_with_depth_and_rgbd_mode(tmp_path):
             _write_pose(root / split / "poses" / f"{stem}.pose.txt", pose)
             (root / split / "calibration").mkdir(parents=True, exist_ok=True)
             (root / split / "calibration" / f"{stem}.calibration.txt").write_text("55.0\n")
-    _check_run(_run("dsac", root, tmp_path / "rgb"), 2)
     result = _run("dsac", root, tmp_path / "rgbd", "mode=rgbd")
     _check_run(result, 2)
     assert (result.run_dir / "scene_coordinate_error.png").is_file()
+    assert "Classical reference" in (result.run_dir / "report.txt").read_text()
+    classical = json.loads((result.run_dir / "classical_metrics.json").read_text())
+    assert classical["num_queries"] == 2
 
 
 def test_cambridge_layout_without_depth(tmp_path):

@@ -133,7 +133,7 @@ class DSACMethod(Method[DSACConfig]):
         "ransac.train_hypotheses=8",
         "ransac.max_refinement_steps=10",
         "train.batch_size=2",
-        "classical.max_features=500",
+        "classical.enabled=false",
     )
 
     def __init__(self, config: DSACConfig) -> None:

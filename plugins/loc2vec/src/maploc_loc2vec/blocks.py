@@ -7,7 +7,9 @@ Layout (all in map-frame metres, x east, y north):
 * The centre region is cut into a grid of ``rows x cols`` equal **blocks** of about ``block_size_m`` (rows and
   columns are rounded to fit the region exactly). Each block belongs to one split.
 * ``round(test_fraction * n)`` blocks (at least 1) go to ``test`` and ``round(val_fraction * n)`` to ``val``,
-  chosen by a seeded random permutation; the rest are ``train``.
+  chosen in the order of a seeded random permutation, skipping a block that touches (shares an edge or a
+  corner with) a block already held out while others remain: held-out blocks are spread over the map, so that
+  the test area is not one neighbourhood and each guard band borders training area. The rest are ``train``.
 * **Guard band**: a ``train`` tile centre must lie at least ``guard_m`` (default: the half-diagonal ``r``,
   plus one pixel) from every ``val`` and ``test`` block, so that no training tile's footprint (a square of
   any rotation, inside the disk of radius ``r``) overlaps a held-out block. Likewise a ``val`` tile keeps
@@ -45,6 +47,24 @@ def _rect_distance(xy: np.ndarray, rects: np.ndarray) -> np.ndarray:
     dx = np.maximum(np.maximum(rects[None, :, 0] - x, x - rects[None, :, 2]), 0.0)
     dy = np.maximum(np.maximum(rects[None, :, 1] - y, y - rects[None, :, 3]), 0.0)
     return np.hypot(dx, dy).min(axis=1)
+
+
+def _spread_pick(order: np.ndarray, rows: int, cols: int, count: int) -> np.ndarray:
+    """The first ``count`` blocks of ``order`` (flat indices) such that no two picked blocks touch (8-neighbours);
+    when that is impossible, the remaining picks come from ``order`` regardless."""
+    picked: list[int] = []
+    for b in order:
+        if len(picked) == count:
+            break
+        r, c = divmod(int(b), cols)
+        if all(max(abs(r - pr), abs(c - pc)) > 1 for pr, pc in (divmod(p, cols) for p in picked)):
+            picked.append(int(b))
+    for b in order:
+        if len(picked) == count:
+            break
+        if int(b) not in picked:
+            picked.append(int(b))
+    return np.asarray(picked, dtype=np.int64)
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -124,8 +144,9 @@ class BlockSplit:
             )
         order = np.random.default_rng([seed, 7]).permutation(n)
         assignment = np.zeros(n, np.int8)
-        assignment[order[:n_test]] = SPLIT_CODES["test"]
-        assignment[order[n_test : n_test + n_val]] = SPLIT_CODES["val"]
+        held_out = _spread_pick(order, rows, cols, n_test + n_val)
+        assignment[held_out[:n_test]] = SPLIT_CODES["test"]
+        assignment[held_out[n_test:]] = SPLIT_CODES["val"]
         guard = tile_radius_m + 1.0 if guard_m is None else float(guard_m)
         return cls(region=region, rows=rows, cols=cols, assignment=assignment.reshape(rows, cols), guard_m=guard)
 

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: Layouts :func:`render_command` can write (``traversals`` always is: the others link its images).
 LAYOUTS: tuple[str, ...] = ("traversals", "dsac", "mgl")
+#: Resolution of the OSM raster written into the map-localization layout, metres per pixel.
+MGL_RASTER_RESOLUTION_M = 0.5
 #: Version of the output format (``render.json`` ``format``); part of the SimCity cache key.
 FORMAT_VERSION = 1
 _OSM_SUFFIXES = (".osm.pbf", ".osm", ".osm.bz2", ".osm.gz", ".pbf")
@@ -136,7 +138,7 @@ def render_command(
     """
     from tqdm.auto import tqdm
 
-    from maploc.data.osm import ATTRIBUTION, parse_osm
+    from maploc.data.osm import ATTRIBUTION, parse_osm, rasterize
 
     t_start = time.perf_counter()
     conditions = _check_options(frames, conditions, traversals, spacing_m, layouts)
@@ -181,18 +183,32 @@ def render_command(
         "camera": {"K": K.tolist(), "width": camera.width, "height": camera.height, "model": "PINHOLE"},
         "label_names": list(LABEL_NAMES),
         "depth": {"traversals_png_unit_m": DEPTH_SCALE_M, "dsac_png_unit_m": 0.001, "invalid": 0},
-        "frames": {"world": "map frame (x east, y north) + z up, metres", "camera": "OpenCV (x right, y down, z forward)"},
+        "frames": {
+            "world": "map frame (x east, y north) + z up, metres",
+            "camera": "OpenCV (x right, y down, z forward)",
+        },
     }
     trav = TraversalsWriter(out / "traversals", meta)
     dsac = DSACWriter(out / "dsac", traversals, conditions) if "dsac" in layouts else None
-    mgl = MGLWriter(out / "mgl", dict(meta["map"], raster_resolution_m=0.5), osm_map.georef) if "mgl" in layouts else None
-    sheet_index = sorted({round(k * (frames - 1) / max(sheet_columns - 1, 1)) for k in range(min(sheet_columns, frames))})
+    mgl = None
+    if "mgl" in layouts:
+        # The map raster beside the images (OrienterNet's dump ships its map tiles too): the OSM raster at 0.5 m.
+        raster_file = "map_raster_0.5m.npz"
+        rasterize(osm_map, MGL_RASTER_RESOLUTION_M).save_npz(out / "mgl" / raster_file)
+        map_info = dict(meta["map"], raster=raster_file, raster_resolution_m=MGL_RASTER_RESOLUTION_M)
+        mgl = MGLWriter(out / "mgl", map_info, osm_map.georef)
+    sheet_index = sorted(
+        {round(k * (frames - 1) / max(sheet_columns - 1, 1)) for k in range(min(sheet_columns, frames))}
+    )
     sheet_rows: list[tuple[str, list[np.ndarray]]] = []
     extra_rows: list[tuple[str, list[np.ndarray]]] = []
     t = time.perf_counter()
     render_seconds = 0.0
     total = traversals * len(conditions) * frames
-    with Renderer(scene, camera) as renderer, tqdm(total=total, desc="rendering", unit="frame", disable=not progress) as bar:
+    with (
+        Renderer(scene, camera) as renderer,
+        tqdm(total=total, desc="rendering", unit="frame", disable=not progress) as bar,
+    ):
         for traversal in range(traversals):
             poses = traversal_poses(route, frames, spacing_m=spacing_m, traversal=traversal, traversals=traversals,
                                     seed=seed, start_m=start_m)  # fmt: skip

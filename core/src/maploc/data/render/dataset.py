@@ -117,7 +117,11 @@ class SimCity(Dataset):
                 raise ConfigError(f"{config}: cannot read the sim-city options: {exc}") from exc
             if not isinstance(data, dict):
                 raise ConfigError(f"{config}: expected a mapping of sim-city options, got {type(data).__name__}")
-            if isinstance(data.get("map"), str) and not Path(data["map"]).is_absolute() and (config.parent / data["map"]).exists():
+            if (
+                isinstance(data.get("map"), str)
+                and not Path(data["map"]).is_absolute()
+                and (config.parent / data["map"]).exists()
+            ):
                 data["map"] = str(config.parent / data["map"])  # a map file beside the YAML
             options.update(data)
         options.update(overrides)

@@ -26,7 +26,9 @@ class RenderError(MaplocError):
 
 
 def _missing_libraries() -> list[str]:
-    return [f"{what}, package {package}" for name, what, package in _LIBRARIES if ctypes.util.find_library(name) is None]
+    return [
+        f"{what}, package {package}" for name, what, package in _LIBRARIES if ctypes.util.find_library(name) is None
+    ]
 
 
 def create_gl_context(backend: str | None = None) -> Any:

@@ -98,9 +98,7 @@ class Renderer:
             )
         try:
             self.sky = ctx.program(vertex_shader=shaders.SKY_VERTEX, fragment_shader=shaders.SKY_FRAGMENT)
-            self.ground_prog = ctx.program(
-                vertex_shader=shaders.GROUND_VERTEX, fragment_shader=shaders.GROUND_FRAGMENT
-            )
+            self.ground_prog = ctx.program(vertex_shader=shaders.GROUND_VERTEX, fragment_shader=shaders.GROUND_FRAGMENT)
             self.objects = ctx.program(vertex_shader=shaders.OBJECT_VERTEX, fragment_shader=shaders.OBJECT_FRAGMENT)
         except moderngl.Error as exc:  # pragma: no cover - a driver without GLSL 3.30
             raise RenderError(f"the OpenGL driver cannot compile the renderer's shaders: {exc}") from exc

@@ -97,6 +97,11 @@ LAYERS: Mapping[str, tuple[float, float]] = {
 }
 _LAYER_INDEX = {name: k for k, name in enumerate(LAYERS)}
 
+#: Default metres per texel of the ground label grid, and the grid's size limits (the default is coarsened to fit).
+DEFAULT_GROUND_RESOLUTION_M = 0.25
+MAX_GROUND_TEXELS = 40_000_000
+MAX_GROUND_SIDE = 16_000
+
 #: Classes of the road centrelines that cameras travel along and that furniture keeps clear of.
 ROUTE_CLASSES: tuple[str, ...] = ("road",)
 
@@ -408,8 +413,6 @@ def _box(bottom: bool = False) -> tuple[np.ndarray, np.ndarray]:
     return _template(mesh)
 
 
-
-
 def _place(
     template: tuple[np.ndarray, np.ndarray],
     positions: np.ndarray,
@@ -716,7 +719,7 @@ def build_scene(
     osm_map: OSMMap,
     *,
     seed: int = 0,
-    ground_resolution_m: float = 0.25,
+    ground_resolution_m: float | None = None,
     margin_m: float = 600.0,
     tile_size_m: float = 64.0,
     clearance_m: float = 2.5,
@@ -730,7 +733,9 @@ def build_scene(
         osm_map: the parsed map (:func:`maploc.data.osm.parse_osm`).
         seed: seed of every random draw (building heights without tags, colours, trees); the same seed gives the
             same scene.
-        ground_resolution_m: metres per texel of the ground label grid (the OSM raster resolution).
+        ground_resolution_m: metres per texel of the ground label grid (the OSM raster resolution); default 0.25 m,
+            coarsened for large maps so that the grid has at most :data:`MAX_GROUND_TEXELS` texels and
+            :data:`MAX_GROUND_SIDE` texels a side.
         margin_m: how far the ground quad extends beyond the map extent, metres.
         tile_size_m: side of the culling tiles, metres.
         clearance_m: furniture, trees and barriers keep this far from road centrelines (lamps hang above the road
@@ -746,6 +751,13 @@ def build_scene(
         ValueError: a parameter is out of range (named).
         DataError: the map has no feature inside its extent (from :func:`maploc.data.osm.rasterize`).
     """
+    x0, y0, x1, y1 = osm_map.extent
+    if ground_resolution_m is None:
+        span_x, span_y = x1 - x0 + 2.0, y1 - y0 + 2.0
+        needed = max(span_x / MAX_GROUND_SIDE, span_y / MAX_GROUND_SIDE, math.sqrt(span_x * span_y / MAX_GROUND_TEXELS))
+        ground_resolution_m = max(DEFAULT_GROUND_RESOLUTION_M, math.ceil(needed * 100.0) / 100.0)
+        if ground_resolution_m > DEFAULT_GROUND_RESOLUTION_M:
+            logger.info("a %.0f m x %.0f m map: ground grid at %.2f m per texel", span_x, span_y, ground_resolution_m)
     for name, value in (("ground_resolution_m", ground_resolution_m), ("tile_size_m", tile_size_m)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number of metres, got {value!r}")
@@ -760,14 +772,15 @@ def build_scene(
 
     # ---- ground grid from the OSM raster ----
     t = time.perf_counter()
-    x0, y0, x1, y1 = osm_map.extent
     pad = 2.0 * ground_resolution_m
     raster = rasterize(osm_map, ground_resolution_m, bbox=(x0 - pad, y0 - pad, x1 + pad, y1 + pad))
     ground_label = ground_labels(raster)
     building_mask = raster.mask("building")
     del raster
     free = (~building_mask).astype(np.uint8)
-    dist_px = cv2.distanceTransform(free, cv2.DIST_L2, 3) if building_mask.any() else np.full(free.shape, 1e9, np.float32)
+    dist_px = (
+        cv2.distanceTransform(free, cv2.DIST_L2, 3) if building_mask.any() else np.full(free.shape, 1e9, np.float32)
+    )
     building_dm = np.clip(dist_px * (ground_resolution_m * 10.0), 0, 255).astype(np.uint8)
     del dist_px, free
     ground = np.empty((*ground_label.shape, 3), np.uint8)
@@ -905,7 +918,9 @@ def build_scene(
         **timings,
         "seconds": time.perf_counter() - t0,
     }
-    logger.info("scene: %s", ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
+    logger.info(
+        "scene: %s", ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items())
+    )
     return Scene(
         vertices=vertices,
         tile_ranges=ranges,

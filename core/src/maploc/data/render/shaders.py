@@ -20,7 +20,7 @@ from .labels import GROUND_PRIORITY, label_id
 __all__ = ["GROUND_FRAGMENT", "GROUND_VERTEX", "OBJECT_FRAGMENT", "OBJECT_VERTEX", "SKY_FRAGMENT", "SKY_VERTEX"]
 
 #: Maximum number of street lamps lighting one frame (the nearest ones).
-MAX_LAMPS = 24
+MAX_LAMPS = 16
 
 _COMMON = """
 #version 330
@@ -35,7 +35,7 @@ uniform float u_fog_density;
 uniform float u_lamp_intensity;
 uniform vec3 u_lamp_color;
 uniform int u_num_lamps;
-uniform vec3 u_lamps[%(max_lamps)d];
+uniform vec3 u_lamps[MAX_LAMPS];
 uniform float u_window_lit;
 uniform vec3 u_window_color;
 uniform float u_foliage;
@@ -116,7 +116,7 @@ void write_outputs(vec3 color, vec3 P, float label) {
     f_depth = dot(P - u_cam_pos, u_cam_forward);
     f_label = label / 255.0;
 }
-""" % {"max_lamps": MAX_LAMPS}
+""".replace("MAX_LAMPS", str(MAX_LAMPS))
 
 # Label values of the ground classes, as GLSL constants L_ROAD, L_PATH, ...
 _GROUND_DEFINES = "".join(f"#define L_{name.upper()} {label_id(name)}\n" for name in GROUND_PRIORITY)
@@ -131,7 +131,9 @@ void main() {
 }
 """
 
-SKY_FRAGMENT = _COMMON + """
+SKY_FRAGMENT = (
+    _COMMON
+    + """
 uniform mat4 u_inv_viewproj;
 uniform vec3 u_sky_zenith;
 uniform vec3 u_sky_horizon;
@@ -164,6 +166,7 @@ void main() {
     f_label = 0.0;
 }
 """
+)
 
 GROUND_VERTEX = """
 #version 330
@@ -176,7 +179,10 @@ void main() {
 }
 """
 
-GROUND_FRAGMENT = _COMMON + _GROUND_DEFINES + """
+GROUND_FRAGMENT = (
+    _COMMON
+    + _GROUND_DEFINES
+    + """
 uniform usampler2D u_ground;     // R: label, G: distance to the nearest building (dm, 255 = far), B: membership
 uniform vec2 u_grid_origin;      // (x_min, y_max) of the raster, metres
 uniform float u_grid_res;        // metres per texel
@@ -264,6 +270,7 @@ void main() {
     write_outputs(shade(albedo, P, vec3(0.0, 0.0, 1.0), vec3(0.0), occlusion), P, float(label));
 }
 """
+)
 
 OBJECT_VERTEX = """
 #version 330
@@ -291,7 +298,9 @@ void main() {
 }
 """
 
-OBJECT_FRAGMENT = _COMMON + """
+OBJECT_FRAGMENT = (
+    _COMMON
+    + """
 in vec3 v_pos;
 in vec3 v_normal;
 in vec2 v_uv;
@@ -375,3 +384,4 @@ void main() {
     write_outputs(shade(albedo, P, N, emissive, occlusion), P, label);
 }
 """
+)

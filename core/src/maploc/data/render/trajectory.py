@@ -276,7 +276,9 @@ def traversal_poses(
         raise ValueError(f"height_range_m must be (low, high) metres with 0 < low <= high, got {height_range_m}")
     needed = start_m + (frames - 1) * spacing_m
     if route.length + 1e-6 < needed:
-        raise ValueError(f"the route is {route.length:.1f} m long but {frames} frames every {spacing_m} m need {needed:.1f} m")
+        raise ValueError(
+            f"the route is {route.length:.1f} m long but {frames} frames every {spacing_m} m need {needed:.1f} m"
+        )
     rng = np.random.default_rng([seed, 101, traversal])
     s = start_m + spacing_m * np.arange(frames)
     base_height = rng.uniform(lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo))

@@ -29,7 +29,8 @@ last (with a single traversal: even frames train, odd frames test), under every 
 reference)::
 
     mgl/images/<sequence>/<index>.png
-    mgl/dump.json                  {"map": {name, source, sha256, georef, attribution, raster_resolution_m},
+    mgl/map_raster_0.5m.npz        the OSM raster of the map (maploc.data.osm.MapRaster.load_npz)
+    mgl/dump.json                  {"map": {name, source, sha256, georef, attribution, raster, raster_resolution_m},
                                     "cameras": {"sim": {model PINHOLE, width, height, params [fx, fy, cx, cy]}},
                                     "views": {"<sequence>/<index>": {image, sequence, traversal, condition, index,
                                               pose2 {x, y, yaw}, latlon, height_m, roll_pitch_yaw_deg, R_c2w, t_c2w,
@@ -191,7 +192,9 @@ class TraversalsWriter:
         _png(folder / "depth" / name, encode_depth(frame.depth, DEPTH_SCALE_M))
         _png(folder / "labels" / name, frame.labels)
         pose2 = record.view.pose2
-        self._rows.setdefault(record.sequence, []).append((record.index, frame.T_cam2world, (pose2.x, pose2.y, pose2.yaw)))
+        self._rows.setdefault(record.sequence, []).append(
+            (record.index, frame.T_cam2world, (pose2.x, pose2.y, pose2.yaw))
+        )
         self._K = frame.camera.K.double().numpy()
         return rgb_path
 
@@ -200,7 +203,10 @@ class TraversalsWriter:
         for sequence, rows in self._rows.items():
             rows.sort(key=lambda r: r[0])
             folder = self.root / sequence
-            _text(folder / "poses.txt", "".join(f"{i} " + " ".join(f"{v:.9g}" for v in T.ravel()) + "\n" for i, T, _ in rows))
+            _text(
+                folder / "poses.txt",
+                "".join(f"{i} " + " ".join(f"{v:.9g}" for v in T.ravel()) + "\n" for i, T, _ in rows),
+            )
             _text(folder / "pose2.txt", "".join(f"{i} {x:.6f} {y:.6f} {yaw:.9f}\n" for i, _, (x, y, yaw) in rows))
             if self._K is not None:
                 _text(folder / "calibration.txt", _matrix_text(self._K))
@@ -273,7 +279,7 @@ class MGLWriter:
         view = record.view
         forward, right = T[:3, 2], T[:3, 0]
         pitch = math.degrees(math.asin(float(np.clip(forward[2], -1.0, 1.0))))
-        roll = math.degrees(math.asin(float(np.clip(-right[2], -1.0, 1.0))))
+        roll = math.degrees(math.asin(float(np.clip(-right[2] / max(math.cos(math.radians(pitch)), 1e-9), -1.0, 1.0))))
         entry: dict[str, Any] = {
             "image": image,
             "camera_id": "sim",

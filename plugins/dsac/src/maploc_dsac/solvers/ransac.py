@@ -43,6 +43,7 @@ Pixels follow OpenCV: the centre of the top-left pixel is ``(0, 0)``, and ``u = 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -67,6 +68,7 @@ __all__ = [
 Mode = Literal["rgb", "rgbd"]
 _MASK32 = 0xFFFFFFFF
 _Z_MIN = 1e-6  # metres: points closer to (or behind) the camera plane do not project
+_CANDIDATE_PIECE = 8192  # CPU: minimal problems solved at once (the solver's intermediates stay in cache)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -670,14 +672,17 @@ class DSACRansac:
         Kinv = torch.linalg.inv(Kc)
         rays = _matvec3(Kinv[:, None, None], torch.cat([uv, torch.ones_like(uv[..., :1])], -1))
         R, t, ok = p3p_lambda_twist(rays[..., :3, :], X[..., :3, :])  # (B, C, 4, 3, 3), (B, C, 4, 3), (B, C, 4)
-        err = reprojection_errors(R, t, X[:, :, None], uv[:, :, None], Kc[:, None, None], self.max_error)  # (B,C,4,4)
-        fourth = torch.where(ok, err[..., 3], torch.full_like(err[..., 3], float("inf")))
+        Kb = Kc[:, None, None]
+        # The fourth point picks the solution; then the chosen one must reproject all four within tau.
+        err4 = reprojection_errors(R, t, X[:, :, None, 3:], uv[:, :, None, 3:], Kb, self.max_error)[..., 0]
+        fourth = torch.where(ok, err4, torch.full_like(err4, float("inf")))
         best = fourth.argmin(-1)  # (B, C)
         R = torch.gather(R, 2, best[..., None, None, None].expand(*best.shape, 1, 3, 3)).squeeze(2)
         t = torch.gather(t, 2, best[..., None, None].expand(*best.shape, 1, 3)).squeeze(2)
         has = ok.any(-1)
-        err_best = torch.gather(err, 2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(2)
-        consistent = has & (err_best < self.inlier_threshold).all(-1)
+        err3 = reprojection_errors(R, t, X[..., :3, :], uv[..., :3, :], Kc[:, None], self.max_error)  # (B, C, 3)
+        err_best4 = torch.gather(err4, 2, best[..., None]).squeeze(2)
+        consistent = has & (err3 < self.inlier_threshold).all(-1) & (err_best4 < self.inlier_threshold)
         return R, t, has, consistent
 
     def _candidates_rgbd(self, sc: Tensor, points_cam: Tensor, sets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -735,36 +740,33 @@ class DSACRansac:
                 valid, H * self.candidates_per_hypothesis, k, self._seeds(seed, B, sc.device)
             )
 
-        def solve(chosen: Tensor, chosen_ok: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        def solve(
+            chosen: Tensor,
+            chosen_ok: Tensor,
+            sc_: Tensor = sc,
+            pixels_: Tensor | None = pixels,
+            K_: Tensor | None = K,
+            points_cam_: Tensor | None = points_cam,
+        ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             if self.mode == "rgb":
-                assert pixels is not None and K is not None
-                R_, t_, has_, cons_ = self._candidates_rgb(sc, pixels, K, chosen)
+                assert pixels_ is not None and K_ is not None
+                R_, t_, has_, cons_ = self._candidates_rgb(sc_, pixels_, K_, chosen)
             else:
-                assert points_cam is not None
-                R_, t_, has_, cons_ = self._candidates_rgbd(sc, points_cam, chosen)
+                assert points_cam_ is not None
+                R_, t_, has_, cons_ = self._candidates_rgbd(sc_, points_cam_, chosen)
             has_ = has_ & chosen_ok
             return R_, t_, has_, cons_ & has_
 
         if minimal_sets is not None:
             R, t, has, _ = solve(sets, sets_ok)
         else:
-            # Choose the sets without autograd: solve the candidates in growing chunks (2H, then
-            # doubling) and stop as soon as every image has H self-consistent ones (the kept ones are
-            # then the same as when solving all). Keep the first H self-consistent candidates, then the
-            # other solvable ones.
+            # Choose the sets without autograd: keep the first H self-consistent candidates, then the
+            # other solvable ones. The candidates are solved in order, in chunks, and an image stops as
+            # soon as it has H self-consistent ones: the kept sets are then the same as when solving
+            # all of them (an image with fewer than H consistent ones is solved to the end).
             grad = torch.is_grad_enabled()
             with torch.no_grad():
-                parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-                n_consistent = torch.zeros(B, dtype=torch.int64, device=sc.device)
-                start, total = 0, sets.shape[1]
-                while start < total:
-                    end = min(total, max(2 * H, 2 * start))
-                    parts.append(solve(sets[:, start:end], sets_ok[:, start:end]))
-                    n_consistent = n_consistent + parts[-1][3].sum(1)
-                    start = end
-                    if bool((n_consistent >= H).all()):
-                        break
-                R, t, has, consistent = (torch.cat(items, dim=1) for items in zip(*parts, strict=True))
+                R, t, has, consistent = self._solve_candidates(solve, sets, sets_ok, sc, pixels, K, points_cam)
                 priority = 2 - consistent.to(torch.int64) - has.to(torch.int64)
                 order = torch.argsort(priority, dim=1, stable=True)[:, :H]
             sets = torch.gather(sets, 1, order[..., None].expand(B, H, k))
@@ -776,6 +778,70 @@ class DSACRansac:
                 has = torch.gather(has, 1, order)
         dtype = sc.dtype
         return R.to(dtype), t.to(dtype), has, sets
+
+    def _solve_candidates(
+        self,
+        solve: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]],
+        sets: Tensor,
+        sets_ok: Tensor,
+        sc: Tensor,
+        pixels: Tensor | None,
+        K: Tensor | None,
+        points_cam: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Solves the candidate sets ``(B, C, k)`` in order until each image has ``H`` self-consistent
+        ones (or none is left), without autograd.
+
+        Returns ``(R, t, has, consistent)`` over the first ``C'`` candidates, ``C'`` the most any image
+        needed; candidates an image did not need are marked as not solved (``has`` False). The first
+        chunk has ``H`` candidates (enough for every image when outliers are rare); the next ones are
+        sized from each image's observed rate of consistent candidates, at least doubling the count,
+        and only the images still short of ``H`` are solved. On the CPU a chunk is solved in pieces of
+        at most ``_CANDIDATE_PIECE`` minimal problems, which keeps the solver's intermediates in cache.
+        """
+        B, C = sets_ok.shape
+        H = self.num_hypotheses
+        device = sc.device
+        cd = _compute_dtype(sc)
+        R_all = torch.eye(3, dtype=cd, device=device).repeat(B, C, 1, 1)
+        t_all = torch.zeros(B, C, 3, dtype=cd, device=device)
+        has_all = torch.zeros(B, C, dtype=torch.bool, device=device)
+        cons_all = torch.zeros(B, C, dtype=torch.bool, device=device)
+        n_cons = torch.zeros(B, dtype=torch.int64, device=device)
+        active = torch.arange(B, device=device)
+        start = 0
+        while start < C and active.numel() > 0:
+            if start == 0:
+                size = H
+            else:
+                # Candidates each image still needs at its observed rate (half a success when it has
+                # none yet); the median over the images, at least as many as were solved already.
+                need = (H - n_cons[active]).to(torch.float64)
+                rate = n_cons[active].to(torch.float64).clamp_min(0.5) / start
+                size = max(start, int(math.ceil(1.2 * float((need / rate).median()))))
+            end = min(C, start + size)
+            all_images = active.numel() == B
+            sub = (lambda x: x) if all_images else (lambda x: None if x is None else x[active])
+            sc_a, px_a, K_a, pc_a = sub(sc), sub(pixels), sub(K), sub(points_cam)
+            sets_a, ok_a = sub(sets)[:, start:end], sub(sets_ok)[:, start:end]
+            piece = end - start
+            if device.type == "cpu":
+                piece = max(1, min(piece, _CANDIDATE_PIECE // max(1, active.numel())))
+            parts = [
+                solve(sets_a[:, i : i + piece], ok_a[:, i : i + piece], sc_a, px_a, K_a, pc_a)
+                for i in range(0, end - start, piece)
+            ]
+            R_, t_, has_, cons_ = (torch.cat(items, dim=1) if len(items) > 1 else items[0] for items in zip(*parts))
+            if all_images:
+                R_all[:, start:end], t_all[:, start:end] = R_, t_
+                has_all[:, start:end], cons_all[:, start:end] = has_, cons_
+            else:
+                R_all[active, start:end], t_all[active, start:end] = R_, t_
+                has_all[active, start:end], cons_all[active, start:end] = has_, cons_
+            n_cons[active] += cons_.sum(1)
+            start = end
+            active = active[n_cons[active] < H]
+        return R_all[:, :start], t_all[:, :start], has_all[:, :start], cons_all[:, :start]
 
     # ---- scoring ----------------------------------------------------------------------------------
 

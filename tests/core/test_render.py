@@ -1,0 +1,535 @@
+"""maploc.data.render: scene, cameras, trajectories, offscreen rendering, conditions, writers, sim-city dataset.
+
+The map is a tiny OSM XML written here (about 240 m x 240 m): a grid of streets, a footway and a cycleway, four
+buildings (a courtyard block with ``height=12``, one with ``building:levels=4``, a 6 m "target" building whose
+north face is the plane y = -15 m, one without height tags), a park, grass, water, parking, trees, lamps, a pole,
+a traffic signal and a zebra crossing. Node positions are given in metres of the map frame and turned into
+lat/lon by geodesics from the origin (pyproj.Geod), the maploc map frame being azimuthal equidistant there.
+
+Rendering uses moderngl over EGL (Mesa llvmpipe on the CI machine); no network is needed.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import math
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pyproj
+import pytest
+
+from maploc.data.osm import parse_osm, rasterize
+from maploc.data.render import (
+    CONDITIONS,
+    LABEL_NAMES,
+    Renderer,
+    RenderError,
+    SimCity,
+    build_scene,
+    building_height,
+    camera_pose,
+    create_gl_context,
+    label_id,
+    make_camera,
+    opengl_projection,
+    opengl_view,
+    plan_route,
+    pose_yaw,
+    render_command,
+    traversal_poses,
+)
+from maploc.data.render import dataset as dataset_module
+from maploc.data.render.verify import (
+    backproject,
+    ground_label_agreement,
+    multiview_consistency,
+    project,
+    raster_ground_lookup,
+)
+from maploc.errors import DataError
+
+LAT0, LON0 = 60.17, 24.94
+GEOD = pyproj.Geod(ellps="WGS84")
+HALF = 120.0  # the map spans [-HALF, HALF]^2 metres
+
+
+def latlon(x: float, y: float) -> tuple[float, float]:
+    if x == 0 and y == 0:
+        return LAT0, LON0
+    lon, lat, _ = GEOD.fwd(LON0, LAT0, math.degrees(math.atan2(x, y)), math.hypot(x, y))
+    return lat, lon
+
+
+class MapBuilder:
+    """Writes OSM XML from nodes in metres; shared (x, y) positions become shared nodes."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[tuple[float, float], int] = {}
+        self.node_tags: dict[int, dict[str, str]] = {}
+        self.ways: list[tuple[int, list[int], dict[str, str]]] = []
+        self.relations: list[str] = []
+        self.next_way = 1000
+
+    def node(self, x: float, y: float, tags: dict[str, str] | None = None) -> int:
+        key = (round(x, 3), round(y, 3))
+        if key not in self.nodes:
+            self.nodes[key] = len(self.nodes) + 1
+        nid = self.nodes[key]
+        if tags:
+            self.node_tags.setdefault(nid, {}).update(tags)
+        return nid
+
+    def way(self, points: list[tuple[float, float]], tags: dict[str, str], closed: bool = False) -> int:
+        refs = [self.node(x, y) for x, y in points]
+        if closed:
+            refs.append(refs[0])
+        self.next_way += 1
+        self.ways.append((self.next_way, refs, tags))
+        return self.next_way
+
+    def line(self, a: tuple[float, float], b: tuple[float, float], step: float, tags: dict[str, str]) -> int:
+        n = max(1, round(math.dist(a, b) / step))
+        points = [(a[0] + (b[0] - a[0]) * k / n, a[1] + (b[1] - a[1]) * k / n) for k in range(n + 1)]
+        return self.way(points, tags)
+
+    def xml(self) -> str:
+        lat_lo, _ = latlon(0.0, -HALF)
+        lat_hi, _ = latlon(0.0, HALF)
+        _, lon_lo = latlon(-HALF, 0.0)
+        _, lon_hi = latlon(HALF, 0.0)
+        out = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            '<osm version="0.6" generator="maploc-test">',
+            f'  <bounds minlat="{lat_lo:.9f}" minlon="{lon_lo:.9f}" maxlat="{lat_hi:.9f}" maxlon="{lon_hi:.9f}"/>',
+        ]
+        for (x, y), nid in self.nodes.items():
+            lat, lon = latlon(x, y)
+            tags = "".join(f'<tag k="{k}" v="{v}"/>' for k, v in self.node_tags.get(nid, {}).items())
+            out.append(f'  <node id="{nid}" version="1" lat="{lat:.10f}" lon="{lon:.10f}">{tags}</node>')
+        for wid, refs, tags in self.ways:
+            body = "".join(f'<nd ref="{r}"/>' for r in refs) + "".join(
+                f'<tag k="{k}" v="{v}"/>' for k, v in tags.items()
+            )
+            out.append(f'  <way id="{wid}" version="1">{body}</way>')
+        out += self.relations
+        out.append("</osm>")
+        return "\n".join(out) + "\n"
+
+
+def square(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def city_xml(with_roads: bool = True) -> str:
+    m = MapBuilder()
+    road = {"highway": "residential"}
+    if with_roads:
+        for y in (-80.0, 0.0, 80.0):
+            m.line((-110.0, y), (110.0, y), 10.0, road)
+        for x in (0.0, 90.0):
+            m.line((x, -110.0), (x, 110.0), 10.0, road)
+        m.node(20.0, 0.0, {"highway": "crossing", "crossing": "zebra"})
+        m.node(0.0, 0.0, {"highway": "traffic_signals"})
+    m.line((-100.0, -8.0), (-10.0, -8.0), 10.0, {"highway": "footway"})
+    m.line((10.0, 8.0), (80.0, 8.0), 10.0, {"highway": "cycleway"})
+    # courtyard block: multipolygon with a hole, height 12 m
+    outer = m.way(square(20.0, 20.0, 60.0, 60.0), {}, closed=True)
+    inner = m.way(square(32.0, 32.0, 48.0, 48.0), {}, closed=True)
+    m.relations.append(
+        f'  <relation id="5000" version="1"><member type="way" ref="{outer}" role="outer"/>'
+        f'<member type="way" ref="{inner}" role="inner"/><tag k="type" v="multipolygon"/>'
+        '<tag k="building" v="apartments"/><tag k="height" v="12"/></relation>'
+    )
+    m.way(square(-60.0, 20.0, -20.0, 50.0), {"building": "yes", "building:levels": "4"}, closed=True)
+    m.way(square(-60.0, -45.0, -20.0, -15.0), {"building": "yes", "height": "6", "building:colour": "#c05040"},
+          closed=True)  # fmt: skip
+    m.way(square(20.0, -50.0, 50.0, -20.0), {"building": "yes"}, closed=True)
+    m.way(square(-100.0, -70.0, -70.0, -30.0), {"leisure": "park"}, closed=True)
+    m.way(square(60.0, -70.0, 80.0, -10.0), {"landuse": "grass"}, closed=True)
+    m.way(square(-100.0, 20.0, -70.0, 60.0), {"natural": "water"}, closed=True)
+    m.way(square(20.0, -75.0, 50.0, -60.0), {"amenity": "parking"}, closed=True)
+    for x, y in ((10.0, 15.0), (15.0, -12.0), (-80.0, 10.0), (70.0, 12.0)):
+        m.node(x, y, {"natural": "tree"})
+    for x, y in ((-70.0, -6.0), (30.0, 5.0), (60.0, -5.0), (5.0, 40.0), (-5.0, -40.0)):
+        m.node(x, y, {"highway": "street_lamp"})
+    m.node(50.0, 10.0, {"man_made": "utility_pole"})
+    return m.xml()
+
+
+@pytest.fixture(scope="module")
+def city_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("render") / "tiny-city.osm"
+    path.write_text(city_xml(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def city(city_file):
+    return parse_osm(city_file, origin=(LAT0, LON0))
+
+
+@pytest.fixture(scope="module")
+def scene(city):
+    return build_scene(city, seed=3)
+
+
+@pytest.fixture(scope="module")
+def renderer(scene):
+    with Renderer(scene, make_camera()) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def route(city):
+    return plan_route(city, 120.0, seed=5, margin_m=20.0)  # seed 5: westwards along y = 0 past every building
+
+
+# ---- cameras --------------------------------------------------------------------------------------------------
+def test_camera_intrinsics_and_bad_parameters() -> None:
+    cam = make_camera(320, 240, 70.0)
+    assert cam.fx == pytest.approx(160 / math.tan(math.radians(35)))
+    assert (cam.cx, cam.cy) == (159.5, 119.5)
+    for kwargs, name in (
+        ({"fov_deg": 190.0}, "fov_deg"), ({"fov_deg": 0.0}, "fov_deg"), ({"fov_deg": float("nan")}, "fov_deg"),
+        ({"width": 0}, "width"), ({"height": -5}, "height"), ({"width": 320.5}, "width"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            make_camera(**kwargs)
+
+
+def test_camera_pose_conventions() -> None:
+    T = camera_pose(1.0, 2.0, 1.7, yaw=0.0)
+    np.testing.assert_allclose(T[:3, 2], [1, 0, 0], atol=1e-12)  # optical axis east
+    np.testing.assert_allclose(T[:3, 0], [0, -1, 0], atol=1e-12)  # image right = south
+    np.testing.assert_allclose(T[:3, 1], [0, 0, -1], atol=1e-12)  # image down = down
+    T = camera_pose(0, 0, 1.7, yaw=math.radians(30), pitch=math.radians(10), roll=math.radians(5))
+    assert pose_yaw(T) == pytest.approx(math.radians(30))
+    assert T[2, 2] == pytest.approx(math.sin(math.radians(10)))  # pitch up: the optical axis rises
+    # roll: the image's right side goes down
+    assert -T[2, 0] == pytest.approx(math.sin(math.radians(5)) * math.cos(math.radians(10)))
+    np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(T[:3, :3]) == pytest.approx(1.0)
+
+
+def test_opengl_matrices_project_like_K() -> None:
+    cam = make_camera(320, 240, 70.0)
+    T = camera_pose(3.0, -2.0, 1.6, yaw=0.7, pitch=0.05, roll=-0.02)
+    rng = np.random.default_rng(0)
+    cam_pts = np.c_[rng.uniform(-5, 5, (50, 2)), rng.uniform(2, 50, 50)]
+    world = cam_pts @ T[:3, :3].T + T[:3, 3]
+    clip = opengl_projection(cam, 0.1, 1000.0) @ opengl_view(T) @ np.c_[world, np.ones(50)].T
+    ndc = clip[:2] / clip[3]
+    u_gl = (ndc[0] + 1) / 2 * cam.width - 0.5  # window x = u + 0.5
+    v_gl = cam.height - (ndc[1] + 1) / 2 * cam.height - 0.5  # rows flipped on read-back
+    uv, z = project(world, cam.K.double().numpy(), T)
+    np.testing.assert_allclose(u_gl, uv[:, 0], atol=1e-6)
+    np.testing.assert_allclose(v_gl, uv[:, 1], atol=1e-6)
+    np.testing.assert_allclose(z, cam_pts[:, 2], atol=1e-9)
+
+
+# ---- scene ----------------------------------------------------------------------------------------------------
+def test_building_heights_from_tags() -> None:
+    rng = np.random.default_rng(0)
+    assert building_height({"height": "12"}, rng) == (0.0, 12.0)
+    assert building_height({"height": "12.5 m"}, rng) == (0.0, 12.5)
+    assert building_height({"height": "30'"}, rng)[1] == pytest.approx(9.144)
+    assert building_height({"building:levels": "4"}, rng) == (0.0, 12.0)
+    assert building_height({"height": "bogus", "building:levels": "2"}, rng) == (0.0, 6.0)
+    assert building_height({"height": "20", "min_height": "8"}, rng) == (8.0, 20.0)
+    draws = [building_height({}, np.random.default_rng([5, k]))[1] for k in range(200)]
+    assert 8.0 <= min(draws) and max(draws) <= 25.0 and np.std(draws) > 3.0
+
+
+def test_scene_contents(scene, city) -> None:
+    heights = {int(row[0]): (row[1], row[2]) for row in scene.buildings}
+    ids = {a.osm_id: a for a in city.areas if a.class_name == "building"}
+    assert len(scene.buildings) == 4 and len(ids) == 4
+    tops = sorted(top for _, top in heights.values())
+    assert tops[:3] == [6.0, 12.0, 12.0]  # the target (height=6), levels=4, the courtyard block (height=12)
+    assert 8.0 <= tops[3] <= 25.0  # no tags: a seeded draw
+    assert scene.stats["trees"] >= 4 and scene.stats["lamps"] == 5 and scene.stats["crossings"] == 1
+    # The courtyard's hole is open: no roof over its centre, roof over the block.
+    roofs = scene.vertices[(scene.vertices[:, 11] == 1) & (np.abs(scene.vertices[:, 2] - 12.0) < 1e-4)]
+    from shapely.geometry import Point, Polygon
+
+    tris = roofs[:, :2].reshape(-1, 3, 2)
+    covered = [any(Polygon(t).buffer(1e-6).contains(Point(p)) for t in tris) for p in ((40, 40), (25, 25))]
+    assert covered == [False, True]
+    # Labels of meshes are OSM classes.
+    assert {LABEL_NAMES[int(v)] for v in np.unique(scene.vertices[:, 12])} >= {"building", "tree", "lamp", "road"}
+
+
+def test_scene_is_deterministic(city, scene) -> None:
+    again = build_scene(city, seed=3)
+    np.testing.assert_array_equal(again.vertices, scene.vertices)
+    np.testing.assert_array_equal(again.ground, scene.ground)
+    other = build_scene(city, seed=4)
+    assert not np.array_equal(other.buildings[:, 2], scene.buildings[:, 2])  # the untagged height changes
+
+
+def test_scene_parameters_are_checked(city) -> None:
+    with pytest.raises(ValueError, match="ground_resolution_m"):
+        build_scene(city, ground_resolution_m=0.0)
+    with pytest.raises(ValueError, match="clearance_m"):
+        build_scene(city, clearance_m=-1.0)
+
+
+# ---- trajectories ---------------------------------------------------------------------------------------------
+def test_route_follows_roads(city, route) -> None:
+    assert route.length >= 120.0
+    steps = np.linalg.norm(np.diff(route.xy, axis=0), axis=1)
+    assert steps.max() < 10.5  # consecutive road-graph nodes (10 m apart on this map)
+    # every vertex is a road node: on the lines y in {-80, 0, 80} or x in {0, 90}
+    on_road = np.isclose(route.xy[:, 1][:, None], [-80, 0, 80], atol=0.01).any(1) | np.isclose(
+        route.xy[:, 0][:, None], [0, 90], atol=0.01).any(1)  # fmt: skip
+    assert on_road.all()
+    again = plan_route(city, 120.0, seed=5, margin_m=20.0)
+    np.testing.assert_array_equal(again.node_ids, route.node_ids)
+    assert not np.array_equal(plan_route(city, 120.0, seed=2, margin_m=20.0).node_ids[:8], route.node_ids[:8])
+
+
+def test_traversals_are_aligned_by_place(route) -> None:
+    a = traversal_poses(route, 20, spacing_m=5.0, traversal=0, traversals=2, seed=0)
+    b = traversal_poses(route, 20, spacing_m=5.0, traversal=1, traversals=2, seed=0)
+    for pa, pb in zip(a, b):
+        assert pa.index == pb.index and pa.arc_length_m == pb.arc_length_m
+        assert 1.5 <= pa.height_m <= 2.0 and pa.T_cam2world[2, 3] == pytest.approx(pa.height_m)
+        assert pa.lateral_offset_m < -0.9 and pb.lateral_offset_m > 0.9  # right and left of the centreline
+        assert pose_yaw(pa.T_cam2world) == pytest.approx(pa.pose2.yaw)
+        np.testing.assert_allclose(pa.T_cam2world[:2, 3], [pa.pose2.x, pa.pose2.y])
+        centre = route.point(pa.arc_length_m)
+        assert np.linalg.norm(pa.T_cam2world[:2, 3] - centre) == pytest.approx(abs(pa.lateral_offset_m), abs=1e-6)
+        # looking along the road (yaw jitter and corners smoothed over +-4 m: within 45 deg)
+        heading = route.heading(pa.arc_length_m)
+        assert abs(math.remainder(pa.pose2.yaw - heading, 2 * math.pi)) < math.radians(12)
+    spacing = [b2.arc_length_m - b1.arc_length_m for b1, b2 in zip(a, a[1:])]
+    np.testing.assert_allclose(spacing, 5.0)
+    same = traversal_poses(route, 20, spacing_m=5.0, traversal=0, traversals=2, seed=0)
+    np.testing.assert_array_equal(same[7].T_cam2world, a[7].T_cam2world)
+    with pytest.raises(ValueError, match="frames"):
+        traversal_poses(route, 0)
+    with pytest.raises(ValueError, match="spacing_m"):
+        traversal_poses(route, 3, spacing_m=-1.0)
+    with pytest.raises(ValueError, match="route is"):
+        traversal_poses(route, 1000, spacing_m=5.0)
+
+
+def test_map_without_roads_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "no-roads.osm"
+    path.write_text(city_xml(with_roads=False), encoding="utf-8")
+    osm_map = parse_osm(path)
+    with pytest.raises(DataError, match="no road to place cameras on"):
+        plan_route(osm_map, 100.0)
+    with pytest.raises(DataError, match="no road"):
+        render_command(str(path), 3, ["day"], tmp_path / "out", progress=False)
+
+
+# ---- rendering ------------------------------------------------------------------------------------------------
+def test_frame_outputs(renderer, route) -> None:
+    view = traversal_poses(route, 1)[0]
+    frame = renderer.render(view.T_cam2world, "day")
+    assert frame.rgb.shape == (240, 320, 3) and frame.rgb.dtype == np.uint8
+    assert frame.depth.shape == (240, 320) and frame.depth.dtype == np.float32
+    assert frame.labels.shape == (240, 320) and frame.labels.dtype == np.uint8
+    sky = frame.labels == 0
+    assert 0.05 < sky.mean() < 0.7 and (frame.depth[sky] == 0).all() and (frame.depth[~sky] > 0).all()
+    assert sky[0].mean() > sky[-1].mean()  # sky at the top, ground at the bottom
+    assert (frame.labels[-1] != 0).all() and frame.depth[-1].max() < 10.0
+    assert frame.rgb[sky].mean(0)[2] > frame.rgb[sky].mean(0)[0]  # a blue sky
+    assert len(np.unique(frame.labels)) >= 3
+    with pytest.raises(ValueError, match="T_cam2world"):
+        renderer.render(np.eye(3))
+    with pytest.raises(ValueError, match="condition"):
+        renderer.render(view.T_cam2world, "blizzard")
+
+
+def test_known_building_at_known_distance(renderer) -> None:
+    """The target's north face is the plane y = -15 m, 6 m high, x in [-60, -20]."""
+    cam = renderer.camera
+    T = camera_pose(-40.0, 0.0, 1.7, yaw=-math.pi / 2)  # 15 m north of the face, looking south
+    frame = renderer.render(T, "day")
+    building = label_id("building")
+    top = cam.cy - cam.fy * (6.0 - 1.7) / 15.0  # the roof line's row
+    bottom = cam.cy + cam.fy * 1.7 / 15.0  # the wall's foot
+    rows = slice(math.ceil(top) + 1, math.floor(bottom))
+    centre = frame.depth[rows, 60:260]
+    assert (frame.labels[rows, 60:260] == building).all()
+    np.testing.assert_allclose(centre, 15.0, rtol=0.01)  # within 1 %
+    assert abs(float(np.median(centre)) - 15.0) < 0.01
+    above = frame.labels[math.floor(top) - 1, 60:260]
+    assert (above != building).mean() > 0.9 or (frame.depth[math.floor(top) - 1, 60:260] > 20).all()
+    # Left/right: looking south from x = -25, east is on the left: the wall's east end (x = -20) is at
+    # u = cx - fx * 5 / 15 and the wall lies to its right.
+    frame = renderer.render(camera_pose(-25.0, 0.0, 1.7, yaw=-math.pi / 2), "day")
+    edge = cam.cx - cam.fx * 5.0 / 15.0
+    row = round(cam.cy)
+    assert (frame.labels[row, math.ceil(edge) + 1 :] == building).all()
+    np.testing.assert_allclose(frame.depth[row, math.ceil(edge) + 1 :], 15.0, rtol=0.01)
+    assert (frame.labels[row, : math.floor(edge) - 1] != building).all()
+
+
+def test_multiview_consistency(renderer, route) -> None:
+    views = traversal_poses(route, 6, spacing_m=3.0, seed=2)
+    frames = [renderer.render(v.T_cam2world, "day") for v in views]
+    textured = [label_id("building")]
+    for a, b in zip(frames, frames[1:]):
+        stats = multiview_consistency(a, b)
+        assert stats["pixels"] > 20_000
+        assert stats["median_depth_rel"] < 0.01
+        assert stats["seen_fraction"] > 0.8
+        facade = multiview_consistency(a, b, labels=textured)
+        assert facade["median_color_abs"] < 6.0
+        # The same checks with B's pose 0.2 m too high fail: the test can tell. (Moves within the ground plane
+        # leave the ground's depth unchanged, so they are no test.)
+        T_wrong = b.T_cam2world.copy()
+        T_wrong[2, 3] += 0.2
+        wrong = multiview_consistency(a, b, T_b=T_wrong)
+        assert wrong["median_depth_rel"] > 0.01
+        wrong_facade = multiview_consistency(a, b, labels=textured, T_b=T_wrong)
+        assert wrong_facade["mean_color_abs"] > 2 * facade["mean_color_abs"]
+    # Facade texture is real texture: colours vary a lot within a facade.
+    a = frames[0]
+    assert a.rgb[a.labels == textured[0]].std(0).mean() > 10.0
+
+
+def test_ground_labels_agree_with_the_osm_raster(renderer, route, city, scene) -> None:
+    views = traversal_poses(route, 10, spacing_m=6.0, traversal=1, traversals=2, seed=5)
+    frames = [renderer.render(v.T_cam2world, "day") for v in views]
+    seen = set(np.unique(np.concatenate([f.labels.ravel() for f in frames])).tolist())
+    assert label_id("road") in seen and len(seen & {label_id(n) for n in ("path", "cycleway", "park", "grass")}) >= 1
+    # The OSM raster (maploc.data.osm.rasterize) at the scene's resolution, and at the default 0.5 m.
+    same = raster_ground_lookup(rasterize(city, scene.ground_georef.resolution_m))
+    assert ground_label_agreement(frames, same) > 0.95
+    assert ground_label_agreement(frames, raster_ground_lookup(rasterize(city, 0.5))) > 0.95
+    # and exactly the renderer's own rule (shader == numpy), up to float rounding at ties
+    assert ground_label_agreement(frames, scene.ground_label_at) > 0.998
+    # A wrong pose (1.5 m sideways) disagrees more: the check can fail.
+    shifted = []
+    for f in frames:
+        T = f.T_cam2world.copy()
+        T[:3, 3] += T[:3, 0] * 1.5
+        shifted.append(attrs.evolve(f, T_cam2world=T))
+    assert ground_label_agreement(shifted, scene.ground_label_at) < 0.97
+
+
+def test_conditions_change_colours_only(renderer, route) -> None:
+    view = traversal_poses(route, 8, spacing_m=6.0, seed=0)[4]
+    frames = {name: renderer.render(view.T_cam2world, name) for name in CONDITIONS}
+    day = frames["day"]
+    for name, frame in frames.items():
+        np.testing.assert_array_equal(frame.depth, day.depth, err_msg=name)
+        np.testing.assert_array_equal(frame.labels, day.labels, err_msg=name)
+    brightness = {name: float(f.rgb.mean()) for name, f in frames.items()}
+    assert brightness["night"] < 0.45 * brightness["day"]
+    assert brightness["night"] < brightness["dusk"] < brightness["day"]
+    assert brightness["overcast"] != brightness["day"]
+    # Night: lamps and windows light some pixels well above the dark ambient.
+    assert (frames["night"].rgb.max(-1) > 150).mean() > 0.002
+    # Same frame twice: identical (deterministic rendering).
+    np.testing.assert_array_equal(renderer.render(view.T_cam2world, "night").rgb, frames["night"].rgb)
+
+
+def test_autumn_foliage(renderer) -> None:
+    T = camera_pose(10.0, 5.0, 1.7, yaw=math.pi / 2, pitch=math.radians(15))  # looking at the tree at (10, 15)
+    day, autumn = renderer.render(T, "day"), renderer.render(T, "autumn")
+    tree = day.labels == label_id("tree")
+    assert tree.mean() > 0.05
+    red_minus_green = [float((f.rgb[tree][:, 0].astype(int) - f.rgb[tree][:, 1]).mean()) for f in (day, autumn)]
+    assert red_minus_green[1] > red_minus_green[0] + 15
+
+
+# ---- errors about OpenGL ----------------------------------------------------------------------------------------
+def test_missing_egl_names_the_library(monkeypatch) -> None:
+    real = ctypes.util.find_library
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None if name == "EGL" else real(name))
+    with pytest.raises(RenderError, match=r"libEGL.*libegl1.*apt install libegl1"):
+        create_gl_context("egl")
+
+
+def test_failing_context_says_what_to_install(monkeypatch) -> None:
+    import moderngl
+
+    def broken(*args, **kwargs):
+        raise Exception("eglInitialize failed")
+
+    monkeypatch.setattr(moderngl, "create_context", broken)
+    with pytest.raises(RenderError, match=r"eglInitialize failed.*libgl1-mesa-dri"):
+        create_gl_context("egl")
+
+
+# ---- command, layouts, dataset ------------------------------------------------------------------------------------
+def test_render_command_layouts_and_dataset(city_file, tmp_path) -> None:
+    from maploc.data.dsac_layout import DSACLayout
+
+    out = render_command(str(city_file), 4, ["day", "night"], tmp_path / "out", seed=1, traversals=2, width=96,
+                         height=72, fov_deg=80.0, progress=False)  # fmt: skip
+    assert (out / "render.json").is_file() and (out / "contact_sheet.png").is_file()
+    for seq in ("t0_day", "t0_night", "t1_day", "t1_night"):
+        folder = out / "traversals" / seq
+        assert sorted(p.name for p in (folder / "rgb").iterdir()) == [f"{i:06d}.png" for i in range(4)]
+        assert len((folder / "poses.txt").read_text().splitlines()) == 4
+    # DSAC*: traversal 0 trains, traversal 1 tests; the DSAC* reader loads it with the same poses and depth
+    train, test = DSACLayout(out / "dsac", "train"), DSACLayout(out / "dsac", "query")
+    assert len(train) == 8 and len(test) == 8
+    query = SimCity(out, "query")
+    assert len(query) == 12 and SimCity(out, "map").names() == [f"t0_day/{i:06d}" for i in range(4)]
+    sample = query[query.names().index("t1_day/000002")]
+    dsac_sample = test[test.names().index("seq-02_t1_day_000002")]
+    assert sample.T_cam2world.allclose(dsac_sample.T_cam2world, atol=1e-5)
+    valid = (dsac_sample.depth > 0) & (dsac_sample.depth < 60)
+    np.testing.assert_allclose(sample.depth[valid], dsac_sample.depth[valid], atol=0.006)
+    assert sample.image.shape == (3, 72, 96) and sample.pose2 is not None
+    assert sample.extras["labels"].shape == (72, 96) and sample.extras["condition"] == "day"
+    assert (sample.extras["labels"].numpy() == 0).any()  # some sky
+    np.testing.assert_allclose(sample.T_cam2world.t[:2].double().numpy(), [sample.pose2.x, sample.pose2.y], atol=1e-4)
+    night = query[query.names().index("t1_night/000002")]
+    assert float(night.image.mean()) < 0.6 * float(sample.image.mean())
+    assert SimCity(out, "query", image_height=36)[0].image.shape == (3, 36, 48)
+    # MGL-style dump: one view per frame with its SE(2) pose and the map reference
+    import json
+
+    dump = json.loads((out / "mgl" / "dump.json").read_text())
+    assert len(dump["views"]) == 16 and dump["map"]["sha256"] and dump["map"]["georef"]["origin_lat"]
+    from maploc.data.osm import MapRaster
+
+    raster = MapRaster.load_npz(out / "mgl" / dump["map"]["raster"])
+    assert raster.resolution_m == 0.5 and raster.mask("building").any()
+    view = dump["views"]["t1_day/000002"]
+    assert view["pose2"]["x"] == pytest.approx(sample.pose2.x) and (out / "mgl" / view["image"]).is_file()
+    with pytest.raises(ValueError, match="width"):
+        render_command(str(city_file), 2, ["day"], tmp_path / "bad", width=0, progress=False)
+    with pytest.raises(ValueError, match="condition"):
+        render_command(str(city_file), 2, ["rain"], tmp_path / "bad", progress=False)
+
+
+def test_sim_city_renders_on_demand_into_the_cache(city_file, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
+    config = tmp_path / "cfg"
+    config.mkdir()
+    (config / "sim-city.yaml").write_text(
+        f"map: {city_file}\nframes: 6\ntraversals: 1\nconditions: [dusk]\nwidth: 64\nheight: 48\n", encoding="utf-8"
+    )
+    first = SimCity(config, "map")
+    assert first.folder.parent == tmp_path / "cache" / "sim-city"
+    assert first.names() == ["t0_dusk/000000", "t0_dusk/000002", "t0_dusk/000004"]
+    assert SimCity(config, "query").names() == ["t0_dusk/000001", "t0_dusk/000003", "t0_dusk/000005"]
+    monkeypatch.setattr(dataset_module, "render_command", lambda *a, **k: pytest.fail("rendered twice"))
+    again = SimCity(config, "map")
+    assert again.folder == first.folder
+    np.testing.assert_array_equal(again[1].image.numpy(), first[1].image.numpy())
+    with pytest.raises(Exception, match="unknown sim-city options"):
+        SimCity(config, "map", colour="red")
+
+
+def test_backproject_inverts_project() -> None:
+    cam = make_camera(64, 48, 60.0)
+    T = camera_pose(1.0, 2.0, 1.5, yaw=0.3, pitch=0.1)
+    depth = np.random.default_rng(0).uniform(1, 30, (48, 64)).astype(np.float32)
+    world = backproject(depth, cam.K.numpy(), T)
+    uv, z = project(world, cam.K.double().numpy(), T)
+    v, u = np.mgrid[0:48, 0:64]
+    np.testing.assert_allclose(uv[..., 0], u, atol=1e-6)
+    np.testing.assert_allclose(uv[..., 1], v, atol=1e-6)
+    np.testing.assert_allclose(z, depth, rtol=1e-6)
