@@ -533,3 +533,15 @@ def test_backproject_inverts_project() -> None:
     np.testing.assert_allclose(uv[..., 0], u, atol=1e-6)
     np.testing.assert_allclose(uv[..., 1], v, atol=1e-6)
     np.testing.assert_allclose(z, depth, rtol=1e-6)
+
+
+def test_cli_data_render(run_cli, city_file, tmp_path) -> None:
+    out = tmp_path / "cli-out"
+    done = run_cli("data", "render", "--map", str(city_file), "--frames", "3", "--conditions", "day,night", "--out",
+                   str(out), "--width", "64", "--height", "48", "--seed", "2", timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout and "rendering" in done.stderr  # the progress bar
+    assert (out / "contact_sheet.png").is_file()
+    assert sorted(p.name for p in (out / "traversals").iterdir()) == ["meta.json", "t0_day", "t0_night"]
+    bad = run_cli("data", "render", "--map", str(city_file), "--frames", "3", "--fov", "200", "--out", str(out))
+    assert bad.returncode != 0 and "fov_deg" in bad.stderr and "Traceback" not in bad.stderr

@@ -153,23 +153,36 @@ def _normalise(dist_name: str) -> str:
     return dist_name.lower().replace("_", "-").replace(".", "-")
 
 
-def _iter_group(group: str) -> Iterable[EntryPointInfo]:
-    blocked = {_normalise(b) for b in blocked_plugins()}
-    seen: set[tuple[str, str, str]] = set()
-    for dist in md.distributions():
-        dist_name = dist.metadata["Name"] or "?"
-        for ep in dist.entry_points:
-            if ep.group != group:
-                continue
-            if ep.name in blocked_plugins() or _normalise(dist_name) in blocked:
-                continue
-            key = (dist_name, ep.name, ep.value)
-            if key in seen:  # the same distribution visible twice on sys.path (editable + site)
-                continue
-            seen.add(key)
-            yield EntryPointInfo(
-                group=group, name=ep.name, value=ep.value, distribution=dist_name, version=dist.version, entry_point=ep
+def _scan_entry_points(groups: Iterable[str]) -> dict[str, list[EntryPointInfo]]:
+    """One pass over the installed distributions' ``entry_points.txt`` files.
+
+    Only the distributions that register a wanted entry point have their METADATA parsed (parsing
+    every distribution's METADATA is what makes naive listing slow).
+    """
+    wanted = set(groups)
+    blocked = blocked_plugins()
+    blocked_norm = {_normalise(b) for b in blocked}
+    found: dict[str, list[EntryPointInfo]] = {g: [] for g in wanted}
+    seen: set[tuple[str, str, str, str]] = set()
+    meta_cache: dict[int, tuple[str, str]] = {}
+    for ep in (ep for group in sorted(wanted) for ep in md.entry_points(group=group)):
+        dist = ep.dist
+        if id(dist) not in meta_cache:
+            meta = dist.metadata if dist is not None else None
+            meta_cache[id(dist)] = ((meta["Name"] if meta else None) or "?", (meta["Version"] if meta else None) or "?")
+        dist_name, version = meta_cache[id(dist)]
+        if ep.name in blocked or _normalise(dist_name) in blocked_norm:
+            continue
+        key = (ep.group, dist_name, ep.name, ep.value)
+        if key in seen:  # the same distribution visible twice on sys.path (editable + site)
+            continue
+        seen.add(key)
+        found[ep.group].append(
+            EntryPointInfo(
+                group=ep.group, name=ep.name, value=ep.value, distribution=dist_name, version=version, entry_point=ep
             )
+        )
+    return found
 
 
 def list_entry_points(kind: str | None = None) -> dict[str, list[EntryPointInfo]]:
@@ -185,7 +198,8 @@ def list_entry_points(kind: str | None = None) -> dict[str, list[EntryPointInfo]
     if kind is not None and kind not in kinds:
         raise PluginError(f"unknown plugin kind {kind!r}; expected one of {', '.join(kinds)}")
     selected = {kind: kinds[kind]} if kind else kinds
-    return {k: sorted(_iter_group(g), key=lambda e: (e.name, e.distribution)) for k, g in selected.items()}
+    scanned = _scan_entry_points(selected.values())
+    return {k: sorted(scanned[g], key=lambda e: (e.name, e.distribution)) for k, g in selected.items()}
 
 
 def find_entry_point(kind: str, name: str) -> EntryPointInfo:

@@ -21,7 +21,7 @@ from .camera import camera_pose, make_camera, opengl_projection, opengl_view, po
 from .command import LAYOUTS, render_command, resolve_map
 from .conditions import CONDITIONS, Condition, get_condition
 from .dataset import SimCity
-from .gl import RenderError, create_gl_context
+from .gl import RenderError, RenderParameterError, create_gl_context
 from .labels import GROUND_LABEL, GROUND_PRIORITY, LABEL_NAMES, SKY_LABEL, ground_labels, label_id
 from .renderer import RenderedFrame, Renderer
 from .scene import Scene, build_scene, building_height, read_building_tags
@@ -36,6 +36,7 @@ __all__ = [
     "SKY_LABEL",
     "Condition",
     "RenderError",
+    "RenderParameterError",
     "RenderedFrame",
     "Renderer",
     "Route",

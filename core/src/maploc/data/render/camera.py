@@ -18,6 +18,8 @@ import numpy as np
 
 from maploc.types import Camera
 
+from .gl import RenderParameterError
+
 __all__ = [
     "camera_pose",
     "make_camera",
@@ -46,13 +48,13 @@ def make_camera(width: int = 320, height: int = 240, fov_deg: float = 70.0) -> C
         The camera.
 
     Raises:
-        ValueError: a parameter is out of range (the message names it).
+        RenderParameterError: a parameter is out of range (the message names it).
     """
     for name, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 8 <= value <= 8192:
-            raise ValueError(f"{name} must be an integer number of pixels in [8, 8192], got {value!r}")
+            raise RenderParameterError(f"{name} must be an integer number of pixels in [8, 8192], got {value!r}")
     if not isinstance(fov_deg, (int, float)) or not math.isfinite(fov_deg) or not 1.0 < fov_deg < 170.0:
-        raise ValueError(f"fov_deg (horizontal field of view) must be in (1, 170) degrees, got {fov_deg!r}")
+        raise RenderParameterError(f"fov_deg (horizontal field of view) must be in (1, 170) degrees, got {fov_deg!r}")
     focal = (width / 2) / math.tan(math.radians(fov_deg) / 2)
     return Camera.from_focal(focal, int(width), int(height))
 
@@ -82,11 +84,11 @@ def pose_yaw(T_cam2world: np.ndarray) -> float:
     """The heading (radians, CCW from east) of the optical axis of a ``(4, 4)`` camera-to-world pose.
 
     Raises:
-        ValueError: the optical axis is vertical (no heading).
+        RenderParameterError: the optical axis is vertical (no heading).
     """
     forward = np.asarray(T_cam2world, dtype=np.float64)[:3, 2]
     if math.hypot(forward[0], forward[1]) < 1e-9:
-        raise ValueError("the camera looks straight up or down: its heading is undefined")
+        raise RenderParameterError("the camera looks straight up or down: its heading is undefined")
     return math.atan2(forward[1], forward[0])
 
 
@@ -122,10 +124,10 @@ def opengl_projection(camera: Camera, near: float, far: float) -> np.ndarray:
         ``(4, 4)`` float64 matrix, eye coordinates -> clip coordinates.
 
     Raises:
-        ValueError: ``near`` or ``far`` out of range.
+        RenderParameterError: ``near`` or ``far`` out of range.
     """
     if not (near > 0 and far > near):
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
+        raise RenderParameterError(f"need 0 < near < far, got near={near}, far={far}")
     W, H = camera.width, camera.height
     fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
     P = np.zeros((4, 4))

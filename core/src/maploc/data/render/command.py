@@ -16,6 +16,7 @@ from maploc.errors import DataError
 
 from .camera import make_camera
 from .conditions import CONDITIONS, get_condition
+from .gl import RenderParameterError
 from .labels import LABEL_NAMES
 from .renderer import Renderer
 from .scene import build_scene
@@ -70,21 +71,21 @@ def resolve_map(map_name: str | Path) -> Path:
 def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spacing_m: Any,
                    layouts: Sequence[str]) -> list[str]:  # fmt: skip
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
-        raise ValueError(f"frames must be a positive integer, got {frames!r}")
+        raise RenderParameterError(f"frames must be a positive integer, got {frames!r}")
     if isinstance(traversals, bool) or not isinstance(traversals, (int, np.integer)) or traversals < 1:
-        raise ValueError(f"traversals must be a positive integer, got {traversals!r}")
+        raise RenderParameterError(f"traversals must be a positive integer, got {traversals!r}")
     if not isinstance(spacing_m, (int, float)) or not math.isfinite(spacing_m) or spacing_m <= 0:
-        raise ValueError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
+        raise RenderParameterError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
     conditions = [str(c).strip() for c in conditions]
     if not conditions:
-        raise ValueError(f"conditions must name at least one of {', '.join(CONDITIONS)}")
+        raise RenderParameterError(f"conditions must name at least one of {', '.join(CONDITIONS)}")
     for c in conditions:
         get_condition(c)
     if len(set(conditions)) != len(conditions):
-        raise ValueError(f"conditions must not repeat, got {conditions}")
+        raise RenderParameterError(f"conditions must not repeat, got {conditions}")
     unknown = [layout for layout in layouts if layout not in LAYOUTS]
     if unknown:
-        raise ValueError(f"unknown layouts {unknown}; known: {', '.join(LAYOUTS)}")
+        raise RenderParameterError(f"unknown layouts {unknown}; known: {', '.join(LAYOUTS)}")
     return conditions
 
 
@@ -131,7 +132,7 @@ def render_command(
         ``out``.
 
     Raises:
-        ValueError: an option is out of range (named), e.g. ``fov_deg``, ``width``, ``frames``, or an unknown
+        RenderParameterError: an option is out of range (named), e.g. ``fov_deg``, ``width``, ``frames``, or an unknown
             condition.
         DataError: the map cannot be found or read, or has no road for the cameras.
         RenderError: no usable OpenGL (names the missing library and how to install it).

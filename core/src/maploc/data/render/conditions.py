@@ -16,6 +16,8 @@ from typing import Final
 
 import attrs
 
+from .gl import RenderParameterError
+
 __all__ = ["CONDITIONS", "Condition", "get_condition"]
 
 
@@ -148,11 +150,11 @@ def get_condition(condition: str | Condition) -> Condition:
     """A condition by name (or the condition itself).
 
     Raises:
-        ValueError: unknown name (the message lists the known ones).
+        RenderParameterError: unknown name (the message lists the known ones).
     """
     if isinstance(condition, Condition):
         return condition
     try:
         return CONDITIONS[condition]
     except KeyError:
-        raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}") from None
+        raise RenderParameterError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}") from None

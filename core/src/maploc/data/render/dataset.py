@@ -61,7 +61,7 @@ class SimCity(Dataset):
         ConfigError: an unknown option key, or an unreadable YAML file.
         DataError: the map cannot be read or has no roads; a rendered folder is incomplete (names the file).
         RenderError: rendering is needed and no usable OpenGL exists.
-        ValueError: unknown split or an option out of range.
+        ValueError: unknown split; RenderParameterError (a ValueError): an option out of range.
     """
 
     name: ClassVar[str] = "sim-city"

@@ -8,7 +8,7 @@ from typing import Any
 
 from maploc.errors import MaplocError
 
-__all__ = ["RenderError", "create_gl_context", "INSTALL_HINT"]
+__all__ = ["INSTALL_HINT", "RenderError", "RenderParameterError", "create_gl_context"]
 
 #: What to install for headless rendering on Debian / Ubuntu, and on Fedora.
 INSTALL_HINT = (
@@ -23,6 +23,13 @@ _LIBRARIES = (("EGL", "libEGL (EGL loader)", "libegl1"), ("GL", "libGL (OpenGL)"
 
 class RenderError(MaplocError):
     """Rendering is impossible here (no usable OpenGL / EGL) or failed; the message says what to do."""
+
+
+class RenderParameterError(MaplocError, ValueError):
+    """A rendering parameter (camera, trajectory, scene, command option) is out of range; the message names it.
+
+    A ``ValueError`` for Python callers and a :class:`~maploc.errors.MaplocError` for the CLI (one line, no traceback).
+    """
 
 
 def _missing_libraries() -> list[str]:

@@ -19,7 +19,7 @@ from maploc.types import Camera
 from . import shaders
 from .camera import opengl_projection, opengl_view
 from .conditions import Condition, get_condition
-from .gl import RenderError, create_gl_context
+from .gl import RenderError, RenderParameterError, create_gl_context
 from .labels import GROUND_LABEL
 from .scene import LAYERS, VERTEX_ATTRIBUTES, VERTEX_FORMAT, Scene
 
@@ -50,10 +50,10 @@ class RenderedFrame:
 def _check_pose(T: Any) -> np.ndarray:
     T = np.asarray(T.matrix() if hasattr(T, "matrix") else T, dtype=np.float64)
     if T.shape != (4, 4) or not np.isfinite(T).all():
-        raise ValueError(f"T_cam2world must be a finite (4, 4) matrix, got shape {T.shape}")
+        raise RenderParameterError(f"T_cam2world must be a finite (4, 4) matrix, got shape {T.shape}")
     R = T[:3, :3]
     if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
-        raise ValueError("T_cam2world must have a rotation matrix in its upper-left 3x3 block")
+        raise RenderParameterError("T_cam2world must have a rotation matrix in its upper-left 3x3 block")
     return T
 
 
@@ -69,7 +69,7 @@ class Renderer:
 
     Raises:
         RenderError: no usable OpenGL (names the missing library and how to install it).
-        ValueError: ``near`` / ``far`` out of range, or a texture larger than the GL limit.
+        RenderParameterError: ``near`` / ``far`` out of range, or a texture larger than the GL limit.
 
     Use as a context manager, or call :meth:`release`, to free the GL resources.
     """
@@ -80,9 +80,9 @@ class Renderer:
         import moderngl
 
         if not (isinstance(near, (int, float)) and near > 0 and math.isfinite(near)):
-            raise ValueError(f"near must be a positive number of metres, got {near!r}")
+            raise RenderParameterError(f"near must be a positive number of metres, got {near!r}")
         if not (isinstance(far, (int, float)) and far > near and math.isfinite(far)):
-            raise ValueError(f"far must be a number of metres larger than near={near}, got {far!r}")
+            raise RenderParameterError(f"far must be a number of metres larger than near={near}, got {far!r}")
         self.scene = scene
         self.camera = camera
         self.near, self.far = float(near), float(far)
@@ -92,7 +92,7 @@ class Renderer:
         limit = int(ctx.info["GL_MAX_TEXTURE_SIZE"])
         gh, gw = scene.ground.shape[:2]
         if max(gh, gw) > limit:
-            raise ValueError(
+            raise RenderParameterError(
                 f"the ground grid is {gw}x{gh} texels, above this OpenGL's limit {limit}: build the scene with a "
                 "larger ground_resolution_m"
             )
@@ -216,7 +216,7 @@ class Renderer:
             The frame (RGB, depth, labels, pose, camera).
 
         Raises:
-            ValueError: the pose is not a finite rigid transform, or the condition is unknown.
+            RenderParameterError: the pose is not a finite rigid transform, or the condition is unknown.
         """
         import moderngl
 

@@ -46,6 +46,7 @@ from shapely.geometry.polygon import orient
 
 from maploc.data.osm import GeoReference, OSMMap, rasterize
 
+from .gl import RenderParameterError
 from .labels import GROUND_LABEL, ground_labels, label_id
 
 __all__ = [
@@ -748,7 +749,7 @@ def build_scene(
         The scene.
 
     Raises:
-        ValueError: a parameter is out of range (named).
+        RenderParameterError: a parameter is out of range (named).
         DataError: the map has no feature inside its extent (from :func:`maploc.data.osm.rasterize`).
     """
     x0, y0, x1, y1 = osm_map.extent
@@ -760,10 +761,10 @@ def build_scene(
             logger.info("a %.0f m x %.0f m map: ground grid at %.2f m per texel", span_x, span_y, ground_resolution_m)
     for name, value in (("ground_resolution_m", ground_resolution_m), ("tile_size_m", tile_size_m)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number of metres, got {value!r}")
+            raise RenderParameterError(f"{name} must be a positive number of metres, got {value!r}")
     for name, value in (("margin_m", margin_m), ("clearance_m", clearance_m)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a non-negative number of metres, got {value!r}")
+            raise RenderParameterError(f"{name} must be a non-negative number of metres, got {value!r}")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     if building_tags is None:

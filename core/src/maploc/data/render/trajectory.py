@@ -28,6 +28,7 @@ from maploc.errors import DataError
 from maploc.types import Pose2
 
 from .camera import camera_pose
+from .gl import RenderParameterError
 
 __all__ = ["Route", "ViewPose", "plan_route", "traversal_offsets", "traversal_poses"]
 
@@ -94,7 +95,7 @@ def _usable_edges(osm_map: OSMMap, classes: Sequence[str], margin_m: float, buil
     graph = osm_map.road_graph
     unknown = [c for c in classes if c not in WAY_CLASSES]
     if unknown:
-        raise ValueError(f"unknown road classes {unknown}; way classes: {', '.join(WAY_CLASSES)}")
+        raise RenderParameterError(f"unknown road classes {unknown}; way classes: {', '.join(WAY_CLASSES)}")
     wanted = np.asarray([WAY_CLASSES.index(c) for c in classes], dtype=np.int64)
     keep = np.isin(graph.edge_classes, wanted)
     if not keep.any():
@@ -148,10 +149,10 @@ def plan_route(
     Raises:
         DataError: the map has no usable road (the message says which classes were looked for and how many edges
             the road graph has).
-        ValueError: ``length_m`` is not positive, or a class is unknown.
+        RenderParameterError: ``length_m`` is not positive, or a class is unknown.
     """
     if not (isinstance(length_m, (int, float)) and math.isfinite(length_m) and length_m > 0):
-        raise ValueError(f"length_m must be a positive number of metres, got {length_m!r}")
+        raise RenderParameterError(f"length_m must be a positive number of metres, got {length_m!r}")
     graph = osm_map.road_graph
     edges_index = _usable_edges(osm_map, classes, margin_m, building_clearance_m)
     if len(edges_index) == 0:
@@ -223,7 +224,7 @@ def traversal_offsets(traversals: int, max_offset_m: float = 1.2) -> np.ndarray:
     """Lateral offsets (metres, positive left) of ``traversals`` traversals: 0 for one, else evenly spread over
     ``[-max_offset_m, max_offset_m]`` (two traversals: right and left of the centreline)."""
     if traversals < 1:
-        raise ValueError(f"traversals must be at least 1, got {traversals}")
+        raise RenderParameterError(f"traversals must be at least 1, got {traversals}")
     return np.zeros(1) if traversals == 1 else np.linspace(-max_offset_m, max_offset_m, traversals)
 
 
@@ -263,20 +264,22 @@ def traversal_poses(
         ``frames`` poses, frame ``i`` at arc length ``start_m + i * spacing_m``.
 
     Raises:
-        ValueError: a parameter is out of range (named), or the route is too short.
+        RenderParameterError: a parameter is out of range (named), or the route is too short.
     """
     if not (isinstance(frames, (int, np.integer)) and frames >= 1):
-        raise ValueError(f"frames must be a positive integer, got {frames!r}")
+        raise RenderParameterError(f"frames must be a positive integer, got {frames!r}")
     if not (math.isfinite(spacing_m) and spacing_m > 0):
-        raise ValueError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
+        raise RenderParameterError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
     if not 0 <= traversal < traversals:
-        raise ValueError(f"traversal must be in [0, {traversals}), got {traversal}")
+        raise RenderParameterError(f"traversal must be in [0, {traversals}), got {traversal}")
     lo, hi = height_range_m
     if not (0 < lo <= hi):
-        raise ValueError(f"height_range_m must be (low, high) metres with 0 < low <= high, got {height_range_m}")
+        raise RenderParameterError(
+            f"height_range_m must be (low, high) metres with 0 < low <= high, got {height_range_m}"
+        )
     needed = start_m + (frames - 1) * spacing_m
     if route.length + 1e-6 < needed:
-        raise ValueError(
+        raise RenderParameterError(
             f"the route is {route.length:.1f} m long but {frames} frames every {spacing_m} m need {needed:.1f} m"
         )
     rng = np.random.default_rng([seed, 101, traversal])

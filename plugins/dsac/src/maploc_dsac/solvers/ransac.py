@@ -794,9 +794,9 @@ class DSACRansac:
 
         Returns ``(R, t, has, consistent)`` over the first ``C'`` candidates, ``C'`` the most any image
         needed; candidates an image did not need are marked as not solved (``has`` False). The first
-        chunk has ``H`` candidates (enough for every image when outliers are rare); the next ones are
-        sized from each image's observed rate of consistent candidates, at least doubling the count,
-        and only the images still short of ``H`` are solved. On the CPU a chunk is solved in pieces of
+        chunk has ``H`` candidates (nearly enough when outliers are rare); the next ones are sized
+        from the images' observed rates of consistent candidates, and only the images still short of
+        ``H`` are solved. On the CPU a chunk is solved in pieces of
         at most ``_CANDIDATE_PIECE`` minimal problems, which keeps the solver's intermediates in cache.
         """
         B, C = sets_ok.shape
@@ -815,10 +815,10 @@ class DSACRansac:
                 size = H
             else:
                 # Candidates each image still needs at its observed rate (half a success when it has
-                # none yet); the median over the images, at least as many as were solved already.
+                # none yet), with a margin; the median over the images still short of H.
                 need = (H - n_cons[active]).to(torch.float64)
                 rate = n_cons[active].to(torch.float64).clamp_min(0.5) / start
-                size = max(start, int(math.ceil(1.2 * float((need / rate).median()))))
+                size = max(H // 4, int(math.ceil(1.25 * float((need / rate).median()) + 4)))
             end = min(C, start + size)
             all_images = active.numel() == B
             sub = (lambda x: x) if all_images else (lambda x: None if x is None else x[active])
