@@ -107,14 +107,20 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     s.add_argument("--out", type=Path, default=Path("map.png"))
     s.add_argument("--resolution", type=float, default=0.5, help="metres per pixel (default 0.5)")
     r = dsub.add_parser("render", help="render street-level views of an OSM map sample (RGB, depth, labels, poses)")
-    r.add_argument("--map", default="helsinki-osm", help="map sample name (default: helsinki-osm)")
+    r.add_argument(
+        "--map", default="helsinki-osm",
+        help="sample name or path to an .osm/.osm.pbf/.osm.bz2 file (default: helsinki-osm)",
+    )
     r.add_argument("--frames", type=int, default=200, help="frames per traversal (default: 200)")
     r.add_argument("--conditions", default="day", help="comma-separated: day,overcast,dusk,night,autumn")
     r.add_argument("--traversals", type=int, default=1, help="traversals per condition (default: 1)")
     r.add_argument("--width", type=int, default=320)
     r.add_argument("--height", type=int, default=240)
     r.add_argument("--fov", type=float, default=70.0, help="horizontal field of view in degrees (default: 70)")
+    r.add_argument("--spacing", type=float, default=4.0, help="metres between frames along the route (default: 4)")
+    r.add_argument("--layouts", default="traversals,dsac,mgl", help="comma-separated: traversals,dsac,mgl")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--out", type=Path, required=True, help="output folder")
 
     if plugin_manager is not None and command in ("run", "train", "eval"):
@@ -275,6 +281,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         out = render_command(
             args.map, frames=args.frames, conditions=conditions, out=args.out, seed=args.seed,
             traversals=args.traversals, width=args.width, height=args.height, fov_deg=args.fov,
+            spacing_m=args.spacing, layouts=[x.strip() for x in args.layouts.split(",") if x.strip()],
+            progress=not args.no_progress,
         )
         print(f"wrote {out}")
         return 0

@@ -302,7 +302,7 @@ def test_ransac_pnp_entry_point_with_outliers_and_varying_sizes():
     corrs = [Correspondences(points2d=uv, points3d=pw, camera=cam) for cam, _, uv, _, pw in data]
     estimates = solver.solve(corrs)
     assert [e.success for e in estimates] == [True, True, False]  # 3 matches cannot give a pose
-    for (cam, T, *_), e in zip(data[:2], estimates[:2]):
+    for (_, T, *_), e in zip(data[:2], estimates[:2]):
         r, t = pose_error(e.T_cam2world.R.double(), e.T_cam2world.t.double(), T.R.double(), T.t.double())
         # noise-free inliers; a few outliers fall within 10 px by chance and pull the refinement a little
         assert float(r) < 0.1 and float(t) < 5e-3

@@ -42,12 +42,15 @@ class NetworkConfig:
             default 0.5 (4x fewer multiply-adds) fits the 2-core CPU budget of the default run.
         grayscale: grey input normalised as DSAC* (``true``) or RGB with ImageNet statistics.
         uncertainty: add a per-cell log-variance output (used by the Euclidean loss, and TransPose).
+        init: ``he`` (He-normal convolutions, a near-zero last layer; trains much faster from
+            scratch) or ``default`` (PyTorch's default initialisation, as DSAC*'s code).
     """
 
     encoder: str = "dsacstar"
     width: float = 0.5
     grayscale: bool = True
     uncertainty: bool = False
+    init: Literal["he", "default"] = "he"
 
 
 @attrs.frozen(kw_only=True)

@@ -153,7 +153,9 @@ class DSACMethod(Method[DSACConfig]):
 
     def configure_model(self) -> nn.Module:
         n = self.config.network
-        return SceneCoordinateNetwork(encoder=n.encoder, width=n.width, grayscale=n.grayscale, uncertainty=n.uncertainty)
+        return SceneCoordinateNetwork(
+            encoder=n.encoder, width=n.width, grayscale=n.grayscale, uncertainty=n.uncertainty, init=n.init
+        )
 
     def configure_optimizers(self, model: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
         """Adam; a ``LambdaLR`` that sets each step's learning rate to its stage's ``lr``."""

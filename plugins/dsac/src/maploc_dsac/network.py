@@ -190,7 +190,12 @@ class SceneCoordinateNetwork(Encoder):
     output_stride: ClassVar[int] = OUTPUT_STRIDE
 
     def __init__(
-        self, encoder: str = "dsacstar", width: float = 1.0, grayscale: bool = True, uncertainty: bool = False
+        self,
+        encoder: str = "dsacstar",
+        width: float = 1.0,
+        grayscale: bool = True,
+        uncertainty: bool = False,
+        init: str = "he",
     ) -> None:
         super().__init__()
         if width <= 0:
@@ -206,6 +211,10 @@ class SceneCoordinateNetwork(Encoder):
         self.encoder_name = encoder
         self.head = RegressionHead(self.encoder.out_channels, _ch(512, width), uncertainty)
         self.uncertainty = uncertainty
+        if init == "he":
+            self._he_init()
+        elif init != "default":
+            raise ValueError(f"unknown init {init!r}; use 'he' or 'default'")
         self.register_buffer("mean", torch.zeros(3))
         self.register_buffer("mean_initialized", torch.tensor(False))
         if grayscale:
@@ -214,6 +223,20 @@ class SceneCoordinateNetwork(Encoder):
         else:
             self.register_buffer("input_mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
             self.register_buffer("input_std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _he_init(self) -> None:
+        """He (Kaiming) normal initialisation of the DSAC* convolutions (fan-in, ReLU gain), zero
+        biases; the last layer (``fc3``) scaled to predict offsets of a few centimetres at first.
+        timm encoders keep timm's own initialisation."""
+        modules = list(self.head.modules())
+        if isinstance(self.encoder, DSACStarEncoder):
+            modules += list(self.encoder.modules())
+        for m in modules:
+            if isinstance(m, nn.Conv2d) and m is not self.head.log_variance:
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            self.head.fc3.weight.mul_(0.01)
 
     def set_mean(self, mean: Tensor) -> None:
         """Sets the mean scene coordinate ``(3,)`` (metres, world frame) and marks it initialised."""

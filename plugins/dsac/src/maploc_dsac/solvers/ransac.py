@@ -69,6 +69,7 @@ Mode = Literal["rgb", "rgbd"]
 _MASK32 = 0xFFFFFFFF
 _Z_MIN = 1e-6  # metres: points closer to (or behind) the camera plane do not project
 _CANDIDATE_PIECE = 8192  # CPU: minimal problems solved at once (the solver's intermediates stay in cache)
+_SCORE_BLOCK = 1 << 16  # CPU: hypothesis x correspondence elements scored at once (buffers stay in cache)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -370,6 +371,107 @@ def refine_pnp_lm(
             tiny = step.abs().amax(-1) < 100.0 * eps * (1.0 + t.abs().amax(-1))
             if bool(((accept & tiny) | (stalls >= 2) | ~ok).all()):
                 break
+    return R, t
+
+
+def _pnp_gram(
+    R: Tensor, t: Tensor, Xh: Tensor, uv_obs: Tensor, K: Tensor, weights: Tensor, max_error: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The normal equations of :func:`_pnp_normal_equations` for ``B`` poses, in one Gram matrix.
+
+    ``Xh (B, 4, M)`` homogeneous world points, ``uv_obs (B, 2, M)``, ``weights (B, M)``. With ``A`` the
+    ``(7, 2M)`` matrix whose rows are the six Jacobian columns and the residuals, ``A W A^T`` holds
+    ``J^T W J``, ``J^T W r`` and ``r^T W r``: one batched GEMM instead of per-point 6x6 products.
+    Returns ``(J^T W J (B, 6, 6), J^T W r (B, 6), cost (B,))``.
+    """
+    B, M = weights.shape
+    P = torch.cat([R, t[..., None]], -1)  # (B, 3, 4)
+    KP = (K[:, :2, :, None] * P[:, None]).sum(-2)  # rows u, v of K [R | t]
+    Y = torch.bmm(torch.cat([P, KP], 1), Xh)  # (B, 5, M): x_cam, u z, v z
+    x, y, z = Y[:, 0:1], Y[:, 1:2], Y[:, 2:3]
+    in_front = z > _Z_MIN
+    iz = 1.0 / torch.where(in_front, z, torch.ones_like(z))
+    uv = Y[:, 3:5] * iz  # (B, 2, M)
+    # d(u, v)/d(x_cam) = (K[:2] - (u, v) e_z^T) / z; the rotation columns are x_cam cross d.
+    dx = K[:, :2, 0:1] * iz
+    dy = K[:, :2, 1:2] * iz
+    dz = (K[:, :2, 2:3] - uv) * iz
+    A = torch.stack([y * dz - z * dy, z * dx - x * dz, x * dy - y * dx, dx, dy, dz, uv - uv_obs], 1)  # (B, 7, 2, M)
+    w = weights[:, None] * in_front  # (B, 1, M)
+    G = torch.bmm((A * w[:, None]).view(B, 7, 2 * M), A.view(B, 7, 2 * M).transpose(1, 2))
+    behind = (weights * (~in_front[:, 0])).sum(-1)
+    return G[:, :6, :6], G[:, :6, 6], G[:, 6, 6] + behind * max_error**2
+
+
+def _refine_pnp_lm_inliers(
+    R: Tensor,
+    t: Tensor,
+    Xh: Tensor,
+    uv_obs: Tensor,
+    K: Tensor,
+    inliers: Tensor,
+    iterations: int,
+    damping: float = 1e-4,
+    max_error: float = 100.0,
+) -> tuple[Tensor, Tensor]:
+    """Test-time :func:`refine_pnp_lm` (no autograd) for ``B`` poses on a boolean inlier set.
+
+    ``R (B, 3, 3)``, ``t (B, 3)``, ``Xh (B, 4, N)`` homogeneous world points, ``uv_obs (B, 2, N)``,
+    ``K (B, 3, 3)``, ``inliers (B, N)`` bool. The same damped steps, acceptance test and damping
+    schedule; faster by (1) gathering each image's inliers first (zero weights add nothing), (2) one
+    Gram-matrix evaluation per iteration, at the trial pose (its normal equations are the next
+    iteration's when the step is kept; :func:`refine_pnp_lm` evaluates the current pose again), and
+    (3) dropping each problem from the batch once it has converged by :func:`refine_pnp_lm`'s test
+    (which instead iterates until every problem of the batch has).
+    """
+    B, N = inliers.shape
+    counts = inliers.sum(-1)
+    M = int(counts.max()) if B > 0 else 0
+    if M == 0 or iterations == 0:
+        return R, t
+    order = torch.argsort((~inliers).to(torch.uint8), dim=-1, stable=True)[:, :M]  # inliers first
+    Xh = torch.gather(Xh, 2, order[:, None].expand(B, 4, M))
+    uv_obs = torch.gather(uv_obs, 2, order[:, None].expand(B, 2, M))
+    w = (torch.arange(M, device=R.device) < counts[:, None]).to(R.dtype)
+    eye6 = torch.eye(6, dtype=R.dtype, device=R.device)
+    eps = torch.finfo(R.dtype).eps
+    R, t = R.clone(), t.clone()
+    jtj, jtr, cost = _pnp_gram(R, t, Xh, uv_obs, K, w, max_error)
+    lam = torch.full((B,), damping, dtype=R.dtype, device=R.device)
+    stalls = torch.zeros(B, dtype=torch.int64, device=R.device)
+    active = (counts >= 3).nonzero()[:, 0]
+    for _ in range(iterations):
+        if active.numel() == 0:
+            break
+        full = active.numel() == B
+        sel = (lambda x: x) if full else (lambda x: x[active])
+        R_a, t_a, jtj_a, jtr_a, cost_a, lam_a = sel(R), sel(t), sel(jtj), sel(jtr), sel(cost), sel(lam)
+        diag = jtj_a.diagonal(dim1=-2, dim2=-1)
+        scale = diag.amax(-1).clamp_min(1e-30)
+        lhs = jtj_a + (lam_a[..., None] * diag + 1e-12 * scale[..., None]).diag_embed()
+        step, info = torch.linalg.solve_ex(lhs, -jtr_a)
+        ok = (info == 0) & torch.isfinite(step).all(-1)
+        step = torch.where(ok[..., None], step, torch.zeros_like(step))
+        dR = _so3_exp(step[..., :3])
+        R_new = _matmul3(dR, R_a)
+        t_new = _matvec3(dR, t_a) + step[..., 3:]
+        jtj_n, jtr_n, cost_n = _pnp_gram(R_new, t_new, sel(Xh), sel(uv_obs), sel(K), sel(w), max_error)
+        accept = ok & (cost_n < cost_a)
+        R_a = torch.where(accept[..., None, None], R_new, R_a)
+        t_a = torch.where(accept[..., None], t_new, t_a)
+        jtj_a = torch.where(accept[..., None, None], jtj_n, jtj_a)
+        jtr_a = torch.where(accept[..., None], jtr_n, jtr_a)
+        cost_a = torch.where(accept, cost_n, cost_a)
+        lam_a = torch.where(accept, (lam_a * 0.1).clamp_min(1e-12), (lam_a * 10.0).clamp_max(1e12))
+        stalls_a = torch.where(accept, torch.zeros_like(active), sel(stalls) + 1)
+        tiny = step.abs().amax(-1) < 100.0 * eps * (1.0 + t_a.abs().amax(-1))
+        done = (accept & tiny) | (stalls_a >= 2) | ~ok
+        if full:
+            R, t, jtj, jtr, cost, lam, stalls = R_a, t_a, jtj_a, jtr_a, cost_a, lam_a, stalls_a
+        else:
+            R[active], t[active], jtj[active], jtr[active] = R_a, t_a, jtj_a, jtr_a
+            cost[active], lam[active], stalls[active] = cost_a, lam_a, stalls_a
+        active = active[~done]
     return R, t
 
 
@@ -868,6 +970,84 @@ class DSACRansac:
         logits = torch.where(hyp_valid, logits, torch.full_like(logits, float("-inf")))
         return counts, logits
 
+    def _soft_counts(
+        self,
+        R: Tensor,
+        t: Tensor,
+        sc: Tensor,
+        pixels: Tensor | None,
+        K: Tensor | None,
+        points_cam: Tensor | None,
+        valid: Tensor,
+    ) -> Tensor:
+        """Soft inlier counts ``(B, H)`` of poses ``(B, H, 3, 3)``, ``(B, H, 3)`` without autograd.
+
+        The same values as ``soft_inlier_count(self._errors(...), ...)`` up to rounding, computed
+        without the ``(B, H, N, 3)`` intermediates: one GEMM ``[K R | K t] [X; 1]`` per block of
+        hypotheses, then a few in-place passes over ``(hypotheses, N)`` buffers that are reused
+        (fresh large allocations page-fault on the CPU), and the masked sum as a matrix-vector product.
+        On the CPU, blocks of about ``_SCORE_BLOCK`` elements keep the buffers in cache; elsewhere one
+        block holds the whole batch.
+        """
+        B, H = R.shape[:2]
+        N = sc.shape[1]
+        dtype = sc.dtype
+        rgb = self.mode == "rgb"
+        if rgb:
+            assert pixels is not None and K is not None
+            P = torch.cat([_matmul3(K[:, None], R), _matvec3(K[:, None], t)[..., None]], -1)  # K [R | t]
+            target = pixels.transpose(1, 2).neg()  # (B, 2, N), -(u, v)
+        else:
+            assert points_cam is not None
+            P = torch.cat([R, t[..., None]], -1)
+            target = points_cam.transpose(1, 2).neg()  # (B, 3, N)
+        P = P.to(dtype).reshape(B, H * 3, 4)
+        Xh = torch.cat([sc, torch.ones_like(sc[..., :1])], -1).transpose(1, 2)  # (B, 4, N)
+        weights = valid.to(dtype)[..., None]  # (B, N, 1)
+        if sc.device.type == "cpu":
+            bb, hb = 1, max(1, min(H, _SCORE_BLOCK // max(N, 1)))
+            Xh, target = Xh.contiguous(), target.contiguous()
+        else:
+            bb, hb = B, H
+        beta, bt, max2 = self.inlier_beta, self.inlier_beta * self.inlier_threshold, self.max_error**2
+        if rgb:
+            # Points at or behind the plane z = _Z_MIN get the error clamp: with zc = max(z, z_next)
+            # (z_next the next float above _Z_MIN), (zc - z) is zero in front and at least one ulp of
+            # z_next behind; scaled by `big` it pushes the squared error past the clamp.
+            z_next = float(torch.nextafter(torch.tensor(_Z_MIN, dtype=dtype), torch.tensor(1.0, dtype=dtype)))
+            ulp = z_next - float(torch.nextafter(torch.tensor(z_next, dtype=dtype), torch.tensor(0.0, dtype=dtype)))
+            big = 2.0 ** math.ceil(math.log2(4.0 * max2 / ulp))
+        counts = torch.empty(B, H, 1, dtype=dtype, device=sc.device)
+        proj = e2 = a = c = None
+        for b0 in range(0, B, bb):
+            b1 = min(B, b0 + bb)
+            for h0 in range(0, H, hb):
+                h1 = min(H, h0 + hb)
+                shape = (b1 - b0, h1 - h0, N)
+                if proj is None or proj.shape[0] != shape[0] or proj.shape[1] != 3 * shape[1]:
+                    proj = torch.empty(shape[0], 3 * shape[1], N, dtype=dtype, device=sc.device)
+                    e2, a, c = (torch.empty(shape, dtype=dtype, device=sc.device) for _ in range(3))
+                torch.bmm(P[b0:b1, 3 * h0 : 3 * h1], Xh[b0:b1], out=proj)
+                p = proj.view(shape[0], shape[1], 3, N)
+                x, y, z = p[:, :, 0], p[:, :, 1], p[:, :, 2]
+                tx, ty = target[b0:b1, 0, None], target[b0:b1, 1, None]
+                if rgb:
+                    torch.clamp_min(z, z_next, out=a)
+                    torch.sub(a, z, out=c)  # > 0 behind the camera
+                    a.reciprocal_()
+                    torch.addcmul(tx, x, a, out=e2)  # u - u_obs
+                    torch.addcmul(ty, y, a, out=z)  # v - v_obs (z is no longer needed)
+                    e2.mul_(e2).addcmul_(z, z).add_(c, alpha=big)
+                else:
+                    torch.add(x, tx, out=e2)
+                    torch.add(y, ty, out=a)
+                    torch.add(z, target[b0:b1, 2, None], out=c)
+                    e2.mul_(e2).addcmul_(a, a).addcmul_(c, c)
+                # sigmoid(beta (tau - min(sqrt(max(e2, 1e-20)), max_error)))
+                e2.clamp_(1e-20, max2).sqrt_().mul_(-beta).add_(bt).sigmoid_()
+                torch.bmm(e2, weights[b0:b1], out=counts[b0:b1, h0:h1])
+        return counts[..., 0]
+
     # ---- refinement -------------------------------------------------------------------------------
 
     def _fit_fn(
@@ -900,6 +1080,59 @@ class DSACRansac:
             return R_new, t_new, ok
 
         return fit_rgbd
+
+    def _refine_winner(
+        self,
+        R: Tensor,
+        t: Tensor,
+        sc: Tensor,
+        pixels: Tensor | None,
+        K: Tensor | None,
+        points_cam: Tensor | None,
+        mask: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Test-time ``_refine_on_inliers`` for one pose per image ``(B, 3, 3)``, ``(B, 3)``, in the
+        compute dtype: the same re-fits, but each step only re-fits (and re-scores) the images whose
+        inlier set is still growing, and PnP uses :func:`_refine_pnp_lm_inliers`."""
+        B = R.shape[0]
+        rgb = self.mode == "rgb"
+        if rgb:
+            assert pixels is not None and K is not None
+            Xh = torch.cat([sc, torch.ones_like(sc[..., :1])], -1).transpose(1, 2).contiguous()
+            uv_obs = pixels.transpose(1, 2).contiguous()
+        else:
+            assert points_cam is not None
+
+        def errors(idx: Tensor | None, R_: Tensor, t_: Tensor) -> Tensor:
+            sub = (lambda x: x) if idx is None else (lambda x: None if x is None else x[idx])
+            return self._errors(R_, t_, sub(sc), sub(pixels), sub(K), sub(points_cam))
+
+        R, t = R.clone(), t.clone()
+        inliers = (errors(None, R, t) < self.inlier_threshold) & mask
+        best = torch.full((B,), self.set_size, dtype=torch.int64, device=R.device)
+        active = torch.ones(B, dtype=torch.bool, device=R.device)
+        for _ in range(self.max_refinement_steps):
+            count = inliers.sum(-1)
+            active = active & (count > best)
+            idx = active.nonzero()[:, 0]
+            if idx.numel() == 0:
+                break
+            best = torch.where(active, count, best)
+            inl = inliers[idx]
+            if rgb:
+                R_new, t_new = _refine_pnp_lm_inliers(
+                    R[idx], t[idx], Xh[idx], uv_obs[idx], K[idx], inl, self.lm_iterations, max_error=self.max_error
+                )
+                ok = count[idx] >= 4
+            else:
+                R_c2w, t_c2w, ok = kabsch(points_cam[idx], sc[idx], inl.to(R.dtype))
+                R_new, t_new = _invert(R_c2w, t_c2w)
+            R_i = torch.where(ok[:, None, None], R_new, R[idx])
+            t_i = torch.where(ok[:, None], t_new, t[idx])
+            R[idx], t[idx] = R_i, t_i
+            active[idx] = ok
+            inliers[idx] = (errors(idx, R_i, t_i) < self.inlier_threshold) & mask[idx]
+        return R, t
 
     # ---- public entry points ----------------------------------------------------------------------
 
@@ -954,8 +1187,9 @@ class DSACRansac:
                 hypothesis_index=zeros_b.clone(),
             )
         R, t, hyp_valid, _ = self._hypotheses(sc, pixels, K, points_cam, valid, seed, minimal_sets)
-        errors = self._errors(R, t, sc, pixels, K, points_cam)
-        counts, logits = self._score(errors, valid, hyp_valid)
+        counts = self._soft_counts(R, t, sc, pixels, K, points_cam, valid)
+        n = valid.sum(-1).clamp_min(1).to(dtype)[:, None]
+        logits = torch.where(hyp_valid, self.inlier_alpha * counts / n, torch.full_like(counts, float("-inf")))
         best = logits.argmax(-1)
         has_any = hyp_valid.any(-1)
         R0 = R[torch.arange(B, device=sc.device), best]
@@ -966,16 +1200,7 @@ class DSACRansac:
         pxc = pixels.to(cd) if pixels is not None else None
         Kc = K.to(cd) if K is not None else None
         pcc = points_cam.to(cd) if points_cam is not None else None
-        R_ref, t_ref, _ = _refine_on_inliers(
-            R0.to(cd),
-            t0.to(cd),
-            lambda R_, t_: self._errors(R_, t_, scc, pxc, Kc, pcc),
-            self._fit_fn(scc, pxc, Kc, pcc, 0, self.lm_iterations),
-            valid & has_any[:, None],
-            self.inlier_threshold,
-            self.set_size,
-            self.max_refinement_steps,
-        )
+        R_ref, t_ref = self._refine_winner(R0.to(cd), t0.to(cd), scc, pxc, Kc, pcc, valid & has_any[:, None])
         inliers = (self._errors(R_ref, t_ref, scc, pxc, Kc, pcc) < self.inlier_threshold) & valid
         num_inliers = inliers.sum(-1)
         success = has_any & (valid.sum(-1) >= self.set_size) & (num_inliers >= self.set_size)
