@@ -181,3 +181,28 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
         torch.testing.assert_close(weights[2][name], weights[1][name], atol=1e-5, rtol=1e-4)
     # the runs trained: the weights moved well beyond the tolerance
     assert (weights[1]["linear.weight"] - initial["linear.weight"]).abs().max() > 1e-2
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    seen = []
+
+    class Probe:
+        def on_train_batch_end(self, engine, step, epoch, loss):
+            seen.append(loss)
+
+    method = BoringMethod(apply_overrides(BoringConfig(), ["train.max_steps=3"]))
+    engine = Engine(EngineConfig(precision="bf16", progress=False), tmp_path, callbacks=[Probe()])
+    method.model = method.configure_model()
+    result = engine.fit(method, SyntheticRoom(None, "train"))
+    assert result.steps == 3 and len(seen) == 3 and all(torch.isfinite(torch.tensor(seen)))
+    # under autocast the linear layer really ran in bf16
+    with engine.fabric.autocast():
+        out = method.model(torch.rand(2, 3, 48, 64))
+    assert out.dtype == torch.bfloat16
+
+
+def test_fp16_on_cpu_is_a_clear_error(tmp_path):
+    from maploc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 autocast is not supported on CPU"):
+        Engine(EngineConfig(precision="16"), tmp_path)
