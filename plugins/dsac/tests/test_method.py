@@ -327,3 +327,12 @@ def test_ransac_kabsch_entry_point():
 def test_cell_centres_are_what_localize_uses():
     c = cell_centres(2, 2)
     assert c.reshape(-1, 2).tolist() == [[4.0, 4.0], [12.0, 4.0], [4.0, 12.0], [12.0, 12.0]]
+
+
+def test_pixel_thresholds_scale_with_the_image_height():
+    method = DSACMethod(_config())
+    r = method._ransac(train=False, height=120)
+    assert r.inlier_threshold == pytest.approx(2.5) and r.max_error == pytest.approx(25.0)
+    assert method._ransac(train=False, height=480).inlier_threshold == pytest.approx(10.0)
+    rgbd = DSACMethod(_config("mode=rgbd", "ransac.inlier_threshold=0.05"))._ransac(train=False, height=120)
+    assert rgbd.inlier_threshold == pytest.approx(0.05) and rgbd.max_error == pytest.approx(1.0)  # metres: not scaled

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from maploc_dsac.solvers import p3p_lambda_twist
+from maploc_dsac.solvers.p3p import _p3p_components
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -196,3 +197,52 @@ def test_shape_errors():
         p3p_lambda_twist(torch.zeros(3, 2), torch.zeros(3, 3))
     with pytest.raises(ValueError):
         p3p_lambda_twist(torch.zeros(2, 3, 3), torch.zeros(3, 3, 3))
+
+
+def _components(bearings, points):
+    """``_p3p_components`` (the RANSAC's no-autograd solver) stacked like ``p3p_lambda_twist``."""
+    rot, trans, valid = _p3p_components(bearings, points)
+    return torch.stack([torch.stack(row, -1) for row in rot], -2), torch.stack(trans, -1), valid
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_component_solver_matches_reference(dtype):
+    """The component-tensor solver of the candidate search agrees with ``p3p_lambda_twist``: the
+    same valid slots (up to a few borderline ones), poses to rounding, identity / zero elsewhere,
+    on random problems with noise, thin triangles, degenerate and non-finite triplets."""
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    X = torch.randn(n, 3, 3, generator=g, dtype=torch.float64) * 2
+    R = torch.linalg.qr(torch.randn(n, 3, 3, generator=g, dtype=torch.float64))[0]
+    R = R * torch.linalg.det(R).sign()[:, None, None]
+    t = torch.randn(n, 3, generator=g, dtype=torch.float64) + torch.tensor([0.0, 0.0, 8.0], dtype=torch.float64)
+    xc = X @ R.transpose(1, 2) + t[:, None]
+    y = xc / xc.norm(dim=-1, keepdim=True)
+    noisy = torch.rand(n, 1, 1, generator=g, dtype=torch.float64) < 0.3
+    y = y + torch.randn(y.shape, generator=g, dtype=torch.float64) * 1e-3 * noisy
+    X[:20, 2] = 2.0 * X[:20, 1] - X[:20, 0]  # collinear
+    X[20:30, 2] = X[20:30, 1]  # repeated
+    y[30:40, 1] = y[30:40, 0]  # same ray
+    y[40:50, 1, 0] = float("nan")
+    X[50:60, 2, 1] = float("inf")
+    y[60:70, 0] = 0.0
+    y, X = y.to(dtype), X.to(dtype)
+    R_ref, t_ref, v_ref = p3p_lambda_twist(y, X)
+    R_c, t_c, v_c = _components(y, X)
+    assert R_c.shape == R_ref.shape and t_c.shape == t_ref.shape and v_c.shape == v_ref.shape
+    assert not v_c[:70].any()
+    assert int((v_ref != v_c).sum()) <= max(2, int(v_ref.sum()) // 2000)
+    both = v_ref & v_c
+    tol = 1e-8 if dtype == torch.float64 else 1e-3
+    # Relative to the conditioning: compare the median and bound the worst case loosely.
+    dR = (R_ref - R_c)[both].abs().amax((-1, -2))
+    dt = (t_ref - t_c)[both].abs().amax(-1) / t_ref[both].abs().amax(-1).clamp_min(1.0)
+    assert float(dR.median()) < tol * 1e-3 and float(dt.median()) < tol * 1e-3
+    assert float(dR.max()) < tol * 100 and float(dt.max()) < tol * 100
+    assert torch.isfinite(R_c).all() and torch.isfinite(t_c).all()
+    torch.testing.assert_close(R_c[~v_c], torch.eye(3, dtype=dtype).expand_as(R_c[~v_c]), rtol=0, atol=0)
+    assert bool((t_c[~v_c] == 0).all())
+    # Batch shapes are kept.
+    R2, t2, v2 = _components(y[:12].reshape(3, 4, 3, 3), X[:12].reshape(3, 4, 3, 3))
+    assert R2.shape == (3, 4, 4, 3, 3) and t2.shape == (3, 4, 4, 3) and v2.shape == (3, 4, 4)
+    assert torch.equal(v2.reshape(12, 4), v_c[:12])

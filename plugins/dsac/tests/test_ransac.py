@@ -17,6 +17,7 @@ from maploc_dsac.solvers import (
     sample_minimal_sets,
     soft_inlier_count,
 )
+from maploc_dsac.solvers import ransac as ransac_module
 
 
 @pytest.fixture(autouse=True)
@@ -309,6 +310,146 @@ def test_rgb_hypotheses_reproduce_their_minimal_sets():
     uv = d["pixels"][sets[0]]
     err = reprojection_errors(R[0], t[0], X, uv, d["K"].expand(16, 3, 3), 100.0)
     assert (err < 10.0).all()
+
+
+# --------------------------------------------------------------------------------------------
+# the test-time fast path against the reference functions
+# --------------------------------------------------------------------------------------------
+
+
+def _stack_scenes(scenes, key):
+    return torch.stack([s[key] for s in scenes])
+
+
+@pytest.mark.parametrize("mode", ["rgb", "rgbd"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_soft_counts_match_reference(mode, dtype, monkeypatch):
+    """The fused scoring of ``__call__`` equals ``soft_inlier_count`` of the reference errors, with
+    masked correspondences, hypotheses that put points behind the camera, and small blocks."""
+    scenes = [make_scene(50 + i, n=300, outlier_ratio=r, noise_px=1.0, dtype=dtype) for i, r in enumerate([0.0, 0.6])]
+    sc, px, K, pc = (_stack_scenes(scenes, k) for k in ("scene", "pixels", "K", "points_cam"))
+    valid = torch.ones(2, 300, dtype=torch.bool)
+    valid[1, ::5] = False
+    solver = DSACRansac(mode, num_hypotheses=24)
+    R, t, _, _ = solver.hypotheses(sc, px, K, points_cam=pc, mask=valid, seed=torch.tensor([1, 2]))
+    R, t = R.detach().clone(), t.detach().clone()
+    # Some hypotheses looking away (points behind the camera) or far off.
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=dtype))
+    R[:, :4] = flip @ R[:, :4]
+    t[:, 4:8] += torch.tensor([5.0, -3.0, 40.0], dtype=dtype)
+    reference = soft_inlier_count(
+        solver._errors(R, t, sc, px, K, pc), valid[:, None], solver.inlier_threshold, solver.inlier_beta
+    )
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=2e-4)
+    for block in (1 << 16, 700):  # one block per image, and blocks of two hypotheses
+        monkeypatch.setattr(ransac_module, "_SCORE_BLOCK", block)
+        counts = solver._soft_counts(R, t, sc, px, K, pc, valid)
+        assert counts.dtype == dtype
+        torch.testing.assert_close(counts, reference, **tol)
+
+
+@pytest.mark.parametrize("inlier_ratio", [0.9, 0.4])
+def test_test_time_lm_matches_refine_pnp_lm(inlier_ratio):
+    """The Gram-matrix LM on gathered inliers converges to the same pose as ``refine_pnp_lm``."""
+    scenes = [make_scene(60 + i, n=400, outlier_ratio=0.3, noise_px=1.0) for i in range(3)]
+    sc, px, K = (_stack_scenes(scenes, k) for k in ("scene", "pixels", "K"))
+    R_w2c = torch.stack([s["R_c2w"].T for s in scenes])
+    t_w2c = -(R_w2c @ torch.stack([s["t_c2w"] for s in scenes])[..., None])[..., 0]
+    # Start from perturbed poses.
+    omega = torch.tensor([[0.02, -0.01, 0.015], [-0.03, 0.02, 0.0], [0.0, 0.01, -0.02]], dtype=torch.float64)
+    dR = ransac_module._so3_exp(omega)
+    R0, t0 = dR @ R_w2c, t_w2c + torch.tensor([0.05, -0.03, 0.04], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    inliers = torch.rand(3, 400, generator=g) < inlier_ratio
+    inliers[2, 5:] = False  # few points: stays where it is unless >= 3
+    inliers[2, :5] = True
+    R_ref, t_ref = ransac_module.refine_pnp_lm(R0, t0, sc, px, K, inliers.double(), 10)
+    Xh = torch.cat([sc, torch.ones_like(sc[..., :1])], -1).transpose(1, 2).contiguous()
+    R_new, t_new = ransac_module._refine_pnp_lm_inliers(R0, t0, Xh, px.transpose(1, 2).contiguous(), K, inliers, 10)
+    torch.testing.assert_close(R_new, R_ref, rtol=0, atol=1e-9)
+    torch.testing.assert_close(t_new, t_ref, rtol=0, atol=1e-9)
+    # The normal equations themselves.
+    jtj, jtr, cost = ransac_module._pnp_normal_equations(R0, t0, sc, px, K, inliers.double(), 100.0)
+    g_jtj, g_jtr, g_cost = ransac_module._pnp_gram(R0, t0, Xh, px.transpose(1, 2), K, inliers.double(), 100.0)
+    torch.testing.assert_close(g_jtj, jtj, rtol=1e-12, atol=1e-6)
+    torch.testing.assert_close(g_jtr, jtr, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(g_cost, cost, rtol=1e-12, atol=1e-9)
+
+
+def test_sampler_ranges_equal_full_sampling():
+    mask = torch.ones(3, 50, dtype=torch.bool)
+    mask[1, 10:] = False
+    mask[2, ::3] = False
+    seeds = torch.tensor([7, 8, 9])
+    full, ok = sample_minimal_sets(mask, 300, 4, seeds)
+    draw = ransac_module._minimal_set_sampler(mask, 4, seeds)
+    part, part_ok = draw(120, 250, None)
+    assert torch.equal(part, full[:, 120:250]) and torch.equal(part_ok, ok[:, 120:250])
+    images = torch.tensor([2, 0])
+    part, part_ok = draw(5, 17, images)
+    assert torch.equal(part, full[images, 5:17]) and torch.equal(part_ok, ok[images, 5:17])
+
+
+@pytest.mark.parametrize("mode", ["rgb", "rgbd"])
+def test_candidate_search_keeps_the_sets_of_solving_all(mode):
+    """Solving candidates in chunks and stopping each image once it has H self-consistent ones keeps
+    the same sets as solving every candidate at once, also for an image that never reaches H."""
+    ratios = [0.0, 0.5, 0.9]
+    scenes = [make_scene(70 + i, n=200, outlier_ratio=r, noise_px=1.0) for i, r in enumerate(ratios)]
+    sc, px, K, pc = (_stack_scenes(scenes, k) for k in ("scene", "pixels", "K", "points_cam"))
+    solver = DSACRansac(mode, num_hypotheses=16, candidates_per_hypothesis=16)
+    seeds = torch.tensor([11, 12, 13])
+    with torch.no_grad():
+        R, t, has, sets = solver.hypotheses(sc, px, K, points_cam=pc, seed=seeds)
+        valid = torch.ones(3, 200, dtype=torch.bool)
+        all_sets, all_ok = sample_minimal_sets(valid, 16 * 16, solver.set_size, seeds)
+        if mode == "rgb":
+            R_all, t_all, has_all, cons_all = solver._candidates_rgb(sc, px, K, all_sets)
+        else:
+            R_all, t_all, has_all, cons_all = solver._candidates_rgbd(sc, pc, all_sets)
+        has_all, cons_all = has_all & all_ok, cons_all & has_all & all_ok
+    assert int(cons_all[2].sum()) < 16 <= int(cons_all[0].sum())  # one image short of H
+    order = torch.argsort(2 - cons_all.long() - has_all.long(), dim=1, stable=True)[:, :16]
+    assert torch.equal(sets, torch.gather(all_sets, 1, order[..., None].expand(3, 16, solver.set_size)))
+    assert torch.equal(has, torch.gather(has_all, 1, order))
+    torch.testing.assert_close(R, torch.gather(R_all, 1, order[..., None, None].expand(3, 16, 3, 3)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["rgb", "rgbd"])
+@pytest.mark.parametrize("outlier_ratio", [0.0, 0.5])
+def test_test_time_path_matches_reference_functions(mode, outlier_ratio):
+    """``__call__`` (fused scoring, per-image refinement, Gram LM) against the reference building
+    blocks: the same selected hypothesis and inliers, the pose to LM convergence."""
+    scenes = [make_scene(80 + i, n=400, outlier_ratio=outlier_ratio, noise_px=1.0) for i in range(3)]
+    sc, px, K, pc = (_stack_scenes(scenes, k) for k in ("scene", "pixels", "K", "points_cam"))
+    mask = torch.ones(3, 400, dtype=torch.bool)
+    mask[0, 300:] = False
+    solver = DSACRansac(mode, num_hypotheses=32)
+    seeds = torch.tensor([4, 5, 6])
+    res = solver(sc, px, K, points_cam=pc, mask=mask, seed=seeds)
+    with torch.no_grad():
+        R, t, hyp_valid, _ = solver.hypotheses(sc, px, K, points_cam=pc, mask=mask, seed=seeds)
+        counts, logits = solver._score(solver._errors(R, t, sc, px, K, pc), mask, hyp_valid)
+        best = logits.argmax(-1)
+        b = torch.arange(3)
+        R_ref, t_ref, _ = ransac_module._refine_on_inliers(
+            R[b, best],
+            t[b, best],
+            lambda R_, t_: solver._errors(R_, t_, sc, px, K, pc),
+            solver._fit_fn(sc, px, K, pc, 0, solver.lm_iterations),
+            mask,
+            solver.inlier_threshold,
+            solver.set_size,
+            solver.max_refinement_steps,
+        )
+        inliers = (solver._errors(R_ref, t_ref, sc, px, K, pc) < solver.inlier_threshold) & mask
+    assert torch.equal(res.hypothesis_index, best)
+    torch.testing.assert_close(res.soft_inlier_count, counts[b, best], rtol=1e-10, atol=1e-10)
+    R_c2w, t_c2w = R_ref.transpose(-1, -2), -(R_ref.transpose(-1, -2) @ t_ref[..., None])[..., 0]
+    torch.testing.assert_close(res.R_cam2world, R_c2w, rtol=0, atol=1e-8)
+    torch.testing.assert_close(res.t_cam2world, t_c2w, rtol=0, atol=1e-8)
+    assert torch.equal(res.inliers, inliers)
+    assert res.success.all()
 
 
 # --------------------------------------------------------------------------------------------

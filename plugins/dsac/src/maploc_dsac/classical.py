@@ -11,11 +11,14 @@ each keypoint its 3-D point):
    mapping frame; the keypoints with valid depth are lifted to world points with the frame's
    ``K`` and ``T_cam2world``.
 2. ``localize``: SIFT of the query, matched to every mapping frame by brute force (L2) with Lowe's
-   ratio test; all 2D-3D matches pooled; ``cv2.solvePnPRansac`` (threshold and iterations from
+   ratio test; all 2D-3D matches pooled; ``cv2.solvePnPRansac`` (EPnP minimal solver; threshold,
+   given at 480 px image height and scaled to the image, and iterations from
    :class:`~maploc_dsac.config.ClassicalConfig`); the pose refined on the inliers with
    ``cv2.solvePnPRefineLM``. Fewer than ``min_inliers`` inliers = failed.
 
-Images are converted to 8-bit grey. Nothing here needs a GPU or learning.
+Images are converted to 8-bit grey. Nothing here needs a GPU or learning. The method re-reads the
+frames at ``ClassicalConfig.image_height`` (480 px by default) when the network works at another
+height.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 
 from maploc.types import Pose, PoseEstimate, Sample
-from maploc_dsac.config import ClassicalConfig
+from maploc_dsac.config import REFERENCE_HEIGHT, ClassicalConfig
 
 __all__ = ["ClassicalReference", "MapFrame"]
 
@@ -139,9 +142,10 @@ class ClassicalReference:
         if len(p2) < max(6, cfg.min_inliers):
             return PoseEstimate.failed(seconds=time.perf_counter() - t0, num_matches=len(p2))
         K = sample.camera.K.double().numpy()
+        threshold = cfg.reprojection_error_px * sample.camera.height / REFERENCE_HEIGHT
         try:
             ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-                p3, p2, K, None, iterationsCount=cfg.iterations, reprojectionError=cfg.reprojection_error_px,
+                p3, p2, K, None, iterationsCount=cfg.iterations, reprojectionError=threshold,
                 confidence=cfg.confidence, flags=cv2.SOLVEPNP_EPNP,
             )
         except cv2.error as e:  # degenerate configurations

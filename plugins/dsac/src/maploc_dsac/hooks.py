@@ -1,8 +1,9 @@
 """maploc hooks of the DSAC* plugin (entry point ``maploc.hooks: maploc-dsac``).
 
-* :func:`maploc_report_sections`: after a ``dsac`` run, prints the classical reference's metrics
-  (``classical_metrics.json``, written by :meth:`maploc_dsac.method.DSACMethod.plots`) and the
-  per-stage training summary (``training_stages.json``) below the DSAC* table.
+* :func:`maploc_report_sections`: after a ``dsac`` run, prints the per-stage training summary
+  (``training_stages.json``), the classical reference's metrics (``classical_metrics.json``) and
+  DSAC*'s metrics on its own mapping frames (``map_views_metrics.json``), all written by
+  :meth:`maploc_dsac.method.DSACMethod.plots`, below the DSAC* table.
 * :func:`maploc_engine_callbacks`: for a ``dsac`` run, a callback that writes
   ``training_stages.json`` when training ends (also for ``maploc train``, which makes no plots).
 
@@ -75,14 +76,17 @@ def maploc_report_sections(run_dir: Path, metrics: Mapping[str, float], method_n
             text = ""
         if text:
             sections.append(("DSAC* training stages", text))
-    classical = run_dir / "classical_metrics.json"
-    if classical.is_file():
-        from maploc.evaluation.report import format_metrics_table
+    titles = {
+        "classical_metrics.json": "Classical reference (SIFT to the mapping frames + depth, cv2.solvePnPRansac) "
+        "on the same queries",
+        "map_views_metrics.json": "DSAC* on the mapping frames (its own training views: a sanity check, not a result)",
+    }
+    for name, title in titles.items():
+        path = run_dir / name
+        if path.is_file():
+            from maploc.evaluation.report import format_metrics_table
 
-        values = json.loads(classical.read_text(encoding="utf-8"))
-        values = {k: (float("nan") if v is None else v) for k, v in values.items()}
-        sections.append((
-            "Classical reference (SIFT to the mapping frames + depth, cv2.solvePnPRansac) on the same queries",
-            format_metrics_table(values),
-        ))
+            values = json.loads(path.read_text(encoding="utf-8"))
+            values = {k: (float("nan") if v is None else v) for k, v in values.items()}
+            sections.append((title, format_metrics_table(values)))
     return sections

@@ -143,6 +143,7 @@ class DSACMethod(Method[DSACConfig]):
         #: per-stage training statistics: ``stage -> {steps, first_step, last_step, loss_sum, ...}``
         self.stage_log: dict[str, dict[str, Any]] = {}
         self._classical: Any = None
+        self._map_data: Dataset | None = None
         self._inliers: dict[str, Tensor] = {}
         self._last_stage: str | None = None
 
@@ -239,42 +240,51 @@ class DSACMethod(Method[DSACConfig]):
                 loss = euclidean_loss(pred, gt, gt_valid, None if log_var is None else log_var.float())
                 stats["valid_fraction"] = float(gt_valid.float().mean())
             else:
-                loss, frac = self._reprojection(pred, aug, t, cell_valid, None, None)
+                loss, frac = self._reprojection(pred, aug, t, cell_valid, None, None, H)
                 stats["valid_fraction"] = float(frac)
         elif stage == "reprojection":
-            loss, frac = self._reprojection(pred, aug, t, cell_valid, gt, gt_valid)
+            loss, frac = self._reprojection(pred, aug, t, cell_valid, gt, gt_valid, H)
             stats["valid_fraction"] = float(frac)
         else:
-            loss, e2e_stats = self._e2e(pred, aug, t, cell_valid, h, w)
+            loss, e2e_stats = self._e2e(pred, aug, t, cell_valid, h, w, H)
             stats.update(e2e_stats)
         self._record(stage, batch_idx, float(loss.detach()), time.perf_counter() - t0, B, stats)
         return loss
 
     def _reprojection(
-        self, pred: Tensor, aug: Any, t: Tensor, cell_valid: Tensor, gt: Tensor | None, gt_valid: Tensor | None
+        self, pred: Tensor, aug: Any, t: Tensor, cell_valid: Tensor, gt: Tensor | None, gt_valid: Tensor | None,
+        height: int,
     ) -> tuple[Tensor, Tensor]:
         c = self.config.loss
+        scale = self.config.pixel_scale(height)
         return reprojection_loss(
             pred, aug.K, aug.R_cam2world, t, target=gt, target_valid=gt_valid, cell_valid=cell_valid,
             min_depth=c.min_depth_m, max_depth=c.max_depth_m, target_depth=c.target_depth_m,
-            init_tolerance=c.init_tolerance_m, soft_clamp=c.soft_clamp_px, hard_clamp=c.hard_clamp_px,
+            init_tolerance=c.init_tolerance_m, soft_clamp=c.soft_clamp_px * scale, hard_clamp=c.hard_clamp_px * scale,
         )
 
-    def _ransac(self, train: bool) -> Any:
+    def _ransac(self, train: bool, height: int) -> Any:
+        """The solver for images ``height`` px high: RGB pixel thresholds scaled by ``height / 480``."""
         from maploc_dsac.solvers import DSACRansac
 
         r = self.config.ransac
+        rgb = self.config.mode == "rgb"
+        scale = self.config.pixel_scale(height) if rgb else 1.0
+        threshold = r.inlier_threshold if r.inlier_threshold is not None else (10.0 if rgb else 0.1)
+        max_error = r.max_error if r.max_error is not None else (100.0 if rgb else 1.0)
         return DSACRansac(
             self.config.mode,
             num_hypotheses=r.train_hypotheses if train else r.num_hypotheses,
-            inlier_threshold=r.inlier_threshold,
+            inlier_threshold=threshold * scale,
             inlier_alpha=r.inlier_alpha,
-            max_error=r.max_error,
+            max_error=max_error * scale,
             max_refinement_steps=r.max_refinement_steps,
             train_refinement_steps=r.train_refinement_steps,
         )
 
-    def _e2e(self, pred: Tensor, aug: Any, t: Tensor, cell_valid: Tensor, h: int, w: int) -> tuple[Tensor, dict[str, float]]:
+    def _e2e(
+        self, pred: Tensor, aug: Any, t: Tensor, cell_valid: Tensor, h: int, w: int, height: int
+    ) -> tuple[Tensor, dict[str, float]]:
         """DSAC*'s end-to-end objective (Sec. 4.3, Eq. 11): the expected pose loss over the
         hypotheses, ``sum_h p_h loss(h)``, differentiated through scoring, selection and refinement."""
         cfg = self.config
@@ -283,7 +293,7 @@ class DSACMethod(Method[DSACConfig]):
         sc = pred.permute(0, 2, 3, 1).reshape(B, N, 3)
         mask = cell_valid.reshape(B, N)
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-        ransac = self._ransac(train=True)
+        ransac = self._ransac(train=True, height=height)
         if cfg.mode == "rgb":
             pixels = cell_centres(h, w, dtype=sc.dtype, device=sc.device).reshape(1, N, 2).expand(B, N, 2)
             expectation = ransac.expectation(sc, pixels, aug.K, mask=mask, seed=seed)
@@ -352,6 +362,7 @@ class DSACMethod(Method[DSACConfig]):
         """
         if len(map_data) == 0:
             raise DataError(f"the map split of {map_data!r} is empty")
+        self._map_data = map_data
         if self.model is None:
             self.model = self.configure_model()
         net = _unwrap(self.model)
@@ -362,7 +373,8 @@ class DSACMethod(Method[DSACConfig]):
             from maploc_dsac.classical import ClassicalReference
 
             self._classical = ClassicalReference(self.config.classical)
-            used = self._classical.build(map_data[i] for i in range(len(map_data)))
+            data = self._classical_data(map_data, "map")
+            used = self._classical.build(data[i] for i in range(len(data)))
             if used == 0:
                 log.warning("classical reference: no mapping frame has depth and a pose; it will fail every query")
 
@@ -404,7 +416,7 @@ class DSACMethod(Method[DSACConfig]):
         mask = cells_inside(h, w, H, W, device=device).reshape(1, N).expand(B, N) & torch.isfinite(sc).all(-1)
         K = torch.stack([q.camera.K.float() for q in queries]).to(device)
         seeds = torch.tensor([_name_seed(q.name, cfg.ransac.seed) for q in queries], dtype=torch.int64, device=device)
-        ransac = self._ransac(train=False)
+        ransac = self._ransac(train=False, height=H)
         no_depth = [i for i, q in enumerate(queries) if cfg.mode == "rgbd" and q.depth is None]
         if cfg.mode == "rgb":
             pixels = cell_centres(h, w, device=device).reshape(1, N, 2).expand(B, N, 2)
@@ -456,12 +468,46 @@ class DSACMethod(Method[DSACConfig]):
             else:
                 log.info("no scene-coordinate error plot: query %s has no depth or pose", q.name)
         if self._classical is not None and n:
-            paths.extend(self._run_classical(run_dir, samples))
+            paths.extend(self._run_classical(run_dir, queries, n))
+        if self.config.report_map_views and self._map_data is not None:
+            paths.extend(self._map_view_check(run_dir))
         return paths
 
-    def _run_classical(self, run_dir: Path, samples: Sequence[Sample]) -> list[Path]:
+    def _map_view_check(self, run_dir: Path, max_frames: int = 16) -> list[Path]:
+        """Localizes (up to ``max_frames`` of) the mapping frames, i.e. views the network was trained
+        on: separates "the method does not work" from "the queries are unlike the training views"."""
+        from maploc.evaluation import evaluate, write_metrics_json
+
+        data = self._map_data
+        assert data is not None
+        n = len(data)
+        idx = sorted({round(i * (n - 1) / max(1, min(n, max_frames) - 1)) for i in range(min(n, max_frames))})
+        samples = [data[i] for i in idx]
+        if any(s.T_cam2world is None for s in samples):
+            return []
+        estimates: list[PoseEstimate] = []
+        for start in range(0, len(samples), self.localize_batch_size):
+            estimates.extend(self.localize(samples[start : start + self.localize_batch_size]))
+        metrics = evaluate("pose6dof", samples, estimates).metrics
+        return [write_metrics_json(run_dir / "map_views_metrics.json", metrics)]
+
+    def _classical_data(self, data: Dataset, split: str) -> Dataset:
+        """``data`` re-read at ``classical.image_height`` (same adapter, root and split), or ``data``
+        itself when that is its height already or it cannot be re-read so."""
+        height = self.config.classical.image_height
+        if height is None or height == getattr(data, "image_height", None):
+            return data
+        try:
+            return type(data)(data.root, split, image_height=height)
+        except Exception as e:  # an adapter with another constructor: fall back to the same samples
+            log.warning("classical reference: cannot re-read %r at %d px (%s); using the network's input", data, height, e)
+            return data
+
+    def _run_classical(self, run_dir: Path, queries: Dataset, n: int) -> list[Path]:
         from maploc.evaluation import evaluate, plot_error_cdf, write_metrics_json, write_results_csv
 
+        data = self._classical_data(queries, "query")
+        samples = [data[i] for i in range(n)]
         estimates = [self._classical.localize(q) for q in samples]
         result = evaluate("pose6dof", samples, estimates)
         metrics = {"map_seconds": self._classical.build_seconds, **result.metrics}

@@ -55,7 +55,7 @@ from maploc.errors import DataError
 from maploc.types import Camera, Pose2, Sample
 
 from .blocks import BlockSplit, LocationSampler
-from .channels import channel_names, pack_tiles, render_rgb, to_channel_raster
+from .channels import pack_tiles, render_rgb, to_channel_raster
 
 __all__ = ["TileOptions", "OsmTileDataset", "SyntheticTileDataset", "synthetic_raster", "OPTIONS_FILE", "NORTH_UP"]
 
@@ -443,9 +443,3 @@ class SyntheticTileDataset(OsmTileDataset):
         return _synthetic_channel_raster(float(self.size_m), float(self.options.resolution_m), int(self.options.seed),
                                          self.options.channels)
 
-
-def check_channels(names: tuple[str, ...], options: TileOptions) -> None:
-    """Raises ``ValueError`` if ``names`` are not the channels of ``options.channels`` (consistency helper)."""
-    expected = channel_names(options.channels)
-    if tuple(names) != expected:
-        raise ValueError(f"tile channels {names} differ from the channel set {options.channels!r}: {expected}")

@@ -193,8 +193,8 @@ def plot_split(path: Path, dataset: Any, query_xy: np.ndarray | None = None) -> 
     fig, ax = plt.subplots(figsize=(7, 7 * (y1 - y0) / max(x1 - x0, 1e-6) * 0.9 + 0.5))
     ax.imshow(rgb, extent=(x0, x1, y0, y1), interpolation="nearest")
     blocks = dataset.blocks
-    styles = {"train": ("none", "0.2", ""), "val": ("tab:blue", "tab:blue", "//"), "test": ("tab:red", "tab:red", "\\\\")}
-    for split, (face, edge, hatch) in styles.items():
+    styles = {"train": ("0.2", ""), "val": ("tab:blue", "//"), "test": ("tab:red", "\\\\")}
+    for split, (edge, hatch) in styles.items():
         for bx0, by0, bx1, by1 in blocks.rects(split):
             ax.add_patch(mpatches.Rectangle((bx0, by0), bx1 - bx0, by1 - by0, facecolor="none", edgecolor=edge,
                                             hatch=hatch, linewidth=1.2 if split != "train" else 0.5, alpha=0.8))
@@ -204,7 +204,7 @@ def plot_split(path: Path, dataset: Any, query_xy: np.ndarray | None = None) -> 
                                                      facecolor="none", edgecolor=edge, linestyle=":", linewidth=0.8))
     if query_xy is not None and len(query_xy):
         ax.scatter(query_xy[:, 0], query_xy[:, 1], s=4, c="k", label=f"{len(query_xy)} queries")
-    handles = [mpatches.Patch(facecolor="none", edgecolor=styles[s][1], hatch=styles[s][2], label=f"{s} blocks")
+    handles = [mpatches.Patch(facecolor="none", edgecolor=styles[s][0], hatch=styles[s][1], label=f"{s} blocks")
                for s in styles]
     handles.append(mpatches.Patch(facecolor="none", edgecolor="0.4", linestyle=":", label=f"guard {blocks.guard_m:.0f} m"))
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="upper right")

@@ -18,9 +18,9 @@ DSAC", TPAMI 2021 (DSAC*), section 3 and its public code (``dsacstar/dsacstar_ut
 
 What differs, for a batched tensor implementation (none changes the estimator's definition):
 
-* Sampling is bounded: ``candidates_per_hypothesis * H`` minimal sets (default 64 H) are drawn per
-  image and solved in growing chunks until ``H`` are self-consistent; the first ``H`` self-consistent
-  ones are kept (the reference redraws each hypothesis up to 10^6 times).
+* Sampling is bounded: at most ``candidates_per_hypothesis * H`` minimal sets (default 64 H) are drawn
+  per image, in order and in chunks, each image until it has ``H`` self-consistent ones; the first
+  ``H`` self-consistent ones are kept (the reference redraws each hypothesis up to 10^6 times).
   When too few are consistent, the remaining slots take candidates with a valid but inconsistent
   solution; only when no solution exists at all is a slot invalid (probability zero).
 * Random numbers come from a counter-based hash of a per-image seed, so an image gets the same
@@ -34,7 +34,18 @@ What differs, for a batched tensor implementation (none changes the estimator's 
   differentiable hypothesis; autograd then gives both paths, exactly for the computed function.
 
 Precision: float32 or float64 in, the same out (half precision is computed in float32). The
-minimal solvers and the test-time refinement run in float64 (float32 on backends without it, MPS).
+minimal solvers and the test-time refinement run in float64 (float32 on backends without it, MPS);
+hypothesis scoring runs in the input dtype.
+
+Test time (``DSACRansac.__call__``, no autograd) computes the same quantities as the training path
+with faster kernels, equal up to rounding (``tests/test_ransac.py`` compares them): the candidate
+search solves P3P on component tensors (``p3p._p3p_components``) and stops each image once it has
+its ``H`` hypotheses; the soft inlier counts come from one GEMM per block of hypotheses and in-place
+passes over reused buffers, never materialising ``(B, H, N, 3)``; the winner's refinement re-fits
+only the images whose inlier set still grows, with an LM whose normal equations are one Gram matrix
+per iteration (:func:`_refine_pnp_lm_inliers`). The training path (``expectation``) shares only the
+candidate search (without autograd; its kept sets are those of solving every candidate) and then
+solves, scores and refines the kept hypotheses with the differentiable reference code.
 
 Poses: internally ``x_cam = R_world2cam @ x_world + t_world2cam``; results are reported as
 ``R_cam2world``, ``t_cam2world`` (the camera centre in the world frame), as the rest of maploc.
@@ -43,16 +54,17 @@ Pixels follow OpenCV: the centre of the top-left pixel is ``(0, 0)``, and ``u = 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, overload
 
 import attrs
 import torch
 from torch import Tensor
 
 from maploc_dsac.solvers.kabsch import kabsch
-from maploc_dsac.solvers.p3p import p3p_lambda_twist
+from maploc_dsac.solvers.p3p import _p3p_solve_components, p3p_lambda_twist
 
 __all__ = [
     "DSACRansac",
@@ -129,6 +141,36 @@ def _project(points_cam: Tensor, K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return uv / z_safe[..., None], z_safe, in_front
 
 
+def _reprojection_error_components(
+    rot: list[list[Tensor]] | tuple,
+    trans: list[Tensor] | tuple,
+    X: list[Tensor],
+    u: Tensor,
+    v: Tensor,
+    k: list[list[Tensor]],
+    max_error: float,
+) -> Tensor:
+    """:func:`reprojection_errors` of one point per pose, on component tensors (all broadcast):
+    ``rot[r][c]``, ``trans[r]``, point ``X[c]``, observation ``(u, v)``, intrinsics rows ``k[0]``,
+    ``k[1]`` (the third row of K is ``e_z``)."""
+    x, y, z = (rot[r][0] * X[0] + rot[r][1] * X[1] + rot[r][2] * X[2] + trans[r] for r in range(3))
+    in_front = z > _Z_MIN
+    inv_z = 1.0 / torch.where(in_front, z, torch.ones_like(z))
+    du = (k[0][0] * x + k[0][1] * y + k[0][2] * z) * inv_z - u
+    dv = (k[1][0] * x + k[1][1] * y + k[1][2] * z) * inv_z - v
+    err = (du * du + dv * dv).clamp_min(1e-20).sqrt().clamp(max=max_error)
+    return torch.where(in_front, err, torch.full_like(err, max_error))
+
+
+@overload
+def _rows(x: Tensor, index: Tensor | None) -> Tensor: ...
+@overload
+def _rows(x: None, index: Tensor | None) -> None: ...
+def _rows(x: Tensor | None, index: Tensor | None) -> Tensor | None:
+    """``x[index]`` along the first dim (``x`` itself for ``index=None``; ``None`` stays ``None``)."""
+    return x if x is None or index is None else x.index_select(0, index)
+
+
 def _compute_dtype(x: Tensor) -> torch.dtype:
     """float64 for the small, precision-critical solves, except where a backend lacks it."""
     return torch.float32 if x.device.type == "mps" else torch.float64
@@ -172,25 +214,46 @@ def sample_minimal_sets(mask: Tensor, num_sets: int, set_size: int, seed: Tensor
             torch.zeros(B, num_sets, set_size, dtype=torch.int64, device=device),
             torch.zeros(B, num_sets, dtype=torch.bool, device=device),
         )
+    return _minimal_set_sampler(mask, set_size, seed)(0, num_sets, None)
+
+
+def _minimal_set_sampler(
+    mask: Tensor, set_size: int, seed: Tensor | int
+) -> Callable[[int, int, Tensor | None], tuple[Tensor, Tensor]]:
+    """:func:`sample_minimal_sets` by ranges: ``draw(start, end, images)`` returns sets
+    ``start .. end - 1`` of the images ``images`` (an index tensor, or ``None`` for all), the same as
+    the corresponding slice of ``sample_minimal_sets(mask, n, set_size, seed)`` for any ``n >= end``
+    (set ``c`` depends only on ``c``, the image's seed and its mask). ``mask`` has ``N > 0`` columns."""
+    B, N = mask.shape
+    device = mask.device
     seed_t = torch.as_tensor(seed, dtype=torch.int64, device=device).expand(B)
-    key = _seed_key(seed_t)[:, None]  # (B, 1)
-    n_valid = mask.sum(-1)  # (B,)
-    order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True)  # valid indices first
-    counter = torch.arange(num_sets, device=device, dtype=torch.int64)[None, :] * set_size
-    chosen: list[Tensor] = []
-    for j in range(set_size):
-        bits = _hash32(key ^ _hash32(counter + j + 0x9E3779B1))  # (B, C) uniform in [0, 2^32)
-        m = (n_valid - j).clamp_min(1)[:, None]
-        r = (bits * m) >> 32  # uniform in [0, m)
-        if chosen:
-            prev = torch.sort(torch.stack(chosen, -1), dim=-1).values
-            for i in range(j):
-                r = r + (r >= prev[..., i]).to(r.dtype)
-        chosen.append(r)
-    ranks = torch.stack(chosen, -1).clamp_max(max(N - 1, 0))  # (B, C, k)
-    indices = torch.gather(order[:, None, :].expand(B, num_sets, N), -1, ranks)
-    ok = (n_valid >= set_size)[:, None].expand(B, num_sets)
-    return indices, ok
+    key_all = _seed_key(seed_t)[:, None]  # (B, 1)
+    n_valid_all = mask.sum(-1)  # (B,)
+    order_all = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True)  # valid indices first
+
+    def draw(start: int, end: int, images: Tensor | None) -> tuple[Tensor, Tensor]:
+        key, n_valid, order = (
+            (key_all, n_valid_all, order_all)
+            if images is None
+            else (key_all[images], n_valid_all[images], order_all[images])
+        )
+        counter = torch.arange(start, end, device=device, dtype=torch.int64)[None, :] * set_size
+        chosen: list[Tensor] = []
+        for j in range(set_size):
+            bits = _hash32(key ^ _hash32(counter + j + 0x9E3779B1))  # (B, C) uniform in [0, 2^32)
+            m = (n_valid - j).clamp_min(1)[:, None]
+            r = (bits * m) >> 32  # uniform in [0, m)
+            if chosen:
+                prev = torch.sort(torch.stack(chosen, -1), dim=-1).values
+                for i in range(j):
+                    r = r + (r >= prev[..., i]).to(r.dtype)
+            chosen.append(r)
+        ranks = torch.stack(chosen, -1).clamp_max(max(N - 1, 0))  # (B, C, k)
+        indices = torch.gather(order, 1, ranks.reshape(order.shape[0], -1)).reshape(ranks.shape)
+        ok = (n_valid >= set_size)[:, None].expand(ranks.shape[:2])
+        return indices, ok
+
+    return draw
 
 
 def _gather_points(values: Tensor, indices: Tensor) -> Tensor:
@@ -375,13 +438,23 @@ def refine_pnp_lm(
 
 
 def _pnp_gram(
-    R: Tensor, t: Tensor, Xh: Tensor, uv_obs: Tensor, K: Tensor, weights: Tensor, max_error: float
+    R: Tensor,
+    t: Tensor,
+    Xh: Tensor,
+    uv_obs: Tensor,
+    K: Tensor,
+    weights: Tensor,
+    max_error: float,
+    buffer: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The normal equations of :func:`_pnp_normal_equations` for ``B`` poses, in one Gram matrix.
 
-    ``Xh (B, 4, M)`` homogeneous world points, ``uv_obs (B, 2, M)``, ``weights (B, M)``. With ``A`` the
-    ``(7, 2M)`` matrix whose rows are the six Jacobian columns and the residuals, ``A W A^T`` holds
-    ``J^T W J``, ``J^T W r`` and ``r^T W r``: one batched GEMM instead of per-point 6x6 products.
+    ``Xh (B, 4, M)`` homogeneous world points, ``uv_obs (B, 2, M)``, ``weights (B, M)`` in ``{0, 1}``
+    (an inlier mask). With ``A`` the ``(7, 2M)`` matrix whose rows are the six Jacobian columns and
+    the residuals, each column scaled by its weight, ``A A^T`` holds ``J^T W J``, ``J^T W r`` and
+    ``r^T W r`` (``w^2 = w``): one batched GEMM instead of per-point 6x6 products. ``A`` is written
+    in place, into ``buffer`` (at least ``B x 7 x 2 x M`` elements) when given: a fresh allocation of
+    that size page-faults on every call on the CPU.
     Returns ``(J^T W J (B, 6, 6), J^T W r (B, 6), cost (B,))``.
     """
     B, M = weights.shape
@@ -392,13 +465,23 @@ def _pnp_gram(
     in_front = z > _Z_MIN
     iz = 1.0 / torch.where(in_front, z, torch.ones_like(z))
     uv = Y[:, 3:5] * iz  # (B, 2, M)
-    # d(u, v)/d(x_cam) = (K[:2] - (u, v) e_z^T) / z; the rotation columns are x_cam cross d.
-    dx = K[:, :2, 0:1] * iz
-    dy = K[:, :2, 1:2] * iz
-    dz = (K[:, :2, 2:3] - uv) * iz
-    A = torch.stack([y * dz - z * dy, z * dx - x * dz, x * dy - y * dx, dx, dy, dz, uv - uv_obs], 1)  # (B, 7, 2, M)
     w = weights[:, None] * in_front  # (B, 1, M)
-    G = torch.bmm((A * w[:, None]).view(B, 7, 2 * M), A.view(B, 7, 2 * M).transpose(1, 2))
+    izw = iz * w
+    if buffer is None:
+        A = torch.empty(B, 7, 2, M, dtype=R.dtype, device=R.device)
+    else:
+        A = buffer.view(-1)[: B * 7 * 2 * M].view(B, 7, 2, M)
+    # d(u, v)/d(x_cam) = (K[:2] - (u, v) e_z^T) / z, weighted; the rotation columns are x_cam cross d.
+    dx, dy, dz = A[:, 3], A[:, 4], A[:, 5]
+    torch.mul(K[:, :2, 0:1], izw, out=dx)
+    torch.mul(K[:, :2, 1:2], izw, out=dy)
+    torch.sub(K[:, :2, 2:3], uv, out=dz).mul_(izw)
+    torch.mul(y, dz, out=A[:, 0]).addcmul_(z, dy, value=-1.0)
+    torch.mul(z, dx, out=A[:, 1]).addcmul_(x, dz, value=-1.0)
+    torch.mul(x, dy, out=A[:, 2]).addcmul_(y, dx, value=-1.0)
+    torch.sub(uv, uv_obs, out=A[:, 6]).mul_(w)
+    A2 = A.view(B, 7, 2 * M)
+    G = torch.bmm(A2, A2.transpose(1, 2))
     behind = (weights * (~in_front[:, 0])).sum(-1)
     return G[:, :6, :6], G[:, :6, 6], G[:, 6, 6] + behind * max_error**2
 
@@ -418,7 +501,8 @@ def _refine_pnp_lm_inliers(
 
     ``R (B, 3, 3)``, ``t (B, 3)``, ``Xh (B, 4, N)`` homogeneous world points, ``uv_obs (B, 2, N)``,
     ``K (B, 3, 3)``, ``inliers (B, N)`` bool. The same damped steps, acceptance test and damping
-    schedule; faster by (1) gathering each image's inliers first (zero weights add nothing), (2) one
+    schedule; faster by (1) gathering each image's inliers first unless they are most of the
+    correspondences (zero weights add nothing), (2) one
     Gram-matrix evaluation per iteration, at the trial pose (its normal equations are the next
     iteration's when the step is kept; :func:`refine_pnp_lm` evaluates the current pose again), and
     (3) dropping each problem from the batch once it has converged by :func:`refine_pnp_lm`'s test
@@ -429,14 +513,21 @@ def _refine_pnp_lm_inliers(
     M = int(counts.max()) if B > 0 else 0
     if M == 0 or iterations == 0:
         return R, t
-    order = torch.argsort((~inliers).to(torch.uint8), dim=-1, stable=True)[:, :M]  # inliers first
-    Xh = torch.gather(Xh, 2, order[:, None].expand(B, 4, M))
-    uv_obs = torch.gather(uv_obs, 2, order[:, None].expand(B, 2, M))
-    w = (torch.arange(M, device=R.device) < counts[:, None]).to(R.dtype)
-    eye6 = torch.eye(6, dtype=R.dtype, device=R.device)
+    if M <= 0.75 * N:
+        # Inliers first, gathered as rows of one flat table (a strided gather along N is slow).
+        order = torch.argsort((~inliers).to(torch.uint8), dim=-1, stable=True)[:, :M]
+        flat = (order + N * torch.arange(B, device=R.device)[:, None]).reshape(-1)
+        rows = torch.cat([Xh, uv_obs], 1).transpose(1, 2).reshape(B * N, 6)
+        picked = rows.index_select(0, flat).reshape(B, M, 6).transpose(1, 2)
+        Xh, uv_obs = picked[:, :4].contiguous(), picked[:, 4:].contiguous()
+        w = (torch.arange(M, device=R.device) < counts[:, None]).to(R.dtype)
+    else:  # few outliers: zero weights cost less than the gather
+        M = N
+        w = inliers.to(R.dtype)
     eps = torch.finfo(R.dtype).eps
     R, t = R.clone(), t.clone()
-    jtj, jtr, cost = _pnp_gram(R, t, Xh, uv_obs, K, w, max_error)
+    buffer = torch.empty(B, 7, 2, M, dtype=R.dtype, device=R.device)
+    jtj, jtr, cost = _pnp_gram(R, t, Xh, uv_obs, K, w, max_error, buffer)
     lam = torch.full((B,), damping, dtype=R.dtype, device=R.device)
     stalls = torch.zeros(B, dtype=torch.int64, device=R.device)
     active = (counts >= 3).nonzero()[:, 0]
@@ -444,7 +535,7 @@ def _refine_pnp_lm_inliers(
         if active.numel() == 0:
             break
         full = active.numel() == B
-        sel = (lambda x: x) if full else (lambda x: x[active])
+        sel = functools.partial(_rows, index=None if full else active)
         R_a, t_a, jtj_a, jtr_a, cost_a, lam_a = sel(R), sel(t), sel(jtj), sel(jtr), sel(cost), sel(lam)
         diag = jtj_a.diagonal(dim1=-2, dim2=-1)
         scale = diag.amax(-1).clamp_min(1e-30)
@@ -455,7 +546,7 @@ def _refine_pnp_lm_inliers(
         dR = _so3_exp(step[..., :3])
         R_new = _matmul3(dR, R_a)
         t_new = _matvec3(dR, t_a) + step[..., 3:]
-        jtj_n, jtr_n, cost_n = _pnp_gram(R_new, t_new, sel(Xh), sel(uv_obs), sel(K), sel(w), max_error)
+        jtj_n, jtr_n, cost_n = _pnp_gram(R_new, t_new, sel(Xh), sel(uv_obs), sel(K), sel(w), max_error, buffer)
         accept = ok & (cost_n < cost_a)
         R_a = torch.where(accept[..., None, None], R_new, R_a)
         t_a = torch.where(accept[..., None], t_new, t_a)
@@ -768,23 +859,71 @@ class DSACRansac:
         on four points, as DSAC* ``sampleHypotheses``). Returns R, t (compute dtype), has_solution,
         consistent (all four within the threshold)."""
         cd = _compute_dtype(sc)
-        X = _gather_points(sc, sets).to(cd)  # (B, C, 4, 3)
-        uv = _gather_points(pixels, sets).to(cd)  # (B, C, 4, 2)
         Kc = K.to(cd)
         Kinv = torch.linalg.inv(Kc)
-        rays = _matvec3(Kinv[:, None, None], torch.cat([uv, torch.ones_like(uv[..., :1])], -1))
-        R, t, ok = p3p_lambda_twist(rays[..., :3, :], X[..., :3, :])  # (B, C, 4, 3, 3), (B, C, 4, 3), (B, C, 4)
-        Kb = Kc[:, None, None]
-        # The fourth point picks the solution; then the chosen one must reproject all four within tau.
-        err4 = reprojection_errors(R, t, X[:, :, None, 3:], uv[:, :, None, 3:], Kb, self.max_error)[..., 0]
-        fourth = torch.where(ok, err4, torch.full_like(err4, float("inf")))
+        if torch.is_grad_enabled():
+            # With autograd (training: the kept sets are solved again), the reference solver.
+            X = _gather_points(sc, sets).to(cd)  # (B, C, 4, 3)
+            uv = _gather_points(pixels, sets).to(cd)  # (B, C, 4, 2)
+            rays = _matvec3(Kinv[:, None, None], torch.cat([uv, torch.ones_like(uv[..., :1])], -1))
+            R, t, ok = p3p_lambda_twist(rays[..., :3, :], X[..., :3, :])  # (B, C, 4, 3, 3), (B, C, 4, 3), (B, C, 4)
+            err = reprojection_errors(R, t, X[:, :, None], uv[:, :, None], Kc[:, None, None], self.max_error)
+            fourth = torch.where(ok, err[..., 3], torch.full_like(err[..., 3], float("inf")))
+            best = fourth.argmin(-1)  # (B, C)
+            R = torch.gather(R, 2, best[..., None, None, None].expand(*best.shape, 1, 3, 3)).squeeze(2)
+            t = torch.gather(t, 2, best[..., None, None].expand(*best.shape, 1, 3)).squeeze(2)
+            has = ok.any(-1)
+            err_best = torch.gather(err, 2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(2)
+            consistent = has & (err_best < self.inlier_threshold).all(-1)
+            return R, t, has, consistent
+        # Without autograd (the candidate search), the same on component tensors: faster.
+        B, C, k = sets.shape
+        N = sc.shape[1]
+        flat = (sets + N * torch.arange(B, device=sets.device)[:, None, None]).reshape(-1)
+        # Component-major (coordinate, point, B, C): every coordinate of every point is contiguous.
+        Xp = sc.reshape(B * N, 3).index_select(0, flat).reshape(B, C, k, 3).permute(3, 2, 0, 1).to(cd).contiguous()
+        up = pixels.reshape(B * N, 2).index_select(0, flat).reshape(B, C, k, 2).permute(3, 2, 0, 1).to(cd).contiguous()
+        kinv = [[Kinv[:, r, c, None] for c in range(3)] for r in range(3)]  # (B, 1)
+        rays = tuple(
+            tuple(kinv[r][0] * up[0, i] + kinv[r][1] * up[1, i] + kinv[r][2] for r in range(3)) for i in range(3)
+        )
+        points = tuple((Xp[0, i], Xp[1, i], Xp[2, i]) for i in range(3))
+        poses, ok, slot = _p3p_solve_components(rays, points)  # sparse: (12, S), (S,), (S,) into (B, C, 4)
+        # The fourth point picks the solution (on the solved slots only); then the chosen one must
+        # reproject all four within tau.
+        problem = torch.div(slot, 4, rounding_mode="floor")  # into (B * C)
+        image = torch.div(problem, C, rounding_mode="floor")
+        Ks = Kc[:, :2].reshape(B, 6).index_select(0, image).T  # (6, S): rows u, v of K
+        kk = [[Ks[3 * i + j] for j in range(3)] for i in range(2)]
+        X4 = [Xp[c, 3].reshape(-1).index_select(0, problem) for c in range(3)]
+        u4, v4 = (up[c, 3].reshape(-1).index_select(0, problem) for c in range(2))
+        rot = [[poses[3 * r + c] for c in range(3)] for r in range(3)]
+        err4 = _reprojection_error_components(rot, poses[9:], X4, u4, v4, kk, self.max_error)
+        fourth = torch.full((B * C * 4,), float("inf"), dtype=cd, device=sc.device)
+        fourth.index_copy_(0, slot, torch.where(ok, err4, torch.full_like(err4, float("inf"))))
+        fourth = fourth.reshape(B, C, 4)
         best = fourth.argmin(-1)  # (B, C)
-        R = torch.gather(R, 2, best[..., None, None, None].expand(*best.shape, 1, 3, 3)).squeeze(2)
-        t = torch.gather(t, 2, best[..., None, None].expand(*best.shape, 1, 3)).squeeze(2)
-        has = ok.any(-1)
-        err3 = reprojection_errors(R, t, X[..., :3, :], uv[..., :3, :], Kc[:, None], self.max_error)  # (B, C, 3)
-        err_best4 = torch.gather(err4, 2, best[..., None]).squeeze(2)
-        consistent = has & (err3 < self.inlier_threshold).all(-1) & (err_best4 < self.inlier_threshold)
+        has = torch.isfinite(fourth).any(-1)
+        # Position of each problem's chosen slot among the solved slots (valid where `has`).
+        position = torch.zeros(B * C * 4, dtype=torch.int64, device=sc.device)
+        position.index_copy_(0, slot, torch.arange(slot.numel(), device=sc.device))
+        chosen_pos = position.index_select(
+            0, (best + 4 * torch.arange(B * C, device=sc.device).reshape(B, C)).reshape(-1)
+        )
+        identity = torch.tensor([1.0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], dtype=cd, device=sc.device)[:, None]
+        chosen = torch.where(has.reshape(1, -1), poses.index_select(1, chosen_pos), identity)  # (12, B * C)
+        err_best4 = torch.where(has.reshape(-1), err4.index_select(0, chosen_pos), float("inf"))
+        chosen = chosen.reshape(12, B, C)
+        R = chosen[:9].movedim(0, -1).reshape(B, C, 3, 3)
+        t = chosen[9:].movedim(0, -1).contiguous()
+        rot_b = [[chosen[3 * r + c] for c in range(3)] for r in range(3)]
+        trans_b = [chosen[9 + r] for r in range(3)]
+        kk = [[Kc[:, i, j, None] for j in range(3)] for i in range(2)]  # (B, 1)
+        consistent = has & (err_best4.reshape(B, C) < self.inlier_threshold)
+        for i in range(3):
+            Xi = [Xp[c, i] for c in range(3)]
+            err = _reprojection_error_components(rot_b, trans_b, Xi, up[0, i], up[1, i], kk, self.max_error)
+            consistent = consistent & (err < self.inlier_threshold)
         return R, t, has, consistent
 
     def _candidates_rgbd(self, sc: Tensor, points_cam: Tensor, sets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -837,10 +976,8 @@ class DSACRansac:
             sets = minimal_sets.to(device=sc.device, dtype=torch.int64).clamp(0, max(N - 1, 0))
             sets_ok = torch.gather(valid, 1, sets.reshape(B, -1)).reshape(sets.shape).all(-1)
             H = sets.shape[1]
-        else:
-            sets, sets_ok = sample_minimal_sets(
-                valid, H * self.candidates_per_hypothesis, k, self._seeds(seed, B, sc.device)
-            )
+        elif N == 0:
+            sets, sets_ok = sample_minimal_sets(valid, H, k, 0)
 
         def solve(
             chosen: Tensor,
@@ -859,7 +996,7 @@ class DSACRansac:
             has_ = has_ & chosen_ok
             return R_, t_, has_, cons_ & has_
 
-        if minimal_sets is not None:
+        if minimal_sets is not None or N == 0:
             R, t, has, _ = solve(sets, sets_ok)
         else:
             # Choose the sets without autograd: keep the first H self-consistent candidates, then the
@@ -868,7 +1005,10 @@ class DSACRansac:
             # all of them (an image with fewer than H consistent ones is solved to the end).
             grad = torch.is_grad_enabled()
             with torch.no_grad():
-                R, t, has, consistent = self._solve_candidates(solve, sets, sets_ok, sc, pixels, K, points_cam)
+                draw = _minimal_set_sampler(valid, k, self._seeds(seed, B, sc.device))
+                R, t, has, consistent, sets, sets_ok = self._solve_candidates(
+                    solve, draw, H * self.candidates_per_hypothesis, sc, pixels, K, points_cam
+                )
                 priority = 2 - consistent.to(torch.int64) - has.to(torch.int64)
                 order = torch.argsort(priority, dim=1, stable=True)[:, :H]
             sets = torch.gather(sets, 1, order[..., None].expand(B, H, k))
@@ -884,37 +1024,34 @@ class DSACRansac:
     def _solve_candidates(
         self,
         solve: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]],
-        sets: Tensor,
-        sets_ok: Tensor,
+        draw: Callable[[int, int, Tensor | None], tuple[Tensor, Tensor]],
+        C: int,
         sc: Tensor,
         pixels: Tensor | None,
         K: Tensor | None,
         points_cam: Tensor | None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Solves the candidate sets ``(B, C, k)`` in order until each image has ``H`` self-consistent
-        ones (or none is left), without autograd.
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Draws and solves candidate sets ``0 .. C - 1`` in order until each image has ``H``
+        self-consistent ones (or none is left), without autograd.
 
-        Returns ``(R, t, has, consistent)`` over the first ``C'`` candidates, ``C'`` the most any image
-        needed; candidates an image did not need are marked as not solved (``has`` False). The first
-        chunk has ``H`` candidates (nearly enough when outliers are rare); the next ones are sized
+        Returns ``(R, t, has, consistent, sets, sets_ok)`` for the first ``C'`` candidates, ``C'`` the
+        most any image needed; candidates an image did not need are marked as not solved (``has`` and
+        ``consistent`` False). The first chunk has ``1.25 H + 8`` candidates (enough when outliers are
+        rare: even then noise makes a few ill-conditioned sets inconsistent); the next ones are sized
         from the images' observed rates of consistent candidates, and only the images still short of
-        ``H`` are solved. On the CPU a chunk is solved in pieces of
-        at most ``_CANDIDATE_PIECE`` minimal problems, which keeps the solver's intermediates in cache.
+        ``H`` are drawn and solved. On the CPU a chunk is solved in pieces of at most
+        ``_CANDIDATE_PIECE`` minimal problems, which keeps the solver's intermediates in cache.
         """
-        B, C = sets_ok.shape
-        H = self.num_hypotheses
+        B = sc.shape[0]
+        H, k = self.num_hypotheses, self.set_size
         device = sc.device
-        cd = _compute_dtype(sc)
-        R_all = torch.eye(3, dtype=cd, device=device).repeat(B, C, 1, 1)
-        t_all = torch.zeros(B, C, 3, dtype=cd, device=device)
-        has_all = torch.zeros(B, C, dtype=torch.bool, device=device)
-        cons_all = torch.zeros(B, C, dtype=torch.bool, device=device)
         n_cons = torch.zeros(B, dtype=torch.int64, device=device)
         active = torch.arange(B, device=device)
+        rounds: list[tuple[Tensor | None, int, int, tuple[Tensor, ...]]] = []
         start = 0
         while start < C and active.numel() > 0:
             if start == 0:
-                size = H
+                size = H + H // 4 + 8
             else:
                 # Candidates each image still needs at its observed rate (half a success when it has
                 # none yet), with a margin; the median over the images still short of H.
@@ -922,28 +1059,36 @@ class DSACRansac:
                 rate = n_cons[active].to(torch.float64).clamp_min(0.5) / start
                 size = max(H // 4, int(math.ceil(1.25 * float((need / rate).median()) + 4)))
             end = min(C, start + size)
-            all_images = active.numel() == B
-            sub = (lambda x: x) if all_images else (lambda x: None if x is None else x[active])
+            images = None if active.numel() == B else active
+            sub = functools.partial(_rows, index=images)
             sc_a, px_a, K_a, pc_a = sub(sc), sub(pixels), sub(K), sub(points_cam)
-            sets_a, ok_a = sub(sets)[:, start:end], sub(sets_ok)[:, start:end]
             piece = end - start
             if device.type == "cpu":
                 piece = max(1, min(piece, _CANDIDATE_PIECE // max(1, active.numel())))
-            parts = [
-                solve(sets_a[:, i : i + piece], ok_a[:, i : i + piece], sc_a, px_a, K_a, pc_a)
-                for i in range(0, end - start, piece)
-            ]
-            R_, t_, has_, cons_ = (torch.cat(items, dim=1) if len(items) > 1 else items[0] for items in zip(*parts))
-            if all_images:
-                R_all[:, start:end], t_all[:, start:end] = R_, t_
-                has_all[:, start:end], cons_all[:, start:end] = has_, cons_
-            else:
-                R_all[active, start:end], t_all[active, start:end] = R_, t_
-                has_all[active, start:end], cons_all[active, start:end] = has_, cons_
-            n_cons[active] += cons_.sum(1)
+            parts = []
+            for i in range(start, end, piece):
+                sets_i, ok_i = draw(i, min(end, i + piece), images)
+                parts.append((*solve(sets_i, ok_i, sc_a, px_a, K_a, pc_a), sets_i, ok_i))
+            result = tuple(torch.cat(items, dim=1) if len(items) > 1 else items[0] for items in zip(*parts))
+            rounds.append((images, start, end, result))
+            n_cons[active] += result[3].sum(1)
             start = end
             active = active[n_cons[active] < H]
-        return R_all[:, :start], t_all[:, :start], has_all[:, :start], cons_all[:, :start]
+        # Assemble (B, C') buffers; candidates an image did not need stay "not solved".
+        R_all = torch.eye(3, dtype=rounds[0][3][0].dtype, device=device).repeat(B, start, 1, 1)
+        t_all = torch.zeros(B, start, 3, dtype=R_all.dtype, device=device)
+        has_all = torch.zeros(B, start, dtype=torch.bool, device=device)
+        cons_all = torch.zeros(B, start, dtype=torch.bool, device=device)
+        sets_all = torch.zeros(B, start, k, dtype=torch.int64, device=device)
+        ok_all = torch.zeros(B, start, dtype=torch.bool, device=device)
+        buffers = (R_all, t_all, has_all, cons_all, sets_all, ok_all)
+        for images, a, b, result in rounds:
+            for buf, val in zip(buffers, result, strict=True):
+                if images is None:
+                    buf[:, a:b] = val
+                else:
+                    buf[images, a:b] = val
+        return buffers
 
     # ---- scoring ----------------------------------------------------------------------------------
 
@@ -1017,6 +1162,7 @@ class DSACRansac:
             z_next = float(torch.nextafter(torch.tensor(_Z_MIN, dtype=dtype), torch.tensor(1.0, dtype=dtype)))
             ulp = z_next - float(torch.nextafter(torch.tensor(z_next, dtype=dtype), torch.tensor(0.0, dtype=dtype)))
             big = 2.0 ** math.ceil(math.log2(4.0 * max2 / ulp))
+        bt_t = torch.full((1, 1, 1), bt, dtype=dtype, device=sc.device)
         counts = torch.empty(B, H, 1, dtype=dtype, device=sc.device)
         proj = e2 = a = c = None
         for b0 in range(0, B, bb):
@@ -1044,7 +1190,8 @@ class DSACRansac:
                     torch.add(z, target[b0:b1, 2, None], out=c)
                     e2.mul_(e2).addcmul_(a, a).addcmul_(c, c)
                 # sigmoid(beta (tau - min(sqrt(max(e2, 1e-20)), max_error)))
-                e2.clamp_(1e-20, max2).sqrt_().mul_(-beta).add_(bt).sigmoid_()
+                e2.clamp_(1e-20, max2).sqrt_()
+                torch.add(bt_t, e2, alpha=-beta, out=e2).sigmoid_()
                 torch.bmm(e2, weights[b0:b1], out=counts[b0:b1, h0:h1])
         return counts[..., 0]
 
@@ -1090,22 +1237,26 @@ class DSACRansac:
         K: Tensor | None,
         points_cam: Tensor | None,
         mask: Tensor,
-    ) -> tuple[Tensor, Tensor]:
+        valid: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Test-time ``_refine_on_inliers`` for one pose per image ``(B, 3, 3)``, ``(B, 3)``, in the
         compute dtype: the same re-fits, but each step only re-fits (and re-scores) the images whose
-        inlier set is still growing, and PnP uses :func:`_refine_pnp_lm_inliers`."""
+        inlier set is still growing, and PnP uses :func:`_refine_pnp_lm_inliers`. Returns the refined
+        pose and its inliers among ``valid``."""
         B = R.shape[0]
         rgb = self.mode == "rgb"
+        Xh = torch.cat([sc, torch.ones_like(sc[..., :1])], -1).transpose(1, 2).contiguous()  # (B, 4, N)
         if rgb:
             assert pixels is not None and K is not None
-            Xh = torch.cat([sc, torch.ones_like(sc[..., :1])], -1).transpose(1, 2).contiguous()
-            uv_obs = pixels.transpose(1, 2).contiguous()
+            target = pixels.transpose(1, 2).contiguous()  # (B, 2, N)
         else:
             assert points_cam is not None
+            target = points_cam.transpose(1, 2).contiguous()  # (B, 3, N)
 
         def errors(idx: Tensor | None, R_: Tensor, t_: Tensor) -> Tensor:
-            sub = (lambda x: x) if idx is None else (lambda x: None if x is None else x[idx])
-            return self._errors(R_, t_, sub(sc), sub(pixels), sub(K), sub(points_cam))
+            if idx is None:
+                return self._pose_errors(R_, t_, Xh, target, K)
+            return self._pose_errors(R_, t_, _rows(Xh, idx), _rows(target, idx), _rows(K, idx))
 
         R, t = R.clone(), t.clone()
         inliers = (errors(None, R, t) < self.inlier_threshold) & mask
@@ -1118,21 +1269,43 @@ class DSACRansac:
             if idx.numel() == 0:
                 break
             best = torch.where(active, count, best)
-            inl = inliers[idx]
+            every = idx.numel() == B
+            sub = functools.partial(_rows, index=None if every else idx)
+            inl = sub(inliers)
+            R_a, t_a = sub(R), sub(t)
             if rgb:
                 R_new, t_new = _refine_pnp_lm_inliers(
-                    R[idx], t[idx], Xh[idx], uv_obs[idx], K[idx], inl, self.lm_iterations, max_error=self.max_error
+                    R_a, t_a, sub(Xh), sub(target), sub(K), inl, self.lm_iterations, max_error=self.max_error
                 )
-                ok = count[idx] >= 4
+                ok = sub(count) >= 4
             else:
-                R_c2w, t_c2w, ok = kabsch(points_cam[idx], sc[idx], inl.to(R.dtype))
+                R_c2w, t_c2w, ok = kabsch(sub(points_cam), sub(sc), inl.to(R.dtype))
                 R_new, t_new = _invert(R_c2w, t_c2w)
-            R_i = torch.where(ok[:, None, None], R_new, R[idx])
-            t_i = torch.where(ok[:, None], t_new, t[idx])
-            R[idx], t[idx] = R_i, t_i
-            active[idx] = ok
-            inliers[idx] = (errors(idx, R_i, t_i) < self.inlier_threshold) & mask[idx]
-        return R, t
+            R_a = torch.where(ok[:, None, None], R_new, R_a)
+            t_a = torch.where(ok[:, None], t_new, t_a)
+            inl = (errors(None if every else idx, R_a, t_a) < self.inlier_threshold) & sub(mask)
+            if every:
+                R, t, active, inliers = R_a, t_a, ok, inl
+            else:
+                R[idx], t[idx], active[idx], inliers[idx] = R_a, t_a, ok, inl
+        return R, t, (errors(None, R, t) < self.inlier_threshold) & valid
+
+    def _pose_errors(self, R: Tensor, t: Tensor, Xh: Tensor, target: Tensor, K: Tensor | None) -> Tensor:
+        """:meth:`_errors` ``(B, N)`` of one pose per image from homogeneous points ``Xh (B, 4, N)`` and
+        ``target (B, 2 | 3, N)`` (pixels or camera points): one GEMM for the transform."""
+        P = torch.cat([R, t[..., None]], -1)  # (B, 3, 4)
+        if self.mode == "rgb":
+            assert K is not None
+            p = torch.bmm(_matmul3(K, P[..., :3]).contiguous(), Xh[:, :3]) + _matvec3(K, t)[..., None]  # K [R | t] X
+            z = p[:, 2]
+            in_front = z > _Z_MIN
+            inv_z = 1.0 / torch.where(in_front, z, torch.ones_like(z))
+            du = p[:, 0] * inv_z - target[:, 0]
+            dv = p[:, 1] * inv_z - target[:, 1]
+            err = (du * du + dv * dv).clamp_min(1e-20).sqrt().clamp(max=self.max_error)
+            return torch.where(in_front, err, torch.full_like(err, self.max_error))
+        d = torch.bmm(P, Xh) - target
+        return (d * d).sum(1).clamp_min(1e-20).sqrt().clamp(max=self.max_error)
 
     # ---- public entry points ----------------------------------------------------------------------
 
@@ -1200,8 +1373,9 @@ class DSACRansac:
         pxc = pixels.to(cd) if pixels is not None else None
         Kc = K.to(cd) if K is not None else None
         pcc = points_cam.to(cd) if points_cam is not None else None
-        R_ref, t_ref = self._refine_winner(R0.to(cd), t0.to(cd), scc, pxc, Kc, pcc, valid & has_any[:, None])
-        inliers = (self._errors(R_ref, t_ref, scc, pxc, Kc, pcc) < self.inlier_threshold) & valid
+        R_ref, t_ref, inliers = self._refine_winner(
+            R0.to(cd), t0.to(cd), scc, pxc, Kc, pcc, valid & has_any[:, None], valid
+        )
         num_inliers = inliers.sum(-1)
         success = has_any & (valid.sum(-1) >= self.set_size) & (num_inliers >= self.set_size)
         eye = torch.eye(3, dtype=cd, device=sc.device)

@@ -1,0 +1,103 @@
+"""The spatial block split: no training tile overlaps a held-out block; the sampling obeys the split."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from shapely.geometry import Polygon, box
+
+from maploc.errors import DataError
+from maploc_loc2vec.blocks import SPLIT_CODES, BlockSplit, LocationSampler
+from maploc_loc2vec.data import SyntheticTileDataset
+
+
+def footprint(x: float, y: float, yaw: float, side_m: float) -> Polygon:
+    """The square a tile of side ``side_m`` covers, centred at (x, y), turned by ``yaw``."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    h = side_m / 2
+    corners = [(x + c * u - s * v, y + s * u + c * v) for u, v in ((-h, -h), (h, -h), (h, h), (-h, h))]
+    return Polygon(corners)
+
+
+def test_footprint_helper_can_detect_an_overlap():
+    block = box(0, 0, 100, 100)
+    assert footprint(-60, 50, 0.0, 128).intersects(block)  # 60 m from the block: the 64 m half-side reaches in
+    assert not footprint(-65, 50, 0.0, 128).intersects(block)
+    # turned by 45 deg a corner reaches 90.5 m from the centre
+    assert not footprint(-80, 50, 0.0, 128).intersects(block)
+    assert footprint(-80, 50, math.pi / 4, 128).intersects(block)
+
+
+def test_no_training_or_val_tile_overlaps_a_held_out_block():
+    data = SyntheticTileDataset(None, "train")
+    val = SyntheticTileDataset(None, "val")
+    side = data.options.tile_px * data.options.resolution_m
+    test_blocks = [box(*r) for r in data.blocks.rects("test")]
+    val_blocks = [box(*r) for r in data.blocks.rects("val")]
+    assert test_blocks and val_blocks
+    checked = 0
+    for i in range(150):
+        for x, y, yaw in data.poses(i):  # anchor, positive and negative
+            tile = footprint(x, y, yaw, side)
+            assert not any(tile.intersects(b) for b in test_blocks + val_blocks), (i, x, y, yaw)
+            checked += 1
+    for i in range(40):
+        for x, y, yaw in val.poses(i):
+            assert not any(footprint(x, y, yaw, side).intersects(b) for b in test_blocks)
+    assert checked == 450
+    # and the guard is not wasteful: some training tiles come within 10 m of touching a held-out block
+    xy = np.concatenate([data.poses(i)[:, :2] for i in range(150)])
+    from maploc_loc2vec.blocks import _rect_distance
+
+    gaps = _rect_distance(xy, np.concatenate([data.blocks.rects("test"), data.blocks.rects("val")])) - side / math.sqrt(2)
+    assert gaps.min() >= 0 and gaps.min() < 10
+
+
+def test_split_codes_of_the_reference_grid_and_queries():
+    grid = SyntheticTileDataset(None, "map").positions()
+    queries = SyntheticTileDataset(None, "query").positions()
+    blocks = SyntheticTileDataset(None, "map").blocks
+    assert (blocks.split_of(grid) == SPLIT_CODES["test"]).all()
+    assert (blocks.split_of(queries) == SPLIT_CODES["test"]).all()
+    # queries are off the grid (random positions), not grid points
+    d = np.hypot(*(queries[:, None] - grid[None]).transpose(2, 0, 1)).min(1)
+    assert (d > 1e-6).all()
+
+
+def test_block_assignment_counts_spread_and_determinism():
+    extent = (-500.0, -800.0, 500.0, 800.0)
+    b = BlockSplit.build(extent, tile_radius_m=90.5, block_size_m=250, val_fraction=0.1, test_fraction=0.1, seed=0)
+    assert (b.rows, b.cols) == (6, 3)
+    assert [(b.assignment == c).sum() for c in (0, 1, 2)] == [14, 2, 2]
+    held = np.argwhere(b.assignment > 0)
+    for i in range(len(held)):
+        for j in range(i + 1, len(held)):
+            assert np.abs(held[i] - held[j]).max() > 1, "held-out blocks touch"
+    again = BlockSplit.build(extent, tile_radius_m=90.5, block_size_m=250, seed=0)
+    np.testing.assert_array_equal(again.assignment, b.assignment)
+    other = BlockSplit.build(extent, tile_radius_m=90.5, block_size_m=250, seed=3)
+    assert not np.array_equal(other.assignment, b.assignment)
+    assert b.split_of(np.array([[0.0, 0.0], [1e4, 0.0]]))[1] == -1
+
+
+def test_guard_band_that_eats_the_training_area_is_an_error():
+    # 3 x 3 blocks of 60 m with a 90 m guard: the val/test bands cover every training block
+    b = BlockSplit.build((0, 0, 361, 361), tile_radius_m=90.5, block_size_m=60, val_fraction=0.2, test_fraction=0.2)
+    with pytest.raises(DataError, match="no room for a train tile"):
+        LocationSampler(b, "train")
+
+
+def test_sampler_radii():
+    b = BlockSplit.build((0, 0, 800, 800), tile_radius_m=20, block_size_m=150, seed=1)
+    sampler = LocationSampler(b, "train")
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a = sampler.sample(rng)[0]
+        p = sampler.sample_near(rng, a, 10.0)
+        n = sampler.sample_far(rng, a, 50.0)
+        assert np.hypot(*(p - a)) <= 10.0 and np.hypot(*(n - a)) >= 50.0
+        assert b.allowed(np.stack([a, p, n]), "train").all()
+    with pytest.raises(DataError, match="too small for the negative distance"):
+        sampler.sample_far(rng, a, 5000.0)
