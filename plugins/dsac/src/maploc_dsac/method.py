@@ -164,7 +164,7 @@ class DSACMethod(Method[DSACConfig]):
         base = cfg.stage_lr(cfg.stage_at(0))
         if base <= 0:
             raise ValueError(f"the learning rate of stage {cfg.stage_at(0)!r} must be positive, got {base}")
-        optimizer = torch.optim.Adam(model.parameters(), lr=base)
+        optimizer = torch.optim.Adam(model.parameters(), lr=base, foreach=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cfg.stage_lr(cfg.stage_at(step)) / base)
         return optimizer, scheduler
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from maploc.types import PoseEstimate, Sample
+from maploc_dsac.network import OUTPUT_STRIDE
 
 __all__ = ["write_poses_dsac", "read_poses_dsac", "plot_scene_coordinate_error", "POSES_HEADER"]
 
@@ -102,8 +103,9 @@ def plot_scene_coordinate_error(
     inliers: Tensor | None = None,
     title: str = "",
 ) -> Path:
-    """Three panels: the query image, the predicted scene coordinates' error map (cm, per 8x8 cell,
-    against the ground truth from depth and pose) and its histogram.
+    """Three panels: the query image, the predicted scene coordinates' error (cm, per 8x8 cell,
+    against the ground truth from depth and pose) over the grey image with the RANSAC inliers
+    marked, and the histogram of the errors.
 
     Args:
         path: the ``.png`` file (written atomically).
@@ -127,18 +129,31 @@ def plot_scene_coordinate_error(
     err_cm = (torch.linalg.vector_norm(predicted.float() - target.float(), dim=0) * 100).cpu().numpy()
     valid_np = valid.cpu().numpy().astype(bool)
     shown = np.where(valid_np, err_cm, np.nan)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].imshow(sample.image.permute(1, 2, 0).cpu().numpy())
-    axes[0].set_title(f"query {sample.name}")
+    h, w = err_cm.shape
+    H, W = sample.image.shape[-2:]
+    image = sample.image.permute(1, 2, 0).cpu().numpy()
+    stride = OUTPUT_STRIDE
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    axes[0].imshow(image, extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+    axes[0].set_title(f"query {sample.name} ({W}x{H} network input)")
     axes[0].axis("off")
     finite = err_cm[valid_np]
     vmax = float(np.percentile(finite, 95)) if finite.size else 1.0
-    im = axes[1].imshow(shown, cmap="magma_r", vmin=0.0, vmax=max(vmax, 1e-3), interpolation="nearest")
-    if inliers is not None:
-        axes[1].contour(inliers.cpu().numpy().astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
-    axes[1].set_title("scene coordinate error (cm)" + (" - cyan: RANSAC inliers" if inliers is not None else ""))
+    # cell (i, j) covers pixels [8 j, 8 j + 8) x [8 i, 8 i + 8): draw it there, over the grey image
+    axes[1].imshow(image.mean(-1), cmap="gray", extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+    cells = (-0.5, stride * w - 0.5, stride * h - 0.5, -0.5)
+    im = axes[1].imshow(shown, cmap="magma_r", vmin=0.0, vmax=max(vmax, 1e-3), interpolation="nearest",
+                        extent=cells, alpha=0.8)
+    if inliers is not None and bool(inliers.any()):
+        ii, jj = np.nonzero(inliers.cpu().numpy())
+        axes[1].scatter(stride * jj + stride // 2, stride * ii + stride // 2, s=6, c="cyan", marker="o",
+                        label=f"{len(ii)} RANSAC inliers")
+        axes[1].legend(loc="lower right", fontsize=8)
+    axes[1].set_xlim(-0.5, W - 0.5)
+    axes[1].set_ylim(H - 0.5, -0.5)
+    axes[1].set_title("scene coordinate error per 8x8 cell (cm)")
     axes[1].axis("off")
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    fig.colorbar(im, ax=axes[1], fraction=0.035)
     if finite.size:
         axes[2].hist(np.clip(finite, 0, 3 * vmax), bins=40, color="0.3")
         med = float(np.median(finite))

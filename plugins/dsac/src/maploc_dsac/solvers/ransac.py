@@ -899,20 +899,23 @@ class DSACRansac:
         u4, v4 = (up[c, 3].reshape(-1).index_select(0, problem) for c in range(2))
         rot = [[poses[3 * r + c] for c in range(3)] for r in range(3)]
         err4 = _reprojection_error_components(rot, poses[9:], X4, u4, v4, kk, self.max_error)
-        fourth = torch.full((B * C * 4,), float("inf"), dtype=cd, device=sc.device)
-        fourth.index_copy_(0, slot, torch.where(ok, err4, torch.full_like(err4, float("inf"))))
+        err4 = torch.where(ok, err4, float("inf"))
+        fourth = torch.full((B * C * 4,), float("inf"), dtype=cd, device=sc.device).index_copy_(0, slot, err4)
         fourth = fourth.reshape(B, C, 4)
         best = fourth.argmin(-1)  # (B, C)
         has = torch.isfinite(fourth).any(-1)
-        # Position of each problem's chosen slot among the solved slots (valid where `has`).
-        position = torch.zeros(B * C * 4, dtype=torch.int64, device=sc.device)
-        position.index_copy_(0, slot, torch.arange(slot.numel(), device=sc.device))
-        chosen_pos = position.index_select(
-            0, (best + 4 * torch.arange(B * C, device=sc.device).reshape(B, C)).reshape(-1)
-        )
+        # Position of each problem's chosen slot among the solved slots (valid where `has`; unsolved
+        # slots point past the end, at an identity pose with an infinite error).
+        S = slot.numel()
         identity = torch.tensor([1.0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], dtype=cd, device=sc.device)[:, None]
+        poses = torch.cat([poses, identity], 1)
+        err4 = torch.cat([err4, err4.new_full((1,), float("inf"))])
+        position = torch.full((B * C * 4,), S, dtype=torch.int64, device=sc.device)
+        position.index_copy_(0, slot, torch.arange(S, device=sc.device))
+        flat_best = (best + 4 * torch.arange(B * C, device=sc.device).reshape(B, C)).reshape(-1)
+        chosen_pos = position.index_select(0, flat_best)
         chosen = torch.where(has.reshape(1, -1), poses.index_select(1, chosen_pos), identity)  # (12, B * C)
-        err_best4 = torch.where(has.reshape(-1), err4.index_select(0, chosen_pos), float("inf"))
+        err_best4 = err4.index_select(0, chosen_pos)
         chosen = chosen.reshape(12, B, C)
         R = chosen[:9].movedim(0, -1).reshape(B, C, 3, 3)
         t = chosen[9:].movedim(0, -1).contiguous()
@@ -1065,11 +1068,16 @@ class DSACRansac:
             piece = end - start
             if device.type == "cpu":
                 piece = max(1, min(piece, _CANDIDATE_PIECE // max(1, active.numel())))
-            parts = []
-            for i in range(start, end, piece):
-                sets_i, ok_i = draw(i, min(end, i + piece), images)
-                parts.append((*solve(sets_i, ok_i, sc_a, px_a, K_a, pc_a), sets_i, ok_i))
-            result = tuple(torch.cat(items, dim=1) if len(items) > 1 else items[0] for items in zip(*parts))
+            sets_r, ok_r = draw(start, end, images)
+            parts = [
+                solve(sets_r[:, i : i + piece], ok_r[:, i : i + piece], sc_a, px_a, K_a, pc_a)
+                for i in range(0, end - start, piece)
+            ]
+            result = (
+                *(torch.cat(items, dim=1) if len(items) > 1 else items[0] for items in zip(*parts, strict=True)),
+                sets_r,
+                ok_r,
+            )
             rounds.append((images, start, end, result))
             n_cons[active] += result[3].sum(1)
             start = end
