@@ -1,5 +1,7 @@
 """Training throughput (images/s) of the DSAC* ``init`` stage (maploc_dsac), on CPU by default.
 
+(``--stage reprojection`` or ``--stage e2e`` times those stages instead.)
+
 Times complete optimizer steps of :meth:`maploc_dsac.method.DSACMethod.training_step` (augmentation,
 forward, Euclidean loss against scene coordinates from depth, backward, Adam) on synthetic-room
 batches, for a grid of network widths and input heights. One row per setting: images per second,
@@ -7,6 +9,7 @@ seconds per step, the network's parameters and multiply-adds per image.
 
     python benchmarks/bench_dsac_train.py                          # CPU, default grid
     python benchmarks/bench_dsac_train.py --heights 240 480 --widths 1.0 --steps 5
+    python benchmarks/bench_dsac_train.py --stage e2e --heights 120 --widths 0.25
     python benchmarks/bench_dsac_train.py --device cuda
 
 Not a test: it prints a table and asserts nothing. Other processes on the machine change the
@@ -64,7 +67,8 @@ def bench(args) -> None:
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in collate(samples).items()}
         for width in args.widths:
             cfg = apply_overrides(DSACConfig(), [f"network.width={width}", f"network.encoder={args.encoder}",
-                                                 f"train.batch_size={args.batch_size}", "init.steps=1000"])
+                                                 f"train.batch_size={args.batch_size}", f"stages=[{args.stage}]",
+                                                 f"{args.stage}.steps=1000"])
             torch.manual_seed(0)
             method = DSACMethod(cfg)
             model = method.configure_model().to(device)
@@ -85,7 +89,7 @@ def bench(args) -> None:
             macs = conv_macs(model.cpu().eval(), height, round(height * 4 / 3))
             rows.append((height, width, params / 1e6, macs / 1e9, seconds, args.batch_size / seconds))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"DSAC* init-stage training throughput on {device} ({torch.get_num_threads()} threads, "
+    print(f"DSAC* {args.stage}-stage training throughput on {device} ({torch.get_num_threads()} threads, "
           f"batch {args.batch_size}, encoder {args.encoder}; load average {load:.1f} on {os.cpu_count()} cores)")
     print(f"{'height px':>9} {'width':>6} {'params M':>9} {'GMAC/img':>9} {'s/step':>8} {'images/s':>9}")
     for height, width, params, gmacs, seconds, ips in rows:
@@ -98,6 +102,7 @@ def main() -> None:
     parser.add_argument("--heights", type=int, nargs="+", default=[120, 240, 480])
     parser.add_argument("--widths", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--encoder", default="dsacstar")
+    parser.add_argument("--stage", default="init", choices=["init", "reprojection", "e2e"])
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)

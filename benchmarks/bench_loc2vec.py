@@ -5,7 +5,7 @@ Usage::
 
     python benchmarks/bench_loc2vec.py                 # the Helsinki sample (fetched on first use)
     python benchmarks/bench_loc2vec.py --synthetic     # the file-free synthetic city (no fetch)
-    python benchmarks/bench_loc2vec.py --steps 10 --batch-size 16 --input-px 64
+    python benchmarks/bench_loc2vec.py --steps 10 --batch-size 16 --input-px 64   # model.input_px=64
 
 Training is measured as the core engine runs it (``Engine.fit`` with ``precision`` ``32`` and ``bf16``, one
 process, CPU), as the median step time after ``--warmup`` steps; samples are triplets (3 tiles each). The two
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per precision")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16, help="triplets per step (3 tiles each)")
-    parser.add_argument("--input-px", type=int, default=64, help="model input size (model.input_px)")
+    parser.add_argument("--input-px", type=int, default=0, help="model input size (model.input_px; 0 = the tile size)")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--repeats", type=int, default=2, help="training runs per precision (the best is reported)")
     args = parser.parse_args(argv)

@@ -545,3 +545,19 @@ def test_cli_data_render(run_cli, city_file, tmp_path) -> None:
     assert sorted(p.name for p in (out / "traversals").iterdir()) == ["meta.json", "t0_day", "t0_night"]
     bad = run_cli("data", "render", "--map", str(city_file), "--frames", "3", "--fov", "200", "--out", str(out))
     assert bad.returncode != 0 and "fov_deg" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_egl_context_then_lightning_import_does_not_crash():
+    """Mesa's llvmpipe and Triton both bundle LLVM; Triton imported after an EGL context used to segfault."""
+    import subprocess
+    import sys
+
+    code = (
+        "from maploc.data.render.gl import create_gl_context\n"
+        "ctx = create_gl_context()\n"
+        "import lightning_fabric\n"
+        "print('ok', ctx.info['GL_RENDERER'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.startswith("ok")

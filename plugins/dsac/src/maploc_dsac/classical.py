@@ -14,7 +14,8 @@ each keypoint its 3-D point):
    ratio test; all 2D-3D matches pooled; ``cv2.solvePnPRansac`` (EPnP minimal solver; threshold,
    given at 480 px image height and scaled to the image, and iterations from
    :class:`~maploc_dsac.config.ClassicalConfig`); the pose refined on the inliers with
-   ``cv2.solvePnPRefineLM``. Fewer than ``min_inliers`` inliers = failed.
+   ``cv2.solvePnPRefineLM``. Fewer than ``min_inliers`` inliers, or a pose with more than 10 % of
+   its inliers behind the camera (a degenerate EPnP solution), = failed.
 
 Images are converted to 8-bit grey. Nothing here needs a GPU or learning. The method re-reads the
 frames at ``ClassicalConfig.image_height`` (480 px by default) when the network works at another
@@ -157,6 +158,11 @@ class ClassicalReference:
         idx = inliers.reshape(-1)
         rvec, tvec = cv2.solvePnPRefineLM(p3[idx], p2[idx], K, None, rvec, tvec)
         R_w2c, _ = cv2.Rodrigues(rvec)
+        z = (p3[idx] @ R_w2c.T + tvec.reshape(1, 3))[:, 2]
+        if not np.isfinite(z).all() or float((z > 0).mean()) < 0.9:  # cheirality: inliers must be in front
+            return PoseEstimate.failed(
+                seconds=time.perf_counter() - t0, num_matches=len(p2), num_inliers=n_in, reason="cheirality"
+            )
         R_c2w = R_w2c.T
         t_c2w = -R_c2w @ tvec.reshape(3)
         pose = Pose(R=torch.from_numpy(R_c2w).float(), t=torch.from_numpy(t_c2w).float())

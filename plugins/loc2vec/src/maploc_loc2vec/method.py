@@ -105,11 +105,11 @@ class Loc2VecConfig:
         data: dataset options (``image_height`` = side of the colour pictures in ``Sample.image``).
     """
 
-    model: ModelConfig = ModelConfig(input_px=64)
+    model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     eval: EvalConfig = EvalConfig()
     train: TrainConfig = TrainConfig(
-        epochs=1, max_steps=120, batch_size=16, lr=1e-3, checkpoint_every=50, log_every=10
+        epochs=1, max_steps=60, batch_size=16, lr=1e-3, checkpoint_every=20, log_every=5
     )
     data: DataConfig = DataConfig()
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ctypes.util
+import logging
 import os
 from typing import Any
 
 from maploc.errors import MaplocError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["INSTALL_HINT", "RenderError", "RenderParameterError", "create_gl_context"]
 
@@ -38,6 +41,23 @@ def _missing_libraries() -> list[str]:
     ]
 
 
+def _load_triton_first() -> None:
+    """Imports Triton (if installed) before Mesa's llvmpipe is loaded.
+
+    Mesa's llvmpipe and Triton (pulled in by ``torch._dynamo``, e.g. when Lightning Fabric is
+    imported) each bring their own LLVM; importing Triton after an EGL context exists crashes the
+    process with a segmentation fault (reproduced with torch 2.15 / triton 3.9 / Mesa 22.3). Loaded
+    in the other order both work, so this is done before every context creation.
+    """
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("triton") is not None:
+            import torch._dynamo  # noqa: F401  (imports triton the way torch does)
+    except Exception:  # a broken triton install must not stop CPU rendering
+        log.debug("could not pre-import triton", exc_info=True)
+
+
 def create_gl_context(backend: str | None = None) -> Any:
     """A standalone (offscreen) OpenGL >= 3.3 context.
 
@@ -53,6 +73,7 @@ def create_gl_context(backend: str | None = None) -> Any:
             the install command), or the context cannot be created.
     """
     backend = backend or os.environ.get("MAPLOC_GL_BACKEND", "").strip() or "egl"
+    _load_triton_first()
     try:
         import moderngl
     except ImportError as exc:  # pragma: no cover - moderngl is a dependency of maploc-core
