@@ -135,3 +135,21 @@ def test_list_check_reports_broken_plugins(run_cli, tmp_path):
     assert any("libfoo.so not found" in line for line in failed)
     assert any("gone_mod" in line for line in failed)
     assert "ok      maploc.methods   nn-retrieval" in proc.stdout
+
+
+@pytest.mark.slow
+def test_cli_resume_continues_exactly(run_cli, tmp_path):
+    import torch
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    common = ("--method", "template", "--no-progress", "--no-tensorboard")
+    assert run_cli("train", *common, "-o", "train.max_steps=8", "--out", str(full)).returncode == 0
+    # stop after 4 of 6 steps of the first epoch, then resume up to 8 steps from the run directory
+    assert run_cli("train", *common, "-o", "train.max_steps=4", "--out", str(part)).returncode == 0
+    proc = run_cli("train", *common, "-o", "train.max_steps=8", "--out", str(part), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["step"] == b["step"] == 8
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name

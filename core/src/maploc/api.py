@@ -206,10 +206,17 @@ class Method(abc.ABC, Generic[ConfigT]):
         """The training objective. Default: raises ``NotImplementedError`` (only needed to train)."""
         raise NotImplementedError(f"{type(self).__name__} does not define a loss")
 
-    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> None:
-        """Training. Default: the generic engine loop when :attr:`trains`, else nothing."""
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+        """Training; ``maploc run`` / ``train`` call this. Default: the generic engine loop
+        (:meth:`maploc.engine.Engine.fit`) when :attr:`trains`, else nothing.
+
+        Returns:
+            the engine's ``FitResult`` (or ``None`` when nothing was trained). Overrides that call
+            ``engine.fit`` several times (e.g. training stages) should return the last result.
+        """
         if self.trains:
-            engine.fit(self, train_data, val_data)
+            return engine.fit(self, train_data, val_data)
+        return None
 
     # -- mapping and localization: required ----------------------------------------------------
     @abc.abstractmethod

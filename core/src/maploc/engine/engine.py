@@ -129,6 +129,8 @@ class Engine:
         except (ValueError, RuntimeError, TypeError) as e:
             raise ConfigError(f"cannot set up devices/strategy/precision: {e}") from None
         self._launched = False
+        #: a checkpoint the next ``fit`` call resumes from (set by ``maploc run --resume``; used once).
+        self.resume_from: Path | None = None
 
     # -- process information ---------------------------------------------------------------------
     def launch(self) -> None:
@@ -168,7 +170,8 @@ class Engine:
             train_data: a map-style dataset of :class:`~maploc.types.Sample` (or anything the
                 method's ``collate`` accepts).
             val_data: optional validation dataset (``method.validation_step``).
-            resume: a checkpoint to continue from exactly (same data order, RNG and schedule).
+            resume: a checkpoint to continue from exactly (same data order, RNG and schedule);
+                defaults to :attr:`resume_from`, which is consumed by the first ``fit`` call.
 
         Raises:
             ConfigError: the global batch size is not divisible by the number of processes, or is
@@ -177,6 +180,8 @@ class Engine:
             CheckpointError: ``resume`` is unreadable or belongs to another method.
         """
         self.launch()
+        if resume is None and self.resume_from is not None:
+            resume, self.resume_from = self.resume_from, None
         fabric = self.fabric
         cfg = method.config.train
         if method.model is None:

@@ -205,8 +205,9 @@ def execute(
     fit_result = None
     if "fit" in spec.stages and spec.checkpoint is None and method.trains:
         train_data = _make_dataset(dataset_cls, root, "train", data_cfg)
-        fit_result = engine.fit(method, train_data, None, resume=spec.resume)
-        if engine.is_global_zero:
+        engine.resume_from = spec.resume
+        fit_result = method.fit(engine, train_data, None)
+        if engine.is_global_zero and fit_result is not None:
             say(
                 f"Trained {fit_result.steps} steps in {fit_result.seconds:.1f} s "
                 f"({fit_result.samples_per_second:.1f} samples/s), final loss {fit_result.last_loss:.4g}; "

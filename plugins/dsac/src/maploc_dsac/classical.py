@@ -14,8 +14,9 @@ each keypoint its 3-D point):
    ratio test; all 2D-3D matches pooled; ``cv2.solvePnPRansac`` (EPnP minimal solver; threshold,
    given at 480 px image height and scaled to the image, and iterations from
    :class:`~maploc_dsac.config.ClassicalConfig`); the pose refined on the inliers with
-   ``cv2.solvePnPRefineLM``. Fewer than ``min_inliers`` inliers, or a pose with more than 10 % of
-   its inliers behind the camera (a degenerate EPnP solution), = failed.
+   ``cv2.solvePnPRefineLM``. Fewer than ``min_inliers`` inliers, or an implausible pose (more than
+   10 % of its inliers behind the camera, or their median depth beyond three times the largest
+   depth the mapping frames saw; degenerate EPnP solutions from clustered wrong matches) = failed.
 
 Images are converted to 8-bit grey. Nothing here needs a GPU or learning. The method re-reads the
 frames at ``ClassicalConfig.image_height`` (480 px by default) when the network works at another
@@ -77,6 +78,9 @@ class ClassicalReference:
         self.matcher = cv2.BFMatcher(cv2.NORM_L2)
         self.frames: list[MapFrame] = []
         self.build_seconds = 0.0
+        #: metres; a pose whose inliers' median depth exceeds this is failed (3x the mapping frames'
+        #: 99th-percentile keypoint depth, set by :meth:`build`)
+        self.max_depth = float("inf")
 
     def _features(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """``(keypoints (M, 2) float64 pixels, descriptors (M, 128) float32)``."""
@@ -93,6 +97,7 @@ class ClassicalReference:
         """
         t0 = time.perf_counter()
         self.frames = []
+        depths: list[np.ndarray] = []
         for s in samples:
             if s.depth is None or s.T_cam2world is None:
                 continue
@@ -111,9 +116,12 @@ class ClassicalReference:
             yn = (uv[ok, 1] - K[1, 2]) / K[1, 1]
             xn = (uv[ok, 0] - K[0, 2] - K[0, 1] * yn) / K[0, 0]
             pc = np.stack([xn * d[ok], yn * d[ok], d[ok]], 1)
+            depths.append(d[ok])
             R = s.T_cam2world.R.double().numpy()
             t = s.T_cam2world.t.double().numpy()
             self.frames.append(MapFrame(name=s.name, descriptors=desc[ok], points3d=pc @ R.T + t))
+        if depths:
+            self.max_depth = 3.0 * float(np.percentile(np.concatenate(depths), 99))
         self.build_seconds = time.perf_counter() - t0
         return len(self.frames)
 
@@ -162,6 +170,10 @@ class ClassicalReference:
         if not np.isfinite(z).all() or float((z > 0).mean()) < 0.9:  # cheirality: inliers must be in front
             return PoseEstimate.failed(
                 seconds=time.perf_counter() - t0, num_matches=len(p2), num_inliers=n_in, reason="cheirality"
+            )
+        if float(np.median(z)) > self.max_depth:  # the inliers seen from implausibly far away
+            return PoseEstimate.failed(
+                seconds=time.perf_counter() - t0, num_matches=len(p2), num_inliers=n_in, reason="implausible depth"
             )
         R_c2w = R_w2c.T
         t_c2w = -R_c2w @ tvec.reshape(3)
