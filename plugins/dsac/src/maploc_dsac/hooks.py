@@ -13,6 +13,7 @@ This module is imported by every ``maploc`` command: it imports neither torch no
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,9 +58,19 @@ def _stage_lines(data: Mapping[str, Any]) -> str:
         lines.append(
             f"{stage:<13} steps {info['first_step']}-{info['last_step']} ({info['steps']}), lr {info['lr']:.3g}, "
             f"loss {info['loss_first']:.4g} -> {info['loss_last']:.4g}, {info['images']} images, "
-            f"{info['seconds']:.1f} s in forward+loss"
+            f"{info.get('wall_seconds', 0.0):.1f} s ({info['seconds']:.1f} s in forward+loss)"
         )
     return "\n".join(lines)
+
+
+def _from_json(values: Mapping[str, Any]) -> dict[str, float]:
+    """Undoes ``write_metrics_json``'s ``null`` for non-finite values: a median is ``inf`` when there
+    were queries (at least half of them failed), ``nan`` otherwise; any other ``null`` is ``nan``."""
+    n = values.get("num_queries") or 0
+    out = {}
+    for k, v in values.items():
+        out[k] = (math.inf if k.startswith("median_") and n > 0 else math.nan) if v is None else v
+    return out
 
 
 @hookimpl
@@ -86,7 +97,6 @@ def maploc_report_sections(run_dir: Path, metrics: Mapping[str, float], method_n
         if path.is_file():
             from maploc.evaluation.report import format_metrics_table
 
-            values = json.loads(path.read_text(encoding="utf-8"))
-            values = {k: (float("nan") if v is None else v) for k, v in values.items()}
+            values = _from_json(json.loads(path.read_text(encoding="utf-8")))
             sections.append((title, format_metrics_table(values)))
     return sections

@@ -146,6 +146,7 @@ class DSACMethod(Method[DSACConfig]):
         self._map_data: Dataset | None = None
         self._inliers: dict[str, Tensor] = {}
         self._last_stage: str | None = None
+        self._last_step_start: float | None = None
 
     # -- model and optimisation -------------------------------------------------------------------
     @property
@@ -316,8 +317,16 @@ class DSACMethod(Method[DSACConfig]):
         return loss, {"images_with_hypotheses": float(ok.float().mean())}
 
     def _record(self, stage: str, step: int, loss: float, seconds: float, batch: int, stats: dict[str, float]) -> None:
+        """Per-stage statistics. ``seconds``: forward and loss of this step; ``wall_seconds`` adds the
+        time from one step's start to the next one's (backward, optimizer, loading the next batch)."""
+        now = time.perf_counter()
+        if self._last_step_start is not None and self._last_stage in self.stage_log:
+            self.stage_log[self._last_stage]["wall_seconds"] += now - seconds - self._last_step_start
+        self._last_step_start = now - seconds
         entry = self.stage_log.setdefault(
-            stage, {"first_step": step, "last_step": step, "steps": 0, "images": 0, "seconds": 0.0, "loss_first": loss}
+            stage,
+            {"first_step": step, "last_step": step, "steps": 0, "images": 0, "seconds": 0.0, "wall_seconds": 0.0,
+             "loss_first": loss},
         )
         entry["last_step"] = step
         entry["steps"] += 1
@@ -333,7 +342,8 @@ class DSACMethod(Method[DSACConfig]):
 
     def stage_summary(self) -> dict[str, Any]:
         """Per-stage training information (what ``training_stages.json`` holds): for each stage that
-        ran, its step range, images seen, forward/loss seconds, first and last loss, learning rate."""
+        ran, its step range, images seen, seconds (forward and loss; ``wall_seconds``: whole steps,
+        up to the start of the stage's last step), first and last loss, learning rate."""
         schedule = [{"stage": s, "steps": n, "lr": self.config.stage_lr(s)} for s, n in self.config.stage_steps()]
         return {"schedule": schedule, "total_steps": self.config.train.max_steps, "stages": self.stage_log}
 
