@@ -165,7 +165,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Writes a matplotlib figure as PNG (100 dpi, tight) atomically and closes it; returns the path."""
     plt = _pyplot()
     buffer = io.BytesIO()
     try:
@@ -175,6 +176,9 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     with atomic_write(path, "wb") as f:
         f.write(buffer.getvalue())
     return Path(path)
+
+
+_save = save_figure
 
 
 def _cdf_panel(ax: Any, errors: Any, xlabel: str, thresholds: Sequence[float] = ()) -> None:

@@ -18,7 +18,6 @@ data).
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from maploc.evaluation import atomic_write
 
 from .channels import channel_palette, render_rgb, unpack_tiles
 
@@ -47,15 +44,9 @@ def _plt() -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    plt = _plt()
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    with atomic_write(path, "wb") as f:
-        f.write(buffer.getvalue())
-    return path
+    from maploc.evaluation.report import save_figure
+
+    return save_figure(fig, path)
 
 
 def _attribution(fig: Any, source: str | None) -> None:
