@@ -173,8 +173,9 @@ class DSACMethod(Method[DSACConfig]):
         """Computes DSAC*'s mean scene coordinate over ``train_data`` (``train_init.py``), then runs
         every configured stage in one ``engine.fit`` (stages are a schedule over the steps).
 
-        ``maploc run`` calls ``engine.fit`` directly; the mean is then taken from the first
-        training batch (see :meth:`training_step`). Returns the engine's ``FitResult``.
+        ``maploc run`` / ``maploc train`` call this method. Code that calls ``engine.fit`` directly
+        gets the mean from the first training batch instead (see :meth:`training_step`). Returns the
+        engine's ``FitResult``.
         """
         if not self.trains:
             return None
