@@ -38,7 +38,7 @@ def test_dsac_conformance(tmp_path):
 
 W, H = 64, 48
 TINY = (
-    "network.width=0.125", "init.steps=2", "reprojection.steps=1", "ransac.num_hypotheses=16",
+    "network.width=0.125", "stages=[init,reprojection]", "init.steps=2", "reprojection.steps=1", "ransac.num_hypotheses=16",
     "ransac.max_refinement_steps=10", "train.batch_size=2", "classical.max_features=300", "loss.target_depth_m=2.0",
     "classical.image_height=null",
 )

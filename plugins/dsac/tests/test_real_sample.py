@@ -76,15 +76,17 @@ def test_classical_reference_relocalizes_mapping_frames(stairs):
 def test_short_run_on_the_real_sample(stairs, tmp_path):
     out = tmp_path / "dsac-stairs"
     result = execute(
-        RunSpec(method="dsac", overrides=("init.steps=8", "reprojection.steps=2"), out=out,
+        RunSpec(method="dsac", overrides=("init.steps=8", "reprojection.steps=2", "e2e.steps=1"), out=out,
                 engine=EngineConfig(progress=False)),
         say=lambda s: None,
     )
     m = result.metrics
-    assert m["num_queries"] == 6 and result.fit.steps == 10
+    assert m["num_queries"] == 6 and result.fit.steps == 11
     for name in ("metrics.json", "poses_dsac.txt", "scene_coordinate_error.png", "error_cdf.png",
                  "classical_metrics.json", "training_stages.json", "report.txt"):
         assert (out / name).is_file(), name
+    stages = json.loads((out / "training_stages.json").read_text())["stages"]
+    assert {name: s["steps"] for name, s in stages.items()} == {"init": 8, "reprojection": 2, "e2e": 1}
     poses = read_poses_dsac(out / "poses_dsac.txt")
     assert sorted(poses) == ["seq-01/frame-000000", "seq-01/frame-000001", "seq-01/frame-000002",
                              "seq-04/frame-000000", "seq-04/frame-000001", "seq-04/frame-000002"]

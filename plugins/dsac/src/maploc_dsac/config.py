@@ -232,14 +232,14 @@ class DSACConfig:
     """
 
     mode: Literal["rgb", "rgbd"] = "rgb"
-    stages: tuple[str, ...] = attrs.field(default=("init", "reprojection"), validator=_check_stages)
+    stages: tuple[str, ...] = attrs.field(default=("init", "reprojection", "e2e"), validator=_check_stages)
     network: NetworkConfig = NetworkConfig()
     augment: AugmentConfig = AugmentConfig()
     loss: LossConfig = LossConfig()
     ransac: RansacConfig = RansacConfig()
-    init: StageConfig = StageConfig(steps=400, lr=1e-3)
-    reprojection: StageConfig = StageConfig(steps=80, lr=3e-4)
-    e2e: StageConfig = StageConfig(steps=0, lr=1e-5, geometric_augmentation=False)
+    init: StageConfig = StageConfig(steps=1200, lr=1e-3)
+    reprojection: StageConfig = StageConfig(steps=240, lr=3e-4)
+    e2e: StageConfig = StageConfig(steps=40, lr=1e-5, geometric_augmentation=False)
     classical: ClassicalConfig = ClassicalConfig()
     plot_query: int = 0
     report_map_views: bool = True
