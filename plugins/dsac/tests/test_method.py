@@ -242,6 +242,27 @@ def test_stage_names_and_order_are_checked():
         structure(DSACConfig, {"stages": ["e2e", "init"]})
 
 
+def test_fit_decodes_each_training_sample_once(monkeypatch, tmp_path):
+    """fit wraps the training data in a CachedDataset: the scene-mean pass and every epoch after it
+    read a frame from the dataset once (``train_cache_mib=0``: on every read)."""
+    from maploc.engine import Engine, EngineConfig
+
+    for budget, expect_once in ((1024, True), (0, False)):
+        room = SyntheticRoom(None, "train", image_height=24)
+        reads: list[int] = []
+        original = SyntheticRoom.__getitem__
+        monkeypatch.setattr(SyntheticRoom, "__getitem__", lambda self, i: reads.append(i) or original(self, i))
+        cfg = _config("stages=[init]", "init.steps=30", "data.image_height=24", f"train_cache_mib={budget}")
+        method = DSACMethod(cfg)
+        method.model = method.configure_model()
+        method.fit(Engine(EngineConfig(progress=False), tmp_path / str(budget)), room)
+        monkeypatch.undo()
+        assert sorted(set(reads)) == list(range(len(room)))
+        assert (len(reads) == len(room)) == expect_once
+    with pytest.raises(ConfigError, match="train_cache_mib"):
+        structure(DSACConfig, {"train_cache_mib": -1})
+
+
 @pytest.fixture(scope="module")
 def room_batch():
     room = SyntheticRoom(None, "train", image_height=48)

@@ -225,6 +225,9 @@ class DSACConfig:
         train: the generic loop (batch size, checkpoints). ``train.max_steps = 0`` means the sum
             of the steps of the configured stages; a smaller value truncates the schedule, a
             larger one continues the last stage.
+        train_cache_mib: decoded training samples kept in memory, MiB (least recently used out
+            first; :class:`maploc.data.cache.CachedDataset`). Decoding a 7-Scenes frame takes ~30 ms,
+            which otherwise dominates a CPU training step at 120 px. ``0`` decodes on every read.
         data: dataset options; ``data.image_height`` is the network input height (DSAC*: 480;
             the default 120 px, a 15 x 20 grid of cells for 7-Scenes, fits the CPU budget: per
             training step, the error falls about as fast at 120 px as at 240 px, at a quarter of
@@ -244,6 +247,7 @@ class DSACConfig:
     plot_query: int = 0
     report_map_views: bool = True
     train: TrainConfig = TrainConfig(epochs=0, max_steps=0, batch_size=4, lr=1e-4, log_every=10)
+    train_cache_mib: int = attrs.field(default=1024, validator=attrs.validators.ge(0))
     data: DataConfig = DataConfig(image_height=120)
 
     def stage_steps(self) -> list[tuple[str, int]]:

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from maploc.api import Dataset, Method
+from maploc.data.cache import CachedDataset
 from maploc.errors import DataError
 from maploc.types import PoseEstimate, Sample
 from maploc_dsac.augment import augment_batch, sample_params
@@ -180,6 +181,10 @@ class DSACMethod(Method[DSACConfig]):
         if not self.trains:
             return None
         assert self.model is not None
+        if self.config.train_cache_mib > 0:
+            # Samples are read thousands of times (augmentation is applied to the batch, later):
+            # decode each once.
+            train_data = CachedDataset(train_data, max_bytes=self.config.train_cache_mib << 20)
         net = _unwrap(self.model)
         if isinstance(net, SceneCoordinateNetwork) and not bool(net.mean_initialized):
             net.set_mean(scene_mean(train_data))
