@@ -240,9 +240,9 @@ class DSACConfig:
     augment: AugmentConfig = AugmentConfig()
     loss: LossConfig = LossConfig()
     ransac: RansacConfig = RansacConfig()
-    init: StageConfig = StageConfig(steps=1200, lr=1e-3)
-    reprojection: StageConfig = StageConfig(steps=240, lr=3e-4)
-    e2e: StageConfig = StageConfig(steps=40, lr=1e-5, geometric_augmentation=False)
+    init: StageConfig = StageConfig(steps=4000, lr=1e-3)
+    reprojection: StageConfig = StageConfig(steps=800, lr=3e-4)
+    e2e: StageConfig = StageConfig(steps=100, lr=1e-5, geometric_augmentation=False)
     classical: ClassicalConfig = ClassicalConfig()
     plot_query: int = 0
     report_map_views: bool = True
