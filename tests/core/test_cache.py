@@ -27,8 +27,12 @@ class Counting(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         self.reads[index] += 1
-        return Sample(image=torch.full((3, 4, 4), float(index)), camera=Camera.from_focal(4.0, 4, 4),
-                      depth=torch.ones(4, 4), name=f"f{index}")
+        return Sample(
+            image=torch.full((3, 4, 4), float(index)),
+            camera=Camera.from_focal(4.0, 4, 4),
+            depth=torch.ones(4, 4),
+            name=f"f{index}",
+        )
 
 
 def test_sample_nbytes():
@@ -85,4 +89,4 @@ def test_pickles_and_collates_like_the_dataset():
     batch["image"].zero_()  # the batch is a copy: the cached sample is untouched
     assert first.image.abs().sum() > 0
     with pytest.raises(AttributeError):
-        cached.no_such_attribute
+        getattr(cached, "no_such_attribute")  # noqa: B009

@@ -251,7 +251,11 @@ def test_fit_decodes_each_training_sample_once(monkeypatch, tmp_path):
         room = SyntheticRoom(None, "train", image_height=24)
         reads: list[int] = []
         original = SyntheticRoom.__getitem__
-        monkeypatch.setattr(SyntheticRoom, "__getitem__", lambda self, i: reads.append(i) or original(self, i))
+        def counting(self, i, reads=reads, original=original):
+            reads.append(i)
+            return original(self, i)
+
+        monkeypatch.setattr(SyntheticRoom, "__getitem__", counting)
         cfg = _config("stages=[init]", "init.steps=30", "data.image_height=24", f"train_cache_mib={budget}")
         method = DSACMethod(cfg)
         method.model = method.configure_model()
