@@ -202,9 +202,16 @@ def execute(
         except RuntimeError as e:
             raise CheckpointError(f"{spec.checkpoint} does not fit this model: {str(e).splitlines()[0]}") from None
 
+    # Open every split this run needs before training: a broken map or query split (a missing
+    # calibration file, a count mismatch) is reported at once, not after the training time.
+    training = "fit" in spec.stages and spec.checkpoint is None and method.trains
+    mapping = "map" in spec.stages or "localize" in spec.stages
+    train_data = _make_dataset(dataset_cls, root, "train", data_cfg) if training else None
+    map_data = _make_dataset(dataset_cls, root, "map", data_cfg) if mapping else None
+    query_data = _make_dataset(dataset_cls, root, "query", data_cfg) if "localize" in spec.stages else None
+
     fit_result = None
-    if "fit" in spec.stages and spec.checkpoint is None and method.trains:
-        train_data = _make_dataset(dataset_cls, root, "train", data_cfg)
+    if training:
         engine.resume_from = spec.resume
         fit_result = method.fit(engine, train_data, None)
         if engine.is_global_zero and fit_result is not None:
@@ -220,13 +227,12 @@ def execute(
     report = ""
     if method.model is not None:
         method.model = method.model.to(engine.device).eval()
-    if "map" in spec.stages or "localize" in spec.stages:
-        map_data = _make_dataset(dataset_cls, root, "map", data_cfg)
+    if map_data is not None:
         t0 = time.perf_counter()
         method.build_map(map_data)
         say(f"Built the map from {len(map_data)} images in {time.perf_counter() - t0:.1f} s")
-    if "localize" in spec.stages:
-        query_data = _make_dataset(dataset_cls, root, "query", data_cfg)
+    if query_data is not None:
+        assert map_data is not None
         metrics, report = _localize_and_evaluate(
             method, map_data, query_data, data_cfg, run_dir, pm, engine.config.progress
         )
