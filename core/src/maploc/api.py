@@ -20,20 +20,61 @@ Every optional step has a documented default that does nothing (or the obvious t
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+import attrs
 import torch
 from torch import Tensor, nn
 
-from maploc.types import Correspondences, PoseEstimate, Sample
+from maploc.types import Correspondences, Pose, Pose2, PoseEstimate, Sample
 
-__all__ = ["Dataset", "Encoder", "Matcher", "PoseSolver", "Method", "ConfigT", "SPLITS"]
+__all__ = [
+    "Dataset", "Encoder", "Matcher", "PoseSolver", "Method", "ConfigT", "SPLITS", "ALL_SPLITS",
+    "NoOptions", "SampleMeta", "StepOutput",
+]
 
 #: The splits every dataset understands: ``train`` (learning), ``map`` (the reference / database
 #: images indexed by ``build_map``) and ``query`` (the images to localize and evaluate).
 SPLITS: tuple[str, ...] = ("train", "map", "query")
+#: ``SPLITS`` plus the optional ``val`` split (validation during training) of datasets that have one.
+ALL_SPLITS: tuple[str, ...] = (*SPLITS, "val")
+
+
+@attrs.frozen(kw_only=True)
+class NoOptions:
+    """The options class of a dataset that takes none (``-o data.<key>=...`` is then an error)."""
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class SampleMeta:
+    """What a sample is, without its pixels: :meth:`Dataset.metadata` returns this.
+
+    Attributes:
+        name: the sample's unique name in its dataset.
+        T_cam2world: camera-to-world pose in metres (``None`` when unknown).
+        pose2: map-frame pose (x, y metres, yaw radians), or ``None``.
+        sequence: sequence (traversal) name.
+        timestamp: seconds, or the frame index.
+    """
+
+    name: str
+    T_cam2world: Pose | None = None
+    pose2: Pose2 | None = None
+    sequence: str = ""
+    timestamp: float = 0.0
+
+    @classmethod
+    def of(cls, sample: Sample) -> SampleMeta:
+        return cls(name=sample.name, T_cam2world=sample.T_cam2world, pose2=sample.pose2,
+                   sequence=sample.sequence, timestamp=sample.timestamp)
+
+
+#: What :meth:`Method.training_step` may return: the loss; a mapping with the key ``"loss"`` and
+#: further scalars to log (``{"loss": l, "mining/hard_fraction": 0.4}`` logs ``train/mining/...``);
+#: or ``None`` to skip the optimizer step for this batch (the engine counts skipped steps).
+StepOutput = Tensor | Mapping[str, Any] | None
 
 ConfigT = TypeVar("ConfigT")
 
@@ -42,12 +83,14 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
     """A split of a localization dataset: an indexable sequence of :class:`~maploc.types.Sample`.
 
     Subclasses are registered in the ``maploc.datasets`` entry-point group and constructed as
-    ``DatasetCls(root, split, **options)``.
+    ``DatasetCls(root, split, image_height=..., options=DatasetCls.Options(...))``.
 
     Args:
         root: the dataset folder (its layout is documented by each subclass).
-        split: one of :data:`SPLITS`.
+        split: one of :data:`SPLITS` (or ``val`` when ``"val" in splits``).
         image_height: if given, images (and intrinsics, and depth) are resized to this height.
+        options: an instance of :attr:`Options` (``None``: its defaults). Users set them with
+            ``-o data.<key>=value``; ``maploc config show --dataset NAME`` lists them.
 
     Raises:
         maploc.errors.DataError: if ``root`` is missing or a file in it is missing or malformed;
@@ -60,19 +103,32 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
             root is given, or ``None`` if the dataset has none.
         has_depth: whether samples carry depth maps.
         needs_root: ``False`` for datasets generated without files (``root`` is then ignored).
+        splits: the splits this dataset has; ``maploc run`` validates during training on ``val``
+            when it is listed.
+        Options: a frozen attrs class of the dataset's own options (strict keys, typed, range-checked
+            by validators); :class:`NoOptions` by default.
     """
 
     name: ClassVar[str] = ""
     default_sample: ClassVar[str | None] = None
     has_depth: ClassVar[bool] = False
     needs_root: ClassVar[bool] = True
+    splits: ClassVar[tuple[str, ...]] = SPLITS
+    Options: ClassVar[type] = NoOptions
 
-    def __init__(self, root: Path, split: str, *, image_height: int | None = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    def __init__(
+        self, root: Path, split: str, *, image_height: int | None = None, options: Any = None
+    ) -> None:
+        if split not in self.splits:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(self.splits)}")
+        if options is None:
+            options = self.Options()
+        elif not isinstance(options, self.Options):
+            raise TypeError(f"{type(self).__name__} expects options of type {self.Options.__name__}, got {options!r}")
         self.root = Path(root)
         self.split = split
         self.image_height = image_height
+        self.options = options
 
     @abc.abstractmethod
     def __len__(self) -> int:
@@ -83,11 +139,51 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
         """The ``index``-th sample. Raises ``IndexError`` past the end."""
 
     def names(self) -> list[str]:
-        """The sample names in order (default: loads every sample; override when cheaper)."""
-        return [self[i].name for i in range(len(self))]
+        """The sample names in order (default: from :meth:`metadata`)."""
+        return [self.metadata(i).name for i in range(len(self))]
+
+    def metadata(self, index: int) -> SampleMeta:
+        """Name, poses, sequence and timestamp of sample ``index`` without decoding its image.
+
+        Default: loads the sample (override it where the poses can be read alone; retrieval and
+        sequence evaluation call it for every map image).
+        """
+        return SampleMeta.of(self[index])
+
+    def validate(self, progress: Callable[[int], None] | None = None) -> None:
+        """Checks every file of this split before any work starts (``maploc run`` calls it).
+
+        Default: loads every sample (decoding images, parsing poses and calibrations) and checks
+        that poses are finite. Override with something cheaper (image headers only) for large
+        splits.
+
+        Args:
+            progress: called with the number of samples checked so far (for a progress bar).
+
+        Raises:
+            maploc.errors.DataError: naming the first broken file or sample.
+        """
+        from maploc.errors import DataError
+
+        for i in range(len(self)):
+            try:
+                sample = self[i]
+            except DataError:
+                raise
+            except (OSError, ValueError, RuntimeError) as e:
+                raise DataError(f"{self!r}: sample {i} cannot be read: {e}") from None
+            for what, pose in (("T_cam2world", sample.T_cam2world), ("pose2", sample.pose2)):
+                if pose is not None and not _pose_finite(pose):
+                    raise DataError(f"{self!r}: sample {sample.name or i} has a non-finite {what}")
+            if progress is not None:
+                progress(i + 1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
+
+
+def _pose_finite(pose: Pose | Pose2) -> bool:
+    return bool(torch.isfinite(pose.matrix()).all())
 
 
 class Encoder(nn.Module, abc.ABC):
@@ -190,8 +286,14 @@ class Method(abc.ABC, Generic[ConfigT]):
 
         return collate(samples)
 
-    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Tensor:
-        """Returns the scalar loss of one batch (the engine does backward and the optimizer step).
+    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> StepOutput:
+        """The scalar loss of one batch (the engine does backward and the optimizer step).
+
+        Returns:
+            a scalar tensor; or a mapping with ``"loss"`` and further float scalars that the
+            engine logs as ``train/<name>`` (TensorBoard and ``metrics.jsonl``), e.g. mining
+            statistics; or ``None`` to skip the optimizer step for this batch (e.g. every image
+            of it failed RANSAC). Skipped steps are counted in ``FitResult.skipped_steps``.
 
         Default: ``self.loss(model(batch), batch)``.
         """
@@ -231,6 +333,29 @@ class Method(abc.ABC, Generic[ConfigT]):
         """
 
     # -- reporting: optional ---------------------------------------------------------------------
+    def extra_metrics(
+        self, map_data: Dataset, queries: Sequence[Sample], estimates: Sequence[PoseEstimate],
+        metrics: Mapping[str, float],
+    ) -> Mapping[str, float]:
+        """Method-specific metrics added to ``metrics.json`` after the standard family's.
+
+        Args:
+            map_data: the map split given to :meth:`build_map`.
+            queries: the evaluated query samples, in order.
+            estimates: their estimates, in order.
+            metrics: the standard metrics (read-only).
+
+        Returns:
+            flat ``name -> number`` with units in the names; a name that already exists is an error.
+            Default: none.
+        """
+        return {}
+
+    def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
+        """Extra ``(title, body)`` sections printed below the metrics table (and saved in
+        ``report.txt``), e.g. a baseline table or per-stage training summary. Default: none."""
+        return []
+
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
         """Writes method-specific plots into ``run_dir``; returns their paths. Default: none."""
         return []

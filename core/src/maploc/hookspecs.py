@@ -51,7 +51,7 @@ def maploc_engine_callbacks(run_dir: Path, method: Any, args: argparse.Namespace
 
     A callback is any object with some of these methods (all keyword arguments), called on every
     process unless noted: ``on_train_start(engine, method)``, ``on_train_batch_end(engine, step,
-    epoch, loss)``, ``on_validation_end(engine, step, metrics)``, ``on_checkpoint(engine, path)``
+    epoch, loss, scalars)`` (``scalars``: the extra scalars ``training_step`` returned), ``on_validation_end(engine, step, metrics)``, ``on_checkpoint(engine, path)``
     (rank 0 only), ``on_train_end(engine, step)``, ``close()``. The callback should use
     ``engine.is_global_zero`` before writing files.
 
@@ -89,4 +89,17 @@ def maploc_report_sections(run_dir: Path, metrics: Mapping[str, float], method_n
 
     Returns:
         A list of ``(title, body)`` pairs, or ``None``. Every implementation is called.
+    """
+
+
+@hookspec
+def maploc_commands() -> list[Any] | None:
+    """Contributes CLI subcommands (e.g. ``maploc data show`` from maploc-osm).
+
+    Called whenever the ``maploc`` parser is built for a command other than ``list``; hook modules
+    must therefore be cheap to import (no torch at module level).
+
+    Returns:
+        A list of :class:`maploc.commands.Command`, or ``None``. Every implementation is called; a
+        path that two plugins (or a plugin and the core) both claim is an error naming both.
     """

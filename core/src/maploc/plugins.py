@@ -11,7 +11,11 @@ kind           entry-point group
 ``encoders``   ``maploc.encoders``
 ``matchers``   ``maploc.matchers``
 ``solvers``    ``maploc.solvers``
+``samples``    ``maploc.samples``
 =============  ======================
+
+(``samples`` entries are :class:`maploc.data.samples.SampleSpec` objects: real sample data that
+``maploc data fetch NAME`` downloads.)
 
 Listing (:func:`list_entry_points`) reads distribution metadata only: no plugin code and no torch
 is imported. A name registered by two distributions is an error that names both; an unknown name
@@ -60,6 +64,7 @@ GROUPS: dict[str, str] = {
     "encoders": "maploc.encoders",
     "matchers": "maploc.matchers",
     "solvers": "maploc.solvers",
+    "samples": "maploc.samples",
 }
 HOOKS_GROUP = "maploc.hooks"
 CORE_DISTRIBUTION = "maploc-core"

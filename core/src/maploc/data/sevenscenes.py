@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import attrs
 
 import numpy as np
 import torch
@@ -97,6 +99,17 @@ def register_depth(
     return torch.from_numpy(flat.reshape(H, W).astype(np.float32))
 
 
+@attrs.frozen(kw_only=True)
+class SevenScenesOptions:
+    """Options of the ``7scenes`` dataset (``-o data.<key>=value``).
+
+    Attributes:
+        load_depth: read the depth maps (registered to the colour camera); ``false`` skips them.
+    """
+
+    load_depth: bool = True
+
+
 class SevenScenes(Dataset):
     """One scene of Microsoft 7-Scenes in the original layout.
 
@@ -145,11 +158,14 @@ class SevenScenes(Dataset):
     default_sample: ClassVar[str | None] = "7scenes-stairs"
     has_depth: ClassVar[bool] = True
 
+    Options = SevenScenesOptions
+
     def __init__(
-        self, root: Path, split: str, *, image_height: int | None = None, load_depth: bool = True
+        self, root: Path, split: str, *, image_height: int | None = None, options: SevenScenesOptions | None = None,
+        load_depth: bool | None = None,
     ) -> None:
-        super().__init__(root, split, image_height=image_height)
-        self.load_depth = load_depth
+        super().__init__(root, split, image_height=image_height, options=options)
+        self.load_depth = self.options.load_depth if load_depth is None else load_depth
         if not self.root.is_dir():
             raise DataError(f"{self.root}: 7-Scenes folder not found")
         self.sequences = self.read_split_file(self.root / _SPLIT_FILES[split])

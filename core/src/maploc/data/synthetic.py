@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -99,8 +99,10 @@ class SyntheticRoom(Dataset):
     needs_root: ClassVar[bool] = False
     has_depth: ClassVar[bool] = True
 
-    def __init__(self, root: Path | None = None, split: str = "train", *, image_height: int | None = None) -> None:
-        super().__init__(Path(root or "."), split, image_height=image_height)
+    def __init__(
+        self, root: Path | None = None, split: str = "train", *, image_height: int | None = None, options: Any = None
+    ) -> None:
+        super().__init__(Path(root or "."), split, image_height=image_height, options=options)
         height = image_height or 48
         width = round(height * 4 / 3)
         focal = (width / 2) / math.tan(math.radians(60) / 2)

@@ -14,9 +14,7 @@ A checkpoint is a ``torch.save`` dict of tensors and plain Python values only, s
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from maploc.errors import CheckpointError
+from maploc.files import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state", "FORMAT"]
 
@@ -68,16 +67,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(data, f)
     return path
 
 
@@ -94,9 +85,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # RuntimeError (zip reader), UnpicklingError, EOFError, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's own message suggests loading with unpickling enabled; never pass that on.
         raise CheckpointError(
-            f"checkpoint {path} is corrupt, truncated or not a plain-data maploc checkpoint ({first[:200]})"
+            f"checkpoint {path} cannot be read ({type(e).__name__}): it is corrupt, truncated, or holds "
+            "objects other than tensors and plain data; maploc only reads plain-data checkpoints that it wrote"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a maploc checkpoint (no '{FORMAT}' marker); was it written by maploc?")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,8 @@ class EngineConfig:
 
 @attrs.frozen
 class FitResult:
-    """What ``Engine.fit`` did: steps run, the final training loss, seconds, checkpoint path."""
+    """What ``Engine.fit`` did: steps run, the final training loss, seconds, checkpoint path, and
+    how many batches skipped the optimizer step (``training_step`` returned ``None``)."""
 
     steps: int
     epochs_completed: int
@@ -72,6 +73,42 @@ class FitResult:
     seconds: float
     checkpoint: Path | None
     samples_per_second: float
+    skipped_steps: int = 0
+
+
+def _split_step_output(out: Any) -> tuple[torch.Tensor | None, dict[str, float]]:
+    """``training_step``'s return value -> (loss or None, extra scalars)."""
+    if out is None:
+        return None, {}
+    if isinstance(out, torch.Tensor):
+        return out, {}
+    if isinstance(out, Mapping):
+        if "loss" not in out:
+            raise MaplocError(f"training_step returned a mapping without a 'loss' key: {sorted(out)}")
+        loss = out["loss"]
+        scalars = {str(k): float(v) for k, v in out.items() if k != "loss"}
+        return loss, scalars
+    raise MaplocError(f"training_step must return a tensor, a mapping with 'loss', or None; got {type(out).__name__}")
+
+
+class _ReplacementSampler(torch.utils.data.Sampler):
+    """Samples with replacement, a pure function of ``(seed, epoch)``: for training splits smaller
+    than one global batch (a one-image DSAC* scene). Each rank draws its own share."""
+
+    def __init__(self, n: int, num_samples: int, seed: int, rank: int) -> None:
+        self.n, self.num_samples, self.seed, self.rank = n, num_samples, seed, rank
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 101 + self.rank)
+        idx = torch.randint(self.n, (self.num_samples,), generator=g).tolist()
+        return iter(idx[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
 
 
 class _ResumableSampler(DistributedSampler):
@@ -129,6 +166,8 @@ class Engine:
         except (ValueError, RuntimeError, TypeError) as e:
             raise ConfigError(f"cannot set up devices/strategy/precision: {e}") from None
         self._launched = False
+        #: set by ``fit`` when the training split was smaller than a batch (sampled with replacement).
+        self.sampling_with_replacement = False
         #: a checkpoint the next ``fit`` call resumes from (set by ``maploc run --resume``; used once).
         self.resume_from: Path | None = None
 
@@ -174,8 +213,9 @@ class Engine:
                 defaults to :attr:`resume_from`, which is consumed by the first ``fit`` call.
 
         Raises:
-            ConfigError: the global batch size is not divisible by the number of processes, or is
-                larger than the (per-process share of the) dataset.
+            ConfigError: the global batch size is not divisible by the number of processes, or the
+                training split is empty. A split smaller than one global batch is sampled with
+                replacement (logged once at INFO), so that a one-image scene trains with defaults.
             TrainingError: the loss became NaN/inf; the last good checkpoint is kept.
             CheckpointError: ``resume`` is unreadable or belongs to another method.
         """
@@ -192,15 +232,23 @@ class Engine:
                 f"the number of processes ({self.world_size})"
             )
         per_device = cfg.batch_size // self.world_size
-        sampler = _ResumableSampler(
-            train_data, num_replicas=self.world_size, rank=fabric.global_rank, shuffle=True,
-            seed=self.config.seed, drop_last=True,
-        )
-        steps_per_epoch = sampler.num_samples // per_device
-        if steps_per_epoch == 0:
-            raise ConfigError(
-                f"train.batch_size={cfg.batch_size} is larger than the training split ({len(train_data)} samples)"
+        if len(train_data) == 0:
+            raise ConfigError(f"the training split of {train_data!r} is empty")
+        sampler: Any
+        if len(train_data) < cfg.batch_size:
+            log.info(
+                "the training split has %d samples, fewer than train.batch_size=%d: sampling with replacement",
+                len(train_data), cfg.batch_size,
             )
+            self.sampling_with_replacement = True
+            sampler = _ReplacementSampler(len(train_data), per_device, self.config.seed, fabric.global_rank)
+            steps_per_epoch = 1
+        else:
+            sampler = _ResumableSampler(
+                train_data, num_replicas=self.world_size, rank=fabric.global_rank, shuffle=True,
+                seed=self.config.seed, drop_last=True,
+            )
+            steps_per_epoch = sampler.num_samples // per_device
         total_steps = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
 
         model = method.model
@@ -252,6 +300,7 @@ class Engine:
         self.call("on_train_start", method=method)
         t0 = time.perf_counter()
         samples_seen = 0
+        skipped = 0
         last_loss = math.nan
         while step < total_steps:
             sampler.set_epoch(epoch)
@@ -263,7 +312,17 @@ class Engine:
             for batch in loader:
                 model.train()
                 batch = fabric.to_device(batch)
-                loss = method.training_step(model, batch, step)
+                loss, extra_scalars = _split_step_output(method.training_step(model, batch, step))
+                if loss is None:  # the method asked to skip this batch (e.g. every image failed)
+                    skipped += 1
+                    step += 1
+                    batch_in_epoch += 1
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix(skipped=skipped, epoch=epoch)
+                    if step >= total_steps:
+                        break
+                    continue
                 if not torch.isfinite(loss.detach()).all():
                     where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
                     raise TrainingError(f"the training loss is {float(loss.detach())} at step {step} (epoch {epoch}){where}")
@@ -280,11 +339,12 @@ class Engine:
                     progress.update(1)
                     progress.set_postfix(loss=f"{last_loss:.4g}", epoch=epoch)
                 if cfg.log_every and step % cfg.log_every == 0:
-                    scalars = {"train/loss": last_loss, "train/epoch": epoch}
+                    scalars = {"train/loss": last_loss, "train/epoch": epoch, "train/skipped_steps": skipped}
+                    scalars.update({f"train/{k}": v for k, v in extra_scalars.items()})
                     if scheduler is not None:
                         scalars["train/lr"] = float(scheduler.get_last_lr()[0])
                     fabric.log_dict(scalars, step=step)
-                self.call("on_train_batch_end", step=step, epoch=epoch, loss=last_loss)
+                self.call("on_train_batch_end", step=step, epoch=epoch, loss=last_loss, scalars=extra_scalars)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
                     last_ckpt = self._save(ckpt_dir / f"step-{step:08d}.ckpt", make_state())
                 if val_data is not None and cfg.val_every and step % cfg.val_every == 0:
@@ -304,7 +364,7 @@ class Engine:
         method.model = self._unwrap(model)
         return FitResult(
             steps=step, epochs_completed=epoch, last_loss=last_loss, seconds=seconds, checkpoint=last_ckpt,
-            samples_per_second=samples_seen / seconds if seconds > 0 else math.nan,
+            samples_per_second=samples_seen / seconds if seconds > 0 else math.nan, skipped_steps=skipped,
         )
 
     def validate(self, method: Any, model: Any, val_data: Any, step: int) -> dict[str, float]:

@@ -24,12 +24,25 @@ from typing import Any
 import attrs
 import yaml
 
-from maploc.config import DataConfig, apply_overrides, dump_yaml, resolve_config, structure, unstructure
+from maploc.api import SampleMeta
+from maploc.config import (
+    DataConfig,
+    apply_overrides,
+    dump_yaml,
+    resolve_config,
+    structure,
+    structure_dataset_options,
+    unstructure,
+)
 from maploc.engine.engine import Engine, EngineConfig, FitResult
-from maploc.errors import ConfigError, DataError, MaplocError
+from maploc.errors import CheckpointError, ConfigError, DataError, MaplocError
+from maploc.files import atomic_write_text
 from maploc.plugins import get_plugin_manager, load_component
 
-__all__ = ["RunSpec", "RunResult", "execute", "load_run_config", "default_run_dir", "RUN_DIR_ENV"]
+__all__ = [
+    "RunSpec", "RunResult", "execute", "resolve_spec", "load_run_config", "default_run_dir", "check_run_dir",
+    "RUN_DIR_ENV",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +70,8 @@ class RunSpec:
         resume: a checkpoint to continue training from.
         checkpoint: weights to evaluate (``maploc eval``); training is skipped.
         stages: which of ``fit``, ``map``, ``localize`` to run (``localize`` includes evaluation).
+        checkpoint_state: the contents of ``checkpoint`` when :func:`resolve_spec` already read it
+            (the file is read once per run); ``None``: read by :func:`execute`.
     """
 
     method: str
@@ -70,6 +85,7 @@ class RunSpec:
     resume: Path | None = None
     checkpoint: Path | None = None
     stages: tuple[str, ...] = STAGES
+    checkpoint_state: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -105,6 +121,123 @@ def load_run_config(path: Path) -> dict[str, Any]:
     return data
 
 
+def find_resume_checkpoint(out: Path | None) -> Path:
+    """The newest checkpoint of the run in ``out`` (``last.ckpt`` or ``step-*.ckpt``).
+
+    Raises:
+        ConfigError: no ``out`` or no checkpoint in it.
+    """
+    if out is None:
+        raise ConfigError("--resume without a checkpoint path needs --out pointing at the run to continue")
+    ckpt_dir = Path(out) / "checkpoints"
+    candidates = sorted(ckpt_dir.glob("step-*.ckpt"))
+    if (ckpt_dir / "last.ckpt").is_file():
+        candidates.append(ckpt_dir / "last.ckpt")
+    if not candidates:
+        raise ConfigError(f"no checkpoint to resume in {ckpt_dir}")
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns)
+
+
+def resolve_spec(
+    *,
+    method: str | None = None,
+    config_file: Path | None = None,
+    checkpoint: Path | None = None,
+    dataset: str | None = None,
+    data_root: Path | None = None,
+    preset: str | None = None,
+    overrides: Sequence[str] = (),
+    out: Path | None = None,
+    engine: EngineConfig | None = None,
+    seed_given: bool = True,
+    resume: str | Path | None = None,
+    stages: tuple[str, ...] = STAGES,
+) -> RunSpec:
+    """The one place that turns flags, a saved ``config.yaml`` and a checkpoint into a :class:`RunSpec`.
+
+    Precedence: explicit arguments, then the saved run config (``config_file``, or the
+    ``config.yaml`` beside ``checkpoint``'s run), then the checkpoint's own record. The checkpoint
+    is read here, once, and handed on in ``RunSpec.checkpoint_state``.
+
+    Args:
+        method, dataset, data_root, preset, overrides, out: as on the command line (``None``: not given).
+        config_file: a run's ``config.yaml`` (or its folder) to repeat.
+        checkpoint: weights to evaluate.
+        engine: devices/precision/seed; ``seed_given=False`` lets a saved config's seed win.
+        resume: ``"last"`` (the newest checkpoint in ``out``) or a checkpoint path.
+        stages: which stages to run.
+
+    Raises:
+        ConfigError: no method, an unreadable config file, nothing to resume.
+        CheckpointError: an unreadable checkpoint.
+    """
+    saved: dict[str, Any] = {}
+    if config_file is not None:
+        saved = load_run_config(config_file)
+    base_config = saved.get("config")
+    state = None
+    if checkpoint is not None:
+        from maploc.engine.checkpoint import load_checkpoint
+
+        state = load_checkpoint(checkpoint)
+        run_config = Path(checkpoint).resolve().parent.parent / "config.yaml"
+        if not saved and run_config.is_file():
+            saved = load_run_config(run_config)
+        saved.setdefault("method", state.get("method"))
+        base_config = state.get("config") if preset is None else None
+    method = method or saved.get("method")
+    if not method:
+        raise ConfigError("no method given: use --method NAME (see `maploc list`) or --config RUN/config.yaml")
+    if saved.get("method") not in (None, method):
+        base_config = None  # another method: the saved config does not apply
+    root = data_root if data_root is not None else saved.get("data_root")
+    resume_path = None
+    if resume:
+        resume_path = find_resume_checkpoint(out) if resume == "last" else Path(resume)
+    engine = engine or EngineConfig()
+    engine_saved = saved.get("engine", {}) if config_file is not None else {}
+    if not seed_given and "seed" in engine_saved:
+        engine = attrs.evolve(engine, seed=int(engine_saved["seed"]))
+    return RunSpec(
+        method=method,
+        dataset=dataset or saved.get("dataset"),
+        data_root=Path(root) if root else None,
+        preset=preset or saved.get("preset") or "default",
+        overrides=tuple(overrides),
+        base_config=base_config if preset is None else None,
+        out=out,
+        engine=engine,
+        resume=resume_path,
+        checkpoint=checkpoint,
+        stages=stages,
+        checkpoint_state=state,
+    )
+
+
+def check_run_dir(run_dir: Path) -> bool:
+    """Makes sure ``run_dir`` can be created and written before any work starts.
+
+    Returns:
+        ``True`` when this call created the folder (so a failed run may remove it again).
+
+    Raises:
+        ConfigError: the folder (or a parent) is a file, or it cannot be created or written.
+    """
+    run_dir = Path(run_dir)
+    for parent in (run_dir, *run_dir.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"cannot use --out {run_dir}: {parent} is a file, not a folder")
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".maploc-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the run directory {run_dir} ({e.strerror or e}); choose another --out") from None
+    return created
+
+
 def _resolve_data_root(dataset_cls: Any, data_root: Path | None, say: Callable[[str], None]) -> Path:
     if data_root is None and not getattr(dataset_cls, "needs_root", True):
         return Path(".")
@@ -125,8 +258,36 @@ def _resolve_data_root(dataset_cls: Any, data_root: Path | None, say: Callable[[
     return fetch(sample, progress=say)
 
 
-def _make_dataset(dataset_cls: Any, root: Path, split: str, data_cfg: DataConfig) -> Any:
-    return dataset_cls(root, split, image_height=data_cfg.image_height)
+def _make_dataset(dataset_cls: Any, root: Path, split: str, data_cfg: DataConfig, options: Any) -> Any:
+    return dataset_cls(root, split, image_height=data_cfg.image_height, options=options)
+
+
+def _validate_splits(datasets: Sequence[Any], progress: bool, say: Callable[[str], None]) -> None:
+    """Checks every file of the splits this run needs (``Dataset.validate``), with a progress bar
+    when it takes more than a second."""
+    from tqdm.auto import tqdm
+
+    total = sum(len(d) for d in datasets)
+    bar = tqdm(total=total, desc="checking data", unit="sample", disable=not progress, delay=1.0, dynamic_ncols=True)
+    done = 0
+    for data in datasets:
+        base = done
+
+        def tick(n: int, base: int = base) -> None:
+            bar.update(base + n - bar.n)
+
+        data.validate(progress=tick)
+        done += len(data)
+    bar.close()
+
+
+def _remove_failed_run(run_dir: Path) -> None:
+    """Removes a run directory this run created when nothing of value is in it (no checkpoint)."""
+    import shutil
+
+    ckpts = list((run_dir / "checkpoints").glob("*.ckpt")) if (run_dir / "checkpoints").is_dir() else []
+    if not ckpts:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def execute(
@@ -134,12 +295,17 @@ def execute(
 ) -> RunResult:
     """Runs the stages of ``spec`` and writes the run directory.
 
+    Every input is checked before any work starts: the method and dataset names, the config
+    (types and ranges), the dataset's options, the run directory (created and writable), the
+    checkpoint, and every file of every split the run needs (``Dataset.validate``). A run that
+    fails before it wrote a checkpoint removes the run directory it created.
+
     With ``engine.devices > 1`` and ``strategy='ddp'`` Fabric starts the other processes by
     re-running the same command; only rank 0 maps, localizes, evaluates and writes reports.
 
     Raises:
         PluginError: unknown method or dataset, or one that fails to import.
-        ConfigError: bad preset, override, engine option.
+        ConfigError: bad preset, override, dataset option, engine option, or an unwritable run directory.
         DataError: missing or malformed data.
         CheckpointError: unreadable checkpoint.
         TrainingError: a non-finite loss.
@@ -153,14 +319,69 @@ def execute(
         config = resolve_config(method_cls.Config, method_cls.presets_package, spec.preset, list(spec.overrides))
     dataset_name = spec.dataset or method_cls.default_dataset
     dataset_cls = load_component("datasets", dataset_name)
+    data_cfg = getattr(config, "data", None) or DataConfig()
+    dataset_options = structure_dataset_options(dataset_cls, data_cfg.options)
+
+    ckpt = spec.checkpoint_state
+    if spec.checkpoint is not None and ckpt is None:
+        from maploc.engine.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(spec.checkpoint)
+    if ckpt is not None and ckpt.get("method") != spec.method:
+        raise CheckpointError(f"{spec.checkpoint} holds method {ckpt.get('method')!r}, not {spec.method!r}")
 
     env_dir = os.environ.get(RUN_DIR_ENV)
     run_dir = Path(spec.out) if spec.out else Path(env_dir) if env_dir else default_run_dir(spec.method)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by DDP processes started below
     first_process = "LOCAL_RANK" not in os.environ or os.environ.get("LOCAL_RANK") == "0"
-    root = _resolve_data_root(dataset_cls, spec.data_root, say if first_process else (lambda s: None))
+    created = check_run_dir(run_dir) if first_process else False
+    try:
+        return _execute(
+            spec, pm, method_cls, config, dataset_name, dataset_cls, data_cfg, dataset_options, ckpt, run_dir,
+            first_process, args, say,
+        )
+    except BaseException:
+        if created:
+            _remove_failed_run(run_dir)
+        raise
 
+
+def _execute(
+    spec: RunSpec, pm: Any, method_cls: Any, config: Any, dataset_name: str, dataset_cls: Any, data_cfg: DataConfig,
+    dataset_options: Any, ckpt: Mapping[str, Any] | None, run_dir: Path, first_process: bool, args: Any,
+    say: Callable[[str], None],
+) -> RunResult:
+    root = _resolve_data_root(dataset_cls, spec.data_root, say if first_process else (lambda s: None))
     method = method_cls(config)
+    method.model = method.configure_model()
+    if ckpt is not None:
+        if method.model is None:
+            raise CheckpointError(f"method {spec.method!r} has no model to load {spec.checkpoint} into")
+        try:
+            method.model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as e:
+            raise CheckpointError(f"{spec.checkpoint} does not fit this model: {str(e).splitlines()[0]}") from None
+
+    # Open and check every split this run needs before training: a broken map or query split (a
+    # corrupt image, a NaN pose, a missing calibration) is reported at once, not after training.
+    training = "fit" in spec.stages and ckpt is None and method.trains
+    mapping = "map" in spec.stages or "localize" in spec.stages
+
+    def make(split: str) -> Any:
+        return _make_dataset(dataset_cls, root, split, data_cfg, dataset_options)
+
+    train_data = make("train") if training else None
+    val_data = make("val") if training and "val" in getattr(dataset_cls, "splits", ()) else None
+    map_data = make("map") if mapping else None
+    query_data = make("query") if "localize" in spec.stages else None
+    if query_data is not None and len(query_data) == 0:
+        raise DataError(f"the query split of {query_data!r} is empty")
+    if map_data is not None and len(map_data) == 0:
+        raise DataError(f"the map split of {map_data!r} is empty")
+    if first_process:
+        _validate_splits([d for d in (train_data, val_data, map_data, query_data) if d is not None],
+                         spec.engine.progress, say)
+
     callbacks: list[Any] = []
     for group in pm.hook.maploc_engine_callbacks(run_dir=run_dir, method=method, args=args):
         callbacks.extend(group or [])
@@ -173,7 +394,6 @@ def execute(
     engine.launch()
 
     if engine.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
         saved = {
             "maploc_version": __import__("maploc").__version__,
             "method": spec.method,
@@ -183,42 +403,21 @@ def execute(
             "engine": unstructure(spec.engine),
             "config": unstructure(config),
         }
-        _atomic_write(run_dir / "config.yaml", dump_yaml(saved))
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(saved))
     engine.barrier()
-
-    data_cfg = getattr(config, "data", None) or DataConfig()
-    method.model = method.configure_model()
-    if spec.checkpoint is not None:
-        from maploc.engine.checkpoint import load_checkpoint
-        from maploc.errors import CheckpointError
-
-        ckpt = load_checkpoint(spec.checkpoint)
-        if ckpt.get("method") != spec.method:
-            raise CheckpointError(f"{spec.checkpoint} holds method {ckpt.get('method')!r}, not {spec.method!r}")
-        if method.model is None:
-            raise CheckpointError(f"method {spec.method!r} has no model to load {spec.checkpoint} into")
-        try:
-            method.model.load_state_dict(ckpt["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{spec.checkpoint} does not fit this model: {str(e).splitlines()[0]}") from None
-
-    # Open every split this run needs before training: a broken map or query split (a missing
-    # calibration file, a count mismatch) is reported at once, not after the training time.
-    training = "fit" in spec.stages and spec.checkpoint is None and method.trains
-    mapping = "map" in spec.stages or "localize" in spec.stages
-    train_data = _make_dataset(dataset_cls, root, "train", data_cfg) if training else None
-    map_data = _make_dataset(dataset_cls, root, "map", data_cfg) if mapping else None
-    query_data = _make_dataset(dataset_cls, root, "query", data_cfg) if "localize" in spec.stages else None
 
     fit_result = None
     if training:
         engine.resume_from = spec.resume
-        fit_result = method.fit(engine, train_data, None)
+        fit_result = method.fit(engine, train_data, val_data)
         if engine.is_global_zero and fit_result is not None:
+            skipped = f", {fit_result.skipped_steps} skipped" if fit_result.skipped_steps else ""
+            replacement = " (training split smaller than a batch: sampled with replacement)" if (
+                engine.sampling_with_replacement) else ""
             say(
-                f"Trained {fit_result.steps} steps in {fit_result.seconds:.1f} s "
+                f"Trained {fit_result.steps} steps{skipped} in {fit_result.seconds:.1f} s "
                 f"({fit_result.samples_per_second:.1f} samples/s), final loss {fit_result.last_loss:.4g}; "
-                f"checkpoint {fit_result.checkpoint}"
+                f"checkpoint {fit_result.checkpoint}{replacement}"
             )
     if not engine.is_global_zero:
         return RunResult(run_dir=run_dir, metrics={}, fit=fit_result, report="")
@@ -250,31 +449,35 @@ def _localize_and_evaluate(
     n = len(query_data)
     if data_cfg.max_queries is not None:
         n = min(n, data_cfg.max_queries)
-    if n == 0:
-        raise DataError(f"the query split of {query_data!r} is empty")
-    queries = [query_data[i] for i in range(n)]
     estimates: list[Any] = []
+    metas: list[Any] = []
     batch_size = max(1, int(method.localize_batch_size))
     bar = tqdm(total=n, desc=f"localize {method.name}", unit="query", disable=not progress, dynamic_ncols=True)
     for start in range(0, n, batch_size):
-        batch = queries[start : start + batch_size]
+        batch = [query_data[i] for i in range(start, min(n, start + batch_size))]
         t0 = time.perf_counter()
         out = method.localize(batch)
         elapsed = (time.perf_counter() - t0) / len(batch)
         if len(out) != len(batch):
             raise MaplocError(f"{method.name}.localize returned {len(out)} estimates for {len(batch)} queries")
         estimates.extend(e if e.seconds > 0 else attrs.evolve(e, seconds=elapsed) for e in out)
+        metas.extend(SampleMeta.of(q) for q in batch)
         bar.update(len(batch))
     bar.close()
 
     distance = getattr(getattr(method.config, "eval", None), "distance_threshold_m", 25.0)
-    map_samples = None
+    map_meta = None
     if method.metric_family in ("retrieval", "sequence"):
-        map_samples = [map_data[i] for i in range(len(map_data))]
-    result = evaluate(method.metric_family, queries, estimates, map_samples=map_samples, distance_threshold_m=distance)
+        map_meta = [map_data.metadata(i) for i in range(len(map_data))]
+    result = evaluate(method.metric_family, metas, estimates, map_samples=map_meta, distance_threshold_m=distance)
     metrics = dict(result.metrics)
+    for k, v in dict(method.extra_metrics(map_data, metas, estimates, dict(metrics)) or {}).items():
+        if k in metrics:
+            raise MaplocError(f"{method.name}.extra_metrics returns {k!r}, which is already a standard metric")
+        metrics[k] = v
+    # cross-method contributions (hook plugins that apply to every method of a family)
     for extra in pm.hook.maploc_extra_metrics(
-        family=method.metric_family, queries=queries, estimates=estimates, metrics=dict(metrics)
+        family=method.metric_family, queries=metas, estimates=estimates, metrics=dict(metrics)
     ):
         for k, v in (extra or {}).items():
             if k in metrics:
@@ -284,14 +487,9 @@ def _localize_and_evaluate(
     write_report(run_dir, result, method.metric_family, f"{method.name} on {type(query_data).__name__}")
     method.plots(run_dir, query_data, estimates)
     sections = [("Metrics", format_metrics_table(metrics))]
+    sections.extend(method.report_sections(run_dir, metrics) or [])
     for group in pm.hook.maploc_report_sections(run_dir=run_dir, metrics=metrics, method_name=method.name):
         sections.extend(group or [])
     report = "\n\n".join(f"== {title} ==\n{body}" for title, body in sections)
-    _atomic_write(run_dir / "report.txt", report + "\n")
+    atomic_write_text(run_dir / "report.txt", report + "\n")
     return metrics, report
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -1,24 +1,24 @@
 """Writing an evaluation: ``metrics.json``, ``results.csv``, a text table and plots.
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a
+Every file is written atomically with :func:`maploc.files.atomic_write` (re-exported here), so a
 reader never sees a half-written file. Plots use matplotlib's non-interactive ``Agg`` backend,
 imported only when a plot is drawn.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from maploc.files import atomic_write
 
 if TYPE_CHECKING:
     from maploc.evaluation.evaluate import EvaluationResult
@@ -34,34 +34,6 @@ __all__ = [
     "write_report",
     "write_results_csv",
 ]
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
-    """Opens a temporary file next to ``path`` and renames it onto ``path`` on success.
-
-    Args:
-        path: the destination; its folder must exist.
-        mode: ``"w"`` (text, UTF-8 unless ``encoding`` is given) or ``"wb"``.
-        **kwargs: passed to ``open`` (e.g. ``newline=""``).
-
-    Yields:
-        The open temporary file. On an exception it is deleted and ``path`` is left untouched.
-    """
-    path = Path(path)
-    if "b" not in mode:
-        kwargs.setdefault("encoding", "utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _csv_value(value: Any) -> Any:

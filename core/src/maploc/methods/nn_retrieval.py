@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from maploc.api import Dataset, Method
-from maploc.config import DataConfig
+from maploc.config import DataConfig, at_least
 from maploc.types import PoseEstimate, Sample
 
 __all__ = ["NNRetrievalConfig", "NearestNeighbourRetrieval", "thumbnail_descriptors"]
@@ -34,9 +34,9 @@ class NNRetrievalConfig:
         data: dataset options.
     """
 
-    thumbnail_width: int = 32
+    thumbnail_width: int = attrs.field(default=32, validator=at_least(2))
     grayscale: bool = True
-    top_k: int = 10
+    top_k: int = attrs.field(default=10, validator=at_least(1))
     data: DataConfig = DataConfig()
 
 
