@@ -207,12 +207,39 @@ def _retrieved(estimate: PoseEstimate, index: dict[str, int], query: Sample) -> 
     return [index[name] for name in names]
 
 
+def _index_truth(queries: Sequence[Any], map_samples: Sequence[Any]) -> np.ndarray | None:
+    """Index-based ground truth of place-recognition sets without metric poses: ``(Q, M)`` bool,
+    ``True`` where map sample ``j`` shows the place of query ``i``; ``None`` when neither source
+    exists. Sources: a map sample's ``matching_queries`` (query names, as
+    :class:`maploc.data.two_pass.PlaceMeta` has) and a query's ``extras["true_map_indices"]``."""
+    truth = np.zeros((len(queries), len(map_samples)), dtype=bool)
+    found = False
+    query_index = {q.name: i for i, q in enumerate(queries)}
+    for j, s in enumerate(map_samples):
+        names = getattr(s, "matching_queries", None)
+        if names is not None:
+            found = True
+            for name in names:
+                if name in query_index:
+                    truth[query_index[name], j] = True
+    for i, q in enumerate(queries):
+        extras = getattr(q, "extras", None) or {}
+        if "true_map_indices" in extras:
+            found = True
+            idx = np.asarray(list(extras["true_map_indices"]), dtype=int)
+            if idx.size and (idx.min() < 0 or idx.max() >= len(map_samples)):
+                raise ValueError(f"query {q.name!r}: true_map_indices outside 0..{len(map_samples) - 1}")
+            truth[i, idx] = True
+    return truth if found else None
+
+
 def _evaluate_retrieval(
     queries: Sequence[Sample], estimates: Sequence[PoseEstimate], map_samples: Sequence[Sample] | None,
     distance_threshold_m: float, ns: Sequence[int],
 ) -> EvaluationResult:
     index = _map_index(map_samples, "retrieval")
     positions = _Positions(map_samples)  # type: ignore[arg-type]
+    index_truth = _index_truth(queries, map_samples)  # type: ignore[arg-type]
     n = len(queries)
     retrieved = [_retrieved(e, index, q) for q, e in zip(queries, estimates)]
     success = np.array([_ok(e) and len(r) > 0 for e, r in zip(estimates, retrieved)], dtype=bool)
@@ -220,10 +247,12 @@ def _evaluate_retrieval(
     hits = np.zeros((n, k), dtype=bool)
     rows = []
     for i, (q, e, r) in enumerate(zip(queries, estimates, retrieved)):
-        if q.T_cam2world is None and q.pose2 is None:
+        if q.T_cam2world is None and q.pose2 is None and index_truth is None:
             raise ValueError(f"query {q.name!r} has no ground-truth position (T_cam2world or pose2)")
-        d = positions.distances(q, np.asarray(r, dtype=int)) if r else np.zeros(0)
+        d = positions.distances(q, np.asarray(r, dtype=int), strict=index_truth is None) if r else np.zeros(0)
         hits[i, : len(r)] = d <= distance_threshold_m
+        if index_truth is not None and r:
+            hits[i, : len(r)] |= index_truth[i, np.asarray(r, dtype=int)]
         first = np.flatnonzero(hits[i])
         rows.append({
             "name": q.name,
@@ -248,6 +277,7 @@ def _evaluate_sequence(
     index = _map_index(map_samples, "sequence")
     m = len(map_samples)  # type: ignore[arg-type]
     positions = _Positions(map_samples)  # type: ignore[arg-type]
+    index_truth = _index_truth(queries, map_samples)  # type: ignore[arg-type]
     n = len(queries)
     success = np.zeros(n, dtype=bool)
     scores = np.full(n, np.nan)
@@ -259,8 +289,10 @@ def _evaluate_sequence(
             np.abs(np.arange(m) - i) <= frame_tolerance if frame_tolerance is not None else np.zeros(m, dtype=bool)
         )
         # With a frame tolerance, a pair without positions is only matched by its frame index.
-        distances = positions.distances(q, strict=frame_tolerance is None)
+        distances = positions.distances(q, strict=frame_tolerance is None and index_truth is None)
         true = near_frame | (distances <= distance_threshold_m)
+        if index_truth is not None:
+            true = true | index_truth[i]
         has_true[i] = bool(true.any())
         r = _retrieved(e, index, q)
         if r:
@@ -319,6 +351,11 @@ def evaluate(
       as Nordland). The recall denominator is the number of queries with a true match in the map.
       Rows: ``name``, ``success``, ``match``, ``match_distance_m``, ``correct``,
       ``has_true_match``, ``confidence``, ``seconds``.
+
+    Index-based ground truth (``retrieval``, ``sequence``; place-recognition sets without metric
+    poses such as :mod:`maploc.data.two_pass`): a map sample whose metadata has
+    ``matching_queries`` (query names) or a query with ``extras["true_map_indices"]`` also counts
+    as a hit / true match; positions are then optional (a missing one never matches).
 
     Positions (``retrieval``, ``sequence``) are camera centres ``T_cam2world.t`` (3-D) when both
     samples have one, else map positions ``pose2.(x, y)`` (2-D). A query whose estimate has
