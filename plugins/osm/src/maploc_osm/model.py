@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import attrs
 import numpy as np
@@ -18,6 +19,14 @@ def _arrays_equal(a: object, b: object) -> bool:
 
 def _array_tuples_equal(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _frozen_tags(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType({str(k): str(v) for k, v in dict(value).items()})
+
+
+def _mappings_equal(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+    return dict(a) == dict(b)
 
 
 def _xy_array(min_points: int):  # attrs validator factory
@@ -44,6 +53,10 @@ class MapArea:
         holes: inner rings, each ``(M, 2)`` float64 closed, metres.
         osm_type: ``"way"`` or ``"relation"`` (the OSM element the area comes from).
         osm_id: the OSM id of that way or relation.
+        tags: every OSM tag of that element, read-only (``building``, ``height``, ``min_height``,
+            ``building:levels``, ``building:min_level``, ``building:colour`` / ``colour``, ``roof:shape``,
+            ``roof:colour``, ``landuse``, ``name`` ...), so that consumers such as the sim-city scene never read the
+            file again. Values are the raw strings of the file (units, if any, included).
     """
 
     class_name: str
@@ -51,6 +64,9 @@ class MapArea:
     holes: tuple[np.ndarray, ...] = attrs.field(default=(), eq=attrs.cmp_using(eq=_array_tuples_equal))
     osm_type: str
     osm_id: int
+    tags: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_frozen_tags, eq=attrs.cmp_using(eq=_mappings_equal), hash=False
+    )
 
 
 @attrs.frozen(kw_only=True)

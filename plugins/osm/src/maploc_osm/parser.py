@@ -18,7 +18,7 @@ from .classes import WAY_CLASSES, classify, has_area_tags, is_above_ground
 from .geo import GeoReference
 from .model import MapArea, MapPoint, MapWay, OSMMap, RoadGraph
 
-__all__ = ["ROAD_GRAPH_CLASSES", "parse_osm"]
+__all__ = ["ROAD_GRAPH_CLASSES", "file_sha256", "parse_osm"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +29,21 @@ _WAY_INDEX = {name: k for k, name in enumerate(WAY_CLASSES)}
 _READ_ERRORS = (RuntimeError, ValueError, OSError)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks); part of raster and render cache keys.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_sha256 = file_sha256
 
 
 class _Collector:
@@ -44,8 +53,8 @@ class _Collector:
         self.bbox = bbox
         self.lat: list[float] = []
         self.lon: list[float] = []
-        # (class, start, end, holes [(start, end)], osm_type, osm_id)
-        self.areas: list[tuple[str, int, int, list[tuple[int, int]], str, int]] = []
+        # (class, start, end, holes [(start, end)], osm_type, osm_id, tags)
+        self.areas: list[tuple[str, int, int, list[tuple[int, int]], str, int, dict[str, str]]] = []
         self.ways: list[tuple[str, int, int, int]] = []  # (class, start, end, osm_id)
         self.points: list[tuple[str, int, int]] = []  # (class, coordinate index, osm_id)
         self.counts = dict.fromkeys(
@@ -202,7 +211,7 @@ class _Collector:
             start, end = self._add_ring(outer)
             holes = [self._add_ring(inner) for inner in area.inner_rings(outer)]
             if self._in_bbox(start, end):
-                self.areas.append((name, start, end, holes, "way" if from_way else "relation", osm_id))
+                self.areas.append((name, start, end, holes, "way" if from_way else "relation", osm_id, tags))
             else:
                 del self.lat[start:], self.lon[start:]
 
@@ -239,7 +248,8 @@ def parse_osm(
     Reads ``.osm.pbf``, ``.osm`` XML and compressed XML (``.osm.bz2``, ``.osm.gz``) with pyosmium, the format
     chosen by the file suffix. Multipolygon relations and closed area ways are assembled into polygons with
     holes by osmium's area assembler (``FileProcessor(...).with_areas()``). Tags are mapped to classes by
-    :data:`~.classes.TAG_TABLE` (OrienterNet's classes; unknown tags are ignored). Coordinates are projected
+    :data:`~.classes.TAG_TABLE` (OrienterNet's classes; unknown tags are ignored); every area keeps all the tags of
+    its way or relation in :attr:`~.model.MapArea.tags` (heights, levels, colours, roof shape). Coordinates are projected
     to the map frame of :mod:`.geo` (x east, y north, metres; azimuthal equidistant at ``origin``).
 
     Dropped, and counted in :attr:`OSMMap.counts`: area-tagged ways that are not closed and are not members of
@@ -314,8 +324,9 @@ def parse_osm(
             holes=tuple(xy[hs:he].copy() for hs, he in holes),
             osm_type=osm_type,
             osm_id=osm_id,
+            tags=tags,
         )
-        for name, s, e, holes, osm_type, osm_id in collector.areas
+        for name, s, e, holes, osm_type, osm_id, tags in collector.areas
     )
     ways = tuple(MapWay(class_name=n, xy=xy[s:e].copy(), osm_id=i) for n, s, e, i in collector.ways)
     points = tuple(

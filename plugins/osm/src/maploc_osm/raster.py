@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from maploc.errors import DataError
+from maploc.files import atomic_write_bytes
 
 from .classes import CLASS_INFO, CLASS_NAMES, CLASS_TABLE_VERSION, GROUPS
 from .geo import GeoReference
@@ -269,15 +269,7 @@ class MapRaster:
         }
         buffer = io.BytesIO()
         np.savez_compressed(buffer, packed=self.packed, meta=np.array(json.dumps(meta)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buffer.getbuffer())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, buffer.getbuffer())
         return path
 
     @classmethod

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from maploc.errors import DataError
+from maploc.files import atomic_write
 
 from .classes import CLASS_INFO
 from .raster import MapRaster
@@ -90,44 +89,24 @@ def render_map_png(raster: MapRaster, out_path: str | os.PathLike[str], *, title
         ha="left",
         va="bottom",
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(out_path, "wb") as f:
+        fig.savefig(f, format="png")
     return out_path
 
 
-_OSM_SUFFIXES = (".osm.pbf", ".osm", ".osm.bz2", ".osm.gz", ".pbf")
-
-
-def _find_osm_file(location: Path, name: str) -> Path:
-    if location.is_file():
-        return location
-    files = sorted(p for p in location.iterdir() if p.is_file() and p.name.lower().endswith(_OSM_SUFFIXES))
-    if len(files) != 1:
-        found = ", ".join(p.name for p in files) or "none"
-        raise DataError(f"{location}: expected one OSM file for sample {name!r}, found {found}")
-    return files[0]
-
-
 def show_sample_map(
-    name: str = "helsinki-osm",
+    name: str | os.PathLike[str] = "helsinki-osm",
     out: str | os.PathLike[str] = "map.png",
     *,
     resolution_m: float = 0.5,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Fetch a named OSM sample, rasterize it and save a picture (``maploc data show NAME --out PNG``).
+    """Rasterize an OSM map and save a picture (``maploc data show NAME|PATH --out PNG``).
 
     Args:
-        name: a sample known to :func:`maploc.data.fetch.fetch` whose folder holds one OSM file
-            (``helsinki-osm``: ``Helsinki.osm.pbf``).
-        out: the ``.png`` to write.
+        name: a sample name (``helsinki-osm``, fetched on first use), or the path of an ``.osm.pbf`` / ``.osm`` /
+            ``.osm.bz2`` file, or a folder holding one (see :func:`~.source.resolve_map`).
+        out: the ``.png`` to write (atomically; parent folders are created).
         resolution_m: raster pixel size in metres.
         cache_dir: raster cache folder; default :func:`~.raster.default_cache_dir`.
 
@@ -135,14 +114,16 @@ def show_sample_map(
         The written picture.
 
     Raises:
-        DataError: the sample cannot be fetched or read, or holds no (or several) OSM files.
+        DataError: the file is missing, unreadable or corrupt; an unknown sample name; a sample that cannot be
+            fetched; a folder without exactly one OSM file.
+        ValueError: a non-positive ``resolution_m``.
     """
-    from maploc.data.fetch import fetch
-
     from .raster import load_map_raster
+    from .source import is_osm_path, resolve_map
 
-    osm_file = _find_osm_file(Path(fetch(name)), name)
+    osm_file = resolve_map(name)
     raster = load_map_raster(osm_file, resolution_m, cache_dir=cache_dir)
     _, h, w = raster.shape
-    title = f"{name}: {osm_file.name}, {w * raster.resolution_m:.0f} m x {h * raster.resolution_m:.0f} m"
+    sample = not (is_osm_path(name) or Path(name).exists())
+    title = f"{f'{name}: ' if sample else ''}{osm_file.name}, {w * raster.resolution_m:.0f} m x {h * raster.resolution_m:.0f} m"
     return render_map_png(raster, out, title=title)

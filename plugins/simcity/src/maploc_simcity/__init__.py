@@ -2,7 +2,7 @@
 
 Pipeline (each step usable on its own):
 
-1. :func:`maploc.data.osm.parse_osm` reads the map; :func:`build_scene` makes the 3-D city (ground coloured by
+1. :func:`maploc_osm.parse_osm` reads the map; :func:`build_scene` makes the 3-D city (ground coloured by
    OSM class, buildings extruded from footprints with holes, trees, street lamps, furniture; trimesh with
    mapbox-earcut) in the map frame with z up.
 2. :func:`plan_route` walks the road graph; :func:`traversal_poses` places cameras every few metres (1.5-2 m
@@ -23,8 +23,10 @@ from .conditions import CONDITIONS, Condition, get_condition
 from .dataset import SimCity
 from .gl import RenderError, RenderParameterError, create_gl_context
 from .labels import GROUND_LABEL, GROUND_PRIORITY, LABEL_NAMES, SKY_LABEL, ground_labels, label_id
+from .options import SimCityOptions
 from .renderer import RenderedFrame, Renderer
-from .scene import Scene, build_scene, building_height, read_building_tags
+from .scene import Scene, build_scene, building_height
+from .tags import building_tags
 from .trajectory import Route, ViewPose, plan_route, traversal_offsets, traversal_poses
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "Route",
     "Scene",
     "SimCity",
+    "SimCityOptions",
     "ViewPose",
     "build_scene",
     "building_height",
@@ -55,7 +58,7 @@ __all__ = [
     "opengl_view",
     "plan_route",
     "pose_yaw",
-    "read_building_tags",
+    "building_tags",
     "render_command",
     "resolve_map",
     "traversal_offsets",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from maploc_osm.source import resolve_map
 
 from maploc.errors import DataError
 
@@ -44,38 +45,18 @@ LAYOUTS: tuple[str, ...] = ("traversals", "dsac", "mgl")
 MGL_RASTER_RESOLUTION_M = 0.5
 #: Version of the output format (``render.json`` ``format``); part of the SimCity cache key.
 FORMAT_VERSION = 1
-_OSM_SUFFIXES = (".osm.pbf", ".osm", ".osm.bz2", ".osm.gz", ".pbf")
-
-
-def resolve_map(map_name: str | Path) -> Path:
-    """The OSM file of a map: a path to an OSM file, a folder holding one, or a sample name (fetched on first use).
-
-    Raises:
-        DataError: an unknown sample name (listing the known ones), or a folder / sample without an OSM file.
-    """
-    path = Path(map_name).expanduser()
-    if not path.exists():
-        if any(str(map_name).endswith(s) for s in _OSM_SUFFIXES) or "/" in str(map_name):
-            raise DataError(f"{path}: OSM file not found")
-        from maploc.data.fetch import fetch
-
-        path = fetch(str(map_name), progress=None)
-    if path.is_file():
-        return path
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_OSM_SUFFIXES))
-    if not found:
-        raise DataError(f"{path}: no OSM file (.osm.pbf, .osm, .osm.bz2) in this folder")
-    return found[0]
 
 
 def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spacing_m: Any,
-                   layouts: Sequence[str]) -> list[str]:  # fmt: skip
+                   layouts: Sequence[str], lateral_offset_m: Any = 0.0) -> list[str]:  # fmt: skip
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
         raise RenderParameterError(f"frames must be a positive integer, got {frames!r}")
     if isinstance(traversals, bool) or not isinstance(traversals, (int, np.integer)) or traversals < 1:
         raise RenderParameterError(f"traversals must be a positive integer, got {traversals!r}")
     if not isinstance(spacing_m, (int, float)) or not math.isfinite(spacing_m) or spacing_m <= 0:
         raise RenderParameterError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
+    if not isinstance(lateral_offset_m, (int, float)) or not 0 <= lateral_offset_m <= 10:
+        raise RenderParameterError(f"lateral_offset_m must be in [0, 10] metres, got {lateral_offset_m!r}")
     conditions = [str(c).strip() for c in conditions]
     if not conditions:
         raise RenderParameterError(f"conditions must name at least one of {', '.join(CONDITIONS)}")
@@ -101,6 +82,7 @@ def render_command(
     fov_deg: float = 70.0,
     *,
     spacing_m: float = 4.0,
+    lateral_offset_m: float = 1.2,
     layouts: Sequence[str] = LAYOUTS,
     progress: bool = True,
     sheet_columns: int = 6,
@@ -120,10 +102,12 @@ def render_command(
             ``autumn``).
         out: the output folder (created; existing files of the same names are replaced).
         seed: seed of the scene's random draws, the route and the camera noise.
-        traversals: traversals of the route (lateral offsets spread over +-1.2 m).
+        traversals: traversals of the route (lateral offsets spread over +-``lateral_offset_m``).
         width, height: image size in pixels.
         fov_deg: horizontal field of view in degrees.
         spacing_m: metres between consecutive frames along the route.
+        lateral_offset_m: the largest lateral offset of a traversal from the road centreline, metres: traversals
+            are spread evenly over ``[-lateral_offset_m, +lateral_offset_m]`` (one traversal: on the centreline).
         layouts: which of :data:`LAYOUTS` to write besides ``traversals``.
         progress: show a tqdm progress bar (on stderr).
         sheet_columns: frames per row of the contact sheet.
@@ -137,12 +121,11 @@ def render_command(
         DataError: the map cannot be found or read, or has no road for the cameras.
         RenderError: no usable OpenGL (names the missing library and how to install it).
     """
+    from maploc_osm import ATTRIBUTION, parse_osm, rasterize
     from tqdm.auto import tqdm
 
-    from maploc.data.osm import ATTRIBUTION, parse_osm, rasterize
-
     t_start = time.perf_counter()
-    conditions = _check_options(frames, conditions, traversals, spacing_m, layouts)
+    conditions = _check_options(frames, conditions, traversals, spacing_m, layouts, lateral_offset_m)
     camera = make_camera(width, height, fov_deg)
     out = Path(out)
     osm_path = resolve_map(map_name)
@@ -179,6 +162,7 @@ def render_command(
             "height": int(height),
             "fov_deg": float(fov_deg),
             "spacing_m": float(spacing_m),
+            "lateral_offset_m": float(lateral_offset_m),
             "layouts": ["traversals", *[layout for layout in LAYOUTS[1:] if layout in layouts]],
         },
         "camera": {"K": K.tolist(), "width": camera.width, "height": camera.height, "model": "PINHOLE"},
@@ -212,7 +196,7 @@ def render_command(
     ):
         for traversal in range(traversals):
             poses = traversal_poses(route, frames, spacing_m=spacing_m, traversal=traversal, traversals=traversals,
-                                    seed=seed, start_m=start_m)  # fmt: skip
+                                    seed=seed, start_m=start_m, max_offset_m=lateral_offset_m)  # fmt: skip
             for condition in conditions:
                 row: list[np.ndarray] = []
                 labels_row: list[np.ndarray] = []

@@ -5,156 +5,179 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
+import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import yaml
 
-from maploc.api import Dataset
+from maploc.api import Dataset, SampleMeta
 from maploc.data import io
 from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose, Pose2, Sample
 
-from .command import FORMAT_VERSION, read_render_json, render_command, resolve_map
-from .writers import read_depth_cm, read_traversal_rows
+from .command import FORMAT_VERSION, read_render_json, render_command
+from .options import RENDER_FIELDS, SimCityOptions
+from .writers import read_depth_cm, read_traversal_rows, sequence_name
 
-__all__ = ["SimCity"]
+__all__ = ["SimCity", "SimCityOptions"]
 
 logger = logging.getLogger(__name__)
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 class SimCity(Dataset):
-    """Traversals of a route through a city rendered from its OpenStreetMap map (see :mod:`maploc.data.render`).
+    """Traversals of a route through a city rendered from its OpenStreetMap map (see :mod:`maploc_simcity`).
 
-    Where the frames come from, by ``root``:
+    The images are rendered (OpenGL), not photographs; the map is real. Where the frames come from, by ``root``:
 
-    * a folder written by ``maploc data render --out DIR`` (it holds ``render.json``): read as it is;
-    * a YAML file, or a folder holding ``sim-city.yaml``: options (keys of :attr:`DEFAULTS`) for a render made on
-      first use and cached under ``<cache root>/sim-city/<key>`` (the cache root of :func:`maploc.data.fetch.
-      cache_root`, ``$MAPLOC_DATA``); the key hashes the options, the map file's SHA-256 and the format version;
-    * anything else (``maploc run`` passes ``.`` without ``--data-root``): the defaults, rendered and cached alike.
+    * a folder written by ``maploc data render --out DIR`` (it holds ``render.json``): read as it is; its render
+      options are those it was rendered with (an option set to something else is an error, see below);
+    * anything else (``maploc run`` passes ``.`` without ``--data-root``): the render options of :attr:`Options`,
+      rendered on first use into ``<cache root>/sim-city/<key>`` (the cache root of
+      :func:`maploc.data.fetch.cache_root`, ``$MAPLOC_DATA``). The key hashes every render option
+      (:data:`.options.RENDER_FIELDS`), the map file's SHA-256 and the format version.
 
-    Keyword ``options`` override both. Splits: with several sequences (traversal x condition), ``map`` and
-    ``train`` are the first traversal under the first condition and ``query`` every other sequence; with one
-    sequence, ``map``/``train`` are its even frames and ``query`` its odd frames.
+    Splits (sequences are ``t<traversal>_<condition>``, frame ``i`` of every sequence at the same place):
+
+    * ``map`` and ``train``: traversal 0 under ``map_condition``;
+    * ``query``: every other sequence, or those of ``query_conditions`` when set (the map sequence excluded);
+    * with a single sequence (one traversal, one condition): ``map``/``train`` are its even frames, ``query`` its
+      odd frames.
 
     Samples: ``image`` RGB, ``camera``, ``T_cam2world`` (OpenCV camera frame, world = OSM map frame with z up,
-    metres), ``depth`` (metres, 0 = sky or beyond 655 m), ``pose2`` (map-frame x, y, yaw), ``name``
-    ``<sequence>/<index>``, ``sequence`` ``t<traversal>_<condition>``, ``timestamp`` = frame index (the same place in
-    every sequence). ``extras``: ``labels`` (``(H, W)`` uint8 :data:`.labels.LABEL_NAMES` values, resized with the
-    image by nearest neighbour), ``condition``, ``traversal``, ``index``, ``rgb_path``, ``georef`` (the map frame,
-    a dict of :class:`maploc.data.osm.GeoReference`) and ``map_source``.
+    metres), ``depth`` (metres, 0 = sky or beyond 655 m), ``pose2`` (map-frame x, y metres, yaw radians),
+    ``name`` ``<sequence>/<index>``, ``sequence``, ``timestamp`` = frame index (the same place in every
+    sequence). ``extras``: ``labels`` (``(H, W)`` uint8 :data:`.labels.LABEL_NAMES` values, resized with the
+    image by nearest neighbour), ``condition`` (always set), ``traversal``, ``index``, ``rgb_path``, ``georef``
+    (the map frame, a dict of :class:`maploc_osm.GeoReference`) and ``map_source``.
 
     Args:
         root: see above.
         split: ``train``, ``map`` or ``query``.
         image_height: resize images, cameras, depth and labels to this height.
-        **options: override keys of :attr:`DEFAULTS`.
+        options: a :class:`SimCityOptions` (``None``: its defaults).
 
     Raises:
-        ConfigError: an unknown option key, or an unreadable YAML file.
+        ConfigError: ``map_condition`` / ``query_conditions`` not among the rendered conditions, an empty query
+            split, or a render option that disagrees with the rendered folder given as ``root``.
         DataError: the map cannot be read or has no roads; a rendered folder is incomplete (names the file).
         RenderError: rendering is needed and no usable OpenGL exists.
-        ValueError: unknown split; RenderParameterError (a ValueError): an option out of range.
+        ValueError: unknown split.
     """
 
     name: ClassVar[str] = "sim-city"
     default_sample: ClassVar[str | None] = None
     needs_root: ClassVar[bool] = False
     has_depth: ClassVar[bool] = True
-    #: Render options used when neither a YAML file nor keywords set them.
-    DEFAULTS: ClassVar[Mapping[str, Any]] = {
-        "map": "helsinki-osm",
-        "frames": 100,
-        "traversals": 2,
-        "conditions": ["day", "night"],
-        "seed": 0,
-        "width": 320,
-        "height": 240,
-        "fov_deg": 70.0,
-        "spacing_m": 4.0,
-    }
-    #: Name of the options file looked for in ``root``.
-    CONFIG_FILE: ClassVar[str] = "sim-city.yaml"
+    Options: ClassVar[type] = SimCityOptions
 
     def __init__(
-        self, root: Path | None = None, split: str = "train", *, image_height: int | None = None, **options: Any
+        self,
+        root: Path | None = None,
+        split: str = "train",
+        *,
+        image_height: int | None = None,
+        options: SimCityOptions | None = None,
     ) -> None:
-        super().__init__(Path(root) if root is not None else Path("."), split, image_height=image_height)
+        super().__init__(Path(root) if root is not None else Path("."), split, image_height=image_height,
+                         options=options)  # fmt: skip
+        self.options: SimCityOptions
         if (self.root / "render.json").is_file():
             self.folder = self.root
+            self.summary = read_render_json(self.folder)
+            self._check_folder_options()
         else:
-            self.options = self._options(options)
             self.folder = self._cached_render(self.options)
-        self.summary = read_render_json(self.folder)
-        sequences = list(self.summary["sequences"])
-        frames = int(self.summary["options"]["frames"])
-        if len(sequences) > 1:
-            chosen = sequences[:1] if split in ("map", "train") else sequences[1:]
-            self.items = [(s, i) for s in chosen for i in range(frames)]
+            self.summary = read_render_json(self.folder)
+        rendered = dict(self.summary["options"])
+        self.conditions: tuple[str, ...] = tuple(rendered["conditions"])
+        self.sequences: tuple[str, ...] = tuple(self.summary["sequences"])
+        self.frames = int(rendered["frames"])
+        self.map_sequence, self.query_sequences = self._split_sequences()
+        if len(self.sequences) > 1:
+            chosen = [self.map_sequence] if split in ("map", "train") else list(self.query_sequences)
+            self.items = [(s, i) for s in chosen for i in range(self.frames)]
         else:
             parity = 0 if split in ("map", "train") else 1
-            self.items = [(sequences[0], i) for i in range(frames) if i % 2 == parity]
+            self.items = [(self.sequences[0], i) for i in range(self.frames) if i % 2 == parity]
         cam = self.summary["camera"]
         self.camera = Camera(K=torch.tensor(cam["K"], dtype=torch.float32), width=cam["width"], height=cam["height"])
         self._poses: dict[str, dict[int, list[float]]] = {}
         self._pose2: dict[str, dict[int, list[float]]] = {}
 
-    # ---- options and cache ---------------------------------------------------------------------------------------
-    def _options(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        options = dict(self.DEFAULTS)
-        config = self.root if self.root.suffix in (".yaml", ".yml") else self.root / self.CONFIG_FILE
-        if config.is_file():
-            try:
-                data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"{config}: cannot read the sim-city options: {exc}") from exc
-            if not isinstance(data, dict):
-                raise ConfigError(f"{config}: expected a mapping of sim-city options, got {type(data).__name__}")
-            if (
-                isinstance(data.get("map"), str)
-                and not Path(data["map"]).is_absolute()
-                and (config.parent / data["map"]).exists()
-            ):
-                data["map"] = str(config.parent / data["map"])  # a map file beside the YAML
-            options.update(data)
-        options.update(overrides)
-        unknown = sorted(set(options) - set(self.DEFAULTS))
-        if unknown:
-            raise ConfigError(f"unknown sim-city options {unknown}; known: {', '.join(self.DEFAULTS)}")
-        if isinstance(options["conditions"], str):
-            options["conditions"] = [c.strip() for c in options["conditions"].split(",") if c.strip()]
-        return options
+    # ---- options, splits and cache -------------------------------------------------------------------------------
+    def _check_folder_options(self) -> None:
+        """A render option set away from its default must match the rendered folder (it cannot change it)."""
+        rendered = dict(self.summary["options"], map=self.summary["map"]["name"])
+        defaults = SimCityOptions()
+        for name in RENDER_FIELDS:
+            value, default = getattr(self.options, name), getattr(defaults, name)
+            if name not in rendered or value == default:
+                continue
+            have = tuple(rendered[name]) if isinstance(value, tuple) else rendered[name]
+            if value != have:
+                raise ConfigError(
+                    f"data.{name}={_show(value)} but {self.root} was rendered with {name}={_show(have)}; render "
+                    "options apply when sim-city renders into its cache (no --data-root), not to a rendered folder"
+                )
+
+    def _split_sequences(self) -> tuple[str, tuple[str, ...]]:
+        opts = self.options
+        if opts.map_condition not in self.conditions:
+            raise ConfigError(
+                f"data.map_condition={opts.map_condition!r} is not among the rendered conditions "
+                f"({', '.join(self.conditions)}); set -o data.map_condition=<one of them>"
+            )
+        missing = [c for c in opts.query_conditions if c not in self.conditions]
+        if missing:
+            raise ConfigError(
+                f"data.query_conditions names {missing[0]!r}, not among the rendered conditions "
+                f"({', '.join(self.conditions)})"
+            )
+        map_sequence = sequence_name(0, opts.map_condition)
+        queries = tuple(
+            s for s in self.sequences
+            if s != map_sequence and (not opts.query_conditions or _condition_of(s) in opts.query_conditions)
+        )  # fmt: skip
+        if len(self.sequences) > 1 and not queries:
+            raise ConfigError(
+                f"the sim-city query split is empty: the only sequences of condition(s) "
+                f"{', '.join(opts.query_conditions)} are the map's ({map_sequence}); render more traversals "
+                "(-o data.traversals=2) or choose other query_conditions"
+            )
+        return map_sequence, queries
 
     @staticmethod
-    def _cache_dir(options: Mapping[str, Any], map_sha256: str) -> Path:
+    def cache_key(options: SimCityOptions, map_sha256: str) -> str:
+        """The render cache key: a hash of every render option, the map file's SHA-256 and the format version."""
+        payload = dict(options.render_options(), map=map_sha256, format=FORMAT_VERSION)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _cached_render(self, options: SimCityOptions) -> Path:
+        from maploc_osm import file_sha256, resolve_map
+
         from maploc.data.fetch import cache_root
 
-        payload = dict(options, map=map_sha256, format=FORMAT_VERSION)
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return cache_root() / "sim-city" / key
-
-    def _cached_render(self, options: Mapping[str, Any]) -> Path:
-        from maploc.data.osm.parser import _sha256
-
-        osm_path = resolve_map(options["map"])
-        target = self._cache_dir(options, _sha256(osm_path))
+        osm_path = resolve_map(options.map)
+        target = cache_root() / "sim-city" / self.cache_key(options, file_sha256(osm_path))
         if (target / "render.json").is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-        logger.info("rendering sim-city %s into %s (first use only)", dict(options), target)
+        logger.info("rendering sim-city %s into %s (first use only)", options.render_options(), target)
         try:
             render_command(
-                str(osm_path), int(options["frames"]), list(options["conditions"]), work, seed=int(options["seed"]),
-                traversals=int(options["traversals"]), width=int(options["width"]), height=int(options["height"]),
-                fov_deg=float(options["fov_deg"]), spacing_m=float(options["spacing_m"]), layouts=("traversals",),
+                str(osm_path), options.frames, list(options.conditions), work, seed=options.seed,
+                traversals=options.traversals, width=options.width, height=options.height, fov_deg=options.fov_deg,
+                spacing_m=options.spacing_m, lateral_offset_m=options.lateral_offset_m, layouts=("traversals",),
                 progress=False,
             )  # fmt: skip
             try:
@@ -179,25 +202,53 @@ class SimCity(Dataset):
             cache[sequence] = read_traversal_rows(self.folder / "traversals" / sequence / file)
         return cache[sequence]
 
-    def __getitem__(self, index: int) -> Sample:
+    def _item(self, index: int) -> tuple[str, int]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        sequence, i = self.items[index % len(self)]
+        return self.items[index % len(self)]
+
+    def _poses_of(self, sequence: str, i: int) -> tuple[Pose, Pose2]:
+        pose_row = self._rows(self._poses, sequence, "poses.txt").get(i)
+        pose2_row = self._rows(self._pose2, sequence, "pose2.txt").get(i)
+        folder = self.folder / "traversals" / sequence
+        if pose_row is None or len(pose_row) != 16 or pose2_row is None or len(pose2_row) != 3:
+            raise DataError(f"{folder}: no valid pose for frame {i} in poses.txt / pose2.txt")
+        if not all(math.isfinite(v) for v in (*pose_row, *pose2_row)):
+            raise DataError(f"{folder}: frame {i} has a non-finite pose in poses.txt / pose2.txt")
+        T = Pose.from_matrix(torch.tensor(pose_row, dtype=torch.float64).reshape(4, 4).float())
+        return T, Pose2(x=pose2_row[0], y=pose2_row[1], yaw=pose2_row[2])
+
+    def metadata(self, index: int) -> SampleMeta:
+        """Name, poses, sequence and frame index of sample ``index``, from the pose files (no image is decoded)."""
+        sequence, i = self._item(index)
+        T, pose2 = self._poses_of(sequence, i)
+        return SampleMeta(name=f"{sequence}/{i:06d}", T_cam2world=T, pose2=pose2, sequence=sequence,
+                          timestamp=float(i))  # fmt: skip
+
+    def validate(self, progress: Callable[[int], None] | None = None) -> None:
+        """Checks every sample cheaply: poses parse and are finite; the RGB, depth and label PNGs exist and their
+        headers are PNGs of the camera's size (no image is decoded).
+
+        Raises:
+            DataError: naming the first broken file.
+        """
+        size = (self.camera.width, self.camera.height)
+        for k, (sequence, i) in enumerate(self.items):
+            self._poses_of(sequence, i)
+            folder = self.folder / "traversals" / sequence
+            for kind in ("rgb", "depth", "labels"):
+                _check_png(folder / kind / f"{i:06d}.png", size)
+            if progress is not None:
+                progress(k + 1)
+
+    def __getitem__(self, index: int) -> Sample:
+        sequence, i = self._item(index)
         folder = self.folder / "traversals" / sequence
         name = f"{i:06d}.png"
         image = io.read_image(folder / "rgb" / name)
         depth = read_depth_cm(folder / "depth" / name)
-        labels_path = folder / "labels" / name
-        labels = _read_labels(labels_path)
-        pose_row = self._rows(self._poses, sequence, "poses.txt").get(i)
-        pose2_row = self._rows(self._pose2, sequence, "pose2.txt").get(i)
-        if pose_row is None or len(pose_row) != 16 or pose2_row is None or len(pose2_row) != 3:
-            raise DataError(f"{folder}: no valid pose for frame {i} in poses.txt / pose2.txt")
-        T = Pose.from_matrix(torch.tensor(pose_row, dtype=torch.float64).reshape(4, 4).float())
-        condition = self.summary["options"]["conditions"][0]
-        for c in self.summary["options"]["conditions"]:
-            if sequence.endswith("_" + c):
-                condition = c
+        labels = _read_labels(folder / "labels" / name)
+        T, pose2 = self._poses_of(sequence, i)
         sample = io.make_sample(
             image, self.camera, T_cam2world=T, depth=depth, image_height=self.image_height,
             name=f"{sequence}/{i:06d}", sequence=sequence, timestamp=float(i),
@@ -206,7 +257,7 @@ class SimCity(Dataset):
             labels = io.resize_depth(labels, sample.camera.width, sample.camera.height)
         extras = {
             "labels": torch.from_numpy(np.ascontiguousarray(labels)),
-            "condition": condition,
+            "condition": _condition_of(sequence),
             "traversal": int(sequence.split("_", 1)[0][1:]),
             "index": i,
             "rgb_path": str(folder / "rgb" / name),
@@ -215,9 +266,30 @@ class SimCity(Dataset):
         }
         return Sample(
             image=sample.image, camera=sample.camera, T_cam2world=sample.T_cam2world, depth=sample.depth,
-            pose2=Pose2(x=pose2_row[0], y=pose2_row[1], yaw=pose2_row[2]), name=sample.name, sequence=sequence,
-            timestamp=float(i), extras=extras,
+            pose2=pose2, name=sample.name, sequence=sequence, timestamp=float(i), extras=extras,
         )  # fmt: skip
+
+
+def _condition_of(sequence: str) -> str:
+    """``t<traversal>_<condition>`` -> ``condition``."""
+    return sequence.split("_", 1)[1]
+
+
+def _show(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else repr(value)
+
+
+def _check_png(path: Path, size: tuple[int, int]) -> None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(24)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the image: {exc.strerror or exc}") from None
+    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise DataError(f"{path}: not a PNG image (bad header)")
+    width, height = struct.unpack(">II", head[16:24])
+    if (width, height) != size:
+        raise DataError(f"{path}: image is {width}x{height}, the camera is {size[0]}x{size[1]}")
 
 
 def _read_labels(path: Path) -> np.ndarray:

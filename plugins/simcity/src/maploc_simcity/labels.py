@@ -3,7 +3,7 @@
 A rendered label image is ``(H, W)`` uint8. Its values index :data:`LABEL_NAMES`:
 
 * ``0`` = ``sky`` (nothing rendered; depth 0),
-* ``1 + c`` = the OSM class ``CLASS_NAMES[c]`` of :mod:`maploc.data.osm.classes` (buildings and their roofs are
+* ``1 + c`` = the OSM class ``CLASS_NAMES[c]`` of :mod:`maploc_osm.classes` (buildings and their roofs are
   ``building``, trees ``tree``, lamp posts ``lamp``, road surfaces and their lane marks ``road`` ...),
 * ``len(CLASS_NAMES) + 1`` = ``ground``: terrain that no OSM ground class covers (rendered as paving).
 
@@ -16,8 +16,7 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
-
-from maploc.data.osm import CLASS_NAMES
+from maploc_osm import CLASS_NAMES
 
 __all__ = [
     "GROUND_LABEL",
@@ -67,7 +66,7 @@ def ground_labels(raster: object) -> np.ndarray:
     """The ground label of every pixel of an OSM map raster.
 
     Args:
-        raster: a :class:`maploc.data.osm.MapRaster` (standard classes).
+        raster: a :class:`maploc_osm.MapRaster` (standard classes).
 
     Returns:
         ``(H, W)`` uint8 label values (:data:`LABEL_NAMES`) on the raster's grid: the first class of
@@ -86,7 +85,7 @@ def ground_labels(raster: object) -> np.ndarray:
 def label_palette() -> np.ndarray:
     """``(len(LABEL_NAMES), 3)`` uint8 RGB colours to display label images (sky black, ground grey, OSM classes
     in their map colours)."""
-    from maploc.data.osm.classes import CLASS_INFO
+    from maploc_osm.classes import CLASS_INFO
 
     palette = np.zeros((len(LABEL_NAMES), 3), np.uint8)
     for k, name in enumerate(LABEL_NAMES):

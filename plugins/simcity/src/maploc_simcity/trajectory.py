@@ -1,6 +1,6 @@
 """Camera trajectories along the OSM road graph: one route, several traversals of it, frames aligned by place.
 
-A **route** is a seeded walk along connected road centrelines (:attr:`maploc.data.osm.OSMMap.road_graph`, edges of
+A **route** is a seeded walk along connected road centrelines (:attr:`maploc_osm.OSMMap.road_graph`, edges of
 the classes in ``classes``): at every junction it prefers to go straight on and avoids streets it already took;
 at a dead end it turns back. Edges within ``building_clearance_m`` of a building footprint (passages through
 buildings) or within ``margin_m`` of the map's border are not used.
@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 import attrs
 import numpy as np
+from maploc_osm import OSMMap
+from maploc_osm.classes import WAY_CLASSES
 from shapely import STRtree, points
 from shapely.geometry import Polygon
 
-from maploc.data.osm import OSMMap
-from maploc.data.osm.classes import WAY_CLASSES
 from maploc.errors import DataError
 from maploc.types import Pose2
 

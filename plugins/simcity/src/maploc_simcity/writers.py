@@ -1,6 +1,6 @@
 """Writers of rendered frames to the folder layouts the dataset adapters read, and the contact sheet.
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``). Images that two
+Every file is written atomically (:mod:`maploc.files`: a temporary file in the same folder, then a rename). Images that two
 layouts share are hard links (copies where links are impossible).
 
 **Traversals layout** (one folder per traversal and condition, frame indices aligned by place, as Gardens Point's
@@ -29,7 +29,7 @@ last (with a single traversal: even frames train, odd frames test), under every 
 reference)::
 
     mgl/images/<sequence>/<index>.png
-    mgl/map_raster_0.5m.npz        the OSM raster of the map (maploc.data.osm.MapRaster.load_npz)
+    mgl/map_raster_0.5m.npz        the OSM raster of the map (maploc_osm.MapRaster.load_npz)
     mgl/dump.json                  {"map": {name, source, sha256, georef, attribution, raster, raster_resolution_m},
                                     "cameras": {"sim": {model PINHOLE, width, height, params [fx, fy, cx, cy]}},
                                     "views": {"<sequence>/<index>": {image, sequence, traversal, condition, index,
@@ -43,7 +43,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ import cv2
 import numpy as np
 
 from maploc.errors import DataError
+from maploc.files import atomic_write_bytes, atomic_write_text
 
 from .labels import LABEL_NAMES, label_palette
 from .renderer import RenderedFrame
@@ -67,7 +67,6 @@ __all__ = [
     "contact_sheet",
     "read_depth_cm",
     "sequence_name",
-    "write_bytes",
 ]
 
 #: Metres per unit of the traversals layout's depth PNGs (centimetres).
@@ -105,29 +104,15 @@ class FrameRecord:
 
 
 # ---- files ----------------------------------------------------------------------------------------------------
-def write_bytes(path: Path, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _png(path: Path, image: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:  # pragma: no cover - OpenCV encodes every uint8 / uint16 array
         raise DataError(f"{path}: could not encode the PNG")
-    return write_bytes(path, encoded.tobytes())
+    return atomic_write_bytes(path, encoded.tobytes())
 
 
 def _text(path: Path, text: str) -> Path:
-    return write_bytes(path, text.encode("utf-8"))
+    return atomic_write_text(path, text)
 
 
 def _json(path: Path, data: Any) -> Path:
@@ -254,7 +239,7 @@ class MGLWriter:
         root: the ``mgl`` folder.
         map_info: the ``map`` entry of ``dump.json`` (name, source, sha256, georef, attribution ...).
         georef: the map frame, to add each view's latitude and longitude (a
-            :class:`maploc.data.osm.GeoReference`), or None.
+            :class:`maploc_osm.GeoReference`), or None.
     """
 
     def __init__(self, root: Path, map_info: Mapping[str, Any], georef: Any = None) -> None:

@@ -1,0 +1,113 @@
+"""The typed options of the ``sim-city`` dataset (``-o data.<key>=value``; ``maploc config show`` lists them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from maploc.config import at_least, greater_than, in_range
+from maploc.errors import ConfigError
+
+from .conditions import CONDITIONS
+
+__all__ = ["RENDER_FIELDS", "SPLIT_FIELDS", "SimCityOptions"]
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list of names, or one comma-separated string (``day,night``), as a tuple of stripped names."""
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def _known_conditions(allow_empty: bool) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Iterable[str]) -> None:
+        value = tuple(value)
+        if not value and not allow_empty:
+            raise ConfigError(f"config key 'data.{attribute.name}' must name at least one of {', '.join(CONDITIONS)}")
+        unknown = [c for c in value if c not in CONDITIONS]
+        if unknown:
+            raise ConfigError(
+                f"config key 'data.{attribute.name}': unknown condition {unknown[0]!r}; known: {', '.join(CONDITIONS)}"
+            )
+        if len(set(value)) != len(value):
+            raise ConfigError(f"config key 'data.{attribute.name}' repeats a condition: {list(value)}")
+
+    return check
+
+
+def _known_condition(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in CONDITIONS:
+        raise ConfigError(f"config key 'data.{attribute.name}': unknown condition {value!r}; known: {', '.join(CONDITIONS)}")
+
+
+def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not str(value).strip():
+        raise ConfigError(f"config key 'data.{attribute.name}' must name a sample or an OSM file")
+
+
+@attrs.frozen(kw_only=True)
+class SimCityOptions:
+    """What the ``sim-city`` dataset renders, and how its sequences are split.
+
+    Render options (:data:`RENDER_FIELDS`; every one is part of the render cache key):
+
+    Attributes:
+        map: the OSM map: a sample name (``helsinki-osm``, fetched on first use) or an ``.osm.pbf`` / ``.osm`` /
+            ``.osm.bz2`` path.
+        frames: frames per traversal and condition (>= 1).
+        traversals: traversals of the route (>= 1); traversal ``t`` runs at its own lateral offset.
+        conditions: lighting conditions rendered for every traversal, from ``day``, ``overcast``, ``dusk``,
+            ``night``, ``autumn`` (a list, ``[day,night]``, or a comma-separated string, ``day,night``).
+        seed: seed of the scene, the route and the camera noise (>= 0).
+        width, height: image size in pixels, in [8, 8192].
+        fov_deg: horizontal field of view in degrees, in [10, 150].
+        spacing_m: metres between consecutive frames along the route (> 0).
+        lateral_offset_m: traversals are spread evenly over ``[-lateral_offset_m, +lateral_offset_m]`` metres
+            around the road centreline (one traversal drives on it), in [0, 10].
+
+    Split options (:data:`SPLIT_FIELDS`; they choose sequences of the same render, so they are not in its key):
+
+    Attributes:
+        map_condition: the condition whose first traversal (``t0_<map_condition>``) is the ``map`` and ``train``
+            split; it must be among the rendered conditions.
+        query_conditions: the conditions whose sequences form the ``query`` split (the map sequence excluded);
+            empty (the default) = every sequence but the map's.
+    """
+
+    map: str = attrs.field(default="helsinki-osm", validator=_non_empty)
+    frames: int = attrs.field(default=100, validator=at_least(1))
+    traversals: int = attrs.field(default=2, validator=at_least(1))
+    # The annotation admits a string so that `-o data.conditions=day,night` reaches the converter; the value is
+    # always a tuple of names.
+    conditions: tuple[str, ...] | str = attrs.field(
+        default=("day", "night"), converter=_names, validator=_known_conditions(allow_empty=False)
+    )
+    seed: int = attrs.field(default=0, validator=at_least(0))
+    width: int = attrs.field(default=320, validator=in_range(8, 8192))
+    height: int = attrs.field(default=240, validator=in_range(8, 8192))
+    fov_deg: float = attrs.field(default=70.0, validator=in_range(10.0, 150.0))
+    spacing_m: float = attrs.field(default=4.0, validator=greater_than(0.0))
+    lateral_offset_m: float = attrs.field(default=1.2, validator=in_range(0.0, 10.0))
+    map_condition: str = attrs.field(default="day", validator=_known_condition)
+    query_conditions: tuple[str, ...] | str = attrs.field(
+        default=(), converter=_names, validator=_known_conditions(allow_empty=True)
+    )
+
+    def render_options(self) -> dict[str, Any]:
+        """The render options as plain values (the render cache key and ``render.json`` ``options``)."""
+        return {name: _plain(getattr(self, name)) for name in RENDER_FIELDS}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+#: Options that change the rendered images: every one is hashed into the cache key.
+RENDER_FIELDS: tuple[str, ...] = (
+    "map", "frames", "traversals", "conditions", "seed", "width", "height", "fov_deg", "spacing_m", "lateral_offset_m",
+)  # fmt: skip
+#: Options that only choose which rendered sequences form the splits.
+SPLIT_FIELDS: tuple[str, ...] = ("map_condition", "query_conditions")
