@@ -83,10 +83,9 @@ def _check_run(result, n_queries: int) -> None:
     assert len(read_poses_dsac(result.run_dir / "poses_dsac.txt")) == n_queries
 
 
-def test_dsac_layout_with_depth_in_rgbd_mode(tmp_path):
-    root = tmp_path / "scene"
+def _write_dsac_scene(root: Path, n_train: int, n_test: int) -> None:
     camera = Camera.from_focal(55.0, W, H, cx=W / 2, cy=H / 2)  # DSAC*: principal point at the centre
-    for split, n, seed in (("train", 4, 1), ("test", 2, 2)):
+    for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
         for i, pose in enumerate(_frames(n, seed)):
             image, depth = render_room(pose, camera)
             stem = f"seq-01-frame-{i:06d}"
@@ -95,12 +94,39 @@ def test_dsac_layout_with_depth_in_rgbd_mode(tmp_path):
             _write_pose(root / split / "poses" / f"{stem}.pose.txt", pose)
             (root / split / "calibration").mkdir(parents=True, exist_ok=True)
             (root / split / "calibration" / f"{stem}.calibration.txt").write_text("55.0\n")
+
+
+def test_dsac_layout_with_depth_in_rgbd_mode(tmp_path):
+    root = tmp_path / "scene"
+    _write_dsac_scene(root, 4, 2)
     result = _run("dsac", root, tmp_path / "rgbd", "mode=rgbd")
     _check_run(result, 2)
     assert (result.run_dir / "scene_coordinate_error.png").is_file()
     assert "Classical reference" in (result.run_dir / "report.txt").read_text()
     classical = json.loads((result.run_dir / "classical_metrics.json").read_text())
     assert classical["num_queries"] == 2
+
+
+def test_single_image_scene_trains_with_the_default_batch_size(tmp_path, caplog):
+    """DSAC* trains on scenes of any size (its batch size is 1): a one-image DSAC*-layout scene trains
+    with the default ``train.batch_size`` (4), sampling the one image with replacement."""
+    import logging
+
+    root = tmp_path / "scene"
+    _write_dsac_scene(root, 1, 1)
+    assert DSACMethod.Config().train.batch_size > 1
+    overrides = tuple(o for o in TINY if not o.startswith("train.batch_size"))
+    with caplog.at_level(logging.INFO):
+        result = execute(
+            RunSpec(method="dsac", dataset="dsac", data_root=root, overrides=overrides, out=tmp_path / "run",
+                    engine=EngineConfig(progress=False)),
+            say=lambda s: None,
+        )
+    assert result.fit is not None and result.fit.steps == 3
+    assert result.metrics["num_queries"] == 1
+    stages = json.loads((result.run_dir / "training_stages.json").read_text())["stages"]
+    assert stages["init"]["images"] == 2 * DSACMethod.Config().train.batch_size  # 4 draws of 1 image per step
+    assert sum("with replacement" in r.getMessage() for r in caplog.records) == 1  # stated once
 
 
 def test_cambridge_layout_without_depth(tmp_path):

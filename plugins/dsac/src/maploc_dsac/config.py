@@ -14,7 +14,7 @@ from typing import Literal
 
 import attrs
 
-from maploc.config import DataConfig, TrainConfig
+from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_range, probability
 
 __all__ = [
     "REFERENCE_HEIGHT",
@@ -55,7 +55,7 @@ class NetworkConfig:
     """
 
     encoder: str = "dsacstar"
-    width: float = 0.25
+    width: float = attrs.field(default=0.25, validator=greater_than(0))
     grayscale: bool = True
     uncertainty: bool = False
     init: Literal["he", "default"] = "he"
@@ -75,11 +75,11 @@ class AugmentConfig:
     """
 
     enabled: bool = True
-    rotation_deg: float = 30.0
-    scale_min: float = 2.0 / 3.0
-    scale_max: float = 1.5
-    brightness: float = 0.1
-    contrast: float = 0.1
+    rotation_deg: float = attrs.field(default=30.0, validator=in_range(0.0, 180.0))
+    scale_min: float = attrs.field(default=2.0 / 3.0, validator=greater_than(0))
+    scale_max: float = attrs.field(default=1.5, validator=greater_than(0))
+    brightness: float = attrs.field(default=0.1, validator=probability())
+    contrast: float = attrs.field(default=0.1, validator=probability())
 
 
 @attrs.frozen(kw_only=True)
@@ -106,15 +106,15 @@ class LossConfig:
     """
 
     use_depth: bool = True
-    init_tolerance_m: float = 0.1
-    min_depth_m: float = 0.1
-    max_depth_m: float = 1000.0
-    target_depth_m: float = 10.0
-    soft_clamp_px: float = 100.0
-    hard_clamp_px: float = 1000.0
-    weight_rot: float = 1.0
-    weight_trans: float = 100.0
-    pose_soft_clamp: float = 100.0
+    init_tolerance_m: float = attrs.field(default=0.1, validator=greater_than(0))
+    min_depth_m: float = attrs.field(default=0.1, validator=at_least(0))
+    max_depth_m: float = attrs.field(default=1000.0, validator=greater_than(0))
+    target_depth_m: float = attrs.field(default=10.0, validator=greater_than(0))
+    soft_clamp_px: float = attrs.field(default=100.0, validator=greater_than(0))
+    hard_clamp_px: float = attrs.field(default=1000.0, validator=greater_than(0))
+    weight_rot: float = attrs.field(default=1.0, validator=at_least(0))
+    weight_trans: float = attrs.field(default=100.0, validator=at_least(0))
+    pose_soft_clamp: float = attrs.field(default=100.0, validator=greater_than(0))
 
 
 @attrs.frozen(kw_only=True)
@@ -135,14 +135,14 @@ class RansacConfig:
         seed: seed of the hypothesis sampling at test time (results are reproducible).
     """
 
-    num_hypotheses: int = 64
-    train_hypotheses: int = 64
-    inlier_threshold: float | None = None
-    inlier_alpha: float = 100.0
-    max_error: float | None = None
-    max_refinement_steps: int = 100
-    train_refinement_steps: int = 5
-    min_inliers: int = 4
+    num_hypotheses: int = attrs.field(default=64, validator=at_least(1))
+    train_hypotheses: int = attrs.field(default=64, validator=at_least(1))
+    inlier_threshold: float | None = attrs.field(default=None, validator=greater_than(0))
+    inlier_alpha: float = attrs.field(default=100.0, validator=greater_than(0))
+    max_error: float | None = attrs.field(default=None, validator=greater_than(0))
+    max_refinement_steps: int = attrs.field(default=100, validator=at_least(0))
+    train_refinement_steps: int = attrs.field(default=5, validator=at_least(0))
+    min_inliers: int = attrs.field(default=4, validator=at_least(1))
     seed: int = 0
 
 
@@ -157,8 +157,8 @@ class StageConfig:
             augmentation follows ``augment.enabled`` in every stage; DSAC*'s e2e uses photometric only).
     """
 
-    steps: int = 0
-    lr: float | None = None
+    steps: int = attrs.field(default=0, validator=at_least(0))
+    lr: float | None = attrs.field(default=None, validator=greater_than(0))
     geometric_augmentation: bool = True
 
 
@@ -181,13 +181,13 @@ class ClassicalConfig:
     """
 
     enabled: bool = True
-    image_height: int | None = 480
-    max_features: int = 4000
-    ratio: float = 0.8
-    reprojection_error_px: float = 8.0
-    iterations: int = 10000
-    confidence: float = 0.999
-    min_inliers: int = 10
+    image_height: int | None = attrs.field(default=480, validator=at_least(1))
+    max_features: int = attrs.field(default=4000, validator=at_least(0))
+    ratio: float = attrs.field(default=0.8, validator=in_range(0.0, 1.0))
+    reprojection_error_px: float = attrs.field(default=8.0, validator=greater_than(0))
+    iterations: int = attrs.field(default=10000, validator=at_least(1))
+    confidence: float = attrs.field(default=0.999, validator=probability())
+    min_inliers: int = attrs.field(default=10, validator=at_least(1))
 
 
 def _check_stages(instance: object, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
@@ -244,10 +244,10 @@ class DSACConfig:
     reprojection: StageConfig = StageConfig(steps=800, lr=3e-4)
     e2e: StageConfig = StageConfig(steps=100, lr=1e-5, geometric_augmentation=False)
     classical: ClassicalConfig = ClassicalConfig()
-    plot_query: int = 0
+    plot_query: int = attrs.field(default=0, validator=at_least(0))
     report_map_views: bool = True
     train: TrainConfig = TrainConfig(epochs=0, max_steps=0, batch_size=4, lr=1e-4, log_every=10)
-    train_cache_mib: int = attrs.field(default=1024, validator=attrs.validators.ge(0))
+    train_cache_mib: int = attrs.field(default=1024, validator=at_least(0))
     data: DataConfig = DataConfig(image_height=120)
 
     def stage_steps(self) -> list[tuple[str, int]]:

@@ -20,18 +20,19 @@ Life of a run (``maploc run --method dsac``):
    distances to the query's depth (``mode=rgbd``, Sec. 3.2).
 5. ``plots``: ``poses_dsac.txt`` (DSAC*'s convention, :mod:`~maploc_dsac.plots`), the
    scene-coordinate error of a query (``scene_coordinate_error.png``), the classical reference's
-   results (``classical_metrics.json``, ``classical_results.csv``, ``error_cdf_classical.png``; its
-   table is printed by this plugin's report-section hook) and ``training_stages.json``.
+   results (``classical_metrics.json``, ``classical_results.csv``, ``error_cdf_classical.png``),
+   DSAC* on its own mapping frames (``map_views_metrics.json``) and ``training_stages.json``. The
+   JSON files are artefacts only: :meth:`DSACMethod.report_sections` prints the training stages, the
+   classical reference and the map-view check from what the method holds in memory.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +43,8 @@ from torch import Tensor, nn
 from maploc.api import Dataset, Method
 from maploc.data.cache import CachedDataset
 from maploc.errors import DataError
+from maploc.evaluation.report import format_metrics_table
+from maploc.files import atomic_write_text
 from maploc.types import PoseEstimate, Sample
 from maploc_dsac.augment import augment_batch, sample_params
 from maploc_dsac.config import DSACConfig
@@ -148,6 +151,9 @@ class DSACMethod(Method[DSACConfig]):
         self._inliers: dict[str, Tensor] = {}
         self._last_stage: str | None = None
         self._last_step_start: float | None = None
+        #: metrics of the classical reference and of the map-view check, set by :meth:`plots`
+        self.classical_metrics: dict[str, float] | None = None
+        self.map_view_metrics: dict[str, float] | None = None
 
     # -- model and optimisation -------------------------------------------------------------------
     @property
@@ -188,7 +194,11 @@ class DSACMethod(Method[DSACConfig]):
         net = _unwrap(self.model)
         if isinstance(net, SceneCoordinateNetwork) and not bool(net.mean_initialized):
             net.set_mean(scene_mean(train_data))
-        return engine.fit(self, train_data, val_data)
+        result = engine.fit(self, train_data, val_data)
+        if getattr(engine, "is_global_zero", True) and getattr(engine, "run_dir", None) is not None and self.stage_log:
+            # also for `maploc train`, which makes no plots
+            _write_json(Path(engine.run_dir) / "training_stages.json", self.stage_summary())
+        return result
 
     # -- training -----------------------------------------------------------------------------------
     def _check_batch(self, batch: dict[str, Any]) -> None:
@@ -504,7 +514,8 @@ class DSACMethod(Method[DSACConfig]):
         estimates: list[PoseEstimate] = []
         for start in range(0, len(samples), self.localize_batch_size):
             estimates.extend(self.localize(samples[start : start + self.localize_batch_size]))
-        metrics = evaluate("pose6dof", samples, estimates).metrics
+        metrics = dict(evaluate("pose6dof", samples, estimates).metrics)
+        self.map_view_metrics = metrics
         return [write_metrics_json(run_dir / "map_views_metrics.json", metrics)]
 
     def _classical_data(self, data: Dataset, split: str) -> Dataset:
@@ -527,6 +538,7 @@ class DSACMethod(Method[DSACConfig]):
         estimates = [self._classical.localize(q) for q in samples]
         result = evaluate("pose6dof", samples, estimates)
         metrics = {"map_seconds": self._classical.build_seconds, **result.metrics}
+        self.classical_metrics = metrics
         c = result.curves
         return [
             write_metrics_json(run_dir / "classical_metrics.json", metrics),
@@ -536,8 +548,38 @@ class DSACMethod(Method[DSACConfig]):
         ]
 
 
+    def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
+        """Sections below the metrics table, from what this run computed (nothing is read back from
+        disk): the per-stage training summary, the classical reference's metrics on the same
+        queries, and DSAC*'s metrics on its own mapping frames (a sanity check)."""
+        sections: list[tuple[str, str]] = []
+        text = _stage_lines(self.stage_log)
+        if text:
+            sections.append(("DSAC* training stages", text))
+        if self.classical_metrics is not None:
+            sections.append((
+                "Classical reference (SIFT to the mapping frames + depth, cv2.solvePnPRansac) on the same queries",
+                format_metrics_table(self.classical_metrics),
+            ))
+        if self.map_view_metrics is not None:
+            sections.append((
+                "DSAC* on the mapping frames (its own training views: a sanity check, not a result)",
+                format_metrics_table(self.map_view_metrics),
+            ))
+        return sections
+
+
+def _stage_lines(stages: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per training stage that ran: steps, learning rate, first and last loss, images, time."""
+    lines = []
+    for stage, info in stages.items():
+        lines.append(
+            f"{stage:<13} steps {info['first_step']}-{info['last_step']} ({info['steps']}), lr {info['lr']:.3g}, "
+            f"loss {info['loss_first']:.4g} -> {info['loss_last']:.4g}, {info['images']} images, "
+            f"{info.get('wall_seconds', 0.0):.1f} s ({info['seconds']:.1f} s in forward+loss)"
+        )
+    return "\n".join(lines)
+
+
 def _write_json(path: Path, data: Any) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from maploc.files import atomic_write_bytes, atomic_write_text
 from maploc.types import PoseEstimate, Sample
 from maploc_dsac.network import OUTPUT_STRIDE
 
@@ -32,12 +33,6 @@ POSES_HEADER = (
     "# (qw, qx, qy, qz), (tx, ty, tz): the estimated WORLD-TO-CAMERA rotation (w >= 0) and translation (metres),\n"
     "# x_cam = R x_world + t. Errors against the ground truth; failed queries: nan pose, inf errors.\n"
 )
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_poses_dsac(path: str | os.PathLike[str], queries: Sequence[Sample], estimates: Sequence[PoseEstimate]) -> Path:
@@ -77,7 +72,7 @@ def write_poses_dsac(path: str | os.PathLike[str], queries: Sequence[Sample], es
             f"{r_err:.6f} {t_err:.6f}\n"
         )
     path = Path(path)
-    _atomic_write_text(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
     return path
 
 
@@ -170,8 +165,4 @@ def plot_scene_coordinate_error(
         fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
