@@ -1,0 +1,164 @@
+"""Typed configs of ``netvlad``, ``mobilenetvlad`` and ``hloc`` (frozen attrs; ``Config()`` = the default preset)."""
+
+from __future__ import annotations
+
+import attrs
+
+from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_range
+
+__all__ = ["ModelConfig", "MiningConfig", "SplitConfig", "IndexConfig", "EvalConfig", "NetVLADConfig",
+           "StudentModelConfig", "MobileNetVLADConfig", "SIMCITY_OPTIONS"]
+
+#: The default sample: sim-city traversals, map = day traversal, queries = the other traversal under night, dusk
+#: and autumn (dataset options of ``maploc-simcity``).
+SIMCITY_OPTIONS: dict[str, object] = {}
+
+
+@attrs.frozen(kw_only=True)
+class ModelConfig:
+    """The teacher network.
+
+    Attributes:
+        backbone: timm model name (``pretrained=False``): ``resnet18`` (CPU default) or ``vgg16`` (the paper's).
+        layer: the backbone feature stage NetVLAD pools (``resnet18``: 3 = stride 16, 256 channels; ``vgg16``: 4 =
+            conv5_3, 512 channels).
+        num_clusters: NetVLAD clusters ``K`` (k-means initialised).
+        whitening_dim: PCA-whitened output dimension learned on the map (capped at map size - 1); 0 = no whitening.
+    """
+
+    backbone: str = "resnet18"
+    layer: int = attrs.field(default=3, validator=at_least(0))
+    num_clusters: int = attrs.field(default=64, validator=at_least(2))
+    whitening_dim: int = attrs.field(default=512, validator=at_least(0))
+
+
+@attrs.frozen(kw_only=True)
+class StudentModelConfig:
+    """The student network (MobileNetVLAD).
+
+    Attributes:
+        backbone: timm name; ``mobilenetv2_035`` is MobileNetV2 with depth multiplier 0.35.
+        layer: feature stage pooled (``mobilenetv2_035``: 4 = stride 32, 112 channels).
+        num_clusters: NetVLAD clusters.
+        descriptor_dim: output dimension (the teacher's whitened descriptors are zero-padded to it when the
+            teacher's whitening keeps fewer dimensions).
+    """
+
+    backbone: str = "mobilenetv2_035"
+    layer: int = attrs.field(default=4, validator=at_least(0))
+    num_clusters: int = attrs.field(default=64, validator=at_least(2))
+    descriptor_dim: int = attrs.field(default=256, validator=at_least(1))
+
+
+@attrs.frozen(kw_only=True)
+class MiningConfig:
+    """Weak supervision and hard-negative mining (NetVLAD Sec. 4).
+
+    Attributes:
+        positive_radius_m: potential positives lie within this distance (metres).
+        negative_radius_m: negatives lie beyond it.
+        num_negatives: hardest negatives per query in the loss.
+        negative_pool: random negatives examined per query before taking the hardest.
+        refresh_every: recompute the descriptor cache every this many steps.
+        margin: the ranking-loss margin ``m`` (squared distances of unit descriptors).
+    """
+
+    positive_radius_m: float = attrs.field(default=10.0, validator=greater_than(0))
+    negative_radius_m: float = attrs.field(default=25.0, validator=greater_than(0))
+    num_negatives: int = attrs.field(default=4, validator=at_least(1))
+    negative_pool: int = attrs.field(default=200, validator=at_least(1))
+    refresh_every: int = attrs.field(default=50, validator=at_least(1))
+    margin: float = attrs.field(default=0.1, validator=greater_than(0))
+
+
+@attrs.frozen(kw_only=True)
+class SplitConfig:
+    """The spatial split of training and evaluation places by blocks (see ``training.block_split``).
+
+    Attributes:
+        block_size_m: checkerboard block size in metres (0 = train on every training image).
+        guard_m: training images keep at least this distance from evaluation blocks.
+    """
+
+    block_size_m: float = attrs.field(default=100.0, validator=at_least(0))
+    guard_m: float = attrs.field(default=10.0, validator=at_least(0))
+
+
+@attrs.frozen(kw_only=True)
+class IndexConfig:
+    """The faiss map index.
+
+    Attributes:
+        kind: ``flat`` (exact inner product) or ``ivfpq``.
+        nlist, pq_subquantizers, pq_bits, nprobe: IVF-PQ settings.
+        top_k: map images retrieved per query (recall@N needs ``N <= top_k``).
+        load_from: a saved index folder (``RUN/index`` of an earlier run) to reuse instead of re-encoding the map;
+            its whitening is reused too.
+    """
+
+    kind: str = attrs.field(default="flat", validator=attrs.validators.in_(("flat", "ivfpq")))
+    nlist: int = attrs.field(default=64, validator=at_least(1))
+    pq_subquantizers: int = attrs.field(default=16, validator=at_least(1))
+    pq_bits: int = attrs.field(default=8, validator=in_range(1, 16))
+    nprobe: int = attrs.field(default=8, validator=at_least(1))
+    top_k: int = attrs.field(default=20, validator=at_least(1))
+    load_from: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EvalConfig:
+    """Evaluation thresholds.
+
+    Attributes:
+        distance_threshold_m: a retrieved map image within this distance is correct (the standard table, 25 m).
+        fine_threshold_m: the second threshold reported per condition (10 m).
+    """
+
+    distance_threshold_m: float = attrs.field(default=25.0, validator=greater_than(0))
+    fine_threshold_m: float = attrs.field(default=10.0, validator=greater_than(0))
+
+
+@attrs.frozen(kw_only=True)
+class NetVLADConfig:
+    """Config of ``netvlad`` (the teacher).
+
+    Attributes:
+        model, mining, split, index, eval: see their classes.
+        encode_batch_size: images per forward pass when encoding the map and the cache.
+        train: generic training settings (steps, batch of anchors, Adam learning rate).
+        data: dataset options (``image_height`` in pixels).
+    """
+
+    model: ModelConfig = ModelConfig()
+    mining: MiningConfig = MiningConfig()
+    split: SplitConfig = SplitConfig()
+    index: IndexConfig = IndexConfig()
+    eval: EvalConfig = EvalConfig()
+    encode_batch_size: int = attrs.field(default=16, validator=at_least(1))
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=300, batch_size=4, lr=1e-4, log_every=10)
+    data: DataConfig = DataConfig(image_height=120)
+
+
+@attrs.frozen(kw_only=True)
+class MobileNetVLADConfig:
+    """Config of ``mobilenetvlad`` (the distilled student).
+
+    Attributes:
+        model: the student network.
+        teacher: the teacher's config, used when no ``teacher_checkpoint`` is given (a teacher is trained first).
+        teacher_checkpoint: a ``netvlad`` checkpoint (``RUN/checkpoints/last.ckpt``) to distil from.
+        split, index, eval: as for ``netvlad``.
+        encode_batch_size: images per forward pass.
+        train: the distillation schedule.
+        data: dataset options.
+    """
+
+    model: StudentModelConfig = StudentModelConfig()
+    teacher: NetVLADConfig = NetVLADConfig()
+    teacher_checkpoint: str | None = None
+    split: SplitConfig = SplitConfig()
+    index: IndexConfig = IndexConfig()
+    eval: EvalConfig = EvalConfig()
+    encode_batch_size: int = attrs.field(default=16, validator=at_least(1))
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=400, batch_size=16, lr=1e-3, log_every=10)
+    data: DataConfig = DataConfig(image_height=120)

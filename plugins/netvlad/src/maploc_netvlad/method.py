@@ -1,0 +1,221 @@
+"""The ``netvlad`` (teacher) and ``mobilenetvlad`` (distilled student) methods.
+
+``netvlad``: Arandjelović et al., "NetVLAD", CVPR 2016: k-means initialised NetVLAD on a timm backbone, trained
+with the weakly supervised triplet ranking loss (Sec. 4) and hard negatives mined from a descriptor cache; PCA
+whitening learned on the map (Sec. 5.1).
+
+``mobilenetvlad``: Sarlin et al., "Leveraging Deep Visual Descriptors for Hierarchical Efficient Localization",
+CoRL 2018, Sec. III-A: MobileNetV2 (x0.35) + NetVLAD + a linear layer trained to regress the teacher's whitened
+global descriptors on unlabelled images (L2 distillation loss); no labels are needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from maploc.api import Dataset, StepOutput
+from maploc.errors import CheckpointError, ConfigError
+
+from .config import MobileNetVLADConfig, NetVLADConfig
+from .model import GlobalDescriptorNet
+from .retrieval import RetrievalMethod
+from .training import IndexDataset, TrainingImages, load_training_images, mine_triplets, triplet_ranking_loss
+
+__all__ = ["NetVLADMethod", "MobileNetVLADMethod", "build_teacher"]
+
+log = logging.getLogger(__name__)
+
+_CONFORMANCE = ("split.block_size_m=0", "data.image_height=48", "encode_batch_size=8")
+
+
+def build_teacher(config: NetVLADConfig) -> GlobalDescriptorNet:
+    m = config.model
+    return GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters)
+
+
+class NetVLADMethod(RetrievalMethod):
+    """NetVLAD teacher: triplet-trained global descriptors, PCA-whitened on the map, searched with faiss."""
+
+    name: ClassVar[str] = "netvlad"
+    Config = NetVLADConfig
+    presets_package: ClassVar[str | None] = "maploc_netvlad.presets.netvlad"
+    whiten_on_map: ClassVar[bool] = True
+    conformance_overrides: ClassVar[tuple[str, ...]] = (
+        *_CONFORMANCE, "mining.positive_radius_m=1.5", "mining.negative_radius_m=2.5", "mining.num_negatives=2",
+        "model.num_clusters=8", "train.batch_size=2",
+    )
+
+    def __init__(self, config: NetVLADConfig) -> None:
+        super().__init__(config)
+        self.train_images: TrainingImages | None = None
+        self.cache: torch.Tensor | None = None
+        self.cache_step = -1
+        self.generator = torch.Generator().manual_seed(0)
+        self.fit_summary: dict[str, Any] = {}
+
+    def configure_model(self) -> nn.Module:
+        return build_teacher(self.config)
+
+    def collate(self, samples: list[Any]) -> Any:
+        return torch.as_tensor(samples, dtype=torch.long)
+
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+        """Loads the training blocks' images, initialises the NetVLAD clusters by k-means on them, and trains
+        with the triplet ranking loss (the engine's loop calls :meth:`training_step`).
+
+        Raises:
+            ConfigError: the block split leaves no image, or mining radii are inconsistent.
+            DataError: training images of different sizes or without poses.
+        """
+        if not self.trains:
+            return None
+        cfg = self.config
+        if cfg.mining.positive_radius_m >= cfg.mining.negative_radius_m:
+            raise ConfigError(f"mining.positive_radius_m ({cfg.mining.positive_radius_m}) must be < "
+                              f"mining.negative_radius_m ({cfg.mining.negative_radius_m})")
+        self.train_images = load_training_images(train_data, cfg.split.block_size_m, cfg.split.guard_m)
+        assert isinstance(self.model, GlobalDescriptorNet)
+        self.model.to(engine.device)
+        self.model.init_clusters(self.train_images.images.to(engine.device), seed=engine.config.seed)
+        self.generator.manual_seed(engine.config.seed)
+        result = engine.fit(self, IndexDataset(len(self.train_images.names)), None)
+        self.fit_summary = {"training_images": len(self.train_images.names), "steps": result.steps,
+                            "seconds": result.seconds}
+        return result
+
+    def _refresh_cache(self, model: nn.Module, step: int) -> None:
+        assert self.train_images is not None
+        was = model.training
+        model.eval()
+        out = []
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            for start in range(0, len(self.train_images.names), self.config.encode_batch_size):
+                out.append(model(self.train_images.images[start:start + self.config.encode_batch_size].to(device)))
+        model.train(was)
+        self.cache = torch.cat(out).float().cpu()
+        self.cache_step = step
+
+    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> StepOutput:
+        """One step of the ranking loss (Eq. 7) on mined triplets; returns the loss and ``mining/*`` scalars, or
+        ``None`` when no anchor of the batch has both a positive and enough negatives."""
+        assert self.train_images is not None, "fit() loads the training images"
+        m = self.config.mining
+        if self.cache is None or batch_idx - self.cache_step >= m.refresh_every:
+            self._refresh_cache(model, batch_idx)
+        assert self.cache is not None
+        mined = mine_triplets(batch.cpu(), self.cache, self.train_images.xyz, m.positive_radius_m,
+                              m.negative_radius_m, m.num_negatives, m.negative_pool, m.margin, self.generator)
+        if len(mined.anchors) == 0:
+            return None
+        a, k = len(mined.anchors), m.num_negatives
+        rows = torch.cat([mined.anchors, mined.positives, mined.negatives.flatten()])
+        device = next(model.parameters()).device
+        desc = model(self.train_images.images[rows].to(device))
+        q, p, n = desc[:a], desc[a:2 * a], desc[2 * a:].view(a, k, -1)
+        loss = triplet_ranking_loss(q, p, n, m.margin)
+        stats = {f"mining/{key}": value for key, value in mined.stats.items()}
+        stats["mining/cache_age_steps"] = float(batch_idx - self.cache_step)
+        return {"loss": loss, **stats}
+
+
+class MobileNetVLADMethod(RetrievalMethod):
+    """MobileNetVLAD: a MobileNetV2 x0.35 + NetVLAD student distilled from a NetVLAD teacher."""
+
+    name: ClassVar[str] = "mobilenetvlad"
+    Config = MobileNetVLADConfig
+    presets_package: ClassVar[str | None] = "maploc_netvlad.presets.mobilenetvlad"
+    conformance_overrides: ClassVar[tuple[str, ...]] = (
+        *_CONFORMANCE, "model.num_clusters=8", "model.descriptor_dim=16", "train.batch_size=4",
+        "teacher.train.max_steps=2", "teacher.train.batch_size=2", "teacher.model.num_clusters=8",
+        "teacher.split.block_size_m=0", "teacher.mining.positive_radius_m=1.5", "teacher.mining.negative_radius_m=2.5",
+        "teacher.mining.num_negatives=2",
+    )
+
+    def __init__(self, config: MobileNetVLADConfig) -> None:
+        super().__init__(config)
+        self.targets: torch.Tensor | None = None
+        self.train_images: TrainingImages | None = None
+        self.teacher: NetVLADMethod | None = None
+        self.fit_summary: dict[str, Any] = {}
+
+    def configure_model(self) -> nn.Module:
+        m = self.config.model
+        return GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters, projection_dim=m.descriptor_dim)
+
+    def collate(self, samples: list[Any]) -> Any:
+        return torch.as_tensor(samples, dtype=torch.long)
+
+    def _load_teacher(self, path: str) -> NetVLADMethod:
+        from maploc.config import structure
+        from maploc.engine.checkpoint import load_checkpoint
+
+        state = load_checkpoint(path)
+        if state.get("method") != "netvlad":
+            raise CheckpointError(f"teacher_checkpoint {path} holds method {state.get('method')!r}, not 'netvlad'")
+        try:
+            config = structure(NetVLADConfig, state["config"])
+        except Exception as e:  # noqa: BLE001 - any mismatch of the saved config
+            raise CheckpointError(f"teacher_checkpoint {path}: its config does not fit netvlad ({e})") from None
+        teacher = NetVLADMethod(config)
+        teacher.model = teacher.configure_model()
+        try:
+            teacher.model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError) as e:
+            raise CheckpointError(f"teacher_checkpoint {path} does not fit its model: {str(e).splitlines()[0]}") from None
+        return teacher
+
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+        """Gets the teacher (``teacher_checkpoint``, or trains one first and keeps its checkpoint as
+        ``RUN/teacher.ckpt``), learns the teacher's PCA whitening on the training images, and regresses the
+        teacher's whitened descriptors (zero-padded to ``model.descriptor_dim``) with the student."""
+        if not self.trains:
+            return None
+        cfg = self.config
+        if cfg.teacher_checkpoint:
+            self.teacher = self._load_teacher(cfg.teacher_checkpoint)
+            teacher_steps = 0
+        else:
+            self.teacher = NetVLADMethod(cfg.teacher)
+            self.teacher.model = self.teacher.configure_model()
+            result = self.teacher.fit(engine, train_data, None)
+            teacher_steps = result.steps if result is not None else 0
+            if result is not None and engine.is_global_zero:
+                shutil.copyfile(result.checkpoint, engine.run_dir / "teacher.ckpt")
+        self.train_images = load_training_images(train_data, cfg.split.block_size_m, cfg.split.guard_m)
+        teacher_model = self.teacher.model.to(engine.device).eval()
+        with torch.no_grad():
+            raw = torch.cat([teacher_model.vlad(self.train_images.images[s:s + cfg.encode_batch_size].to(engine.device))
+                             for s in range(0, len(self.train_images.names), cfg.encode_batch_size)])
+            kept = teacher_model.whitening.fit(raw, min(cfg.model.descriptor_dim, cfg.teacher.model.whitening_dim or
+                                                        cfg.model.descriptor_dim))
+            target = teacher_model.whitening(raw).float().cpu()
+        padded = torch.zeros(len(target), cfg.model.descriptor_dim)
+        padded[:, :kept] = target
+        self.targets = padded
+        assert isinstance(self.model, GlobalDescriptorNet)
+        self.model.to(engine.device)
+        self.model.init_clusters(self.train_images.images.to(engine.device), seed=engine.config.seed)
+        result = engine.fit(self, IndexDataset(len(self.train_images.names)), None)
+        self.fit_summary = {"training_images": len(self.train_images.names), "teacher_steps": teacher_steps,
+                            "teacher_dims": kept, "steps": result.steps, "seconds": result.seconds}
+        return result
+
+    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> StepOutput:
+        """L2 regression of the teacher's whitened descriptor: ``mean_b ||s_b - t_b||^2``."""
+        assert self.train_images is not None and self.targets is not None, "fit() prepares the targets"
+        device = next(model.parameters()).device
+        rows = batch.cpu()
+        out = model(self.train_images.images[rows].to(device))
+        target = self.targets[rows].to(device)
+        loss = (out - target).square().sum(dim=1).mean()
+        cosine = float((out.detach() * target).sum(dim=1).mean())
+        return {"loss": loss, "distill/cosine_to_teacher": cosine}
+
+

@@ -1,0 +1,120 @@
+"""Global-descriptor networks: a timm backbone cut at one stage + NetVLAD (+ PCA whitening or a learned projection).
+
+* Teacher (``netvlad``): Arandjelović et al., CVPR 2016: VGG16 cut at conv5_3 (the ``full`` preset), or a smaller
+  backbone for CPU (default: ResNet-18 cut after its third stage), NetVLAD, PCA whitening learned on the map.
+* Student (``mobilenetvlad``): Sarlin, Debraine, Dymczyk, Siegwart & Cadena, "Leveraging Deep Visual Descriptors
+  for Hierarchical Efficient Localization", CoRL 2018, Sec. III-A: MobileNetV2 with depth multiplier 0.35, NetVLAD
+  and a fully connected dimensionality reduction, trained to regress the teacher's whitened descriptors.
+
+Backbones come from timm with ``pretrained=False`` (no weights are downloaded).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from maploc.api import Encoder
+
+from .layer import NetVLAD, PCAWhitening
+
+__all__ = ["GlobalDescriptorNet", "NetVLADEncoder", "MobileNetVLADEncoder", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class GlobalDescriptorNet(Encoder):
+    """Images -> global descriptors: ``backbone`` (timm, ``features_only``) -> NetVLAD -> whitening / projection.
+
+    Args:
+        backbone: timm model name (e.g. ``resnet18``, ``vgg16``, ``mobilenetv2_035``).
+        layer: index into the backbone's feature stages (``feature_info``) whose output NetVLAD pools.
+        num_clusters: NetVLAD clusters ``K``.
+        projection_dim: ``None``: the output is the NetVLAD vector, whitened by :attr:`whitening` once fitted
+            (the teacher); an int: a learned linear projection to this dimension + L2 (the student's FC layer).
+
+    Shapes:
+        ``forward``: ``(B, 3, H, W)`` float RGB in [0, 1] -> ``(B, D)`` float32 unit-L2 descriptors.
+        ``local_features``: -> ``(B, C, h, w)`` backbone features (``h = H / stride``).
+        ``vlad``: -> ``(B, K * C)`` NetVLAD vectors before whitening / projection.
+    """
+
+    output_stride: ClassVar[int] = 1
+
+    def __init__(self, backbone: str = "resnet18", layer: int = 3, num_clusters: int = 64,
+                 projection_dim: int | None = None) -> None:
+        super().__init__()
+        import timm
+
+        try:
+            self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(layer,))
+        except (RuntimeError, IndexError, ValueError) as e:
+            raise ValueError(f"cannot build timm backbone {backbone!r} cut at stage {layer}: {e}") from None
+        channels = int(self.backbone.feature_info.channels()[-1])
+        self.stride = int(self.backbone.feature_info.reduction()[-1])
+        self.netvlad = NetVLAD(num_clusters, channels)
+        self.whitening = PCAWhitening()
+        self.projection = nn.Linear(self.netvlad.output_dim, projection_dim) if projection_dim else None
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def local_features(self, images: Tensor) -> Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        return self.backbone((images - self.pixel_mean) / self.pixel_std)[-1]
+
+    def vlad(self, images: Tensor) -> Tensor:
+        return self.netvlad(self.local_features(images))
+
+    def forward(self, images: Tensor) -> Tensor:
+        v = self.vlad(images)
+        if self.projection is not None:
+            return F.normalize(self.projection(v), dim=1)
+        return self.whitening(v)
+
+    @property
+    def descriptor_dim(self) -> int:
+        if self.projection is not None:
+            return int(self.projection.out_features)
+        return self.whitening.out_dim if self.whitening.fitted else self.netvlad.output_dim
+
+    @torch.no_grad()
+    def init_clusters(self, images: Tensor, seed: int = 0, max_descriptors: int = 50_000, batch_size: int = 16) -> None:
+        """Initialises the NetVLAD centres by faiss k-means on this backbone's local descriptors of ``images``
+        (``(N, 3, H, W)``) and sets ``alpha`` from them (see :func:`~.layer.alpha_from_centroids`)."""
+        from .layer import alpha_from_centroids, kmeans_centroids
+
+        was_training = self.training
+        self.eval()
+        local = []
+        for start in range(0, len(images), batch_size):
+            f = self.netvlad.local_descriptors(self.local_features(images[start:start + batch_size]))
+            local.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).cpu())
+        x = torch.cat(local)
+        g = torch.Generator().manual_seed(seed)
+        if len(x) > max_descriptors:
+            x = x[torch.randperm(len(x), generator=g)[:max_descriptors]]
+        centroids = kmeans_centroids(x, self.netvlad.num_clusters, seed=seed)
+        self.netvlad.init_from_centroids(centroids, alpha_from_centroids(x, centroids))
+        self.train(was_training)
+
+
+class NetVLADEncoder(GlobalDescriptorNet):
+    """The ``netvlad`` encoder (entry point ``maploc.encoders``): the CPU-sized teacher, ResNet-18 stage 3 +
+    NetVLAD (64 clusters), untrained unless a state dict is loaded. See :class:`GlobalDescriptorNet`."""
+
+    def __init__(self, backbone: str = "resnet18", layer: int = 3, num_clusters: int = 64) -> None:
+        super().__init__(backbone, layer, num_clusters)
+
+
+class MobileNetVLADEncoder(GlobalDescriptorNet):
+    """The ``mobilenetvlad`` encoder (entry point ``maploc.encoders``): MobileNetV2 x0.35 (timm
+    ``mobilenetv2_035``) + NetVLAD (64 clusters) + a 256-d projection. See :class:`GlobalDescriptorNet`."""
+
+    def __init__(self, backbone: str = "mobilenetv2_035", layer: int = 4, num_clusters: int = 64,
+                 projection_dim: int = 256) -> None:
+        super().__init__(backbone, layer, num_clusters, projection_dim)

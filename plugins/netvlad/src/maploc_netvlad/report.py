@@ -1,0 +1,140 @@
+"""Per-condition recall tables of the retrieval methods, beside ``nn-retrieval`` on the same queries and map."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from maploc.api import SampleMeta
+from maploc.types import PoseEstimate
+
+from .training import block_split, positions_of
+
+__all__ = ["Breakdown", "retrieval_breakdown", "sections", "recall_curve", "NS"]
+
+NS = (1, 5, 10, 20)
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Breakdown:
+    """Everything the report and the plots need.
+
+    Attributes:
+        metrics: flat extra metrics (percent recalls, milliseconds).
+        distances: ``(Q, M)`` float64 metres from each query to each map image.
+        ranked: ``{"method": (Q, K) int, "nn-retrieval": (Q, K) int}`` map rows, best first (-1 = none).
+        conditions: Q str. held_out: ``(Q,)`` bool (query in an evaluation block).
+    """
+
+    metrics: dict[str, float]
+    distances: np.ndarray
+    ranked: dict[str, np.ndarray]
+    conditions: list[str]
+    held_out: np.ndarray
+
+
+def recall_curve(ranked: np.ndarray, distances: np.ndarray, threshold_m: float, max_n: int) -> np.ndarray:
+    """Recall@N for N = 1..max_n in percent: a query counts when one of its first N map rows is within the
+    threshold. ``ranked``: ``(Q, K)`` int rows (-1 = none); ``distances``: ``(Q, M)`` metres."""
+    q = len(ranked)
+    if q == 0:
+        return np.zeros(max_n)
+    hits = np.zeros((q, max_n), dtype=bool)
+    for i in range(q):
+        r = ranked[i, :max_n]
+        r = r[r >= 0]
+        hits[i, : len(r)] = distances[i, r] <= threshold_m
+    return 100.0 * np.cumsum(hits, axis=1).clip(max=1).mean(axis=0)
+
+
+def retrieval_breakdown(method: Any, queries: Sequence[SampleMeta], estimates: Sequence[PoseEstimate]) -> Breakdown:
+    """Recall@1/5/10/20 at both thresholds per condition for the method and the thumbnail baseline."""
+    cfg = method.config
+    name_to_row = {m.name: i for i, m in enumerate(method.map_meta)}
+    log = {r["name"]: r for r in method.query_log}
+    map_xyz = np.stack([positions_of(m) for m in method.map_meta])
+    q_xyz = np.stack([positions_of(q) for q in queries]) if queries else np.zeros((0, 3))
+    distances = np.linalg.norm(q_xyz[:, None] - map_xyz[None], axis=2)
+    k = max(NS)
+    ranked = np.full((len(queries), k), -1, dtype=np.int64)
+    for i, e in enumerate(estimates):
+        if e.success:
+            rows = [name_to_row[n] for n in e.extras.get("retrieved", ())][:k]
+            ranked[i, : len(rows)] = rows
+    # nn-retrieval baseline: the same queries against the same map, 32-px grayscale thumbnails (the core's default)
+    base = np.full((len(queries), k), -1, dtype=np.int64)
+    if method.map_thumbnails is not None and all(q.name in log for q in queries) and len(queries):
+        import torch
+
+        qt = torch.stack([log[q.name]["thumbnail"] for q in queries])
+        sim = qt @ method.map_thumbnails.T
+        base[:, : min(k, sim.shape[1])] = sim.topk(min(k, sim.shape[1]), dim=1).indices.numpy()
+    conditions = [log[q.name]["condition"] if q.name in log else "all" for q in queries]
+    _, held_out = block_split(q_xyz, cfg.split.block_size_m, cfg.split.guard_m)
+    metrics: dict[str, float] = {}
+    groups: dict[str, np.ndarray] = {"all": np.ones(len(queries), dtype=bool)}
+    for c in sorted(set(conditions)):
+        groups[c] = np.array([x == c for x in conditions])
+    if cfg.split.block_size_m > 0:
+        groups["held_out"] = held_out
+    thresholds = (cfg.eval.distance_threshold_m, cfg.eval.fine_threshold_m)
+    for label, rows in (("", ranked), ("nn_", base)):
+        for group, mask in groups.items():
+            metrics[f"{label}num_queries/{group}"] = int(mask.sum())
+            for t in thresholds:
+                curve = recall_curve(rows[mask], distances[mask], t, k)
+                for n in NS:
+                    metrics[f"{label}recall_at_{n}_{t:g}m/{group}"] = float(curve[n - 1]) if mask.any() else float("nan")
+    timing = method.timing
+    if timing["map_images"]:
+        metrics["map_encode_ms_per_image"] = 1000.0 * timing["map_encode_s"] / timing["map_images"]
+    if timing["queries"]:
+        metrics["query_encode_ms_per_image"] = 1000.0 * timing["query_encode_s"] / timing["queries"]
+        metrics["search_ms_per_query"] = 1000.0 * timing["search_s"] / timing["queries"]
+    metrics["descriptor_dim"] = int(method.model.descriptor_dim) if method.model is not None else 0
+    return Breakdown(metrics=metrics, distances=distances, ranked={"method": ranked, "nn-retrieval": base},
+                     conditions=conditions, held_out=held_out)
+
+
+def _table(method_name: str, metrics: Mapping[str, float], groups: list[str], thresholds: Sequence[float]) -> str:
+    head = ["condition", "method", "queries"] + [f"R@{n} {t:g}m" for t in thresholds for n in NS]
+    rows = [head]
+    for g in groups:
+        for label, prefix in ((method_name, ""), ("nn-retrieval", "nn_")):
+            cells = [g, label, str(int(metrics.get(f"{prefix}num_queries/{g}", 0)))]
+            for t in thresholds:
+                for n in NS:
+                    v = metrics.get(f"{prefix}recall_at_{n}_{t:g}m/{g}", float("nan"))
+                    cells.append(f"{v:.1f}")
+            rows.append(cells)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) if j > 1 else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)
+
+
+def sections(method: Any, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
+    """The recall table per condition (percent, both thresholds) and the timing / training summary."""
+    cfg = method.config
+    groups = sorted({k.split("/", 1)[1] for k in metrics if k.startswith("num_queries/")},
+                    key=lambda g: (g in ("all", "held_out"), g))
+    thresholds = (cfg.eval.distance_threshold_m, cfg.eval.fine_threshold_m)
+    out = [(f"Recall@N per condition (percent), {method.name} vs nn-retrieval on the same queries and map",
+            _table(method.name, metrics, groups, thresholds))]
+    lines = []
+    for key, label in (("map_encode_ms_per_image", "encode time per map image"),
+                       ("query_encode_ms_per_image", "encode time per query image"),
+                       ("search_ms_per_query", f"faiss search time per query ({cfg.index.kind})")):
+        if key in metrics:
+            lines.append(f"{label}: {metrics[key]:.2f} ms")
+    lines.append(f"descriptor dimension: {int(metrics.get('descriptor_dim', 0))}")
+    for k, v in getattr(method, "fit_summary", {}).items():
+        lines.append(f"training {k}: {v:.1f}" if isinstance(v, float) else f"training {k}: {v}")
+    folder = method._index_dir()
+    if folder is not None and cfg.index.load_from is None:
+        lines.append(f"map index saved in {folder}; reuse with `maploc eval --checkpoint RUN/checkpoints/last.ckpt "
+                     f"-o index.load_from={folder}`")
+    out.append(("Timing and training", "\n".join(lines)))
+    return out
