@@ -1,4 +1,4 @@
-"""maploc.data.osm: parsing, classes, projection, rasterization, crops, cache, pictures (no real data needed).
+"""maploc_osm: parsing, classes, projection, rasterization, crops, cache, pictures (no real data needed).
 
 The fixture map is a tiny OSM XML written here. Its nodes sit at chosen pixel centres of a 40 x 40 raster at
 1 m/px over x, y in [-20, 20] m (pixel (i, j) centre: x = -19.5 + j, y = 19.5 - i). Their lat/lon come from
@@ -21,8 +21,7 @@ import pyproj
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from maploc.data.osm import (
+from maploc_osm import (
     ATTRIBUTION,
     CLASS_NAMES,
     GROUPS,
@@ -36,9 +35,10 @@ from maploc.data.osm import (
     render_map_png,
     show_sample_map,
 )
-from maploc.data.osm import raster as raster_module
-from maploc.data.osm.classes import CLASS_INFO, CLASSES, TAG_TABLE, describe_classes, has_area_tags, is_above_ground
-from maploc.data.osm.render import raster_to_rgb
+from maploc_osm import raster as raster_module
+from maploc_osm.classes import CLASS_INFO, CLASSES, TAG_TABLE, describe_classes, has_area_tags, is_above_ground
+from maploc_osm.render import raster_to_rgb
+
 from maploc.errors import DataError
 
 LAT0, LON0 = 60.17, 24.94
@@ -342,9 +342,9 @@ def test_other_formats_give_the_same_map(osm_files, tiny_map, tiny_raster, kind)
 
 
 def test_unclosed_area_ways_give_one_warning(osm_files, caplog):
-    with caplog.at_level(logging.WARNING, logger="maploc.data.osm"):
+    with caplog.at_level(logging.WARNING, logger="maploc_osm"):
         parse_osm(osm_files["xml"], origin=(LAT0, LON0))
-    records = [r for r in caplog.records if r.name.startswith("maploc.data.osm")]
+    records = [r for r in caplog.records if r.name.startswith("maploc_osm")]
     assert len(records) == 1
     assert "dropped 2 area way(s)" in records[0].getMessage() and "40, 41" in records[0].getMessage()
 
@@ -515,7 +515,7 @@ def test_corrupt_cache_is_rebuilt(tiny_map, tmp_path, caplog):
 
 
 def test_load_map_raster_skips_parsing_on_a_hit(osm_files, tmp_path, monkeypatch):
-    from maploc.data.osm import parser
+    from maploc_osm import parser
 
     first = load_map_raster(osm_files["pbf"], 1.0, origin=(LAT0, LON0), cache_dir=tmp_path)
     monkeypatch.setattr(parser, "parse_osm", lambda *a, **k: pytest.fail("parsed again"))

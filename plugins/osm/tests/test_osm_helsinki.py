@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import osmium
 import pytest
+from maploc_osm import load_map_raster, parse_osm, rasterize, show_sample_map
 from matplotlib.path import Path as PolygonPath
-
-from maploc.data.osm import load_map_raster, parse_osm, rasterize, show_sample_map
 
 pytestmark = pytest.mark.data
 
@@ -161,3 +160,21 @@ def test_crops_and_cache(helsinki_pbf, raster, tmp_path):
 def test_show_sample_map(tmp_path):
     out = show_sample_map("helsinki-osm", tmp_path / "helsinki.png", cache_dir=tmp_path / "cache")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 200_000
+
+
+def test_building_tags_are_kept(helsinki, helsinki_pbf):
+    buildings = [a for a in helsinki.areas if a.class_name == "building"]
+    assert 420 <= len(buildings) <= 470  # 446 polygons on this file
+    with_levels = sum("building:levels" in a.tags for a in buildings)
+    with_height = sum("height" in a.tags for a in buildings)
+    assert 130 <= with_levels <= 170 and 10 <= with_height <= 25  # 149 and 16 on this file
+    by_name = {a.tags.get("name"): a for a in buildings}
+    assert by_name["Stockmann"].tags["height"] == "39" and by_name["Ateneum"].tags["building:levels"] == "3.5"
+    # The same tags as osmium reads from the file directly.
+    ways = {a.osm_id: a for a in buildings if a.osm_type == "way"}
+    checked = 0
+    for obj in osmium.FileProcessor(str(helsinki_pbf), osmium.osm.WAY):
+        if obj.id in ways:
+            assert dict(ways[obj.id].tags) == dict(obj.tags)
+            checked += 1
+    assert checked >= 300

@@ -1,27 +1,23 @@
-"""maploc.data.render: scene, cameras, trajectories, offscreen rendering, conditions, writers, sim-city dataset.
+"""maploc_simcity: scene, cameras, trajectories, offscreen rendering, conditions, writers, sim-city dataset.
 
-The map is a tiny OSM XML written here (about 240 m x 240 m): a grid of streets, a footway and a cycleway, four
-buildings (a courtyard block with ``height=12``, one with ``building:levels=4``, a 6 m "target" building whose
-north face is the plane y = -15 m, one without height tags), a park, grass, water, parking, trees, lamps, a pole,
-a traffic signal and a zebra crossing. Node positions are given in metres of the map frame and turned into
-lat/lon by geodesics from the origin (pyproj.Geod), the maploc map frame being azimuthal equidistant there.
+The map is the tiny OSM XML city of conftest.py (about 240 m x 240 m; fixtures ``city_file`` and ``city``).
 
-Rendering uses moderngl over EGL (Mesa llvmpipe on the CI machine); no network is needed.
+Rendering uses moderngl over EGL (Mesa llvmpipe on the CI machine); tests that render are marked ``egl`` and are
+skipped, with the reason, where no OpenGL context can be created (see conftest.py). No network is needed.
 """
 
 from __future__ import annotations
 
 import ctypes.util
+import json
 import math
 from pathlib import Path
 
 import attrs
 import numpy as np
-import pyproj
 import pytest
-
-from maploc.data.osm import parse_osm, rasterize
-from maploc.data.render import (
+from maploc_osm import parse_osm, rasterize
+from maploc_simcity import (
     CONDITIONS,
     LABEL_NAMES,
     Renderer,
@@ -29,6 +25,7 @@ from maploc.data.render import (
     SimCity,
     build_scene,
     building_height,
+    building_tags,
     camera_pose,
     create_gl_context,
     label_id,
@@ -40,134 +37,16 @@ from maploc.data.render import (
     render_command,
     traversal_poses,
 )
-from maploc.data.render import dataset as dataset_module
-from maploc.data.render.verify import (
+from maploc_simcity import dataset as dataset_module
+from maploc_simcity.verify import (
     backproject,
     ground_label_agreement,
     multiview_consistency,
     project,
     raster_ground_lookup,
 )
+
 from maploc.errors import DataError
-
-LAT0, LON0 = 60.17, 24.94
-GEOD = pyproj.Geod(ellps="WGS84")
-HALF = 120.0  # the map spans [-HALF, HALF]^2 metres
-
-
-def latlon(x: float, y: float) -> tuple[float, float]:
-    if x == 0 and y == 0:
-        return LAT0, LON0
-    lon, lat, _ = GEOD.fwd(LON0, LAT0, math.degrees(math.atan2(x, y)), math.hypot(x, y))
-    return lat, lon
-
-
-class MapBuilder:
-    """Writes OSM XML from nodes in metres; shared (x, y) positions become shared nodes."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[tuple[float, float], int] = {}
-        self.node_tags: dict[int, dict[str, str]] = {}
-        self.ways: list[tuple[int, list[int], dict[str, str]]] = []
-        self.relations: list[str] = []
-        self.next_way = 1000
-
-    def node(self, x: float, y: float, tags: dict[str, str] | None = None) -> int:
-        key = (round(x, 3), round(y, 3))
-        if key not in self.nodes:
-            self.nodes[key] = len(self.nodes) + 1
-        nid = self.nodes[key]
-        if tags:
-            self.node_tags.setdefault(nid, {}).update(tags)
-        return nid
-
-    def way(self, points: list[tuple[float, float]], tags: dict[str, str], closed: bool = False) -> int:
-        refs = [self.node(x, y) for x, y in points]
-        if closed:
-            refs.append(refs[0])
-        self.next_way += 1
-        self.ways.append((self.next_way, refs, tags))
-        return self.next_way
-
-    def line(self, a: tuple[float, float], b: tuple[float, float], step: float, tags: dict[str, str]) -> int:
-        n = max(1, round(math.dist(a, b) / step))
-        points = [(a[0] + (b[0] - a[0]) * k / n, a[1] + (b[1] - a[1]) * k / n) for k in range(n + 1)]
-        return self.way(points, tags)
-
-    def xml(self) -> str:
-        lat_lo, _ = latlon(0.0, -HALF)
-        lat_hi, _ = latlon(0.0, HALF)
-        _, lon_lo = latlon(-HALF, 0.0)
-        _, lon_hi = latlon(HALF, 0.0)
-        out = [
-            '<?xml version="1.0" encoding="UTF-8"?>',
-            '<osm version="0.6" generator="maploc-test">',
-            f'  <bounds minlat="{lat_lo:.9f}" minlon="{lon_lo:.9f}" maxlat="{lat_hi:.9f}" maxlon="{lon_hi:.9f}"/>',
-        ]
-        for (x, y), nid in self.nodes.items():
-            lat, lon = latlon(x, y)
-            tags = "".join(f'<tag k="{k}" v="{v}"/>' for k, v in self.node_tags.get(nid, {}).items())
-            out.append(f'  <node id="{nid}" version="1" lat="{lat:.10f}" lon="{lon:.10f}">{tags}</node>')
-        for wid, refs, tags in self.ways:
-            body = "".join(f'<nd ref="{r}"/>' for r in refs) + "".join(
-                f'<tag k="{k}" v="{v}"/>' for k, v in tags.items()
-            )
-            out.append(f'  <way id="{wid}" version="1">{body}</way>')
-        out += self.relations
-        out.append("</osm>")
-        return "\n".join(out) + "\n"
-
-
-def square(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
-    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-
-
-def city_xml(with_roads: bool = True) -> str:
-    m = MapBuilder()
-    road = {"highway": "residential"}
-    if with_roads:
-        for y in (-80.0, 0.0, 80.0):
-            m.line((-110.0, y), (110.0, y), 10.0, road)
-        for x in (0.0, 90.0):
-            m.line((x, -110.0), (x, 110.0), 10.0, road)
-        m.node(20.0, 0.0, {"highway": "crossing", "crossing": "zebra"})
-        m.node(0.0, 0.0, {"highway": "traffic_signals"})
-    m.line((-100.0, -8.0), (-10.0, -8.0), 10.0, {"highway": "footway"})
-    m.line((10.0, 8.0), (80.0, 8.0), 10.0, {"highway": "cycleway"})
-    # courtyard block: multipolygon with a hole, height 12 m
-    outer = m.way(square(20.0, 20.0, 60.0, 60.0), {}, closed=True)
-    inner = m.way(square(32.0, 32.0, 48.0, 48.0), {}, closed=True)
-    m.relations.append(
-        f'  <relation id="5000" version="1"><member type="way" ref="{outer}" role="outer"/>'
-        f'<member type="way" ref="{inner}" role="inner"/><tag k="type" v="multipolygon"/>'
-        '<tag k="building" v="apartments"/><tag k="height" v="12"/></relation>'
-    )
-    m.way(square(-60.0, 20.0, -20.0, 50.0), {"building": "yes", "building:levels": "4"}, closed=True)
-    m.way(square(-60.0, -45.0, -20.0, -15.0), {"building": "yes", "height": "6", "building:colour": "#c05040"},
-          closed=True)  # fmt: skip
-    m.way(square(20.0, -50.0, 50.0, -20.0), {"building": "yes"}, closed=True)
-    m.way(square(-100.0, -70.0, -70.0, -30.0), {"leisure": "park"}, closed=True)
-    m.way(square(60.0, -70.0, 80.0, -10.0), {"landuse": "grass"}, closed=True)
-    m.way(square(-100.0, 20.0, -70.0, 60.0), {"natural": "water"}, closed=True)
-    m.way(square(20.0, -75.0, 50.0, -60.0), {"amenity": "parking"}, closed=True)
-    for x, y in ((10.0, 15.0), (15.0, -12.0), (-80.0, 10.0), (70.0, 12.0)):
-        m.node(x, y, {"natural": "tree"})
-    for x, y in ((-70.0, -6.0), (30.0, 5.0), (60.0, -5.0), (5.0, 40.0), (-5.0, -40.0)):
-        m.node(x, y, {"highway": "street_lamp"})
-    m.node(50.0, 10.0, {"man_made": "utility_pole"})
-    return m.xml()
-
-
-@pytest.fixture(scope="module")
-def city_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("render") / "tiny-city.osm"
-    path.write_text(city_xml(), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def city(city_file):
-    return parse_osm(city_file, origin=(LAT0, LON0))
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +140,20 @@ def test_scene_contents(scene, city) -> None:
     assert {LABEL_NAMES[int(v)] for v in np.unique(scene.vertices[:, 12])} >= {"building", "tree", "lamp", "road"}
 
 
+def test_scene_reads_tags_from_the_parsed_map_not_the_file(city, monkeypatch) -> None:
+    import osmium
+
+    tags = building_tags(city)
+    assert {t.get("height") or t.get("building:levels") for t in tags.values()} == {"12", "4", "6"}
+    assert tags[("way", next(a.osm_id for a in city.areas if a.tags.get("height") == "6"))]["building:colour"] == "#c05040"
+    monkeypatch.setattr(osmium, "FileProcessor", lambda *a, **k: pytest.fail("the OSM file was read again"))
+    scene = build_scene(city, seed=3)
+    assert sorted(scene.buildings[:, 2])[:3] == [6.0, 12.0, 12.0]
+    # Tags given explicitly replace the map's own (here: none, so every height is a seeded draw in 8-25 m).
+    drawn = build_scene(city, seed=3, building_tags={})
+    assert all(8.0 <= top <= 25.0 for top in drawn.buildings[:, 2])
+
+
 def test_scene_is_deterministic(city, scene) -> None:
     again = build_scene(city, seed=3)
     np.testing.assert_array_equal(again.vertices, scene.vertices)
@@ -316,9 +209,9 @@ def test_traversals_are_aligned_by_place(route) -> None:
         traversal_poses(route, 1000, spacing_m=5.0)
 
 
-def test_map_without_roads_is_a_clear_error(tmp_path) -> None:
+def test_map_without_roads_is_a_clear_error(tmp_path, city_osm_xml) -> None:
     path = tmp_path / "no-roads.osm"
-    path.write_text(city_xml(with_roads=False), encoding="utf-8")
+    path.write_text(city_osm_xml(with_roads=False), encoding="utf-8")
     osm_map = parse_osm(path)
     with pytest.raises(DataError, match="no road to place cameras on"):
         plan_route(osm_map, 100.0)
@@ -327,6 +220,7 @@ def test_map_without_roads_is_a_clear_error(tmp_path) -> None:
 
 
 # ---- rendering ------------------------------------------------------------------------------------------------
+@pytest.mark.egl
 def test_frame_outputs(renderer, route) -> None:
     view = traversal_poses(route, 1)[0]
     frame = renderer.render(view.T_cam2world, "day")
@@ -345,6 +239,7 @@ def test_frame_outputs(renderer, route) -> None:
         renderer.render(view.T_cam2world, "blizzard")
 
 
+@pytest.mark.egl
 def test_known_building_at_known_distance(renderer) -> None:
     """The target's north face is the plane y = -15 m, 6 m high, x in [-60, -20]."""
     cam = renderer.camera
@@ -370,6 +265,7 @@ def test_known_building_at_known_distance(renderer) -> None:
     assert (frame.labels[row, : math.floor(edge) - 1] != building).all()
 
 
+@pytest.mark.egl
 def test_multiview_consistency(renderer, route) -> None:
     views = traversal_poses(route, 6, spacing_m=3.0, seed=2)
     frames = [renderer.render(v.T_cam2world, "day") for v in views]
@@ -394,12 +290,13 @@ def test_multiview_consistency(renderer, route) -> None:
     assert a.rgb[a.labels == textured[0]].std(0).mean() > 10.0
 
 
+@pytest.mark.egl
 def test_ground_labels_agree_with_the_osm_raster(renderer, route, city, scene) -> None:
     views = traversal_poses(route, 10, spacing_m=6.0, traversal=1, traversals=2, seed=5)
     frames = [renderer.render(v.T_cam2world, "day") for v in views]
     seen = set(np.unique(np.concatenate([f.labels.ravel() for f in frames])).tolist())
     assert label_id("road") in seen and len(seen & {label_id(n) for n in ("path", "cycleway", "park", "grass")}) >= 1
-    # The OSM raster (maploc.data.osm.rasterize) at the scene's resolution, and at the default 0.5 m.
+    # The OSM raster (maploc_osm.rasterize) at the scene's resolution, and at the default 0.5 m.
     same = raster_ground_lookup(rasterize(city, scene.ground_georef.resolution_m))
     assert ground_label_agreement(frames, same) > 0.95
     assert ground_label_agreement(frames, raster_ground_lookup(rasterize(city, 0.5))) > 0.95
@@ -414,6 +311,7 @@ def test_ground_labels_agree_with_the_osm_raster(renderer, route, city, scene) -
     assert ground_label_agreement(shifted, scene.ground_label_at) < 0.97
 
 
+@pytest.mark.egl
 def test_conditions_change_colours_only(renderer, route) -> None:
     view = traversal_poses(route, 8, spacing_m=6.0, seed=0)[4]
     frames = {name: renderer.render(view.T_cam2world, name) for name in CONDITIONS}
@@ -431,6 +329,7 @@ def test_conditions_change_colours_only(renderer, route) -> None:
     np.testing.assert_array_equal(renderer.render(view.T_cam2world, "night").rgb, frames["night"].rgb)
 
 
+@pytest.mark.egl
 def test_autumn_foliage(renderer) -> None:
     T = camera_pose(10.0, 5.0, 1.7, yaw=math.pi / 2, pitch=math.radians(15))  # looking at the tree at (10, 15)
     day, autumn = renderer.render(T, "day"), renderer.render(T, "autumn")
@@ -460,11 +359,11 @@ def test_failing_context_says_what_to_install(monkeypatch) -> None:
 
 
 # ---- command, layouts, dataset ------------------------------------------------------------------------------------
-def test_render_command_layouts_and_dataset(city_file, tmp_path) -> None:
+@pytest.mark.egl
+def test_render_command_layouts_and_dataset(rendered, city_file, tmp_path) -> None:
     from maploc.data.dsac_layout import DSACLayout
 
-    out = render_command(str(city_file), 4, ["day", "night"], tmp_path / "out", seed=1, traversals=2, width=96,
-                         height=72, fov_deg=80.0, progress=False)  # fmt: skip
+    out = rendered
     assert (out / "render.json").is_file() and (out / "contact_sheet.png").is_file()
     for seq in ("t0_day", "t0_night", "t1_day", "t1_night"):
         folder = out / "traversals" / seq
@@ -488,11 +387,9 @@ def test_render_command_layouts_and_dataset(city_file, tmp_path) -> None:
     assert float(night.image.mean()) < 0.6 * float(sample.image.mean())
     assert SimCity(out, "query", image_height=36)[0].image.shape == (3, 36, 48)
     # MGL-style dump: one view per frame with its SE(2) pose and the map reference
-    import json
-
     dump = json.loads((out / "mgl" / "dump.json").read_text())
     assert len(dump["views"]) == 16 and dump["map"]["sha256"] and dump["map"]["georef"]["origin_lat"]
-    from maploc.data.osm import MapRaster
+    from maploc_osm import MapRaster
 
     raster = MapRaster.load_npz(out / "mgl" / dump["map"]["raster"])
     assert raster.resolution_m == 0.5 and raster.mask("building").any()
@@ -504,23 +401,23 @@ def test_render_command_layouts_and_dataset(city_file, tmp_path) -> None:
         render_command(str(city_file), 2, ["rain"], tmp_path / "bad", progress=False)
 
 
+@pytest.mark.egl
 def test_sim_city_renders_on_demand_into_the_cache(city_file, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
-    config = tmp_path / "cfg"
-    config.mkdir()
-    (config / "sim-city.yaml").write_text(
-        f"map: {city_file}\nframes: 6\ntraversals: 1\nconditions: [dusk]\nwidth: 64\nheight: 48\n", encoding="utf-8"
-    )
-    first = SimCity(config, "map")
+    options = SimCity.Options(map=str(city_file), frames=6, traversals=1, conditions="dusk", width=64, height=48,
+                              map_condition="dusk")  # fmt: skip
+    first = SimCity(Path("."), "map", options=options)
     assert first.folder.parent == tmp_path / "cache" / "sim-city"
     assert first.names() == ["t0_dusk/000000", "t0_dusk/000002", "t0_dusk/000004"]
-    assert SimCity(config, "query").names() == ["t0_dusk/000001", "t0_dusk/000003", "t0_dusk/000005"]
+    assert SimCity(Path("."), "query", options=options).names() == ["t0_dusk/000001", "t0_dusk/000003", "t0_dusk/000005"]
+    rendered = json.loads((first.folder / "render.json").read_text())["options"]
+    assert rendered["frames"] == 6 and rendered["conditions"] == ["dusk"] and rendered["lateral_offset_m"] == 1.2
     monkeypatch.setattr(dataset_module, "render_command", lambda *a, **k: pytest.fail("rendered twice"))
-    again = SimCity(config, "map")
+    again = SimCity(Path("."), "map", options=options)
     assert again.folder == first.folder
     np.testing.assert_array_equal(again[1].image.numpy(), first[1].image.numpy())
-    with pytest.raises(Exception, match="unknown sim-city options"):
-        SimCity(config, "map", colour="red")
+    # The split options choose sequences of the same render: no new render (render_command would fail the test).
+    assert SimCity(Path("."), "map", options=attrs.evolve(options, query_conditions=("dusk",))).folder == first.folder
 
 
 def test_backproject_inverts_project() -> None:
@@ -535,25 +432,72 @@ def test_backproject_inverts_project() -> None:
     np.testing.assert_allclose(z, depth, rtol=1e-6)
 
 
-def test_cli_data_render(run_cli, city_file, tmp_path) -> None:
+@pytest.mark.egl
+def test_cli_data_render(maploc_main, city_file, tmp_path) -> None:
     out = tmp_path / "cli-out"
-    done = run_cli("data", "render", "--map", str(city_file), "--frames", "3", "--conditions", "day,night", "--out",
-                   str(out), "--width", "64", "--height", "48", "--seed", "2", timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert f"wrote {out}" in done.stdout and "rendering" in done.stderr  # the progress bar
+    status, stdout, stderr = maploc_main(
+        "data", "render", "--map", str(city_file), "--frames", "3", "--conditions", "day,night", "--out", str(out),
+        "--width", "64", "--height", "48", "--seed", "2", "--lateral-offset", "0.5",
+    )  # fmt: skip
+    assert status == 0, stderr
+    assert f"wrote {out}" in stdout and "rendering" in stderr  # the progress bar
     assert (out / "contact_sheet.png").is_file()
     assert sorted(p.name for p in (out / "traversals").iterdir()) == ["meta.json", "t0_day", "t0_night"]
-    bad = run_cli("data", "render", "--map", str(city_file), "--frames", "3", "--fov", "200", "--out", str(out))
-    assert bad.returncode != 0 and "fov_deg" in bad.stderr and "Traceback" not in bad.stderr
+    assert json.loads((out / "render.json").read_text())["options"]["lateral_offset_m"] == 0.5
+    # The folder is a sim-city root.
+    assert SimCity(out, "query").names()[0] == "t0_night/000000"
 
 
+def test_cli_data_render_bad_input_is_one_line(maploc_main, city_file, tmp_path) -> None:
+    """Answered before any rendering: no OpenGL needed."""
+    out = tmp_path / "cli-out"
+    for args, needle in (
+        (("--fov", "200"), "fov_deg"),
+        (("--conditions", "day,rain"), "unknown condition 'rain'"),
+        (("--frames", "0"), "frames must be a positive integer"),
+        (("--lateral-offset", "-1"), "lateral_offset_m"),
+    ):
+        status, _, stderr = maploc_main("data", "render", "--map", str(city_file), "--out", str(out), *args)
+        assert status == 2 and needle in stderr and "Traceback" not in stderr, (args, stderr)
+        assert len(stderr.strip().splitlines()) == 1, stderr
+    status, _, stderr = maploc_main("data", "render", "--map", str(tmp_path / "missing.osm.pbf"), "--out", str(out))
+    assert status == 2 and "OSM file not found" in stderr and len(stderr.strip().splitlines()) == 1
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    status, _, stderr = maploc_main("data", "render", "--map", str(city_file), "--out", str(blocker / "sub"))
+    assert status == 2 and "is a file" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_data_help_lists_render(maploc_main) -> None:
+    status, stdout, _ = maploc_main("data", "--help")
+    assert status == 0 and "render" in stdout and "street-level views" in stdout
+    status, stdout, _ = maploc_main("data", "render", "--help")
+    assert status == 0 and "--lateral-offset" in stdout and "--conditions" in stdout
+
+
+def test_hook_module_is_cheap_and_lists_every_condition() -> None:
+    """``maploc --help`` imports the hook module: it must not pull in the renderer, torch or OpenGL."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, maploc_simcity.hooks as h\n"
+        "heavy = [m for m in ('torch', 'moderngl', 'trimesh', 'shapely', 'cv2', 'osmium') if m in sys.modules]\n"
+        "print(heavy, ','.join(h.CONDITION_NAMES))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", ",".join(CONDITIONS)]
+
+
+@pytest.mark.egl
 def test_egl_context_then_lightning_import_does_not_crash():
     """Mesa's llvmpipe and Triton both bundle LLVM; Triton imported after an EGL context used to segfault."""
     import subprocess
     import sys
 
     code = (
-        "from maploc.data.render.gl import create_gl_context\n"
+        "from maploc_simcity.gl import create_gl_context\n"
         "ctx = create_gl_context()\n"
         "import lightning_fabric\n"
         "print('ok', ctx.info['GL_RENDERER'])\n"

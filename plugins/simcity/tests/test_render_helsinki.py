@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from maploc.data import fetch as fetch_mod
-from maploc.data.osm import parse_osm, rasterize
-from maploc.data.render import (
+from maploc_osm import parse_osm, rasterize
+from maploc_simcity import (
     Renderer,
     SimCity,
     build_scene,
@@ -26,7 +24,9 @@ from maploc.data.render import (
     render_command,
     traversal_poses,
 )
-from maploc.data.render.verify import ground_label_agreement, multiview_consistency, raster_ground_lookup
+from maploc_simcity.verify import ground_label_agreement, multiview_consistency, raster_ground_lookup
+
+from maploc.data import fetch as fetch_mod
 
 pytestmark = pytest.mark.data
 

@@ -11,14 +11,52 @@
 Frames and pixel conventions are stated once, in :mod:`maploc_osm.geo`; drawing rules in
 :mod:`maploc_osm.raster`. OSM data is © OpenStreetMap contributors, ODbL 1.0.
 """
+# The names below are imported on first use (PEP 562), so that importing a submodule such as
+# ``maploc_osm.hooks`` (the CLI's hook module) does not import the heavy dependencies.
 
-from .classes import AREA_CLASSES, CLASS_NAMES, GROUPS, POINT_CLASSES, TAG_TABLE, WAY_CLASSES, classify
-from .geo import GeoReference
-from .model import MapArea, MapPoint, MapWay, OSMMap, RoadGraph
-from .parser import file_sha256, parse_osm
-from .raster import MapRaster, default_cache_dir, load_map_raster, rasterize, unpack_labels
-from .render import ATTRIBUTION, render_map_png, show_sample_map
-from .source import OSM_SUFFIXES, is_osm_path, resolve_map
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .classes import AREA_CLASSES, CLASS_NAMES, GROUPS, POINT_CLASSES, TAG_TABLE, WAY_CLASSES, classify
+    from .geo import GeoReference
+    from .model import MapArea, MapPoint, MapWay, OSMMap, RoadGraph
+    from .parser import file_sha256, parse_osm
+    from .raster import MapRaster, default_cache_dir, load_map_raster, rasterize, unpack_labels
+    from .render import ATTRIBUTION, render_map_png, show_sample_map
+    from .source import OSM_SUFFIXES, is_osm_path, resolve_map
+
+#: public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    "AREA_CLASSES": "classes",
+    "ATTRIBUTION": "render",
+    "CLASS_NAMES": "classes",
+    "GROUPS": "classes",
+    "GeoReference": "geo",
+    "MapArea": "model",
+    "MapPoint": "model",
+    "MapRaster": "raster",
+    "MapWay": "model",
+    "OSMMap": "model",
+    "OSM_SUFFIXES": "source",
+    "POINT_CLASSES": "classes",
+    "RoadGraph": "model",
+    "TAG_TABLE": "classes",
+    "WAY_CLASSES": "classes",
+    "classify": "classes",
+    "default_cache_dir": "raster",
+    "file_sha256": "parser",
+    "is_osm_path": "source",
+    "load_map_raster": "raster",
+    "parse_osm": "parser",
+    "rasterize": "raster",
+    "render_map_png": "render",
+    "resolve_map": "source",
+    "show_sample_map": "render",
+    "unpack_labels": "raster",
+}
 
 __all__ = [
     "AREA_CLASSES",
@@ -48,3 +86,16 @@ __all__ = [
     "show_sample_map",
     "unpack_labels",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

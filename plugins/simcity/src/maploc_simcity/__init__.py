@@ -16,18 +16,63 @@ Frames: world = OSM map frame (x east, y north, metres) with z up and the ground
 frame (x right, y down, z forward); ``T_cam2world`` maps camera points to world points. Map data © OpenStreetMap
 contributors (ODbL 1.0).
 """
+# The names below are imported on first use (PEP 562), so that importing a submodule such as
+# ``maploc_simcity.hooks`` (the CLI's hook module) does not import the heavy dependencies.
 
-from .camera import camera_pose, make_camera, opengl_projection, opengl_view, pose_yaw
-from .command import LAYOUTS, render_command, resolve_map
-from .conditions import CONDITIONS, Condition, get_condition
-from .dataset import SimCity
-from .gl import RenderError, RenderParameterError, create_gl_context
-from .labels import GROUND_LABEL, GROUND_PRIORITY, LABEL_NAMES, SKY_LABEL, ground_labels, label_id
-from .options import SimCityOptions
-from .renderer import RenderedFrame, Renderer
-from .scene import Scene, build_scene, building_height
-from .tags import building_tags
-from .trajectory import Route, ViewPose, plan_route, traversal_offsets, traversal_poses
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .camera import camera_pose, make_camera, opengl_projection, opengl_view, pose_yaw
+    from .command import LAYOUTS, render_command, resolve_map
+    from .conditions import CONDITIONS, Condition, get_condition
+    from .dataset import SimCity
+    from .gl import RenderError, RenderParameterError, create_gl_context
+    from .labels import GROUND_LABEL, GROUND_PRIORITY, LABEL_NAMES, SKY_LABEL, ground_labels, label_id
+    from .options import SimCityOptions
+    from .renderer import RenderedFrame, Renderer
+    from .scene import Scene, build_scene, building_height
+    from .tags import building_tags
+    from .trajectory import Route, ViewPose, plan_route, traversal_offsets, traversal_poses
+
+#: public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    "CONDITIONS": "conditions",
+    "Condition": "conditions",
+    "GROUND_LABEL": "labels",
+    "GROUND_PRIORITY": "labels",
+    "LABEL_NAMES": "labels",
+    "LAYOUTS": "command",
+    "RenderError": "gl",
+    "RenderParameterError": "gl",
+    "RenderedFrame": "renderer",
+    "Renderer": "renderer",
+    "Route": "trajectory",
+    "SKY_LABEL": "labels",
+    "Scene": "scene",
+    "SimCity": "dataset",
+    "SimCityOptions": "options",
+    "ViewPose": "trajectory",
+    "build_scene": "scene",
+    "building_height": "scene",
+    "building_tags": "tags",
+    "camera_pose": "camera",
+    "create_gl_context": "gl",
+    "get_condition": "conditions",
+    "ground_labels": "labels",
+    "label_id": "labels",
+    "make_camera": "camera",
+    "opengl_projection": "camera",
+    "opengl_view": "camera",
+    "plan_route": "trajectory",
+    "pose_yaw": "camera",
+    "render_command": "command",
+    "resolve_map": "command",
+    "traversal_offsets": "trajectory",
+    "traversal_poses": "trajectory",
+}
 
 __all__ = [
     "CONDITIONS",
@@ -64,3 +109,16 @@ __all__ = [
     "traversal_offsets",
     "traversal_poses",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

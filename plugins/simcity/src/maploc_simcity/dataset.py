@@ -157,7 +157,9 @@ class SimCity(Dataset):
 
     @staticmethod
     def cache_key(options: SimCityOptions, map_sha256: str) -> str:
-        """The render cache key: a hash of every render option, the map file's SHA-256 and the format version."""
+        """The render cache key: a hash of every render option (the map by its file's SHA-256 ``map_sha256``, so one
+        file named by sample or by path is one render) and the format version. The split options are not in it: they
+        choose among the sequences of the same render."""
         payload = dict(options.render_options(), map=map_sha256, format=FORMAT_VERSION)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
