@@ -76,7 +76,7 @@ def create_gl_context(backend: str | None = None) -> Any:
     _load_triton_first()
     try:
         import moderngl
-    except ImportError as exc:  # pragma: no cover - moderngl is a dependency of maploc-core
+    except ImportError as exc:  # pragma: no cover - moderngl is a dependency of maploc-simcity
         raise RenderError(f"rendering needs the Python package moderngl: pip install moderngl ({exc})") from exc
     if backend == "egl":
         missing = _missing_libraries()
