@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from maploc_dsac.solvers import p3p_lambda_twist
-from maploc_dsac.solvers.p3p import _p3p_components
+from maploc_dsac.solvers.p3p_fast import p3p_components
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -200,8 +200,8 @@ def test_shape_errors():
 
 
 def _components(bearings, points):
-    """``_p3p_components`` (the RANSAC's no-autograd solver) stacked like ``p3p_lambda_twist``."""
-    rot, trans, valid = _p3p_components(bearings, points)
+    """``p3p_components`` (the RANSAC's no-autograd solver) stacked like ``p3p_lambda_twist``."""
+    rot, trans, valid = p3p_components(bearings, points)
     return torch.stack([torch.stack(row, -1) for row in rot], -2), torch.stack(trans, -1), valid
 
 

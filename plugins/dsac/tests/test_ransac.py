@@ -17,7 +17,8 @@ from maploc_dsac.solvers import (
     sample_minimal_sets,
     soft_inlier_count,
 )
-from maploc_dsac.solvers import ransac as ransac_module
+from maploc.geometry.rotation import axis_angle_to_matrix
+from maploc_dsac.solvers import refinement, sampling, scoring
 
 
 @pytest.fixture(autouse=True)
@@ -342,7 +343,7 @@ def test_soft_counts_match_reference(mode, dtype, monkeypatch):
     )
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=2e-4)
     for block in (1 << 16, 700):  # one block per image, and blocks of two hypotheses
-        monkeypatch.setattr(ransac_module, "_SCORE_BLOCK", block)
+        monkeypatch.setattr(scoring, "_SCORE_BLOCK", block)
         counts = solver._soft_counts(R, t, sc, px, K, pc, valid)
         assert counts.dtype == dtype
         torch.testing.assert_close(counts, reference, **tol)
@@ -357,20 +358,20 @@ def test_test_time_lm_matches_refine_pnp_lm(inlier_ratio):
     t_w2c = -(R_w2c @ torch.stack([s["t_c2w"] for s in scenes])[..., None])[..., 0]
     # Start from perturbed poses.
     omega = torch.tensor([[0.02, -0.01, 0.015], [-0.03, 0.02, 0.0], [0.0, 0.01, -0.02]], dtype=torch.float64)
-    dR = ransac_module._so3_exp(omega)
+    dR = axis_angle_to_matrix(omega)
     R0, t0 = dR @ R_w2c, t_w2c + torch.tensor([0.05, -0.03, 0.04], dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     inliers = torch.rand(3, 400, generator=g) < inlier_ratio
     inliers[2, 5:] = False  # few points: stays where it is unless >= 3
     inliers[2, :5] = True
-    R_ref, t_ref = ransac_module.refine_pnp_lm(R0, t0, sc, px, K, inliers.double(), 10)
+    R_ref, t_ref = refinement.refine_pnp_lm(R0, t0, sc, px, K, inliers.double(), 10)
     Xh = torch.cat([sc, torch.ones_like(sc[..., :1])], -1).transpose(1, 2).contiguous()
-    R_new, t_new = ransac_module._refine_pnp_lm_inliers(R0, t0, Xh, px.transpose(1, 2).contiguous(), K, inliers, 10)
+    R_new, t_new = refinement.refine_pnp_lm_inliers(R0, t0, Xh, px.transpose(1, 2).contiguous(), K, inliers, 10)
     torch.testing.assert_close(R_new, R_ref, rtol=0, atol=1e-9)
     torch.testing.assert_close(t_new, t_ref, rtol=0, atol=1e-9)
     # The normal equations themselves.
-    jtj, jtr, cost = ransac_module._pnp_normal_equations(R0, t0, sc, px, K, inliers.double(), 100.0)
-    g_jtj, g_jtr, g_cost = ransac_module._pnp_gram(R0, t0, Xh, px.transpose(1, 2), K, inliers.double(), 100.0)
+    jtj, jtr, cost = refinement.pnp_normal_equations(R0, t0, sc, px, K, inliers.double(), 100.0)
+    g_jtj, g_jtr, g_cost = refinement.pnp_gram(R0, t0, Xh, px.transpose(1, 2), K, inliers.double(), 100.0)
     torch.testing.assert_close(g_jtj, jtj, rtol=1e-12, atol=1e-6)
     torch.testing.assert_close(g_jtr, jtr, rtol=1e-12, atol=1e-9)
     torch.testing.assert_close(g_cost, cost, rtol=1e-12, atol=1e-9)
@@ -382,7 +383,7 @@ def test_sampler_ranges_equal_full_sampling():
     mask[2, ::3] = False
     seeds = torch.tensor([7, 8, 9])
     full, ok = sample_minimal_sets(mask, 300, 4, seeds)
-    draw = ransac_module._minimal_set_sampler(mask, 4, seeds)
+    draw = sampling.minimal_set_sampler(mask, 4, seeds)
     part, part_ok = draw(120, 250, None)
     assert torch.equal(part, full[:, 120:250]) and torch.equal(part_ok, ok[:, 120:250])
     images = torch.tensor([2, 0])
@@ -403,10 +404,7 @@ def test_candidate_search_keeps_the_sets_of_solving_all(mode):
         R, t, has, sets = solver.hypotheses(sc, px, K, points_cam=pc, seed=seeds)
         valid = torch.ones(3, 200, dtype=torch.bool)
         all_sets, all_ok = sample_minimal_sets(valid, 16 * 16, solver.set_size, seeds)
-        if mode == "rgb":
-            R_all, t_all, has_all, cons_all = solver._candidates_rgb(sc, px, K, all_sets)
-        else:
-            R_all, t_all, has_all, cons_all = solver._candidates_rgbd(sc, pc, all_sets)
+        R_all, t_all, has_all, cons_all = solver._candidates(sc, px, K, pc, all_sets)
         has_all, cons_all = has_all & all_ok, cons_all & has_all & all_ok
     assert int(cons_all[2].sum()) < 16 <= int(cons_all[0].sum())  # one image short of H
     order = torch.argsort(2 - cons_all.long() - has_all.long(), dim=1, stable=True)[:, :16]
@@ -432,7 +430,7 @@ def test_test_time_path_matches_reference_functions(mode, outlier_ratio):
         counts, logits = solver._score(solver._errors(R, t, sc, px, K, pc), mask, hyp_valid)
         best = logits.argmax(-1)
         b = torch.arange(3)
-        R_ref, t_ref, _ = ransac_module._refine_on_inliers(
+        R_ref, t_ref, _ = refinement.refine_on_inliers(
             R[b, best],
             t[b, best],
             lambda R_, t_: solver._errors(R_, t_, sc, px, K, pc),
