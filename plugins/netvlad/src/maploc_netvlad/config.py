@@ -11,7 +11,13 @@ __all__ = ["ModelConfig", "MiningConfig", "SplitConfig", "IndexConfig", "EvalCon
 
 #: The default sample: sim-city traversals, map = day traversal, queries = the other traversal under night, dusk
 #: and autumn (dataset options of ``maploc-simcity``).
-SIMCITY_OPTIONS: dict[str, object] = {}
+SIMCITY_OPTIONS: dict[str, object] = {
+    "frames": 120,
+    "traversals": 2,
+    "conditions": ["day", "night", "dusk", "autumn"],
+    "map_condition": "day",
+    "query_conditions": ["night", "dusk", "autumn"],
+}
 
 
 @attrs.frozen(kw_only=True)
@@ -76,12 +82,15 @@ class SplitConfig:
     """The spatial split of training and evaluation places by blocks (see ``training.block_split``).
 
     Attributes:
-        block_size_m: checkerboard block size in metres (0 = train on every training image).
+        block_size_m: block length in metres along the map's main direction (0 = train on every training image).
         guard_m: training images keep at least this distance from evaluation blocks.
+        other_sequences: with the split on, also train on the training-block images of the dataset's other sequences
+            (its ``query`` split: other traversals and conditions); their evaluation-block images stay unseen.
     """
 
-    block_size_m: float = attrs.field(default=100.0, validator=at_least(0))
+    block_size_m: float = attrs.field(default=50.0, validator=at_least(0))
     guard_m: float = attrs.field(default=10.0, validator=at_least(0))
+    other_sequences: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -136,7 +145,7 @@ class NetVLADConfig:
     eval: EvalConfig = EvalConfig()
     encode_batch_size: int = attrs.field(default=16, validator=at_least(1))
     train: TrainConfig = TrainConfig(epochs=0, max_steps=300, batch_size=4, lr=1e-4, log_every=10)
-    data: DataConfig = DataConfig(image_height=120)
+    data: DataConfig = DataConfig(image_height=120, options=SIMCITY_OPTIONS)
 
 
 @attrs.frozen(kw_only=True)
@@ -161,4 +170,4 @@ class MobileNetVLADConfig:
     eval: EvalConfig = EvalConfig()
     encode_batch_size: int = attrs.field(default=16, validator=at_least(1))
     train: TrainConfig = TrainConfig(epochs=0, max_steps=400, batch_size=16, lr=1e-3, log_every=10)
-    data: DataConfig = DataConfig(image_height=120)
+    data: DataConfig = DataConfig(image_height=120, options=SIMCITY_OPTIONS)

@@ -34,6 +34,23 @@ log = logging.getLogger(__name__)
 _CONFORMANCE = ("split.block_size_m=0", "data.image_height=48", "encode_batch_size=8")
 
 
+def training_sources(train_data: Dataset, split: Any) -> list[Dataset]:
+    """The training split, plus, when the spatial block split is on (``split.block_size_m > 0``) and the dataset
+    has other sequences, its ``query`` split: only their images in training blocks are used (see
+    :func:`.training.block_split`), so evaluation blocks stay unseen."""
+    sources = [train_data]
+    if split.block_size_m > 0 and split.other_sequences:
+        try:
+            other = type(train_data)(train_data.root, "query", image_height=train_data.image_height,
+                                     options=train_data.options)
+        except (ValueError, TypeError, ConfigError) as e:
+            log.info("training on the training split only (%s)", e)
+        else:
+            if len(other):
+                sources.append(other)
+    return sources
+
+
 def build_teacher(config: NetVLADConfig) -> GlobalDescriptorNet:
     m = config.model
     return GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters)
@@ -79,7 +96,8 @@ class NetVLADMethod(RetrievalMethod):
         if cfg.mining.positive_radius_m >= cfg.mining.negative_radius_m:
             raise ConfigError(f"mining.positive_radius_m ({cfg.mining.positive_radius_m}) must be < "
                               f"mining.negative_radius_m ({cfg.mining.negative_radius_m})")
-        self.train_images = load_training_images(train_data, cfg.split.block_size_m, cfg.split.guard_m)
+        self.train_images = load_training_images(training_sources(train_data, cfg.split), cfg.split.block_size_m,
+                                                 cfg.split.guard_m)
         assert isinstance(self.model, GlobalDescriptorNet)
         self.model.to(engine.device)
         self.model.init_clusters(self.train_images.images.to(engine.device), seed=engine.config.seed)
@@ -111,7 +129,8 @@ class NetVLADMethod(RetrievalMethod):
             self._refresh_cache(model, batch_idx)
         assert self.cache is not None
         mined = mine_triplets(batch.cpu(), self.cache, self.train_images.xyz, m.positive_radius_m,
-                              m.negative_radius_m, m.num_negatives, m.negative_pool, m.margin, self.generator)
+                              m.negative_radius_m, m.num_negatives, m.negative_pool, m.margin, self.generator,
+                              sequences=self.train_images.sequences)
         if len(mined.anchors) == 0:
             return None
         a, k = len(mined.anchors), m.num_negatives
@@ -188,7 +207,8 @@ class MobileNetVLADMethod(RetrievalMethod):
             teacher_steps = result.steps if result is not None else 0
             if result is not None and engine.is_global_zero:
                 shutil.copyfile(result.checkpoint, engine.run_dir / "teacher.ckpt")
-        self.train_images = load_training_images(train_data, cfg.split.block_size_m, cfg.split.guard_m)
+        self.train_images = load_training_images(training_sources(train_data, cfg.split), cfg.split.block_size_m,
+                                                 cfg.split.guard_m)
         teacher_model = self.teacher.model.to(engine.device).eval()
         with torch.no_grad():
             raw = torch.cat([teacher_model.vlad(self.train_images.images[s:s + cfg.encode_batch_size].to(engine.device))

@@ -73,13 +73,20 @@ def retrieval_breakdown(method: Any, queries: Sequence[SampleMeta], estimates: S
         sim = qt @ method.map_thumbnails.T
         base[:, : min(k, sim.shape[1])] = sim.topk(min(k, sim.shape[1]), dim=1).indices.numpy()
     conditions = [log[q.name]["condition"] if q.name in log else "all" for q in queries]
-    _, held_out = block_split(q_xyz, cfg.split.block_size_m, cfg.split.guard_m)
+    _, held_out = block_split(q_xyz, cfg.split.block_size_m, cfg.split.guard_m, map_xyz)
     metrics: dict[str, float] = {}
-    groups: dict[str, np.ndarray] = {"all": np.ones(len(queries), dtype=bool)}
+    # With the block split on, the per-condition rows count only queries in evaluation blocks (places no training
+    # image came near); "all_places" also counts the training blocks' places.
+    split_on = cfg.split.block_size_m > 0
+    scope = held_out if split_on else np.ones(len(queries), dtype=bool)
+    groups: dict[str, np.ndarray] = {}
     for c in sorted(set(conditions)):
-        groups[c] = np.array([x == c for x in conditions])
-    if cfg.split.block_size_m > 0:
+        groups[c] = scope & np.array([x == c for x in conditions], dtype=bool)
+    if split_on:
         groups["held_out"] = held_out
+        groups["all_places"] = np.ones(len(queries), dtype=bool)
+    else:
+        groups["all"] = np.ones(len(queries), dtype=bool)
     thresholds = (cfg.eval.distance_threshold_m, cfg.eval.fine_threshold_m)
     for label, rows in (("", ranked), ("nn_", base)):
         for group, mask in groups.items():
@@ -119,10 +126,13 @@ def sections(method: Any, metrics: Mapping[str, float]) -> list[tuple[str, str]]
     """The recall table per condition (percent, both thresholds) and the timing / training summary."""
     cfg = method.config
     groups = sorted({k.split("/", 1)[1] for k in metrics if k.startswith("num_queries/")},
-                    key=lambda g: (g in ("all", "held_out"), g))
+                    key=lambda g: (g in ("all", "held_out", "all_places"), g))
     thresholds = (cfg.eval.distance_threshold_m, cfg.eval.fine_threshold_m)
-    out = [(f"Recall@N per condition (percent), {method.name} vs nn-retrieval on the same queries and map",
-            _table(method.name, metrics, groups, thresholds))]
+    title = f"Recall@N per condition (percent), {method.name} vs nn-retrieval on the same queries and map"
+    if cfg.split.block_size_m > 0:
+        title += (f"; condition rows = queries in evaluation blocks ({cfg.split.block_size_m:g} m blocks), "
+                  "all_places includes training places")
+    out = [(title, _table(method.name, metrics, groups, thresholds))]
     lines = []
     for key, label in (("map_encode_ms_per_image", "encode time per map image"),
                        ("query_encode_ms_per_image", "encode time per query image"),

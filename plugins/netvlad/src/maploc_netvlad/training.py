@@ -11,8 +11,6 @@ cache of the whole training set, refreshed every ``refresh_every`` steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import attrs
 import numpy as np
 import torch
@@ -34,28 +32,42 @@ def positions_of(sample) -> np.ndarray:  # noqa: ANN001 - Sample or SampleMeta
     return np.full(3, np.nan)
 
 
-def block_split(xyz: np.ndarray, block_size_m: float, guard_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """The spatial split by blocks: a checkerboard of ``block_size_m`` squares on the horizontal (x, y) plane.
+def block_split(
+    xyz: np.ndarray, block_size_m: float, guard_m: float, reference_xyz: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The spatial split by blocks: bands of ``block_size_m`` across the main direction of the reference places.
 
-    Training places lie in "even" blocks (``(bx + by)`` even) at least ``guard_m`` from every block edge, so no
-    training image is within ``guard_m`` of an "odd" (evaluation) block; evaluation places are those in odd
-    blocks. ``block_size_m == 0`` disables the split (every place is both).
+    The horizontal (x, y) positions are projected on the first principal axis of ``reference_xyz`` (the map's or
+    the training split's places; ``xyz`` itself when ``None``), measured from its smallest projection, and cut into
+    blocks of ``block_size_m``. Training places lie in even blocks at least ``guard_m`` from both block edges, so no
+    training image is within ``guard_m`` (along the axis) of an odd, evaluation block; evaluation places are those
+    in odd blocks. A route through a city (or a long corridor) is so cut into alternating training and evaluation
+    stretches. ``block_size_m == 0`` disables the split (every place is both).
 
     Args:
         xyz: ``(N, 3)`` positions in metres (z ignored).
         block_size_m, guard_m: see above.
+        reference_xyz: ``(R, 3)`` positions that fix the axis and the origin (R >= 1).
 
     Returns:
         ``train`` and ``held_out`` ``(N,)`` bool masks.
     """
     n = len(xyz)
-    if block_size_m <= 0:
+    if block_size_m <= 0 or n == 0:
         return np.ones(n, dtype=bool), np.ones(n, dtype=bool)
-    xy = xyz[:, :2] / block_size_m
-    block = np.floor(xy)
-    even = (block.sum(axis=1) % 2) == 0
-    frac = (xy - block) * block_size_m
-    edge = np.minimum(frac, block_size_m - frac).min(axis=1)
+    ref = (xyz if reference_xyz is None else reference_xyz)[:, :2].astype(np.float64)
+    centre = ref.mean(axis=0)
+    if len(ref) >= 2:
+        _, _, vt = np.linalg.svd(ref - centre, full_matrices=False)
+        axis = vt[0]
+    else:
+        axis = np.array([1.0, 0.0])
+    origin = float(((ref - centre) @ axis).min())
+    s = (xyz[:, :2] - centre) @ axis - origin
+    block = np.floor(s / block_size_m)
+    even = (block % 2) == 0
+    frac = s - block * block_size_m
+    edge = np.minimum(frac, block_size_m - frac)
     return even & (edge >= guard_m), ~even
 
 
@@ -65,47 +77,57 @@ class TrainingImages:
 
     Attributes:
         images: ``(N, 3, H, W)`` float32 in [0, 1]. xyz: ``(N, 3)`` float64 positions, metres. names: N str.
+        sequences: ``(N,)`` int64 id of each image's sequence (traversal x condition).
     """
 
     images: Tensor
     xyz: np.ndarray
     names: list[str]
+    sequences: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def load_training_images(data: Dataset, block_size_m: float, guard_m: float,
-                         progress: Callable[[int], None] | None = None) -> TrainingImages:
-    """Decodes the training split's images in the training blocks (see :func:`block_split`).
+def load_training_images(sources: Dataset | list[Dataset], block_size_m: float, guard_m: float) -> TrainingImages:
+    """Decodes the images of ``sources`` that lie in the training blocks (see :func:`block_split`; the first
+    source's places fix the blocks).
 
     Raises:
         DataError: a sample has no position, or image sizes differ (names both samples).
         ConfigError: the block split leaves no training image.
     """
-    metas = [data.metadata(i) for i in range(len(data))]
-    xyz = np.stack([positions_of(m) for m in metas]) if metas else np.zeros((0, 3))
-    bad = np.flatnonzero(np.isnan(xyz).any(axis=1))
-    if bad.size:
-        raise DataError(f"{data!r}: training sample {metas[bad[0]].name!r} has no pose (T_cam2world or pose2)")
-    keep, _ = block_split(xyz, block_size_m, guard_m)
-    if not keep.any():
+    sources = sources if isinstance(sources, list) else [sources]
+    images, names, xyz_all, seqs, first = [], [], [], [], None
+    seq_ids: dict[str, int] = {}
+    total = 0
+    reference = None
+    for data in sources:
+        metas = [data.metadata(i) for i in range(len(data))]
+        total += len(metas)
+        xyz = np.stack([positions_of(m) for m in metas]) if metas else np.zeros((0, 3))
+        bad = np.flatnonzero(np.isnan(xyz).any(axis=1))
+        if bad.size:
+            raise DataError(f"{data!r}: training sample {metas[bad[0]].name!r} has no pose (T_cam2world or pose2)")
+        reference = xyz if reference is None else reference
+        keep, _ = block_split(xyz, block_size_m, guard_m, reference)
+        for i in np.flatnonzero(keep):
+            s = data[int(i)]
+            if first is None:
+                first = s
+            elif s.image.shape != first.image.shape:
+                raise DataError(
+                    f"{data!r}: image {s.name!r} is {tuple(s.image.shape[1:])} but {first.name!r} is "
+                    f"{tuple(first.image.shape[1:])}; set data.image_height to resize them alike"
+                )
+            images.append(s.image.float())
+            names.append(s.name)
+            xyz_all.append(xyz[i])
+            seqs.append(seq_ids.setdefault(metas[i].sequence, len(seq_ids)))
+    if not images:
         raise ConfigError(
-            f"split.block_size_m={block_size_m} with split.guard_m={guard_m} leaves none of the {len(data)} training "
+            f"split.block_size_m={block_size_m} with split.guard_m={guard_m} leaves none of the {total} training "
             "images in a training block; lower them (split.block_size_m=0 trains on every image)"
         )
-    images, names, first = [], [], None
-    for j, i in enumerate(np.flatnonzero(keep)):
-        s = data[int(i)]
-        if first is None:
-            first = s
-        elif s.image.shape != first.image.shape:
-            raise DataError(
-                f"{data!r}: image {s.name!r} is {tuple(s.image.shape[1:])} but {first.name!r} is "
-                f"{tuple(first.image.shape[1:])}; set data.image_height to resize them alike"
-            )
-        images.append(s.image.float())
-        names.append(s.name)
-        if progress is not None:
-            progress(j + 1)
-    return TrainingImages(images=torch.stack(images), xyz=xyz[keep], names=names)
+    return TrainingImages(images=torch.stack(images), xyz=np.stack(xyz_all), names=names,
+                          sequences=np.asarray(seqs, dtype=np.int64))
 
 
 class IndexDataset(torch.utils.data.Dataset):
@@ -144,6 +166,7 @@ class MinedTriplets:
 def mine_triplets(
     anchors: Tensor, cache: Tensor, xyz: np.ndarray, positive_radius_m: float, negative_radius_m: float,
     num_negatives: int, negative_pool: int, margin: float, generator: torch.Generator,
+    sequences: np.ndarray | None = None,
 ) -> MinedTriplets:
     """Chooses, for each anchor, the best positive and the hardest negatives from the descriptor ``cache``.
 
@@ -157,6 +180,9 @@ def mine_triplets(
             number of negatives).
         margin: the loss margin ``m`` (for the statistics).
         generator: for the random pool.
+        sequences: optional ``(N,)`` sequence ids: when given, potential positives come from other sequences than
+            the anchor's whenever there are any (the same place at another time, as the paper's Time Machine
+            positives); otherwise from any sequence.
 
     Returns:
         The triplets of the anchors that have a positive and at least ``M`` negatives (others are dropped), and
@@ -173,7 +199,11 @@ def mine_triplets(
     keep_a, keep_p, keep_n = [], [], []
     active, d_pos, d_neg = [], [], []
     for row, a in enumerate(anchors.tolist()):
-        pos = torch.nonzero((geo[row] <= positive_radius_m) & (torch.arange(len(xyz)) != a)).flatten()
+        near = (geo[row] <= positive_radius_m) & (torch.arange(len(xyz)) != a)
+        if sequences is not None:
+            other = near & torch.from_numpy(sequences != sequences[a])
+            near = other if bool(other.any()) else near
+        pos = torch.nonzero(near).flatten()
         neg = torch.nonzero(geo[row] > negative_radius_m).flatten()
         if len(pos) == 0 or len(neg) < num_negatives:
             continue
