@@ -1,4 +1,4 @@
-"""Benchmark of maploc.data.osm on the real Helsinki sample (or any OSM file).
+"""Benchmark of maploc_osm on the real Helsinki sample (or any OSM file).
 
 Prints one table: parse time, rasterize time (default 0.5 m/px), cached load time, peak memory, and oriented
 crops per second at 256 x 256 with random rotation (single and batched). Targets: parse + rasterize < 10 s
@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import cv2
-
-    from maploc.data.osm import load_map_raster, parse_osm, rasterize
+    from maploc_osm import load_map_raster, parse_osm, rasterize
 
     path = args.path
     if path is None:

@@ -1,4 +1,4 @@
-"""Speed and memory of the sim-city renderer (maploc.data.render) on the real Helsinki OSM map.
+"""Speed and memory of the sim-city renderer (maploc_simcity) on the real Helsinki OSM map.
 
 Rows: parsing the map, building the scene (ground grid, buildings, trees, lamps, furniture, paint), creating the
 renderer (EGL context, shaders, buffers), and rendering a traversal at 320x240 under each condition with RGB,
@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=4.0, help="metres between frames (default: 4)")
     args = parser.parse_args()
 
-    from maploc.data.osm import parse_osm
-    from maploc.data.render import Renderer, build_scene, make_camera, plan_route, resolve_map, traversal_poses
+    from maploc_osm import parse_osm, resolve_map
+    from maploc_simcity import Renderer, build_scene, make_camera, plan_route, traversal_poses
 
     rows: list[tuple[str, str, str, str]] = []
     path = resolve_map(args.map)
