@@ -52,8 +52,9 @@ def test_missing_data_root(run_cli, tmp_path):
 def test_corrupt_checkpoint(run_cli, tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"\x00garbage")
-    line = _error_line(run_cli("eval", "--method", "template", "--checkpoint", str(bad)))
-    assert "bad.ckpt is corrupt" in line
+    line = _error_line(run_cli("eval", "--method", "boring", "--checkpoint", str(bad)))
+    assert "bad.ckpt cannot be read" in line and "corrupt" in line
+    assert "weights_only" not in line  # never relay torch's hint to turn unpickling on
 
 
 def test_debug_shows_traceback(run_cli):
@@ -62,11 +63,18 @@ def test_debug_shows_traceback(run_cli):
 
 
 def test_config_show(run_cli):
-    proc = run_cli("config", "show", "--method", "template", "--preset", "fast", "-o", "train.lr=0.01")
+    proc = run_cli("config", "show", "--method", "boring", "-o", "train.lr=0.01", "-o", "train.max_steps=20")
     assert proc.returncode == 0, proc.stderr
     data = yaml.safe_load(proc.stdout)
     assert data["train"]["max_steps"] == 20 and data["train"]["lr"] == 0.01
-    assert "presets: default, fast" in proc.stdout
+    assert "presets: default" in proc.stdout
+    assert "dataset 'synthetic-room' takes no options" in proc.stdout
+
+
+def test_config_show_lists_dataset_options(run_cli):
+    proc = run_cli("config", "show", "--method", "nn-retrieval", "--dataset", "7scenes", "-o", "data.load_depth=false")
+    assert proc.returncode == 0, proc.stderr
+    assert "data.load_depth: False" in proc.stdout
 
 
 def test_run_writes_run_dir_and_can_be_repeated(run_cli, tmp_path):
@@ -93,8 +101,8 @@ def test_run_writes_run_dir_and_can_be_repeated(run_cli, tmp_path):
 
 @pytest.mark.slow
 def test_train_then_eval_checkpoint(run_cli, tmp_path):
-    out = tmp_path / "tpl"
-    proc = run_cli("train", "--method", "template", "-o", "train.max_steps=12", "--out", str(out), "--no-progress")
+    out = tmp_path / "boring"
+    proc = run_cli("train", "--method", "boring", "-o", "train.max_steps=12", "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "Trained 12 steps" in proc.stdout
     assert not (out / "metrics.json").exists()  # train only
@@ -110,7 +118,7 @@ def test_train_then_eval_checkpoint(run_cli, tmp_path):
 @pytest.mark.slow
 def test_cli_ddp_two_processes(run_cli, tmp_path):
     out = tmp_path / "ddp"
-    proc = run_cli("run", "--method", "template", "--devices", "2", "--strategy", "ddp", "-o", "train.max_steps=4",
+    proc = run_cli("run", "--method", "boring", "--devices", "2", "--strategy", "ddp", "-o", "train.max_steps=4",
                    "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Trained 4 steps" in proc.stdout
@@ -142,7 +150,7 @@ def test_cli_resume_continues_exactly(run_cli, tmp_path):
     import torch
 
     full, part = tmp_path / "full", tmp_path / "part"
-    common = ("--method", "template", "--no-progress", "--no-tensorboard")
+    common = ("--method", "boring", "--no-progress", "--no-tensorboard")
     assert run_cli("train", *common, "-o", "train.max_steps=8", "--out", str(full)).returncode == 0
     # stop after 4 of 6 steps of the first epoch, then resume up to 8 steps from the run directory
     assert run_cli("train", *common, "-o", "train.max_steps=4", "--out", str(part)).returncode == 0

@@ -12,10 +12,7 @@ from maploc.config import (
     TrainConfig,
     apply_overrides,
     dump_yaml,
-    list_presets,
-    load_preset,
     parse_overrides,
-    resolve_config,
     structure,
     unstructure,
 )
@@ -100,16 +97,34 @@ def test_yaml_round_trip():
     assert unstructure(again)["train"]["epochs"] == 7
 
 
-def test_presets_from_package():
-    # the template plugin ships a 'fast' preset as package data
-    pytest.importorskip("maploc_template")
-    from maploc_template.method import TemplateConfig
+def test_range_validators_name_the_key():
+    from maploc.config import TrainConfig
 
-    assert list_presets("maploc_template.presets") == ["default", "fast"]
-    fast = load_preset(TemplateConfig, "maploc_template.presets", "fast")
-    assert fast.train.max_steps == 20 and fast.data == DataConfig(image_height=48)
-    assert load_preset(TemplateConfig, "maploc_template.presets", "default") == TemplateConfig()
-    with pytest.raises(ConfigError, match="unknown preset 'fastest'; available presets: default, fast"):
-        load_preset(TemplateConfig, "maploc_template.presets", "fastest")
-    cfg = resolve_config(TemplateConfig, "maploc_template.presets", "fast", ["train.max_steps=3"])
-    assert cfg.train.max_steps == 3 and cfg.data.image_height == 48
+    with pytest.raises(ConfigError, match=r"config key 'train.batch_size' must be >= 1, got 0"):
+        structure(TrainConfig, {"batch_size": 0}, prefix="train.")
+    with pytest.raises(ConfigError, match=r"config key 'train.lr' must be > 0, got -0.1"):
+        structure(TrainConfig, {"lr": -0.1}, prefix="train.")
+
+
+def test_dataset_options_are_routed_and_checked():
+    import attrs
+
+    from maploc.config import structure_dataset_options
+
+    cfg = structure(DataConfig, {"image_height": 64, "frames": 10})
+    assert cfg.image_height == 64 and dict(cfg.options) == {"frames": 10}
+
+    @attrs.frozen(kw_only=True)
+    class Opts:
+        frames: int = 5
+
+    class Fake:
+        name = "fake"
+        Options = Opts
+
+    assert structure_dataset_options(Fake, {"frames": 10}) == Opts(frames=10)
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.frmes' for dataset 'fake'; valid data keys: "
+                                          r"data.image_height, data.max_queries, data.frames"):
+        structure_dataset_options(Fake, {"frmes": 10})
+    with pytest.raises(ConfigError, match=r"'data.frames' expects an int"):
+        structure_dataset_options(Fake, {"frames": "many"})

@@ -22,13 +22,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
 import torch
 from torch import Tensor, nn
 
 from maploc.types import Correspondences, Pose, Pose2, PoseEstimate, Sample
+
+if TYPE_CHECKING:
+    from maploc.engine.engine import FitResult
+    from maploc.engine.protocols import EngineLike
 
 __all__ = [
     "Dataset", "Encoder", "Matcher", "PoseSolver", "Method", "ConfigT", "SPLITS", "ALL_SPLITS",
@@ -308,7 +312,7 @@ class Method(abc.ABC, Generic[ConfigT]):
         """The training objective. Default: raises ``NotImplementedError`` (only needed to train)."""
         raise NotImplementedError(f"{type(self).__name__} does not define a loss")
 
-    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+    def fit(self, engine: EngineLike, train_data: Dataset, val_data: Dataset | None = None) -> FitResult | None:
         """Training; ``maploc run`` / ``train`` call this. Default: the generic engine loop
         (:meth:`maploc.engine.Engine.fit`) when :attr:`trains`, else nothing.
 

@@ -209,7 +209,14 @@ def cmd_run(args: argparse.Namespace, stages: tuple[str, ...]) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     import attrs
 
-    from maploc.config import DataConfig, dump_yaml, list_presets, resolve_config, structure_dataset_options, unstructure
+    from maploc.config import (
+        DataConfig,
+        dump_yaml,
+        list_presets,
+        resolve_config,
+        structure_dataset_options,
+        unstructure,
+    )
     from maploc.plugins import load_component
 
     if args.config_command != "show":

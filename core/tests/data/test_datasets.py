@@ -506,19 +506,20 @@ def test_unreadable_image_is_a_data_error(dsac_scene) -> None:
         DSACLayout(root, "query")[0]
 
 
-def test_run_reports_a_broken_query_split_before_training(dsac_scene, tmp_path) -> None:
+def test_run_reports_a_broken_query_split_before_training(dsac_scene, tmp_path, fake_site, monkeypatch) -> None:
     """maploc run opens every split first: a missing test calibration file fails the run at once,
     before any training step (no checkpoint), naming the folder."""
     from maploc.engine import EngineConfig
     from maploc.engine.runner import RunSpec, execute
 
+    monkeypatch.syspath_prepend(str(fake_site))  # registers the fake method 'boring'
     root, _ = dsac_scene
     (root / "test" / "calibration" / "seq-01-frame-000000.calibration.txt").unlink()
     out = tmp_path / "run"
     with pytest.raises(DataError, match=r"test/calibration holds 1 files"):
         execute(
-            RunSpec(method="template", dataset="dsac", data_root=root, overrides=("train.max_steps=2",), out=out,
+            RunSpec(method="boring", dataset="dsac", data_root=root, overrides=("train.max_steps=2",), out=out,
                     engine=EngineConfig(progress=False)),
             say=lambda s: None,
         )
-    assert not list(out.glob("checkpoints/*.ckpt"))
+    assert not out.exists()  # the failed run removed the run directory it created

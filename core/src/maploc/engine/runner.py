@@ -353,18 +353,13 @@ def _execute(
 ) -> RunResult:
     root = _resolve_data_root(dataset_cls, spec.data_root, say if first_process else (lambda s: None))
     method = method_cls(config)
-    method.model = method.configure_model()
-    if ckpt is not None:
-        if method.model is None:
-            raise CheckpointError(f"method {spec.method!r} has no model to load {spec.checkpoint} into")
-        try:
-            method.model.load_state_dict(ckpt["model"])
-        except (RuntimeError, KeyError) as e:
-            raise CheckpointError(f"{spec.checkpoint} does not fit this model: {str(e).splitlines()[0]}") from None
 
     # Open and check every split this run needs before training: a broken map or query split (a
     # corrupt image, a NaN pose, a missing calibration) is reported at once, not after training.
-    training = "fit" in spec.stages and ckpt is None and method.trains
+    # ``Method.trains`` needs the model, which is built after seeding (below): ask the config here
+    train_cfg = getattr(config, "train", None)
+    training = "fit" in spec.stages and ckpt is None and train_cfg is not None and (
+        train_cfg.epochs > 0 or train_cfg.max_steps > 0)
     mapping = "map" in spec.stages or "localize" in spec.stages
 
     def make(split: str) -> Any:
@@ -393,6 +388,16 @@ def _execute(
     engine = Engine(spec.engine, run_dir, callbacks=callbacks, loggers=loggers)
     engine.launch()
 
+    # the model is built after the engine seeded every process (reproducible initialisation)
+    method.model = method.configure_model()
+    if ckpt is not None:
+        if method.model is None:
+            raise CheckpointError(f"method {spec.method!r} has no model to load {spec.checkpoint} into")
+        try:
+            method.model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as e:
+            raise CheckpointError(f"{spec.checkpoint} does not fit this model: {str(e).splitlines()[0]}") from None
+
     if engine.is_global_zero:
         saved = {
             "maploc_version": __import__("maploc").__version__,
@@ -406,6 +411,7 @@ def _execute(
         atomic_write_text(run_dir / "config.yaml", dump_yaml(saved))
     engine.barrier()
 
+    training = training and method.trains
     fit_result = None
     if training:
         engine.resume_from = spec.resume
