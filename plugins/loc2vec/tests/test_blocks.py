@@ -101,3 +101,46 @@ def test_sampler_radii():
         assert b.allowed(np.stack([a, p, n]), "train").all()
     with pytest.raises(DataError, match="too small for the negative distance"):
         sampler.sample_far(rng, a, 5000.0)
+
+
+def _footprints(poses: np.ndarray, side: float) -> list[Polygon]:
+    return [footprint(x, y, yaw, side) for x, y, yaw in poses]
+
+
+def _assert_no_test_tile_overlaps_a_training_tile(data_cls, root, options=None, n_train=200, map_stride=1):
+    """Training tiles (anchor, positive, negative) against query tiles at their own and 8 further rotations and
+    reference tiles at 8 headings: exact rotated squares, no intersection allowed."""
+    from shapely import STRtree
+
+    train = data_cls(root, "train", options=options)
+    queries = data_cls(root, "query", options=options)
+    ref = data_cls(root, "map", options=options)
+    side = train.options.tile_px * train.options.resolution_m
+    train_poses = np.concatenate([train.poses(i) for i in range(n_train)])
+    tree = STRtree(_footprints(train_poses, side))
+    test_poses = [queries.poses(i)[0] for i in range(len(queries))]
+    turns = np.linspace(0, 2 * math.pi, 9)[:-1] + 0.3
+    test_poses += [(x, y, yaw + t) for x, y, yaw in list(test_poses) for t in turns]
+    test_poses += [(x, y, math.pi / 2 + t) for x, y in ref.positions()[::map_stride] for t in turns]
+    hits = tree.query(_footprints(np.asarray(test_poses), side), predicate="intersects")
+    assert hits.size == 0, f"{hits.shape[1]} (test tile, training tile) pairs overlap"
+    # the guard is not wasteful: some training tile comes within 10 m of a tile centred on a test block's edge
+    from maploc_loc2vec.blocks import _rect_distance
+
+    gaps = _rect_distance(train_poses[:, :2], train.blocks.rects("test")) - side * math.sqrt(2)
+    assert gaps.min() >= 0 and gaps.min() < 10
+    return len(train_poses), len(test_poses)
+
+
+def test_no_query_or_reference_tile_at_any_rotation_overlaps_a_training_tile():
+    n_train, n_test = _assert_no_test_tile_overlaps_a_training_tile(SyntheticTileDataset, None)
+    assert n_train == 600 and n_test > 1000
+
+
+@pytest.mark.data
+def test_helsinki_default_split_keeps_queries_off_the_training_tiles():
+    from maploc.data.fetch import fetch
+    from maploc_loc2vec.data import OsmTileDataset
+
+    root = fetch("helsinki-osm", progress=lambda s: None)
+    _assert_no_test_tile_overlaps_a_training_tile(OsmTileDataset, root, n_train=400, map_stride=7)

@@ -8,8 +8,8 @@ import attrs
 import numpy as np
 import pytest
 import torch
+from maploc_osm import CLASS_NAMES, MapRaster, load_map_raster
 
-from maploc.data.osm import CLASS_NAMES, MapRaster, load_map_raster
 from maploc.errors import ConfigError, DataError
 from maploc.types import Sample
 from maploc_loc2vec.channels import (
@@ -74,13 +74,42 @@ def test_samples_are_a_pure_function_of_the_index(city_dir):
         OsmTileDataset(city_dir, "test", options=SMALL)
 
 
-def test_options_file_in_the_data_root(city_dir):
-    (city_dir / "osm-tiles.yaml").write_text("tile_px: 32\nblock_size_m: 100\nnum_queries: 7\n", encoding="utf-8")
-    data = OsmTileDataset(city_dir, "query")
+def test_options_come_from_data_keys_checked_strictly(city_dir):
+    from maploc.config import structure_dataset_options
+
+    options = structure_dataset_options(OsmTileDataset, {"tile_px": 32, "block_size_m": 100, "num_queries": 7})
+    data = OsmTileDataset(city_dir, "query", options=options)
     assert data.options.tile_px == 32 and len(data) == 7
-    (city_dir / "osm-tiles.yaml").write_text("tile_size: 32\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="tile_size"):
-        OsmTileDataset(city_dir, "query")
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.tile_size'.*data.tile_px"):
+        structure_dataset_options(OsmTileDataset, {"tile_size": 32})
+    with pytest.raises(ConfigError, match="num_queries"):
+        structure_dataset_options(OsmTileDataset, {"num_queries": 0})
+    with pytest.raises(ConfigError, match="positive_max_rotation_deg"):
+        structure_dataset_options(OsmTileDataset, {"positive_max_rotation_deg": 200})
+    with pytest.raises(ConfigError, match="negative_radius_m"):
+        TileOptions(positive_radius_m=20.0, negative_radius_m=10.0)
+    with pytest.raises(TypeError, match="TileOptions"):
+        SyntheticTileDataset(None, "query", options=TileOptions())  # the synthetic set has its own Options class
+    assert OsmTileDataset.splits == ("train", "map", "query", "val")
+
+
+def test_positive_heading_stays_within_the_rotation_tolerance(city_dir):
+    for degrees in (22.5, 180.0):
+        data = OsmTileDataset(city_dir, "train", options=attrs.evolve(SMALL, positive_max_rotation_deg=degrees))
+        diffs = []
+        for i in range(50):
+            poses = data.poses(i)
+            diffs.append(abs((poses[1, 2] - poses[0, 2] + math.pi) % (2 * math.pi) - math.pi))
+        assert max(diffs) <= math.radians(degrees) + 1e-9
+        assert max(diffs) > math.radians(degrees) * 0.6  # the tolerance is used, not collapsed to 0
+
+
+def test_metadata_is_the_samples_pose_without_rendering(city_dir):
+    for split in ("map", "query"):
+        data = OsmTileDataset(city_dir, split, options=SMALL)
+        meta, sample = data.metadata(3), data[3]
+        assert meta.name == sample.name and meta.pose2 == sample.pose2
+    data.validate()
 
 
 def test_too_small_area_is_a_clear_error(tmp_path, monkeypatch, write_osm):

@@ -111,3 +111,14 @@ def test_identical_embeddings_have_finite_gradients():
 def test_unknown_mining():
     with pytest.raises(ValueError, match="unknown mining"):
         triplet_loss(EMB, triplet_labels(XY, 10.0, 50.0), 0.3, mining="hardest")  # type: ignore[arg-type]
+
+
+def test_a_turned_tile_at_the_same_place_is_neither_positive_nor_negative_with_a_rotation_tolerance():
+    xy = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [200.0, 0.0]], dtype=torch.float64)
+    yaw = torch.tensor([3.0, -3.0, 1.0, 0.0], dtype=torch.float64)  # 1 is 0.28 rad from 0 across +-pi; 2 is 2 rad
+    labels = triplet_labels(xy, 10.0, 50.0, yaw=yaw, max_rotation_rad=math.radians(22.5))
+    assert labels.positive[0, 1] and labels.positive[1, 0]
+    assert not labels.positive[0, 2] and not labels.negative[0, 2]  # turned too far: ignored
+    assert labels.negative[0, 3] and not labels.positive[0, 3]
+    everything = triplet_labels(xy, 10.0, 50.0, yaw=yaw)  # default: any rotation is a positive
+    assert everything.positive[0, 2]

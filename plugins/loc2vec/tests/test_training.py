@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import attrs
+import math
+
 import pytest
 import torch
 
 from maploc.config import apply_overrides
 from maploc.engine import Engine, EngineConfig, TrainingError, load_checkpoint
-from maploc_loc2vec.data import SyntheticTileDataset
+from maploc_loc2vec.data import SyntheticTileDataset, SyntheticTileOptions
 from maploc_loc2vec.method import Loc2VecConfig, Loc2VecMethod
 
 # 24 triplets / batch 4 = 6 steps per epoch; 2 epochs = 12 steps
@@ -16,7 +17,7 @@ FAST = ["model.backbone=test_resnet", "model.input_px=32", "train.batch_size=4",
 
 
 def _data(split: str = "train", n: int = 24) -> SyntheticTileDataset:
-    options = attrs.evolve(SyntheticTileDataset.default_options, train_samples=n, val_samples=8)
+    options = SyntheticTileOptions(train_samples=n, val_samples=8)
     return SyntheticTileDataset(None, split, options=options)
 
 
@@ -66,8 +67,8 @@ def test_interrupted_mid_epoch_and_resumed_gives_the_same_weights(tmp_path):
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
     class NaNAfter(Loc2VecMethod):
         def training_step(self, model, batch, batch_idx):
-            loss = super().training_step(model, batch, batch_idx)
-            return loss * float("nan") if batch_idx >= 5 else loss
+            out = super().training_step(model, batch, batch_idx)
+            return {**out, "loss": out["loss"] * float("nan")} if batch_idx >= 5 else out
 
     with pytest.raises(TrainingError, match=r"loss is nan at step 5.*step-00000004\.ckpt"):
         _train(tmp_path, method_cls=NaNAfter)
@@ -95,7 +96,8 @@ def test_collate_layout():
     data = _data()
     batch = method.collate([data[i] for i in range(3)])
     assert batch["tiles"].shape == (9, 12, 64, 64) and batch["tiles"].dtype == torch.uint8
-    assert batch["xy"].shape == (9, 2)
+    assert batch["xy"].shape == (9, 2) and batch["yaw"].shape == (9,)
+    assert batch["max_rotation_rad"] == pytest.approx(math.radians(22.5))
     assert batch["pairs"].tolist() == [[0, 3], [1, 4], [2, 5]]
     assert batch["negatives"].tolist() == [[0, 6], [1, 7], [2, 8]]
     s = data[1]

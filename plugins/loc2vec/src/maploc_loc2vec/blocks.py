@@ -10,12 +10,16 @@ Layout (all in map-frame metres, x east, y north):
   chosen in the order of a seeded random permutation, skipping a block that touches (shares an edge or a
   corner with) a block already held out while others remain: held-out blocks are spread over the map, so that
   the test area is not one neighbourhood and each guard band borders training area. The rest are ``train``.
-* **Guard band**: a ``train`` tile centre must lie at least ``guard_m`` (default: the half-diagonal ``r``,
-  plus one pixel) from every ``val`` and ``test`` block, so that no training tile's footprint (a square of
-  any rotation, inside the disk of radius ``r``) overlaps a held-out block. Likewise a ``val`` tile keeps
-  ``guard_m`` from every ``test`` block. ``test`` tiles (queries, reference grid) have their centres in test
-  blocks; their outer parts may show the guard band around the block, which no training tile centre is in
-  but which training tiles may partly see.
+* **Guard bands** (``r`` = the tile half-diagonal; a tile of any rotation lies in the disk of radius ``r`` around
+  its centre):
+
+  - against **test** blocks, ``test_guard_m`` (default ``2 r + 1 m``): a ``train`` or ``val`` tile centre keeps
+    this far from every test block. Query and reference tiles have their centres inside test blocks, so the
+    centres of a training tile and of any test tile are more than ``2 r`` apart: **no training tile, at any
+    rotation, overlaps any query or reference tile, at any rotation** (tested with exact rotated footprints);
+  - against **val** blocks, ``guard_m`` (default ``r + 1 m``): no training tile overlaps a val block (val tiles
+    themselves may reach into the band around their block, where training tiles also reach; validation
+    only steers training, it is not the reported result).
 
 The guard band costs training area around every held-out block, so blocks should be large compared with
 the tile (default 250 m for 128 m tiles); a map too small to hold a training area, a test block and a
@@ -78,7 +82,8 @@ class BlockSplit:
         rows: block rows (row 0 at the south, ``y0``).
         cols: block columns (column 0 at the west, ``x0``).
         assignment: ``(rows, cols)`` int8, :data:`SPLIT_CODES`.
-        guard_m: the guard band in metres.
+        guard_m: the guard band in metres of training tile centres against val blocks.
+        test_guard_m: the guard band in metres of training and val tile centres against test blocks.
     """
 
     region: tuple[float, float, float, float]
@@ -86,6 +91,7 @@ class BlockSplit:
     cols: int
     assignment: np.ndarray
     guard_m: float
+    test_guard_m: float = 0.0
 
     @classmethod
     def build(
@@ -97,6 +103,7 @@ class BlockSplit:
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         guard_m: float | None = None,
+        test_guard_m: float | None = None,
         seed: int = 0,
     ) -> BlockSplit:
         """Cuts the map into blocks and assigns them to splits.
@@ -107,7 +114,10 @@ class BlockSplit:
             block_size_m: target block side in metres.
             val_fraction: share of the blocks for validation (``0`` = no val blocks).
             test_fraction: share of the blocks for testing (at least one block).
-            guard_m: guard band in metres (default ``tile_radius_m`` + 1 m).
+            guard_m: guard band in metres of training centres against val blocks (default ``tile_radius_m``
+                + 1 m: no training tile overlaps a val block).
+            test_guard_m: guard band in metres of training and val centres against test blocks (default
+                ``2 * tile_radius_m`` + 1 m: no training tile overlaps any tile centred in a test block).
             seed: seed of the block assignment.
 
         Returns:
@@ -148,7 +158,9 @@ class BlockSplit:
         assignment[held_out[:n_test]] = SPLIT_CODES["test"]
         assignment[held_out[n_test:]] = SPLIT_CODES["val"]
         guard = tile_radius_m + 1.0 if guard_m is None else float(guard_m)
-        return cls(region=region, rows=rows, cols=cols, assignment=assignment.reshape(rows, cols), guard_m=guard)
+        test_guard = 2.0 * tile_radius_m + 1.0 if test_guard_m is None else float(test_guard_m)
+        return cls(region=region, rows=rows, cols=cols, assignment=assignment.reshape(rows, cols), guard_m=guard,
+                   test_guard_m=test_guard)
 
     # -- geometry ----------------------------------------------------------------------------------------------
     @property
@@ -180,19 +192,21 @@ class BlockSplit:
         row = np.clip(row, 0, self.rows - 1)
         return np.where(inside, self.assignment[row, col], -1).astype(np.int8)
 
-    def _guarded_against(self, split: str) -> tuple[str, ...]:
-        return {"train": ("val", "test"), "val": ("test",), "test": ()}[split]
+    def _guarded_against(self, split: str) -> tuple[tuple[str, float], ...]:
+        test = max(self.test_guard_m, self.guard_m)
+        return {"train": (("val", self.guard_m), ("test", test)), "val": (("test", test),), "test": ()}[split]
 
     def allowed(self, xy: np.ndarray, split: str) -> np.ndarray:
         """``(N,)`` bool: may a tile of ``split`` be centred at each point of ``(N, 2)`` metres?
 
-        True when the point is in a block of ``split`` and at least :attr:`guard_m` from every block of the
-        splits it is guarded against (``train``: val and test; ``val``: test).
+        True when the point is in a block of ``split`` and far enough from the blocks of the splits it is
+        guarded against (``train``: :attr:`guard_m` from val blocks, :attr:`test_guard_m` from test blocks;
+        ``val``: :attr:`test_guard_m` from test blocks).
         """
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         ok = self.split_of(xy) == SPLIT_CODES[split]
-        for other in self._guarded_against(split):
-            ok &= _rect_distance(xy, self.rects(other)) >= self.guard_m
+        for other, guard in self._guarded_against(split):
+            ok &= _rect_distance(xy, self.rects(other)) >= guard
         return ok
 
     def candidates(self, split: str, step_m: float, offset_m: float = 0.5) -> np.ndarray:
@@ -213,7 +227,8 @@ class BlockSplit:
         counts = {s: int((self.assignment == c).sum()) for s, c in SPLIT_CODES.items()}
         return (
             f"{self.rows} x {self.cols} blocks of {self.block_width_m:.0f} x {self.block_height_m:.0f} m "
-            f"(train {counts['train']}, val {counts['val']}, test {counts['test']}), guard {self.guard_m:.1f} m"
+            f"(train {counts['train']}, val {counts['val']}, test {counts['test']}), guard {self.guard_m:.1f} m "
+            f"(val), {max(self.test_guard_m, self.guard_m):.1f} m (test)"
         )
 
 

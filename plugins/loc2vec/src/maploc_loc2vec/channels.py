@@ -1,4 +1,4 @@
-"""Tile channels: which OSM classes of :data:`maploc.data.osm.CLASS_NAMES` make up each channel of a tile.
+"""Tile channels: which OSM classes of :data:`maploc_osm.CLASS_NAMES` make up each channel of a tile.
 
 A *channel set* maps every raster class to at most one tile channel (a channel is the OR of its classes).
 Three sets are defined:
@@ -11,7 +11,7 @@ Three sets are defined:
 * ``classes``: the 51 raster classes unchanged (one channel each).
 
 Tile pixels are binary: ``1`` where the pixel centre holds any class of the channel (see the drawing rules of
-:mod:`maploc.data.osm.raster`).
+:mod:`maploc_osm.raster`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
-
-    from maploc.data.osm import MapRaster
+    from maploc_osm import MapRaster
 
 __all__ = [
     "CHANNEL_SETS",
@@ -81,7 +80,7 @@ _BACKGROUND: Final = (247, 247, 242)
 
 
 def _sets() -> dict[str, tuple[tuple[str, tuple[str, ...]], ...]]:
-    from maploc.data.osm import CLASS_NAMES, GROUPS
+    from maploc_osm import CLASS_NAMES, GROUPS
 
     sets = dict(CHANNEL_SETS)
     sets["groups"] = tuple((g, tuple(CLASS_NAMES[a:b])) for g, (a, b) in GROUPS.items())
@@ -126,7 +125,7 @@ def _class_masks(class_names: tuple[str, ...], channel_set: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _known_classes() -> frozenset[str]:
-    from maploc.data.osm import CLASS_NAMES
+    from maploc_osm import CLASS_NAMES
 
     return frozenset(CLASS_NAMES)
 
@@ -134,12 +133,12 @@ def _known_classes() -> frozenset[str]:
 def to_channel_raster(raster: MapRaster, channel_set: str = "loc2vec12", *, rows_per_chunk: int = 256) -> MapRaster:
     """Re-packs a class raster into a raster whose channels are those of ``channel_set``.
 
-    The result is a :class:`~maploc.data.osm.MapRaster` with the same georeference, whose ``class_names`` are
-    the channel names, so :meth:`~maploc.data.osm.MapRaster.crop_many` cuts tiles of the channel set directly
+    The result is a :class:`~maploc_osm.MapRaster` with the same georeference, whose ``class_names`` are
+    the channel names, so :meth:`~maploc_osm.MapRaster.crop_many` cuts tiles of the channel set directly
     (``ceil(K / 8)`` bytes per pixel: 2 for ``loc2vec12``).
 
     Args:
-        raster: a raster of :func:`maploc.data.osm.rasterize` (at most 64 classes).
+        raster: a raster of :func:`maploc_osm.rasterize` (at most 64 classes).
         channel_set: a name of :func:`channel_classes`.
         rows_per_chunk: raster rows converted at once (bounds the temporary memory).
 
@@ -149,7 +148,7 @@ def to_channel_raster(raster: MapRaster, channel_set: str = "loc2vec12", *, rows
     Raises:
         ValueError: unknown channel set, or a channel naming an unknown class.
     """
-    from maploc.data.osm import MapRaster
+    from maploc_osm import MapRaster
 
     masks = _class_masks(tuple(raster.class_names), channel_set)
     names = channel_names(channel_set)
@@ -167,7 +166,7 @@ def to_channel_raster(raster: MapRaster, channel_set: str = "loc2vec12", *, rows
 
 def channel_palette(names: tuple[str, ...]) -> np.ndarray:
     """``(K, 3)`` float32 RGB in [0, 1]: the display colour of each channel name."""
-    from maploc.data.osm.classes import CLASS_INFO
+    from maploc_osm.classes import CLASS_INFO
 
     colors = []
     for n in names:
@@ -230,7 +229,7 @@ def pack_tiles(tiles: np.ndarray) -> np.ndarray:
     """Packs binary tiles 8 channels per byte: ``(..., K, H, W)`` -> ``(..., ceil(K / 8), H, W)`` uint8.
 
     Bit ``k % 8`` of byte ``k // 8`` is channel ``k`` (``np.packbits`` little bit order), as in
-    :class:`maploc.data.osm.MapRaster`. Used to keep query tiles small in memory (12 channels: 2 bytes/pixel).
+    :class:`maploc_osm.MapRaster`. Used to keep query tiles small in memory (12 channels: 2 bytes/pixel).
     """
     tiles = np.asarray(tiles) != 0
     k = tiles.shape[-3]

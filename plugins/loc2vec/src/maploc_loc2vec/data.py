@@ -2,10 +2,10 @@
 
 ``OsmTileDataset(root, split)`` reads the OSM file in ``root`` (``.osm.pbf``, ``.osm``, ``.osm.bz2``; default: the
 fetched ``helsinki-osm`` sample), rasterizes it at ``resolution_m`` (disk-cached by
-:func:`maploc.data.osm.load_map_raster`), re-packs the classes into the tile channels
+:func:`maploc_osm.load_map_raster`), re-packs the classes into the tile channels
 (:mod:`~maploc_loc2vec.channels`) and cuts the map into train / val / test blocks
 (:mod:`~maploc_loc2vec.blocks`). A tile is an oriented square crop of ``tile_px`` pixels
-(:meth:`maploc.data.osm.MapRaster.crop_many`: nearest neighbour, "up" along the heading ``yaw``).
+(:meth:`maploc_osm.MapRaster.crop_many`: nearest neighbour, "up" along the heading ``yaw``).
 
 Splits (every sample is a pure function of ``(options.seed, split, index)``: no epoch, no global RNG, so the
 engine's exact resume holds and DataLoader workers agree):
@@ -44,74 +44,113 @@ import functools
 import logging
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import attrs
 import numpy as np
 import torch
 
-from maploc.api import SPLITS, Dataset
-from maploc.errors import DataError
+from maploc.api import Dataset, SampleMeta
+from maploc.config import at_least, greater_than, in_range
+from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose2, Sample
 
 from .blocks import BlockSplit, LocationSampler
 from .channels import pack_tiles, render_rgb, to_channel_raster
 
-__all__ = ["TileOptions", "OsmTileDataset", "SyntheticTileDataset", "synthetic_raster", "OPTIONS_FILE", "NORTH_UP"]
+__all__ = ["TileOptions", "SyntheticTileOptions", "OsmTileDataset", "SyntheticTileDataset", "synthetic_raster",
+           "NORTH_UP"]
 
 log = logging.getLogger(__name__)
 
-#: Name of the optional options file in the data root.
-OPTIONS_FILE = "osm-tiles.yaml"
 #: Heading of the reference tiles: ``yaw = pi / 2`` puts north up (see ``MapRaster.crop``).
 NORTH_UP = math.pi / 2
 _OSM_SUFFIXES = (".osm.pbf", ".osm", ".osm.bz2", ".pbf")
 _SPLIT_CODE = {"train": 0, "val": 1, "map": 2, "query": 3}
 
 
+def _options_field(default: Any, *validators: Any) -> Any:
+    return attrs.field(default=default, validator=list(validators) if validators else None)
+
+
 @attrs.frozen(kw_only=True)
 class TileOptions:
-    """What the tiles are and how the map is split (the dataset's options).
+    """What the tiles are and how the map is split: the dataset's options (``-o data.<key>=value``).
 
     Attributes:
-        resolution_m: metres per tile pixel (the raster is drawn at this resolution).
-        tile_px: tile side in pixels (128 px at 1 m = 128 m, as in Loc2Vec).
+        resolution_m: metres per tile pixel (the raster is drawn at this resolution); > 0.
+        tile_px: tile side in pixels (128 px at 1 m = 128 m, as in Loc2Vec); >= 16.
         channels: channel set (:data:`~maploc_loc2vec.channels.CHANNEL_SETS`: ``loc2vec12``, ``groups``,
             ``classes``).
-        block_size_m: target side of the split blocks in metres.
-        val_fraction: share of blocks for validation.
-        test_fraction: share of blocks for testing (the reference grid and the queries).
+        block_size_m: target side of the split blocks in metres; > 0.
+        val_fraction: share of blocks for validation, in [0, 0.9].
+        test_fraction: share of blocks for testing (the reference grid and the queries), in (0, 0.9].
         split_seed: seed of the block assignment.
-        positive_radius_m: a positive is at most this far from its anchor.
-        negative_radius_m: a negative is at least this far from its anchor.
-        train_samples: length of the ``train`` split (triplets per epoch; each index is its own triplet).
-        val_samples: length of the ``val`` split.
-        grid_step_m: spacing of the reference grid (``map`` split) in metres.
-        num_queries: length of the ``query`` split.
-        preview_px: side of ``Sample.image`` when no ``image_height`` is given.
+        guard_m: how far (metres) a training tile centre keeps from every val block (and a val tile centre...
+            see :mod:`~maploc_loc2vec.blocks`); ``0`` = the tile half-diagonal + 1 m (no training tile, at any
+            rotation, overlaps a val block).
+        test_guard_m: how far (metres) a training or val tile centre keeps from every test block; ``0`` = twice
+            the tile half-diagonal + 1 m, so that no training tile (any rotation) overlaps any query or reference
+            tile (any rotation; their centres lie in the test blocks).
+        positive_radius_m: a positive is at most this far from its anchor (metres); > 0.
+        negative_radius_m: a negative is at least this far from its anchor (metres); > positive_radius_m.
+        positive_max_rotation_deg: a positive's heading differs from its anchor's by at most this many degrees
+            (uniform), in [0, 180]. ``180``: any rotation (a rotation-invariant embedding is asked for);
+            the default 22.5 = half the spacing of 8 reference headings (``eval.headings=8`` of ``loc2vec``):
+            the embedding only has to match a query to the reference tile of the nearest heading.
+        train_samples: length of the ``train`` split (triplets per epoch; each index is its own triplet); >= 1.
+        val_samples: length of the ``val`` split; >= 1.
+        grid_step_m: spacing of the reference grid (``map`` split) in metres; > 0.
+        num_queries: length of the ``query`` split; >= 1.
+        preview_px: side of ``Sample.image`` when no ``image_height`` is given; >= 4.
         seed: seed of the sampled locations and rotations.
     """
 
-    resolution_m: float = 1.0
-    tile_px: int = 128
-    channels: str = "loc2vec12"
-    block_size_m: float = 250.0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    resolution_m: float = _options_field(1.0, greater_than(0))
+    tile_px: int = _options_field(128, at_least(16))
+    channels: Literal["loc2vec12", "groups", "classes"] = "loc2vec12"
+    block_size_m: float = _options_field(250.0, greater_than(0))
+    val_fraction: float = _options_field(0.1, in_range(0.0, 0.9))
+    test_fraction: float = _options_field(0.1, greater_than(0), in_range(0.0, 0.9))
     split_seed: int = 0
-    positive_radius_m: float = 10.0
-    negative_radius_m: float = 50.0
-    train_samples: int = 100_000
-    val_samples: int = 256
-    grid_step_m: float = 5.0
-    num_queries: int = 300
-    preview_px: int = 32
+    guard_m: float = _options_field(0.0, at_least(0))
+    test_guard_m: float = _options_field(0.0, at_least(0))
+    positive_radius_m: float = _options_field(10.0, greater_than(0))
+    negative_radius_m: float = _options_field(50.0, greater_than(0))
+    positive_max_rotation_deg: float = _options_field(22.5, in_range(0.0, 180.0))
+    train_samples: int = _options_field(100_000, at_least(1))
+    val_samples: int = _options_field(256, at_least(1))
+    grid_step_m: float = _options_field(5.0, greater_than(0))
+    num_queries: int = _options_field(300, at_least(1))
+    preview_px: int = _options_field(32, at_least(4))
     seed: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if not self.negative_radius_m > self.positive_radius_m:
+            raise ConfigError(
+                f"data.negative_radius_m ({self.negative_radius_m:g}) must be > data.positive_radius_m "
+                f"({self.positive_radius_m:g})"
+            )
 
     @property
     def tile_radius_m(self) -> float:
         """Half-diagonal of a tile in metres: a tile of any rotation lies in this disk around its centre."""
         return self.tile_px * self.resolution_m / math.sqrt(2.0)
+
+    @property
+    def val_guard(self) -> float:
+        """The guard (metres) of training tile centres against val blocks (resolved default)."""
+        return self.guard_m or self.tile_radius_m + 1.0
+
+    @property
+    def test_guard(self) -> float:
+        """The guard (metres) of training and val tile centres against test blocks (resolved default)."""
+        return self.test_guard_m or 2.0 * self.tile_radius_m + 1.0
+
+
+def _wrap(angle: float) -> float:
+    """``angle`` (radians) wrapped to ``[-pi, pi)``."""
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def _find_osm_file(root: Path) -> Path:
@@ -129,7 +168,7 @@ def _find_osm_file(root: Path) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _channel_raster(path: str, mtime_ns: int, size: int, resolution_m: float, channels: str) -> Any:
-    from maploc.data.osm import load_map_raster
+    from maploc_osm import load_map_raster
 
     return to_channel_raster(load_map_raster(path, resolution_m), channels)
 
@@ -138,20 +177,20 @@ class OsmTileDataset(Dataset):
     """Multi-channel OSM tiles of one split (see the module docstring).
 
     Args:
-        root: an OSM file, or a folder holding one (and optionally ``osm-tiles.yaml``).
+        root: an OSM file, or a folder holding one.
         split: ``train``, ``val``, ``map`` or ``query``.
         image_height: side of ``Sample.image`` in pixels (default ``options.preview_px``).
-        options: tile and split options (default: ``root/osm-tiles.yaml``, else :class:`TileOptions`).
+        options: a :class:`TileOptions` (``None``: the defaults; ``maploc run`` builds it from ``-o data.<key>=``).
 
     Raises:
         DataError: no OSM file, unreadable file, no map features, or a map too small for the tile size, the
             block split and the negative distance (the message says which).
         ValueError: unknown split.
-        ConfigError: a bad ``osm-tiles.yaml``.
+        TypeError: ``options`` is not a :class:`TileOptions` of this class.
 
     Attributes:
-        options: the resolved options.
-        raster: the channel raster (:class:`maploc.data.osm.MapRaster` with the channel names as classes).
+        options: the options.
+        raster: the channel raster (:class:`maploc_osm.MapRaster` with the channel names as classes).
         blocks: the block split.
         channel_names: the K channel names.
     """
@@ -160,34 +199,29 @@ class OsmTileDataset(Dataset):
     default_sample: ClassVar[str | None] = "helsinki-osm"
     has_depth: ClassVar[bool] = False
     needs_root: ClassVar[bool] = True
-    #: Defaults of this dataset class (subclasses change them).
-    default_options: ClassVar[TileOptions] = TileOptions()
+    splits: ClassVar[tuple[str, ...]] = ("train", "map", "query", "val")
+    Options: ClassVar[type] = TileOptions
 
     def __init__(
         self, root: Path | None, split: str, *, image_height: int | None = None, options: TileOptions | None = None
     ) -> None:
-        if split not in (*SPLITS, "val"):
-            raise ValueError(f"unknown split {split!r}; expected one of {', '.join((*SPLITS, 'val'))}")
-        super().__init__(Path(root) if root is not None else Path("."), "train" if split == "val" else split,
-                         image_height=image_height)
-        self.split = split
-        self.options = options if options is not None else self._read_options()
-        opts = self.options
-        if opts.tile_px < 16 or opts.resolution_m <= 0:
-            raise DataError(f"tile_px must be >= 16 and resolution_m > 0, got {opts.tile_px}, {opts.resolution_m}")
+        super().__init__(Path(root) if root is not None else Path("."), split, image_height=image_height,
+                         options=options)
+        opts: TileOptions = self.options
         self.raster = self._load_raster()
         self.channel_names = tuple(self.raster.class_names)
         self.blocks = BlockSplit.build(
             self.raster.extent, tile_radius_m=opts.tile_radius_m, block_size_m=opts.block_size_m,
             val_fraction=opts.val_fraction, test_fraction=opts.test_fraction, seed=opts.split_seed,
+            guard_m=opts.val_guard, test_guard_m=opts.test_guard,
         )
         region = {"train": "train", "val": "val", "map": "test", "query": "test"}[split]
         self.sampler = LocationSampler(self.blocks, region)
         if self.sampler.extent_m() < opts.negative_radius_m:
             raise DataError(
                 f"the {region} area of {self.source_name} spans {self.sampler.extent_m():.0f} m, less than the "
-                f"negative distance {opts.negative_radius_m:g} m ({self.blocks.describe()}); use a larger map or "
-                f"larger blocks"
+                f"negative distance {opts.negative_radius_m:g} m ({self.blocks.describe()}); use a larger map, "
+                f"larger blocks (data.block_size_m) or a smaller guard band (data.test_guard_m)"
             )
         self._grid = self._reference_grid() if split == "map" else None
         if split == "map" and len(self._grid) == 0:  # pragma: no cover - the sampler found room
@@ -198,20 +232,6 @@ class OsmTileDataset(Dataset):
     @property
     def source_name(self) -> str:
         return str(self.raster.source or self.root)
-
-    def _read_options(self) -> TileOptions:
-        path = self.root / OPTIONS_FILE
-        if self.root.is_dir() and path.is_file():
-            import yaml
-
-            from maploc.config import structure
-
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as e:
-                raise DataError(f"{path} is not valid YAML: {e}") from None
-            return structure(TileOptions, {**attrs.asdict(self.default_options), **data})
-        return self.default_options
 
     def _load_raster(self) -> Any:
         path = _find_osm_file(self.root)
@@ -260,6 +280,8 @@ class OsmTileDataset(Dataset):
         positive = self.sampler.sample_near(rng, anchor, opts.positive_radius_m)
         negative = self.sampler.sample_far(rng, anchor, opts.negative_radius_m)
         yaws = rng.uniform(-math.pi, math.pi, size=3)
+        # the positive's heading: within positive_max_rotation_deg of the anchor's (180: any heading)
+        yaws[1] = _wrap(yaws[0] + yaws[1] * opts.positive_max_rotation_deg / 180.0)
         return np.column_stack([np.stack([anchor, positive, negative]), yaws])
 
     # -- tiles -------------------------------------------------------------------------------------------------
@@ -321,8 +343,30 @@ class OsmTileDataset(Dataset):
                 "positive_pose2": pose2[1], "negative_pose2": pose2[2], "num_channels": self.num_channels,
                 "positive_radius_m": float(self.options.positive_radius_m),
                 "negative_radius_m": float(self.options.negative_radius_m),
+                "positive_max_rotation_deg": float(self.options.positive_max_rotation_deg),
             },
         )
+
+    def metadata(self, index: int) -> SampleMeta:
+        """Name and tile pose (``pose2``) of sample ``index``, without rendering a tile."""
+        x, y, yaw = self.poses(index)[0]
+        prefix = "ref" if self.split == "map" else self.split
+        return SampleMeta(name=f"{prefix}-{index:06d}", pose2=Pose2(x=x, y=y, yaw=yaw),
+                          sequence="map" if self.split == "map" else self.split, timestamp=float(index))
+
+    def validate(self, progress: Any = None) -> None:
+        """Cheap check before a run: the raster was read and decoded in ``__init__`` (a broken file raised a
+        :class:`~maploc.errors.DataError` there); here the first and last samples are drawn and their poses
+        checked to be finite.
+
+        Raises:
+            DataError: a non-finite pose (a broken georeference).
+        """
+        for i in {0, len(self) - 1}:
+            if not np.isfinite(self.poses(i)).all():
+                raise DataError(f"{self!r}: sample {i} has a non-finite tile pose")
+        if progress is not None:
+            progress(len(self))
 
     def names(self) -> list[str]:
         prefix = "ref" if self.split == "map" else self.split
@@ -347,11 +391,10 @@ def synthetic_raster(size_m: float = 640.0, resolution_m: float = 1.0, seed: int
         seed: the layout seed.
 
     Returns:
-        A :class:`maploc.data.osm.MapRaster` with the standard classes (georeferenced at 60.17 N, 24.94 E).
+        A :class:`maploc_osm.MapRaster` with the standard classes (georeferenced at 60.17 N, 24.94 E).
     """
     import cv2
-
-    from maploc.data.osm import CLASS_NAMES, GeoReference, MapRaster
+    from maploc_osm import CLASS_NAMES, GeoReference, MapRaster
 
     rng = np.random.default_rng([seed, 11])
     n = max(16, math.ceil(size_m / resolution_m))
@@ -419,27 +462,35 @@ def _synthetic_channel_raster(size_m: float, resolution_m: float, seed: int, cha
     return to_channel_raster(synthetic_raster(size_m, resolution_m, seed), channels)
 
 
+@attrs.frozen(kw_only=True)
+class SyntheticTileOptions(TileOptions):
+    """:class:`TileOptions` with the small defaults of ``osm-tiles-synthetic`` (a 640 m map, 64 px tiles, 100 m
+    blocks, a 10 m reference grid, 24 queries)."""
+
+    tile_px: int = _options_field(64, at_least(16))
+    block_size_m: float = _options_field(100.0, greater_than(0))
+    test_guard_m: float = _options_field(0.0, at_least(0))
+    train_samples: int = _options_field(4096, at_least(1))
+    val_samples: int = _options_field(64, at_least(1))
+    grid_step_m: float = _options_field(10.0, greater_than(0))
+    num_queries: int = _options_field(24, at_least(1))
+    preview_px: int = _options_field(16, at_least(4))
+
+
 class SyntheticTileDataset(OsmTileDataset):
     """``osm-tiles-synthetic``: :class:`OsmTileDataset` on a procedural city (:func:`synthetic_raster`), no files.
 
-    Small by default (a 640 m map, 64 px tiles, 100 m blocks, a 10 m reference grid, 24 queries) so that the
-    conformance suite and tests run in seconds. ``root`` is ignored.
+    Small by default (:class:`SyntheticTileOptions`) so that the conformance suite and tests run in seconds.
+    ``root`` is ignored.
     """
 
     name: ClassVar[str] = "osm-tiles-synthetic"
     default_sample: ClassVar[str | None] = None
     needs_root: ClassVar[bool] = False
-    default_options: ClassVar[TileOptions] = TileOptions(
-        tile_px=64, block_size_m=100.0, val_fraction=0.1, test_fraction=0.1, train_samples=4096, val_samples=64,
-        grid_step_m=10.0, num_queries=24, preview_px=16,
-    )
+    Options: ClassVar[type] = SyntheticTileOptions
     #: Side of the synthetic map in metres.
     size_m: ClassVar[float] = 640.0
-
-    def _read_options(self) -> TileOptions:
-        return self.default_options
 
     def _load_raster(self) -> Any:
         return _synthetic_channel_raster(float(self.size_m), float(self.options.resolution_m), int(self.options.seed),
                                          self.options.channels)
-

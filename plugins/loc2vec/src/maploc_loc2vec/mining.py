@@ -3,11 +3,14 @@
 Every tile of the batch (anchors, positives and negatives of the dataset's triplets alike) is an anchor. For
 anchor ``i`` and another tile ``j`` at ground distance ``g_ij`` (metres between the tile centres):
 
-* ``j`` is a **positive** of ``i`` if ``g_ij <= positive_radius_m`` (the same place seen with another
-  rotation or a small shift), or if ``j`` is the positive the dataset drew for ``i``;
+* ``j`` is a **positive** of ``i`` if ``g_ij <= positive_radius_m`` and their headings differ by at most
+  ``max_rotation_rad`` (the same place, slightly shifted and turned; ``pi``: any rotation), or if ``j`` is the
+  positive the dataset drew for ``i``;
 * ``j`` is a **negative** of ``i`` if ``g_ij >= negative_radius_m``, or if ``j`` is the negative the dataset
   drew for ``i``;
-* otherwise ``(i, j)`` is ignored (an ambiguous distance).
+* otherwise ``(i, j)`` is ignored (an ambiguous distance, or the same place turned further than
+  ``max_rotation_rad``: a reference indexed at several headings holds such a tile, it is neither to match nor
+  to push away).
 
 Mining strategies (``d`` = Euclidean distance between L2-normalised embeddings, ``m`` = margin):
 
@@ -25,6 +28,7 @@ the same way (its "online triplet loss" with batch-hard / semi-hard selection an
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import attrs
@@ -52,7 +56,7 @@ class TripletLabels:
 
 def triplet_labels(
     xy: Tensor, positive_radius_m: float, negative_radius_m: float, pairs: Tensor | None = None,
-    negatives: Tensor | None = None,
+    negatives: Tensor | None = None, yaw: Tensor | None = None, max_rotation_rad: float = math.pi,
 ) -> TripletLabels:
     """Positive / negative masks from positions.
 
@@ -64,6 +68,9 @@ def triplet_labels(
             (the dataset's anchor-positive pairs).
         negatives: optional ``(Q, 2)`` int64 index pairs that are negatives of each other (the dataset's
             anchor-negative pairs).
+        yaw: optional ``(N,)`` tile headings in radians; with ``max_rotation_rad < pi``, a pair within
+            ``positive_radius_m`` is a positive only when its headings differ by at most ``max_rotation_rad``.
+        max_rotation_rad: see ``yaw``.
 
     Returns:
         The masks; a pair is never both (an explicit pair overrides the radii).
@@ -78,6 +85,9 @@ def triplet_labels(
     g = torch.cdist(xy.double(), xy.double())
     eye = torch.eye(len(xy), dtype=torch.bool, device=xy.device)
     positive = (g <= positive_radius_m) & ~eye
+    if yaw is not None and max_rotation_rad < math.pi:
+        diff = torch.remainder(yaw.double()[:, None] - yaw.double()[None, :] + math.pi, 2 * math.pi) - math.pi
+        positive &= diff.abs() <= max_rotation_rad + 1e-9
     negative = g >= negative_radius_m
     if pairs is not None and len(pairs):
         positive[pairs[:, 0], pairs[:, 1]] = positive[pairs[:, 1], pairs[:, 0]] = True
