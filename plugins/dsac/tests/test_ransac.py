@@ -11,14 +11,16 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from maploc.geometry.rotation import axis_angle_to_matrix
 from maploc_dsac.solvers import (
     DSACRansac,
+    refinement,
     reprojection_errors,
     sample_minimal_sets,
+    sampling,
+    scoring,
     soft_inlier_count,
 )
-from maploc.geometry.rotation import axis_angle_to_matrix
-from maploc_dsac.solvers import refinement, sampling, scoring
 
 
 @pytest.fixture(autouse=True)
@@ -71,47 +73,69 @@ def solve_rgb(solver, d, seed=0):
 # --------------------------------------------------------------------------------------------
 
 
+def opencv_p3p_refined(d, iterations: int, threshold_px: float = 10.0):
+    """OpenCV's fair counterpart: ``solvePnPRansac`` with P3P on 4-point sets (as DSAC*), the same
+    threshold, ``iterations`` minimal sets (confidence ~1, so the bound stays at ``iterations``
+    whenever outliers remain), then ``solvePnPRefineLM`` on its inliers (its own final fit is EPnP).
+    Returns ``(rotation error deg, translation error m)``, or ``None`` when OpenCV finds no pose."""
+    ok, rvec, tvec, inliers = cv2.solvePnPRansac(
+        d["scene"].numpy(), d["pixels"].numpy(), d["K"].numpy(), None, iterationsCount=int(iterations),
+        reprojectionError=threshold_px, confidence=1.0 - 1e-12, flags=cv2.SOLVEPNP_P3P,
+    )
+    if not ok or inliers is None or len(inliers) < 4:
+        return None
+    idx = inliers.ravel()
+    rvec, tvec = cv2.solvePnPRefineLM(d["scene"].numpy()[idx], d["pixels"].numpy()[idx], d["K"].numpy(), None, rvec, tvec)
+    R_w2c = cv2.Rodrigues(rvec)[0]
+    return rotation_error_deg(R_w2c.T, d["R_c2w"]), float(np.linalg.norm(-R_w2c.T @ tvec.ravel() - d["t_c2w"].numpy()))
+
+
+#: Per-frame tolerance of the OpenCV comparison: both end in a least-squares fit on their inlier sets,
+#: which may differ by a few boundary points (maploc re-collects inliers after each re-fit).
+ROT_TOL_DEG, TRANS_TOL_M, REL_TOL = 0.005, 0.0005, 0.10
+
+
 @pytest.mark.parametrize("outlier_ratio", [0.0, 0.5, 0.8])
-def test_at_least_as_accurate_as_opencv(outlier_ratio):
-    """Median errors over seeded trials, 1 px noise, against solvePnPRansac with the same
-    threshold and iteration count (P3P minimal solver, and the default one)."""
+def test_at_least_as_accurate_as_opencv_with_the_same_budget(outlier_ratio):
+    """Per frame, 1 px noise: maploc's error is at most OpenCV's (P3P RANSAC given as many minimal
+    sets as maploc solved on that frame, then LM on its inliers) plus ``REL_TOL`` of it plus
+    ``ROT_TOL_DEG`` / ``TRANS_TOL_M``. A frame where maploc picks a wrong hypothesis fails this, at
+    every outlier ratio; a frame where OpenCV finds no pose counts as maploc's win."""
     solver = DSACRansac("rgb")
-    errs = {"maploc": [], "cv2_p3p": [], "cv2_default": []}
     cv2.setRNGSeed(0)
+    budgets = []
     for trial in range(5):
         d = make_scene(100 + trial, n=500, outlier_ratio=outlier_ratio, noise_px=1.0)
         res = solve_rgb(solver, d, seed=trial)
         assert bool(res.success[0])
-        errs["maploc"].append(
-            (rotation_error_deg(res.R_cam2world[0], d["R_c2w"]), float((res.t_cam2world[0] - d["t_c2w"]).norm()))
-        )
-        for name, flag in (("cv2_p3p", cv2.SOLVEPNP_P3P), ("cv2_default", cv2.SOLVEPNP_ITERATIVE)):
-            ok, rvec, tvec, _ = cv2.solvePnPRansac(
-                d["scene"].numpy(),
-                d["pixels"].numpy(),
-                d["K"].numpy(),
-                None,
-                iterationsCount=64,
-                reprojectionError=10.0,
-                flags=flag,
-            )
-            if not ok:
-                errs[name].append((180.0, float("inf")))
-                continue
-            R_w2c = cv2.Rodrigues(rvec)[0]
-            errs[name].append(
-                (
-                    rotation_error_deg(R_w2c.T, d["R_c2w"]),
-                    float(np.linalg.norm(-R_w2c.T @ tvec.ravel() - d["t_c2w"].numpy())),
-                )
-            )
-    med = {k: np.median(np.array(v), axis=0) for k, v in errs.items()}
-    for ref in ("cv2_p3p", "cv2_default"):
-        # Both refine to the least-squares optimum on the inliers when they succeed: allow rounding-level slack.
-        assert med["maploc"][0] <= med[ref][0] * 1.02 + 1e-9, (med, ref)
-        assert med["maploc"][1] <= med[ref][1] * 1.02 + 1e-9, (med, ref)
-    # And absolutely: 1 px noise on 100+ inliers gives a few hundredths of a degree / a few mm.
-    assert med["maploc"][0] < 0.1 and med["maploc"][1] < 0.01
+        rot = rotation_error_deg(res.R_cam2world[0], d["R_c2w"])
+        trans = float((res.t_cam2world[0] - d["t_c2w"]).norm())
+        budget = int(res.num_minimal_sets[0])
+        budgets.append(budget)
+        ref = opencv_p3p_refined(d, budget)
+        if ref is None:
+            continue
+        assert rot <= ref[0] * (1 + REL_TOL) + ROT_TOL_DEG, (trial, rot, ref, budget)
+        assert trans <= ref[1] * (1 + REL_TOL) + TRANS_TOL_M, (trial, trans, ref, budget)
+        # And absolutely: 1 px noise on 100+ inliers gives a few hundredths of a degree / a few mm.
+        assert rot < 0.1 and trans < 0.01, (trial, rot, trans)
+    assert min(budgets) >= solver.num_hypotheses  # at least one minimal set per hypothesis
+
+
+def test_opencv_comparison_can_fail():
+    """The comparison above detects a worse estimate: maploc with 1 hypothesis and no redraws, at
+    50 % outliers, loses to OpenCV with a fair budget on at least one frame."""
+    solver = DSACRansac("rgb", num_hypotheses=1, candidates_per_hypothesis=1, max_refinement_steps=0)
+    cv2.setRNGSeed(0)
+    lost = 0
+    for trial in range(5):
+        d = make_scene(100 + trial, n=500, outlier_ratio=0.5, noise_px=1.0)
+        res = solve_rgb(solver, d, seed=trial)
+        rot = rotation_error_deg(res.R_cam2world[0], d["R_c2w"])
+        ref = opencv_p3p_refined(d, 64)
+        assert ref is not None
+        lost += rot > ref[0] * (1 + REL_TOL) + ROT_TOL_DEG
+    assert lost >= 1
 
 
 @pytest.mark.parametrize("outlier_ratio", [0.0, 0.5])

@@ -51,10 +51,7 @@ reference code.
 Adaptive stop (test time only, off by default; a deviation from DSAC*): ``adaptive_confidence``,
 see :mod:`~maploc_dsac.solvers.adaptive`.
 
-Module layout: :mod:`~maploc_dsac.solvers.sampling` (minimal sets), :mod:`~maploc_dsac.solvers.models`
-(one class per mode: minimal solver, errors, refinement), :mod:`~maploc_dsac.solvers.scoring`,
-:mod:`~maploc_dsac.solvers.refinement`, :mod:`~maploc_dsac.solvers.results`; this module is the
-driver and has no branch on the mode.
+This module is the driver; the mode-specific parts are the models of :mod:`~maploc_dsac.solvers.models`.
 
 Poses: internally ``x_cam = R_world2cam @ x_world + t_world2cam``; results are reported as
 ``R_cam2world``, ``t_cam2world`` (the camera centre in the world frame), as the rest of maploc.
@@ -83,7 +80,6 @@ __all__ = ["DSACRansac"]
 
 Mode = Literal["rgb", "rgbd"]
 _CANDIDATE_PIECE = 8192  # CPU: minimal problems solved at once (the solver's intermediates stay in cache)
-Solve = Callable[[Tensor, Tensor, Tensor, Observations], tuple[Tensor, Tensor, Tensor, Tensor]]
 
 
 class DSACRansac:
@@ -177,12 +173,8 @@ class DSACRansac:
         return self.model.set_size
 
     def __repr__(self) -> str:
-        return (
-            f"DSACRansac(mode={self.mode!r}, num_hypotheses={self.num_hypotheses}, "
-            f"inlier_threshold={self.inlier_threshold}, inlier_alpha={self.inlier_alpha}, "
-            f"inlier_beta={self.inlier_beta}, max_error={self.max_error}, "
-            f"adaptive_confidence={self.adaptive_confidence})"
-        )
+        keys = ("num_hypotheses", "inlier_threshold", "inlier_alpha", "inlier_beta", "max_error", "adaptive_confidence")
+        return f"DSACRansac(mode={self.mode!r}, " + ", ".join(f"{k}={getattr(self, k)}" for k in keys) + ")"
 
     # ---- inputs -----------------------------------------------------------------------------------
 
@@ -237,7 +229,7 @@ class DSACRansac:
             in the dtype of ``scene_coordinates``; differentiable in the inputs.
         """
         sc, obs, valid = self._prepare(scene_coordinates, pixels, K, points_cam, mask)
-        R, t, has, sets, _ = self._hypotheses(sc, obs, valid, seed, minimal_sets, self.num_hypotheses)
+        R, t, has, sets, _, _ = self._hypotheses(sc, obs, valid, seed, minimal_sets, self.num_hypotheses)
         return R, t, has, sets
 
     def _hypotheses(
@@ -248,9 +240,14 @@ class DSACRansac:
         seed: Tensor | int | None,
         minimal_sets: Tensor | None,
         H: int,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``(R, t, has, sets, drawn)``: ``H`` hypotheses per image and how many minimal sets each
-        image drew ``(B,)``."""
+        first: int = 0,
+        keep: int | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(R, t, has, sets, drawn, consistent)``: the hypotheses of a search from candidate
+        ``first`` that stops an image at ``H`` self-consistent ones, ``keep`` (default ``H``) kept per
+        image (self-consistent first); ``drawn (B,)`` the index past the last candidate each image
+        drew; ``consistent`` which kept ones are self-consistent."""
+        keep = H if keep is None else keep
         B, N, _ = sc.shape
         k = self.set_size
         if minimal_sets is not None:
@@ -259,9 +256,9 @@ class DSACRansac:
             sets = minimal_sets.to(device=sc.device, dtype=torch.int64).clamp(0, max(N - 1, 0))
             sets_ok = torch.gather(valid, 1, sets.reshape(B, -1)).reshape(sets.shape).all(-1)
         elif N == 0:
-            sets, sets_ok = sample_minimal_sets(valid, H, k, 0)
+            sets, sets_ok = sample_minimal_sets(valid, keep, k, 0)
         if minimal_sets is not None or N == 0:
-            R, t, has, _ = self._solve(sets, sets_ok, sc, obs)
+            R, t, has, cons = self._solve(sets, sets_ok, sc, obs)
             drawn = torch.full((B,), sets.shape[1], dtype=torch.int64, device=sc.device)
         else:
             # Choose the sets without autograd: keep the first H self-consistent candidates, then the
@@ -272,9 +269,10 @@ class DSACRansac:
             with torch.no_grad():
                 draw = minimal_set_sampler(valid, k, image_seeds(seed, B, sc.device))
                 C = self.num_hypotheses * self.candidates_per_hypothesis
-                R, t, has, consistent, sets, sets_ok, drawn = self._solve_candidates(draw, C, H, sc, obs)
+                R, t, has, consistent, sets, sets_ok, drawn = self._solve_candidates(draw, C, H, sc, obs, first)
                 priority = 2 - consistent.to(torch.int64) - has.to(torch.int64)
-                order = torch.argsort(priority, dim=1, stable=True)[:, :H]
+                order = torch.argsort(priority, dim=1, stable=True)[:, :keep]
+                cons = torch.gather(consistent, 1, order)
             sets = torch.gather(sets, 1, order[..., None].expand(B, order.shape[1], k))
             if grad:  # solve the kept sets again, now with autograd
                 R, t, has, _ = self._solve(sets, torch.gather(sets_ok, 1, order), sc, obs)
@@ -282,7 +280,7 @@ class DSACRansac:
                 R = torch.gather(R, 1, order[..., None, None].expand(B, order.shape[1], 3, 3))
                 t = torch.gather(t, 1, order[..., None].expand(B, order.shape[1], 3))
                 has = torch.gather(has, 1, order)
-        return R.to(sc.dtype), t.to(sc.dtype), has, sets, drawn
+        return R.to(sc.dtype), t.to(sc.dtype), has, sets, drawn, cons
 
     def _solve_candidates(
         self,
@@ -291,8 +289,9 @@ class DSACRansac:
         H: int,
         sc: Tensor,
         obs: Observations,
+        first: int = 0,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Draws and solves candidate sets ``0 .. C - 1`` in order until each image has ``H``
+        """Draws and solves candidate sets ``first .. C - 1`` in order until each image has ``H``
         self-consistent ones (or none is left), without autograd.
 
         Returns ``(R, t, has, consistent, sets, sets_ok, drawn)`` for the first ``C'`` candidates, ``C'`` the
@@ -311,15 +310,15 @@ class DSACRansac:
         drawn = torch.zeros(B, dtype=torch.int64, device=device)
         active = torch.arange(B, device=device)
         rounds: list[tuple[Tensor | None, int, int, tuple[Tensor, ...]]] = []
-        start = 0
+        start = first
         while start < C and active.numel() > 0:
-            if start == 0:
+            if start == first:
                 size = H + H // 4 + 8
             else:
                 # Candidates each image still needs at its observed rate (half a success when it has
                 # none yet), with a margin; the median over the images still short of H.
                 need = (H - n_cons[active]).to(torch.float64)
-                rate = n_cons[active].to(torch.float64).clamp_min(0.5) / start
+                rate = n_cons[active].to(torch.float64).clamp_min(0.5) / (start - first)
                 size = max(H // 4, int(math.ceil(1.25 * float((need / rate).median()) + 4)))
             end = min(C, start + size)
             images = None if active.numel() == B else active
@@ -343,6 +342,7 @@ class DSACRansac:
             start = end
             active = active[n_cons[active] < H]
         # Assemble (B, C') buffers; candidates an image did not need stay "not solved".
+        start -= first
         R_all = torch.eye(3, dtype=rounds[0][3][0].dtype, device=device).repeat(B, start, 1, 1)
         t_all = torch.zeros(B, start, 3, dtype=R_all.dtype, device=device)
         has_all = torch.zeros(B, start, dtype=torch.bool, device=device)
@@ -353,11 +353,10 @@ class DSACRansac:
         for images, a, b, result in rounds:
             for buf, val in zip(buffers, result, strict=True):
                 if images is None:
-                    buf[:, a:b] = val
+                    buf[:, a - first : b - first] = val
                 else:
-                    buf[images, a:b] = val
+                    buf[images, a - first : b - first] = val
         return (*buffers, drawn)
-
 
     # ---- scoring ----------------------------------------------------------------------------------
 
@@ -500,11 +499,12 @@ class DSACRansac:
                 inliers=valid.clone(),
                 soft_inlier_count=zeros_b.to(dtype),
                 hypothesis_index=zeros_b.clone(),
+                num_minimal_sets=zeros_b.clone(),
             )
         if self.adaptive_confidence is not None and minimal_sets is None:
-            R, t, hyp_valid, counts = adaptive_hypotheses(self, sc, obs, valid, seed)
+            R, t, hyp_valid, counts, drawn = adaptive_hypotheses(self, sc, obs, valid, seed)
         else:
-            R, t, hyp_valid, _, _ = self._hypotheses(sc, obs, valid, seed, minimal_sets, self.num_hypotheses)
+            R, t, hyp_valid, _, drawn, _ = self._hypotheses(sc, obs, valid, seed, minimal_sets, self.num_hypotheses)
             counts = self._soft_counts_obs(R, t, sc, obs, valid)
         n = valid.sum(-1).clamp_min(1).to(dtype)[:, None]
         logits = torch.where(hyp_valid, self.inlier_alpha * counts / n, torch.full_like(counts, float("-inf")))
@@ -531,6 +531,7 @@ class DSACRansac:
             inliers=inliers,
             soft_inlier_count=counts.gather(1, best[:, None])[:, 0],
             hypothesis_index=best,
+            num_minimal_sets=drawn,
         )
 
     def expectation(
@@ -564,7 +565,7 @@ class DSACRansac:
             valid = torch.zeros(B, 1, dtype=torch.bool, device=sc.device)
             obs = Observations(torch.zeros(B, 1, obs.target.shape[-1], dtype=sc.dtype, device=sc.device), obs.K)
             minimal_sets = None
-        R, t, hyp_valid, sets, _ = self._hypotheses(sc, obs, valid, seed, minimal_sets, self.num_hypotheses)
+        R, t, hyp_valid, sets, _, _ = self._hypotheses(sc, obs, valid, seed, minimal_sets, self.num_hypotheses)
         errors = self._errors_obs(R, t, sc, obs)
         counts, logits = self._score(errors, valid, hyp_valid)
         has_any = hyp_valid.any(-1)

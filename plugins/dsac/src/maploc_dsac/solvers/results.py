@@ -29,6 +29,8 @@ class RansacResult:
         inliers: ``(B, N)`` bool, those correspondences.
         soft_inlier_count: ``(B,)`` the selected hypothesis' soft inlier count (before refinement).
         hypothesis_index: ``(B,)`` int64, which of the ``H`` hypotheses was selected.
+        num_minimal_sets: ``(B,)`` int64, minimal sets drawn and solved for the image (the redraws
+            included; what a fair baseline's iteration budget is matched to).
     """
 
     R_cam2world: Tensor = _tensor_field()
@@ -38,6 +40,7 @@ class RansacResult:
     inliers: Tensor = _tensor_field()
     soft_inlier_count: Tensor = _tensor_field()
     hypothesis_index: Tensor = _tensor_field()
+    num_minimal_sets: Tensor = _tensor_field()
 
     @property
     def R_world2cam(self) -> Tensor:
