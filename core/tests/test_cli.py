@@ -161,3 +161,17 @@ def test_cli_resume_continues_exactly(run_cli, tmp_path):
     assert a["step"] == b["step"] == 8
     for name, value in a["model"].items():
         assert torch.equal(value, b["model"][name]), name
+
+
+def test_run_validates_on_the_dataset_val_split(run_cli, tmp_path):
+    """synthetic-room has a ``val`` split: maploc run passes it, and validation metrics reach
+    metrics.jsonl (and TensorBoard) during training."""
+    out = tmp_path / "val"
+    proc = run_cli("run", "--method", "boring", "-o", "train.max_steps=4", "-o", "train.val_every=2",
+                   "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if "val/val_loss" in r]
+    assert [r["step"] for r in val] == [2, 4]
+    assert all(r["val/val_loss"] > 0 for r in val)
+    assert any((out / "tensorboard").iterdir())

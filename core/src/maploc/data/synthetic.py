@@ -27,7 +27,7 @@ from maploc.types import Camera, Pose, Sample
 __all__ = ["SyntheticRoom", "render_room", "look_pose"]
 
 ROOM = (6.0, 4.0, 3.0)
-_FRAMES = {"train": (1, 48), "map": (1, 48), "query": (2, 12)}
+_FRAMES = {"train": (1, 48), "map": (1, 48), "query": (2, 12), "val": (3, 8)}
 
 
 def look_pose(position: np.ndarray, yaw: float, pitch: float) -> Pose:
@@ -98,6 +98,8 @@ class SyntheticRoom(Dataset):
     default_sample: ClassVar[str | None] = None
     needs_root: ClassVar[bool] = False
     has_depth: ClassVar[bool] = True
+    #: ``val``: 8 further frames, for validation during training (``maploc run`` passes it)
+    splits: ClassVar[tuple[str, ...]] = ("train", "map", "query", "val")
 
     def __init__(
         self, root: Path | None = None, split: str = "train", *, image_height: int | None = None, options: Any = None
