@@ -1,47 +1,48 @@
-"""Speed and accuracy of the DSAC* RANSAC (maploc_dsac.solvers) against OpenCV's solvePnPRansac.
+"""Accuracy against time per frame of the DSAC* RANSAC (maploc_dsac.solvers) and three PnP anchors:
+PoseLib, pycolmap and OpenCV, each swept over its iteration budget.
 
-Synthetic 640x480 frames, one correspondence per 8x8 cell (80 x 60 = 4,800), 1 px pixel noise, a
-fraction of the scene coordinates replaced by random points in the scene's bounding box. Rows:
-outlier ratio x solver; columns: wall-clock and CPU time per frame, median rotation / translation
-error and the fraction of frames within 5 cm / 5 deg.
+Synthetic 640x480 frames (rendered from a random camera, not real images): one correspondence per
+8x8 cell (80 x 60 = 4,800), 1 px pixel noise, a fraction of the scene coordinates replaced by random
+points in the scene's bounding box. Every solver gets the same correspondences, the same intrinsics
+and the same inlier threshold (``--threshold`` px), and runs on ``--threads`` CPU threads (default 1).
 
-    python benchmarks/bench_ransac.py                     # CPU
-    python benchmarks/bench_ransac.py --threads 1         # one thread for torch and OpenCV
-    python benchmarks/bench_ransac.py --device cuda       # GPU (maploc timings synchronised)
-    python benchmarks/bench_ransac.py --frames 32 --repeats 3
+Configurations (``N`` swept over ``--iterations``):
 
-Rows, all with the same threshold (``--threshold`` px) and ``--hypotheses`` hypotheses / iterations:
+* ``maploc H=h``: :class:`DSACRansac` (DSAC*'s rules: ``h`` hypotheses, redraws of self-inconsistent
+  minimal sets, soft inlier scoring, argmax, LM refinement with inlier re-collection), ``--batch``
+  frames per call (time per frame = call time / batch). DSAC*'s default is ``H=64``.
+* ``maploc H=h adaptive p``: the same with the test-time adaptive stop at confidence ``p``
+  (:mod:`maploc_dsac.solvers.adaptive`; a deviation from DSAC*, never used in training).
+* ``poselib default``: ``poselib.estimate_absolute_pose`` with its defaults (LO-RANSAC, adaptive
+  termination, bundle adjustment), threshold set; ``poselib N it``: ``min_iterations = max_iterations = N``.
+* ``pycolmap default`` / ``pycolmap N it``: ``pycolmap.estimate_and_refine_absolute_pose`` (LO-RANSAC
+  with P3P, then non-linear refinement), defaults or ``min_num_trials = max_num_trials = N``.
+* ``cv2 N it``: ``cv2.solvePnPRansac`` with ``SOLVEPNP_P3P`` (4-point sets, as DSAC*), confidence
+  ``1 - 1e-12`` (the bound stays at ``N`` while outliers remain; OpenCV stops early only when a
+  hypothesis has no outliers), then ``cv2.solvePnPRefineLM`` on its inliers.
 
-* ``maploc single``: :class:`DSACRansac` with its defaults, one frame per call.
-* ``maploc batch B``: the same, ``B`` frames per call; time per frame is the call's time / B.
-* ``maploc batch B, no redraw``: ``candidates_per_hypothesis=1``, i.e. exactly ``--hypotheses``
-  minimal sets per frame (no redraw of self-inconsistent ones): the same number of minimal solves as
-  OpenCV's iterations. The default redraws (DSAC*'s rule) solve many more minimal sets per frame at
-  high outlier ratios (printed below the table), which is where its accuracy comes from.
-* ``cv2 P3P N it, conf ~1 (=)``: OpenCV P3P given as many iterations as maploc (with redraws) solved
-  minimal sets per frame on that outlier ratio (printed below the table): the same minimal-solver
-  budget. Speed-ups against it are printed separately; the issue's target is stated against the
-  64-iteration rows.
-* ``cv2 P3P`` / ``cv2 iterative``: ``cv2.solvePnPRansac`` with ``SOLVEPNP_P3P`` (4-point minimal sets,
-  as DSAC*) or the default ``SOLVEPNP_ITERATIVE`` (5-point sets), each with
+Columns: wall ms per frame (median over frames and repeats), CPU ms per frame (this process, all
+threads), share of frames within 5 cm and 5 deg, median rotation (deg) and translation (cm) errors.
+Below each outlier ratio's table: the fastest configuration of each family that reaches the best
+share any configuration reached there, with its median errors: the time each needs at equal accuracy.
+A plot of share and median rotation error against time is written to ``--plot``.
 
-  - ``conf 0.99``: OpenCV's default adaptive termination;
-  - ``conf ~1``: confidence ``1 - 1e-12`` (OpenCV asserts ``confidence < 1``), so the iteration
-    bound stays at ``--hypotheses`` whenever outliers are present. Even so OpenCV stops after its
-    first hypothesis whose inlier set is *every* correspondence (its bound update returns 0 iterations
-    when no outliers remain), which is what happens at 0 % outliers: there is no 64-iteration OpenCV
-    figure at 0 % outliers. At 50 % and 80 % outliers both confidences run all iterations.
+    pip install -e "plugins/dsac[bench]"                 # poselib, pycolmap
+    python benchmarks/bench_ransac.py                    # 16 frames, 0/50/80 % outliers
+    python benchmarks/bench_ransac.py --frames 32 --repeats 3 --plot /tmp/ransac.png
 
-Wall-clock times depend on the machine's load; the CPU column (this process's CPU time, all threads)
-is less affected by other processes. Not a test: it prints a table and asserts nothing.
+Wall-clock times depend on the machine's load (printed); the CPU column is less affected. Not a
+test: it prints tables and asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -72,10 +73,12 @@ def make_frame(rng: np.random.Generator, outlier_ratio: float, noise_px: float =
 
 
 def errors(R_est, t_est, R_gt, t_gt):
-    """Rotation error in degrees (from the chordal distance, accurate for small angles; assumes
-    orthonormal inputs, valid up to 180 deg) and translation error in metres."""
+    """Rotation error in degrees (chordal, exact for orthonormal inputs) and translation error in metres."""
     chord = np.linalg.norm(np.asarray(R_est, dtype=np.float64) - R_gt) / (2.0 * math.sqrt(2.0))
     return math.degrees(2.0 * math.asin(min(chord, 1.0))), float(np.linalg.norm(t_est - t_gt))
+
+
+FAILED = (180.0, math.inf)
 
 
 class Timer:
@@ -89,172 +92,212 @@ class Timer:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def bench_maploc(args, solver, X, uv, K, seeds, frames, batch, sync):
-    """Median (wall, CPU) seconds per frame and the per-frame errors, ``batch`` frames per call."""
-    walls, cpus, errs = [], [], []
-    n = X.shape[0]
-    for rep in range(args.repeats):
-        for start in range(0, n, batch):
+def run_maploc(solver: DSACRansac, frames, batch: int, repeats: int):
+    X = torch.tensor(np.stack([f[4] for f in frames]), dtype=torch.float32)
+    uv = torch.tensor(np.stack([f[3] for f in frames]), dtype=torch.float32)
+    K = torch.tensor(np.stack([f[0] for f in frames]), dtype=torch.float32)
+    seeds = torch.arange(len(frames), dtype=torch.int64)
+    walls, cpus, errs, sets = [], [], [], []
+    for rep in range(repeats):
+        for start in range(0, len(frames), batch):
             sl = slice(start, start + batch)
-            sync()
             with Timer() as tm:
                 res = solver(X[sl], uv[sl], K[sl], seed=seeds[sl])
-                sync()
             b = X[sl].shape[0]
-            walls.append(tm.wall / b)
-            cpus.append(tm.cpu / b)
+            walls += [tm.wall / b] * b
+            cpus += [tm.cpu / b] * b
             if rep == 0:
+                sets += res.num_minimal_sets.tolist()
                 for j in range(b):
-                    R = res.R_cam2world[j].double().cpu().numpy()
-                    t = res.t_cam2world[j].double().cpu().numpy()
-                    errs.append(errors(R, t, frames[start + j][1], frames[start + j][2]))
-    return statistics.median(walls), statistics.median(cpus), errs
+                    f = frames[start + j]
+                    ok = bool(res.success[j])
+                    R, t = res.R_cam2world[j].double().numpy(), res.t_cam2world[j].double().numpy()
+                    errs.append(errors(R, t, f[1], f[2]) if ok else FAILED)
+    return walls, cpus, errs, statistics.mean(sets)
 
 
-def bench_cv2(args, frames, flag, confidence, iterations):
+def run_per_frame(solve: Callable, frames, repeats: int):
+    """``solve(frame) -> (R_cam2world, t_cam2world) | None`` timed frame by frame."""
     walls, cpus, errs = [], [], []
-    cv2.setRNGSeed(args.seed)
-    for rep in range(args.repeats):
-        for Kn, Rg, tg, uvn, Xn in frames:
+    for rep in range(repeats):
+        for f in frames:
             with Timer() as tm:
-                ok, rvec, tvec, _ = cv2.solvePnPRansac(
-                    Xn,
-                    uvn,
-                    Kn,
-                    None,
-                    iterationsCount=iterations,
-                    reprojectionError=args.threshold,
-                    confidence=confidence,
-                    flags=flag,
-                )
+                out = solve(f)
             walls.append(tm.wall)
             cpus.append(tm.cpu)
             if rep == 0:
-                if ok:
-                    R_w2c = cv2.Rodrigues(rvec)[0]
-                    errs.append(errors(R_w2c.T, -R_w2c.T @ tvec.ravel(), Rg, tg))
-                else:
-                    errs.append((180.0, float("inf")))
-    return statistics.median(walls), statistics.median(cpus), errs
+                errs.append(FAILED if out is None else errors(out[0], out[1], f[1], f[2]))
+    return walls, cpus, errs
 
 
-def count_minimal_solves(solver: DSACRansac, X, uv, K, seeds) -> float:
-    """Minimal problems (P3P) solved per frame by ``solver`` on the batch, counted by wrapping the
-    candidate solver (bookkeeping only; not timed)."""
-    count = [0]
-    original = solver._candidates_rgb
+def cv2_solver(iterations: int, threshold: float) -> Callable:
+    def solve(f):
+        K, _, _, uv, X = f
+        ok, rvec, tvec, inl = cv2.solvePnPRansac(X, uv, K, None, iterationsCount=iterations,
+                                                 reprojectionError=threshold, confidence=CONF_MAX,
+                                                 flags=cv2.SOLVEPNP_P3P)
+        if not ok or inl is None or len(inl) < 4:
+            return None
+        i = inl.ravel()
+        rvec, tvec = cv2.solvePnPRefineLM(X[i], uv[i], K, None, rvec, tvec)
+        R_w2c = cv2.Rodrigues(rvec)[0]
+        return R_w2c.T, -R_w2c.T @ tvec.ravel()
 
-    def counting(sc, pixels, K_, sets):
-        count[0] += sets.shape[0] * sets.shape[1]
-        return original(sc, pixels, K_, sets)
-
-    solver._candidates_rgb = counting  # type: ignore[method-assign]
-    try:
-        solver(X, uv, K, seed=seeds)
-    finally:
-        del solver._candidates_rgb
-    return count[0] / X.shape[0]
+    return solve
 
 
-def bench(args) -> None:
-    device = torch.device(args.device)
-    dtype = torch.float32
-    make = lambda cph: DSACRansac(  # noqa: E731
-        "rgb", num_hypotheses=args.hypotheses, inlier_threshold=args.threshold, candidates_per_hypothesis=cph
-    )
-    solver, solver_once = make(args.candidates), make(1)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    rows, solves = [], {}
-    it = args.hypotheses
-    for ratio in args.outliers:
-        rng = np.random.default_rng(args.seed)
-        frames = [make_frame(rng, ratio) for _ in range(args.frames)]
-        K = torch.tensor(np.stack([f[0] for f in frames]), dtype=dtype, device=device)
-        uv = torch.tensor(np.stack([f[3] for f in frames]), dtype=dtype, device=device)
-        X = torch.tensor(np.stack([f[4] for f in frames]), dtype=dtype, device=device)
-        seeds = torch.arange(args.frames, device=device) + 1000
+def poselib_solver(iterations: int | None, threshold: float) -> Callable:
+    import poselib
 
-        for s in (solver, solver_once):  # warm-up
-            s(X[:2], uv[:2], K[:2], seed=seeds[:2])
-        sync()
-        B = args.batch
-        rows.append((ratio, "maploc single", *bench_maploc(args, solver, X, uv, K, seeds, frames, 1, sync)))
-        rows.append((ratio, f"maploc batch {B}", *bench_maploc(args, solver, X, uv, K, seeds, frames, B, sync)))
-        rows.append(
-            (ratio, f"maploc batch {B}, no redraw", *bench_maploc(args, solver_once, X, uv, K, seeds, frames, B, sync))
-        )
-        solves[ratio] = count_minimal_solves(solver, X[:B], uv[:B], K[:B], seeds[:B])
-        for name, flag in (("cv2 P3P", cv2.SOLVEPNP_P3P), ("cv2 iterative", cv2.SOLVEPNP_ITERATIVE)):
-            cv2.solvePnPRansac(frames[0][4], frames[0][3], frames[0][0], None, flags=flag)  # warm-up
-            for conf_name, conf in (("conf 0.99", 0.99), ("conf ~1", CONF_MAX)):
-                rows.append((ratio, f"{name} {it} it, {conf_name}", *bench_cv2(args, frames, flag, conf, it)))
-        # OpenCV given as many minimal sets as maploc solved (its redraws included).
-        budget = max(it, int(round(solves[ratio])))
-        rows.append(
-            (
-                ratio,
-                f"cv2 P3P {budget} it, conf ~1 (=)",
-                *bench_cv2(args, frames, cv2.SOLVEPNP_P3P, CONF_MAX, budget),
-            )
-        )
+    opt: dict = {"max_reproj_error": threshold}
+    if iterations is not None:
+        opt.update(min_iterations=iterations, max_iterations=iterations)
 
-    print(
-        f"\nDSAC* RANSAC benchmark: {args.hypotheses} hypotheses x 4800 correspondences, tau = {args.threshold} px, "
-        f"1 px noise, {args.frames} frames, device {args.device}, torch threads {torch.get_num_threads()}, "
-        f"OpenCV threads {cv2.getNumThreads()}, maploc candidates/hypothesis {args.candidates}, "
-        f"torch {torch.__version__}, OpenCV {cv2.__version__}"
-    )
-    header = (
-        f"{'outliers':>8}  {'solver':<32} {'wall ms/frame':>13} {'CPU ms/frame':>12} "
-        f"{'median rot (deg)':>16} {'median trans (cm)':>17} {'within 5cm/5deg':>15}"
-    )
-    print(header)
-    for ratio, name, wall, cpu, errs in rows:
-        rot = statistics.median(e[0] for e in errs)
-        trans = statistics.median(e[1] for e in errs) * 100
-        good = sum(e[0] < 5.0 and e[1] < 0.05 for e in errs) / len(errs)
-        print(
-            f"{ratio * 100:7.0f}%  {name:<32} {wall * 1000:13.2f} {cpu * 1000:12.2f} "
-            f"{rot:16.3f} {trans:17.2f} {good * 100:14.0f}%"
-        )
-    B = args.batch
-    print(
-        f"\nSpeed-up of maploc batch {B} over OpenCV, per frame (OpenCV time / maploc time; > 1: maploc faster; "
-        "the issue's CPU target is >= 3), from wall-clock / CPU time:"
-    )
-    print(f"{'outliers':>8}  {'OpenCV row':<32} {'maploc (redraws)':>17} {'maploc no redraw':>17}")
-    for ratio in args.outliers:
-        by_name = {name: (wall, cpu) for r, name, wall, cpu, _ in rows if r == ratio}
-        ours, once = by_name[f"maploc batch {B}"], by_name[f"maploc batch {B}, no redraw"]
-        for name, (wall, cpu) in by_name.items():
-            if name.startswith("cv2"):
-                a = f"{wall / ours[0]:.2f} / {cpu / ours[1]:.2f}"
-                # The (=) row has maploc's redraw budget: against the no-redraw run it compares nothing.
-                b = "-" if name.endswith("(=)") else f"{wall / once[0]:.2f} / {cpu / once[1]:.2f}"
-                print(f"{ratio * 100:7.0f}%  {name:<32} {a:>17} {b:>17}")
-    print(
-        "\nMinimal (P3P) problems solved per frame by maploc with redraws (OpenCV solves one per iteration): "
-        + ", ".join(f"{r * 100:.0f}%: {n:.0f}" for r, n in solves.items())
-    )
+    def solve(f):
+        K, _, _, uv, X = f
+        camera = {"model": "PINHOLE", "width": 640, "height": 480, "params": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]}
+        pose, info = poselib.estimate_absolute_pose(uv, X, camera, opt, {})
+        if info.get("num_inliers", 0) < 4:
+            return None
+        R_w2c, t_w2c = pose.R, pose.t
+        return R_w2c.T, -R_w2c.T @ t_w2c
+
+    return solve
+
+
+def pycolmap_solver(iterations: int | None, threshold: float) -> Callable:
+    import pycolmap
+
+    options = pycolmap.AbsolutePoseEstimationOptions()
+    options.ransac.max_error = threshold
+    options.ransac.num_threads = 1
+    if iterations is not None:
+        options.ransac.min_num_trials = iterations
+        options.ransac.max_num_trials = iterations
+
+    def solve(f):
+        K, _, _, uv, X = f
+        camera = pycolmap.Camera(model="PINHOLE", width=640, height=480, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+        out = pycolmap.estimate_and_refine_absolute_pose(uv, X, camera, options)
+        if out is None:
+            return None
+        T = out["cam_from_world"]
+        R_w2c, t_w2c = T.rotation.matrix(), np.asarray(T.translation)
+        return R_w2c.T, -R_w2c.T @ t_w2c
+
+    return solve
+
+
+def summarize(name: str, family: str, walls, cpus, errs, note: str = "") -> dict:
+    rot = np.array([e[0] for e in errs])
+    trans = np.array([e[1] for e in errs])
+    within = float(np.mean((rot <= 5.0) & (trans <= 0.05)))
+    return {"name": name, "family": family, "ms": 1e3 * statistics.median(walls), "cpu_ms": 1e3 * statistics.median(cpus),
+            "within": within, "rot": float(np.median(rot)), "trans_cm": 100.0 * float(np.median(trans)), "note": note}
+
+
+def print_table(ratio: float, rows: list[dict]) -> None:
+    print(f"\n== {100 * ratio:.0f} % outliers ==")
+    print(f"{'configuration':<34} {'ms/frame':>9} {'CPU ms':>8} {'5cm/5deg':>9} {'med deg':>8} {'med cm':>7}  note")
+    for r in rows:
+        print(f"{r['name']:<34} {r['ms']:>9.2f} {r['cpu_ms']:>8.2f} {100 * r['within']:>8.0f}% {r['rot']:>8.4f} "
+              f"{r['trans_cm']:>7.3f}  {r['note']}")
+    best = max(r["within"] for r in rows)
+    print(f"-- fastest configuration of each family reaching {100 * best:.0f} % within 5 cm / 5 deg:")
+    fastest = {}
+    for r in rows:
+        if r["within"] >= best and (r["family"] not in fastest or r["ms"] < fastest[r["family"]]["ms"]):
+            fastest[r["family"]] = r
+    for family, r in sorted(fastest.items(), key=lambda kv: kv[1]["ms"]):
+        print(f"   {family:<9} {r['name']:<34} {r['ms']:>8.2f} ms  median {r['rot']:.4f} deg / {r['trans_cm']:.3f} cm")
+    anchors = [r for f, r in fastest.items() if f != "maploc"]
+    if "maploc" in fastest and anchors:
+        a = min(anchors, key=lambda r: r["ms"])
+        m = fastest["maploc"]
+        verdict = "maploc leads" if m["ms"] <= a["ms"] else "maploc trails"
+        print(f"   {verdict}: {m['ms']:.2f} ms vs {a['name']} {a['ms']:.2f} ms ({a['ms'] / m['ms']:.2f}x)")
+
+
+def plot(path: str, results: dict[float, list[dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maploc.evaluation.report import save_figure
+
+    ratios = sorted(results)
+    fig, axes = plt.subplots(2, len(ratios), figsize=(5 * len(ratios), 8), squeeze=False)
+    for j, ratio in enumerate(ratios):
+        families: dict[str, list[dict]] = {}
+        for r in results[ratio]:
+            families.setdefault(r["family"] + (" adaptive" if "adaptive" in r["name"] else ""), []).append(r)
+        for fam, rows in families.items():
+            rows = sorted(rows, key=lambda r: r["ms"])
+            ms = [r["ms"] for r in rows]
+            axes[0, j].plot(ms, [100 * r["within"] for r in rows], "o-", label=fam)
+            axes[1, j].plot(ms, [min(r["rot"], 180.0) for r in rows], "o-", label=fam)
+        for i, label in enumerate(["% within 5 cm / 5 deg", "median rotation error (deg)"]):
+            axes[i, j].set_xscale("log")
+            axes[i, j].set_xlabel("ms per frame (CPU, 1 thread)")
+            axes[i, j].set_ylabel(label)
+            axes[i, j].grid(True, which="both", alpha=0.3)
+        axes[1, j].set_yscale("log")
+        axes[0, j].set_title(f"{100 * ratio:.0f} % outliers")
+        axes[0, j].legend(fontsize=8)
+    save_figure(fig, path)
+    print(f"\nplot: {path}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--frames", type=int, default=16, help="frames per outlier ratio (and batch size cap)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--hypotheses", type=int, default=64)
     parser.add_argument("--threshold", type=float, default=10.0)
-    parser.add_argument("--candidates", type=int, default=64, help="maploc: candidate minimal sets per hypothesis")
-    parser.add_argument("--outliers", type=float, nargs="+", default=[0.0, 0.5, 0.8])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.5, 0.8])
+    parser.add_argument("--iterations", type=int, nargs="+", default=[16, 64, 256, 1024, 4096])
+    parser.add_argument("--hypotheses", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--confidences", type=float, nargs="+", default=[0.99, 0.999])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch / OpenCV threads (0: library default)")
+    parser.add_argument("--plot", default="/tmp/bench_ransac.png")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
-    bench(args)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    load = os.getloadavg()[0]
+    print(f"{args.frames} frames x {args.repeats} repeats, 4,800 correspondences, 1 px noise, threshold "
+          f"{args.threshold} px, {args.threads} thread(s); load average {load:.1f} on {os.cpu_count()} cores")
+    results: dict[float, list[dict]] = {}
+    for ratio in args.ratios:
+        rng = np.random.default_rng(args.seed)
+        frames = [make_frame(rng, ratio) for _ in range(args.frames)]
+        rows = []
+        for H in args.hypotheses:
+            w, c, e, sets = run_maploc(DSACRansac("rgb", num_hypotheses=H, inlier_threshold=args.threshold),
+                                       frames, args.batch, args.repeats)
+            rows.append(summarize(f"maploc H={H} batch {args.batch}", "maploc", w, c, e, f"{sets:.0f} minimal sets"))
+        for p in args.confidences:
+            H = max(args.hypotheses)
+            solver = DSACRansac("rgb", num_hypotheses=H, inlier_threshold=args.threshold, adaptive_confidence=p)
+            w, c, e, sets = run_maploc(solver, frames, args.batch, args.repeats)
+            rows.append(summarize(f"maploc H={H} adaptive {p} batch {args.batch}", "maploc", w, c, e,
+                                  f"{sets:.0f} minimal sets"))
+        w, c, e = run_per_frame(poselib_solver(None, args.threshold), frames, args.repeats)
+        rows.append(summarize("poselib default", "poselib", w, c, e))
+        w, c, e = run_per_frame(pycolmap_solver(None, args.threshold), frames, args.repeats)
+        rows.append(summarize("pycolmap default", "pycolmap", w, c, e))
+        for n in args.iterations:
+            for family, make in (("poselib", poselib_solver), ("pycolmap", pycolmap_solver), ("cv2", cv2_solver)):
+                cv2.setRNGSeed(args.seed)
+                w, c, e = run_per_frame(make(n, args.threshold), frames, args.repeats)
+                label = f"cv2 P3P {n} it + RefineLM" if family == "cv2" else f"{family} {n} it"
+                rows.append(summarize(label, family, w, c, e))
+        results[ratio] = rows
+        print_table(ratio, rows)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+    if args.plot:
+        plot(args.plot, results)
 
 
 if __name__ == "__main__":

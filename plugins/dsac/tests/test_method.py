@@ -296,6 +296,31 @@ def test_training_step_of_every_stage(room_batch, stage, mode, use_depth):
     assert bool(method.model.mean_initialized)
 
 
+def test_e2e_batch_without_any_hypothesis_skips_the_step(room_batch, tmp_path, monkeypatch):
+    """A batch in which every image fails RANSAC (here: every scene coordinate NaN, so no valid
+    correspondence) returns None; the engine skips the optimizer step and counts it."""
+    from maploc.engine import Engine, EngineConfig
+
+    cfg = _config("stages=[e2e]", "e2e.steps=2", "train.batch_size=2")
+    method = DSACMethod(cfg)
+    method.model = method.configure_model()
+    forward = type(method.model).forward
+
+    def broken(self, images):
+        out = dict(forward(self, images))
+        out["scene_coordinates"] = out["scene_coordinates"] * float("nan")
+        return out
+
+    monkeypatch.setattr(type(method.model), "forward", broken)
+    assert method.training_step(method.model, dict(room_batch), 0) is None
+    assert method.stage_log["e2e"]["skipped_steps"] == 1 and method.stage_log["e2e"]["loss_last"] is None
+    before = [p.detach().clone() for p in method.model.parameters()]
+    result = method.fit(Engine(EngineConfig(progress=False), tmp_path), SyntheticRoom(None, "train", image_height=48))
+    assert result.skipped_steps == 2
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, method.model.parameters()))
+    assert "3 steps skipped" in method.report_sections(tmp_path, {})[0][1]  # the direct call, then 2
+
+
 def test_mean_scene_coordinate_from_depth_and_from_poses(room_batch):
     room = SyntheticRoom(None, "train", image_height=48)
     mean = scene_mean(room, max_samples=6)

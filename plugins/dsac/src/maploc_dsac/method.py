@@ -218,11 +218,13 @@ class DSACMethod(Method[DSACConfig]):
                 return
         net.set_mean(batch["t_cam2world"].double().mean(0).float())
 
-    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Tensor:
+    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Tensor | None:
         """One optimizer step of the stage that step ``batch_idx`` belongs to.
 
         ``batch`` is :func:`maploc.data.collate`'s dict (``image``, ``K``, ``R_cam2world``,
-        ``t_cam2world``, optional ``depth``); ``batch_idx`` is the engine's global step.
+        ``t_cam2world``, optional ``depth``); ``batch_idx`` is the engine's global step. Returns the
+        loss, or ``None`` (the engine skips the optimizer step and counts it) for an ``e2e`` batch in
+        which no image has a RANSAC hypothesis.
 
         Raises:
             DataError: if the batch has no ground-truth poses.
@@ -265,7 +267,11 @@ class DSACMethod(Method[DSACConfig]):
         else:
             loss, e2e_stats = self._e2e(pred, aug, t, cell_valid, h, w, H)
             stats.update(e2e_stats)
-        self._record(stage, batch_idx, float(loss.detach()), time.perf_counter() - t0, B, stats)
+        seconds = time.perf_counter() - t0
+        if loss is None:
+            self._record_skip(stage, batch_idx, seconds, B)
+            return None
+        self._record(stage, batch_idx, float(loss.detach()), seconds, B, stats)
         return loss
 
     def _reprojection(
@@ -301,9 +307,10 @@ class DSACMethod(Method[DSACConfig]):
 
     def _e2e(
         self, pred: Tensor, aug: Any, t: Tensor, cell_valid: Tensor, h: int, w: int, height: int
-    ) -> tuple[Tensor, dict[str, float]]:
+    ) -> tuple[Tensor | None, dict[str, float]]:
         """DSAC*'s end-to-end objective (Sec. 4.3, Eq. 11): the expected pose loss over the
-        hypotheses, ``sum_h p_h loss(h)``, differentiated through scoring, selection and refinement."""
+        hypotheses, ``sum_h p_h loss(h)``, differentiated through scoring, selection and refinement;
+        ``None`` when no image of the batch has a hypothesis."""
         cfg = self.config
         B = pred.shape[0]
         N = h * w
@@ -326,15 +333,16 @@ class DSACMethod(Method[DSACConfig]):
                                      lc.weight_trans, lc.pose_soft_clamp)
         )
         ok = expectation.success
-        if bool(ok.any()):
-            loss = losses[ok].mean().to(pred.dtype)
-        else:
-            loss = pred.sum() * 0.0
-        return loss, {"images_with_hypotheses": float(ok.float().mean())}
+        if not bool(ok.any()):
+            return None, {}
+        return losses[ok].mean().to(pred.dtype), {"images_with_hypotheses": float(ok.float().mean())}
 
-    def _record(self, stage: str, step: int, loss: float, seconds: float, batch: int, stats: dict[str, float]) -> None:
+    def _record(
+        self, stage: str, step: int, loss: float | None, seconds: float, batch: int, stats: dict[str, float]
+    ) -> None:
         """Per-stage statistics. ``seconds``: forward and loss of this step; ``wall_seconds`` adds the
-        time from one step's start to the next one's (backward, optimizer, loading the next batch)."""
+        time from one step's start to the next one's (backward, optimizer, loading the next batch).
+        ``loss=None``: a skipped step (no loss)."""
         now = time.perf_counter()
         if self._last_step_start is not None and self._last_stage in self.stage_log:
             self.stage_log[self._last_stage]["wall_seconds"] += now - seconds - self._last_step_start
@@ -342,19 +350,28 @@ class DSACMethod(Method[DSACConfig]):
         entry = self.stage_log.setdefault(
             stage,
             {"first_step": step, "last_step": step, "steps": 0, "images": 0, "seconds": 0.0, "wall_seconds": 0.0,
-             "loss_first": loss},
+             "loss_first": None, "loss_last": None},
         )
+        if loss is not None:
+            entry["loss_last"] = loss
+            if entry["loss_first"] is None:
+                entry["loss_first"] = loss
         entry["last_step"] = step
         entry["steps"] += 1
         entry["images"] += batch
         entry["seconds"] += seconds
-        entry["loss_last"] = loss
         entry["lr"] = self.config.stage_lr(stage)
         for k, v in stats.items():
             entry[f"{k}_last"] = v
         if self._last_stage != stage:
             log.info("dsac: stage %s starts at step %d", stage, step)
             self._last_stage = stage
+
+    def _record_skip(self, stage: str, step: int, seconds: float, batch: int) -> None:
+        """A step whose batch had no RANSAC hypothesis (no optimizer step): counted per stage."""
+        self._record(stage, step, None, seconds, batch, {})
+        entry = self.stage_log[stage]
+        entry["skipped_steps"] = entry.get("skipped_steps", 0) + 1
 
     def stage_summary(self) -> dict[str, Any]:
         """Per-stage training information (what ``training_stages.json`` holds): for each stage that
@@ -575,10 +592,15 @@ def _stage_lines(stages: Mapping[str, Mapping[str, Any]]) -> str:
     for stage, info in stages.items():
         lines.append(
             f"{stage:<13} steps {info['first_step']}-{info['last_step']} ({info['steps']}), lr {info['lr']:.3g}, "
-            f"loss {info['loss_first']:.4g} -> {info['loss_last']:.4g}, {info['images']} images, "
+            f"loss {_fmt(info['loss_first'])} -> {_fmt(info['loss_last'])}, {info['images']} images, "
             f"{info.get('wall_seconds', 0.0):.1f} s ({info['seconds']:.1f} s in forward+loss)"
+            + (f", {info['skipped_steps']} steps skipped (no RANSAC hypothesis)" if info.get("skipped_steps") else "")
         )
     return "\n".join(lines)
+
+
+def _fmt(loss: float | None) -> str:
+    return "n/a" if loss is None else f"{loss:.4g}"
 
 
 def _write_json(path: Path, data: Any) -> Path:

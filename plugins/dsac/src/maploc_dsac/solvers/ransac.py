@@ -71,7 +71,6 @@ from torch import Tensor
 from maploc_dsac.solvers.adaptive import adaptive_hypotheses
 from maploc_dsac.solvers.models import MODELS, Observations
 from maploc_dsac.solvers.ops import compute_dtype, invert, rows
-from maploc_dsac.solvers.refinement import refine_on_inliers
 from maploc_dsac.solvers.results import DSACExpectation, RansacResult
 from maploc_dsac.solvers.sampling import image_seeds, minimal_set_sampler, sample_minimal_sets
 from maploc_dsac.solvers.scoring import soft_inlier_count, soft_inlier_counts_fast
@@ -210,14 +209,8 @@ class DSACRansac:
         return R, t, has, consistent & has
 
     def hypotheses(
-        self,
-        scene_coordinates: Tensor,
-        pixels: Tensor | None = None,
-        K: Tensor | None = None,
-        points_cam: Tensor | None = None,
-        mask: Tensor | None = None,
-        *,
-        seed: Tensor | int | None = None,
+        self, scene_coordinates: Tensor, pixels: Tensor | None = None, K: Tensor | None = None,
+        points_cam: Tensor | None = None, mask: Tensor | None = None, *, seed: Tensor | int | None = None,
         minimal_sets: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Draws and solves the minimal sets (DSAC* ``sampleHypotheses``).
@@ -406,11 +399,11 @@ class DSACRansac:
 
     def _refine_winner(
         self, R: Tensor, t: Tensor, sc: Tensor, obs: Observations, mask: Tensor, valid: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Test-time :func:`~maploc_dsac.solvers.refinement.refine_on_inliers` for one pose per image
-        ``(B, 3, 3)``, ``(B, 3)``, in the compute dtype: the same re-fits, but each step only re-fits
-        (and re-scores) the images whose inlier set is still growing. Returns the refined pose and its
-        inliers among ``valid``."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Fast :func:`~maploc_dsac.solvers.refinement.refine_on_inliers` (no autograd) for one pose
+        per problem ``(B, 3, 3)``, ``(B, 3)``, in the compute dtype: the same re-fits, but each step
+        only re-fits (and re-scores) the problems whose inlier set is still growing. Returns the
+        refined pose, its inliers among ``valid``, and the inlier set of its last fit (``mask``)."""
         B = R.shape[0]
         model = self.model
         Xh = torch.cat([sc, torch.ones_like(sc[..., :1])], -1).transpose(1, 2).contiguous()  # (B, 4, N)
@@ -421,6 +414,7 @@ class DSACRansac:
 
         R, t = R.clone(), t.clone()
         inliers = (errors(None, R, t) < self.inlier_threshold) & mask
+        used = inliers.clone()
         best = torch.full((B,), self.set_size, dtype=torch.int64, device=R.device)
         active = torch.ones(B, dtype=torch.bool, device=R.device)
         for _ in range(self.max_refinement_steps):
@@ -441,11 +435,12 @@ class DSACRansac:
             R_a = torch.where(ok[:, None, None], R_new, R_a)
             t_a = torch.where(ok[:, None], t_new, t_a)
             inl = (errors(None if every else idx, R_a, t_a) < self.inlier_threshold) & sub(mask)
+            fitted = torch.where(ok[:, None], sub(inliers), sub(used))
             if every:
-                R, t, active, inliers = R_a, t_a, ok, inl
+                R, t, active, inliers, used = R_a, t_a, ok, inl, fitted
             else:
-                R[idx], t[idx], active[idx], inliers[idx] = R_a, t_a, ok, inl
-        return R, t, (errors(None, R, t) < self.inlier_threshold) & valid
+                R[idx], t[idx], active[idx], inliers[idx], used[idx] = R_a, t_a, ok, inl, fitted
+        return R, t, (errors(None, R, t) < self.inlier_threshold) & valid, used
 
     # ---- public entry points ----------------------------------------------------------------------
 
@@ -514,7 +509,7 @@ class DSACRansac:
         R0, t0 = R[b, best], t[b, best]
         # Refine the winner in the compute dtype.
         cd = compute_dtype(sc)
-        R_ref, t_ref, inliers = self._refine_winner(
+        R_ref, t_ref, inliers, _ = self._refine_winner(
             R0.to(cd), t0.to(cd), sc.to(cd), obs.to(cd), valid & has_any[:, None], valid
         )
         num_inliers = inliers.sum(-1)
@@ -572,17 +567,21 @@ class DSACRansac:
         logits_safe = torch.where(has_any[:, None], logits, torch.zeros_like(logits))
         probs = torch.softmax(logits_safe, dim=-1) * (hyp_valid & has_any[:, None])
         with torch.no_grad():
-            sc_d, obs_d = sc.detach(), obs.detach()
-            _, _, inliers = refine_on_inliers(
-                R.detach(),
-                t.detach(),
-                lambda R_, t_: self._errors_obs(R_, t_, sc_d, obs_d),
-                self.model.fit_fn(sc_d, obs_d, 1, self.lm_iterations, self.max_error),
-                valid[:, None, :] & hyp_valid[..., None],
-                self.inlier_threshold,
-                self.set_size,
-                self.max_refinement_steps,
+            # Every hypothesis' final inlier set, by the test-time refinement on all B * H of them
+            # (the same re-fits as refine_on_inliers with the model's fit_fn, in the compute dtype).
+            B, H = hyp_valid.shape
+            cd = compute_dtype(sc)
+
+            def flat(x: Tensor) -> Tensor:
+                return x.detach()[:, None].expand(B, H, *x.shape[1:]).reshape(B * H, *x.shape[1:])
+
+            obs_f = Observations(flat(obs.target), None if obs.K is None else flat(obs.K)).to(cd)
+            mask = flat(valid) & hyp_valid.reshape(B * H, 1)
+            _, _, _, inliers = self._refine_winner(
+                R.detach().reshape(B * H, 3, 3).to(cd), t.detach().reshape(B * H, 3).to(cd), flat(sc).to(cd), obs_f,
+                mask, mask,
             )
+            inliers = inliers.reshape(B, H, -1)
         R_ref, t_ref = self.model.refine_differentiable(
             R, t, sc, obs, inliers, self.train_refinement_steps, self.max_error
         )
