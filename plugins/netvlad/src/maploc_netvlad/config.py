@@ -9,8 +9,9 @@ from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_ra
 __all__ = ["ModelConfig", "MiningConfig", "SplitConfig", "IndexConfig", "EvalConfig", "NetVLADConfig",
            "StudentModelConfig", "MobileNetVLADConfig", "SIMCITY_OPTIONS"]
 
-#: The default sample: sim-city traversals, map = day traversal, queries = the other traversal under night, dusk
-#: and autumn (dataset options of ``maploc-simcity``).
+#: sim-city options of the ``conditions`` preset: map = traversal 0 by day, queries = both traversals at night, dusk
+#: and in autumn (the default config sets no dataset options, so that any dataset works; sim-city's own defaults are
+#: two traversals by day and night).
 SIMCITY_OPTIONS: dict[str, object] = {
     "frames": 120,
     "traversals": 2,
@@ -71,7 +72,7 @@ class MiningConfig:
 
     positive_radius_m: float = attrs.field(default=10.0, validator=greater_than(0))
     negative_radius_m: float = attrs.field(default=25.0, validator=greater_than(0))
-    num_negatives: int = attrs.field(default=4, validator=at_least(1))
+    num_negatives: int = attrs.field(default=3, validator=at_least(1))
     negative_pool: int = attrs.field(default=200, validator=at_least(1))
     refresh_every: int = attrs.field(default=50, validator=at_least(1))
     margin: float = attrs.field(default=0.1, validator=greater_than(0))
@@ -144,8 +145,8 @@ class NetVLADConfig:
     index: IndexConfig = IndexConfig()
     eval: EvalConfig = EvalConfig()
     encode_batch_size: int = attrs.field(default=16, validator=at_least(1))
-    train: TrainConfig = TrainConfig(epochs=0, max_steps=300, batch_size=4, lr=1e-4, log_every=10)
-    data: DataConfig = DataConfig(image_height=120, options=SIMCITY_OPTIONS)
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=150, batch_size=4, lr=1e-4, log_every=10)
+    data: DataConfig = DataConfig(image_height=96)
 
 
 @attrs.frozen(kw_only=True)
@@ -169,5 +170,5 @@ class MobileNetVLADConfig:
     index: IndexConfig = IndexConfig()
     eval: EvalConfig = EvalConfig()
     encode_batch_size: int = attrs.field(default=16, validator=at_least(1))
-    train: TrainConfig = TrainConfig(epochs=0, max_steps=400, batch_size=16, lr=1e-3, log_every=10)
-    data: DataConfig = DataConfig(image_height=120, options=SIMCITY_OPTIONS)
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=300, batch_size=16, lr=1e-3, log_every=10)
+    data: DataConfig = DataConfig(image_height=96)

@@ -15,7 +15,6 @@ import logging
 import shutil
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,7 +30,11 @@ __all__ = ["NetVLADMethod", "MobileNetVLADMethod", "build_teacher"]
 
 log = logging.getLogger(__name__)
 
-_CONFORMANCE = ("split.block_size_m=0", "data.image_height=48", "encode_batch_size=8")
+#: conformance: a tiny sim-city render (one traversal by day and night, 12 frames 4 m apart, 64x48 px).
+_CONFORMANCE = (
+    "split.block_size_m=0", "data.image_height=48", "encode_batch_size=8", "data.frames=12", "data.traversals=1",
+    "data.conditions=day,night", "data.width=64", "data.height=48",
+)
 
 
 def training_sources(train_data: Dataset, split: Any) -> list[Dataset]:
@@ -64,8 +67,7 @@ class NetVLADMethod(RetrievalMethod):
     presets_package: ClassVar[str | None] = "maploc_netvlad.presets.netvlad"
     whiten_on_map: ClassVar[bool] = True
     conformance_overrides: ClassVar[tuple[str, ...]] = (
-        *_CONFORMANCE, "mining.positive_radius_m=1.5", "mining.negative_radius_m=2.5", "mining.num_negatives=2",
-        "model.num_clusters=8", "train.batch_size=2",
+        *_CONFORMANCE, "mining.num_negatives=2", "model.num_clusters=8", "train.batch_size=2",
     )
 
     def __init__(self, config: NetVLADConfig) -> None:
@@ -153,8 +155,7 @@ class MobileNetVLADMethod(RetrievalMethod):
     conformance_overrides: ClassVar[tuple[str, ...]] = (
         *_CONFORMANCE, "model.num_clusters=8", "model.descriptor_dim=16", "train.batch_size=4",
         "teacher.train.max_steps=2", "teacher.train.batch_size=2", "teacher.model.num_clusters=8",
-        "teacher.split.block_size_m=0", "teacher.mining.positive_radius_m=1.5", "teacher.mining.negative_radius_m=2.5",
-        "teacher.mining.num_negatives=2",
+        "teacher.split.block_size_m=0", "teacher.mining.num_negatives=2",
     )
 
     def __init__(self, config: MobileNetVLADConfig) -> None:

@@ -38,7 +38,7 @@ def retrieval_plots(method: Any, run_dir: Path, queries: Dataset, estimates: Seq
         mask = np.array([x == c for x in b.conditions])
         color = f"C{j % 10}"
         for key, style in (("method", "-"), ("nn-retrieval", "--")):
-            curve = recall_curve(b.ranked[key][mask], b.distances[mask], cfg.eval.distance_threshold_m, max(NS))
+            curve = recall_curve(b.ranked[key][mask], b.truth[cfg.eval.distance_threshold_m][mask], max(NS))
             ax.plot(n, curve, style, color=color, label=f"{method.name if key == 'method' else key} {c}")
     ax.set_xlabel("N (retrieved map images)")
     ax.set_ylabel(f"recall@N within {cfg.eval.distance_threshold_m:g} m (%)")
@@ -58,12 +58,13 @@ def retrieval_plots(method: Any, run_dir: Path, queries: Dataset, estimates: Seq
         axes[0].set_title(f"query\n{q.name}", fontsize=7)
         for ax_, r in zip(axes[1:], top):
             s = method.map_data[r]
-            ok = b.distances[qi, r] <= cfg.eval.distance_threshold_m
+            ok = bool(b.truth[cfg.eval.distance_threshold_m][qi, r])
             ax_.imshow(s.image.permute(1, 2, 0).numpy())
             for spine in ax_.spines.values():
                 spine.set_edgecolor("green" if ok else "red")
                 spine.set_linewidth(4)
-            ax_.set_title(f"{s.name}\n{b.distances[qi, r]:.1f} m", fontsize=7)
+            ax_.set_title(f"{s.name}\n{b.distances[qi, r]:.1f} m" if np.isfinite(b.distances[qi, r]) else s.name,
+                          fontsize=7)
         for ax_ in axes:
             ax_.set_xticks([])
             ax_.set_yticks([])
@@ -77,7 +78,10 @@ def retrieval_plots(method: Any, run_dir: Path, queries: Dataset, estimates: Seq
         x = np.concatenate([method.map_descriptors, qd])
         xy = PCA(n_components=2, random_state=0).fit_transform(x)
         m = len(method.map_descriptors)
-        place_q = b.distances.argmin(axis=1) if b.distances.size else np.zeros(len(qd))
+        if b.distances.size and np.isfinite(b.distances).all():
+            place_q = b.distances.argmin(axis=1)
+        else:
+            place_q = b.truth[cfg.eval.distance_threshold_m].argmax(axis=1)
         place = np.r_[np.arange(m), place_q[: len(qd)]]
         fig, ax = plt.subplots(figsize=(5, 4))
         sc = ax.scatter(xy[:m, 0], xy[:m, 1], c=place[:m], cmap="viridis", marker="o", s=12, label="map")

@@ -53,7 +53,7 @@ def block_split(
         ``train`` and ``held_out`` ``(N,)`` bool masks.
     """
     n = len(xyz)
-    if block_size_m <= 0 or n == 0:
+    if block_size_m <= 0 or n == 0 or not np.isfinite(xyz[:, :2]).all():
         return np.ones(n, dtype=bool), np.ones(n, dtype=bool)
     ref = (xyz if reference_xyz is None else reference_xyz)[:, :2].astype(np.float64)
     centre = ref.mean(axis=0)

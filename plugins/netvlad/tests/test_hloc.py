@@ -1,0 +1,62 @@
+"""hloc's pieces: depth lifting + PoseLib PnP recover an exact pose; mutual ratio matching; failures are counted."""
+
+import numpy as np
+import torch
+from maploc_netvlad.hloc import HlocConfig, HlocMethod, lift_keypoints, mutual_ratio_matches
+
+from maploc.data.synthetic import SyntheticRoom
+
+
+def test_lifted_keypoints_give_back_the_pose():
+    import poselib
+
+    s = SyntheticRoom(None, "query")[3]
+    h, w = s.depth.shape
+    rng = np.random.default_rng(0)
+    kp = np.round(np.c_[rng.uniform(0, w - 1, 100), rng.uniform(0, h - 1, 100)])
+    X = lift_keypoints(kp, s.depth, s.camera.K, s.T_cam2world)
+    assert np.isfinite(X).all()
+    K = s.camera.K.double()
+    camera = {"model": "PINHOLE", "width": w, "height": h,
+              "params": [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])]}
+    pose, info = poselib.estimate_absolute_pose(kp, X, camera, {"max_reproj_error": 1.0}, {})
+    R_cam2world = np.asarray(pose.R).T
+    t_cam2world = -R_cam2world @ np.asarray(pose.t)
+    assert info["num_inliers"] == 100
+    np.testing.assert_allclose(R_cam2world, s.T_cam2world.R.numpy(), atol=1e-5)
+    np.testing.assert_allclose(t_cam2world, s.T_cam2world.t.numpy(), atol=1e-5)
+
+
+def test_lift_marks_invalid_depth_and_outside_points():
+    depth = torch.zeros(4, 5)
+    depth[1, 2] = 2.0
+    K = torch.tensor([[10.0, 0, 2], [0, 10.0, 1.5], [0, 0, 1]])
+    from maploc.types import Pose
+
+    X = lift_keypoints(np.array([[2.0, 1.0], [0.0, 0.0], [9.0, 9.0]]), depth, K, Pose.identity())
+    np.testing.assert_allclose(X[0], [0.0, -0.1, 2.0], atol=1e-6)
+    assert np.isnan(X[1]).all() and np.isnan(X[2]).all()
+
+
+def test_mutual_ratio_matches():
+    rng = np.random.default_rng(0)
+    d1 = rng.standard_normal((20, 128)).astype(np.float32)
+    perm = rng.permutation(20)
+    d0 = d1[perm] + 0.01 * rng.standard_normal((20, 128)).astype(np.float32)
+    d0 = np.concatenate([d0, d1[:1] + 0.02])  # an ambiguous near-duplicate of d1[0] fails the mutual check
+    pairs = mutual_ratio_matches(d0, d1, 0.8)
+    truth = {(i, int(perm[i])) for i in range(20)}
+    assert {tuple(p) for p in pairs.tolist()} <= truth | {(20, 0)}
+    assert len(pairs) >= 19
+    assert len(mutual_ratio_matches(d0[:1], d1, 0.8)) == 0
+
+
+def test_textureless_queries_fail_without_raising():
+    method = HlocMethod(HlocConfig())
+    room = SyntheticRoom(None, "map")
+    method.build_map(room)
+    q = SyntheticRoom(None, "query")[0]
+    blank = type(q)(image=torch.full_like(q.image, 0.5), camera=q.camera, T_cam2world=q.T_cam2world, name="blank")
+    out = method.localize([blank])
+    assert len(out) == 1 and not out[0].success
+    assert method.stats["failed_few_matches"] == 1
