@@ -523,3 +523,22 @@ def test_run_reports_a_broken_query_split_before_training(dsac_scene, tmp_path, 
             say=lambda s: None,
         )
     assert not out.exists()  # the failed run removed the run directory it created
+
+
+def test_metadata_matches_the_samples_without_decoding_images(dsac_scene, seven_scenes, monkeypatch) -> None:
+    """``metadata(i)`` equals what ``dataset[i]`` says of names and poses, and reads no image."""
+    from maploc.data.sevenscenes import SevenScenes
+
+    datasets = [DSACLayout(dsac_scene[0], "train"), SevenScenes(seven_scenes[0], "map")]
+    expected = [[(s.name, s.T_cam2world.matrix(), s.sequence) for s in d] for d in datasets]
+    from maploc.data import io as io_module
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("metadata decoded an image")
+
+    monkeypatch.setattr(io_module, "read_image", no_decode)
+    for d, exp in zip(datasets, expected):
+        for i, (name, T, seq) in enumerate(exp):
+            meta = d.metadata(i)
+            assert (meta.name, meta.sequence) == (name, seq)
+            assert torch.allclose(meta.T_cam2world.matrix(), T)

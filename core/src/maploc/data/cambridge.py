@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from maploc.api import Dataset
+from maploc.api import Dataset, SampleMeta
 from maploc.data import io
 from maploc.errors import DataError
 from maploc.geometry.rotation import quaternion_to_matrix
@@ -197,6 +197,19 @@ class CambridgeLandmarks(Dataset):
         else:
             focal = DEFAULT_FOCAL * width / DEFAULT_FOCAL_WIDTH
         return Camera.from_focal(focal, width, height, cx=width / 2, cy=height / 2)
+
+    def metadata(self, index: int) -> SampleMeta:
+        """Name, ``T_cam2world`` (from the pose list, already parsed) and sequence of sample ``index``."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index = index % len(self)
+        image_file, T_cam2world, _ = self.entries[index]
+        frame = _FRAME_RE.search(PurePosixPath(image_file).name)
+        return SampleMeta(
+            name=str(PurePosixPath(image_file).with_suffix("")), T_cam2world=T_cam2world,
+            sequence=str(PurePosixPath(image_file).parent) if "/" in image_file else "",
+            timestamp=float(frame.group(1)) if frame else float(index),
+        )
 
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):

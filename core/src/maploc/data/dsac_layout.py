@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from maploc.api import Dataset
+from maploc.api import Dataset, SampleMeta
 from maploc.data import io
 from maploc.errors import DataError
 from maploc.types import Sample
@@ -139,6 +139,16 @@ class DSACLayout(Dataset):
             timestamp=float(index),
             extras=extras,
         )
+
+    def metadata(self, index: int) -> SampleMeta:
+        """Name, ``T_cam2world`` (from the pose file alone) and sequence of sample ``index``."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index = index % len(self)
+        name = self.rgb_files[index].stem
+        match = _SEQUENCE_RE.match(name)
+        return SampleMeta(name=name, T_cam2world=io.read_pose(self.pose_files[index]),
+                          sequence=match.group(1) if match else "", timestamp=float(index))
 
     @staticmethod
     def _read_coordinates(path: Path) -> torch.Tensor:

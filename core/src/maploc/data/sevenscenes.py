@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maploc.api import Dataset
+from maploc.api import Dataset, SampleMeta
 from maploc.data import io
 from maploc.errors import DataError
 from maploc.types import Camera, Pose, Sample
@@ -241,6 +241,15 @@ class SevenScenes(Dataset):
             timestamp=float(frame),
             extras={"color_path": str(color_path), "depth_path": str(depth_path), "pose_path": str(pose_path)},
         )
+
+    def metadata(self, index: int) -> SampleMeta:
+        """Name, ``T_cam2world`` (from the pose file alone), sequence and frame index of sample ``index``."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        seq, frame, color_path = self._frames[index]
+        stem = color_path.name.split(".")[0]
+        return SampleMeta(name=f"{seq}/{stem}", T_cam2world=io.read_pose(color_path.with_name(stem + ".pose.txt")),
+                          sequence=seq, timestamp=float(frame))
 
     @staticmethod
     def depth_camera(width: int = 640, height: int = 480) -> Camera:
