@@ -1,0 +1,343 @@
+"""The ``deepseqslam`` method: DeepSeqSLAM (Chancán & Milford, "DeepSeqSLAM: A Trainable CNN+RNN
+for Joint Global Description and Sequence-based Place Recognition", NeurIPS 2020 workshop ML4AD).
+
+A per-frame CNN global descriptor (a timm backbone built with ``pretrained=False`` and trained
+here, or any ``maploc.encoders`` entry such as ``netvlad``) feeds an LSTM over the last ``ds``
+frames (Sec. 3: optionally with the frame's normalised position as an extra input, as the
+reference code's positional option); a linear layer classifies the sequence's last frame among
+the reference traversal's places (one class per reference frame). Training (Sec. 3-4 of the
+paper: the reference traversal only) runs through the core engine on every window of the
+reference traversal, with photometric augmentation (brightness, gamma, colour gains, noise)
+standing in for the unseen query conditions; a window length between 1 and ``ds`` is drawn per
+step so the same network also answers single frames and the start of a sequence.
+
+Evaluation is the SeqSLAM one (:mod:`maploc_seqslam.common`): the match is the most probable
+place; ``confidence = 1 - mu`` with the uniqueness ratio ``mu`` of the negative log-probabilities
+(best over best outside ``uniqueness_window``); ``extras["retrieved"]`` holds the top-5.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maploc.api import Dataset, Method
+from maploc.config import DataConfig, TrainConfig, at_least, in_range
+from maploc.errors import ConfigError
+from maploc.types import PoseEstimate, Sample
+from maploc_seqslam import common
+from maploc_seqslam.search import uniqueness
+from maploc_seqslam.seqslam import StreamingMatcher, plot_all
+
+__all__ = ["DeepSeqSLAM", "DeepSeqSLAMConfig", "DeepSeqSLAMNet"]
+
+
+@attrs.frozen(kw_only=True)
+class DeepSeqSLAMConfig:
+    """Config of ``deepseqslam``.
+
+    Attributes:
+        backbone: timm model name of the per-frame CNN (``pretrained=False``; its pooled features).
+        encoder: a ``maploc.encoders`` entry point (e.g. ``netvlad``) used instead of ``backbone``
+            when not empty; it must map ``(B, 3, H, W)`` images to ``(B, D)`` descriptors.
+        descriptor_dim: the per-frame descriptor size after a linear projection.
+        hidden_size: LSTM hidden units.
+        ds: sequence length in frames.
+        positional: add each frame's normalised index in its traversal to the LSTM input (the
+            reference's positional option; only fair where query and reference indices are not
+            aligned by construction, so off by default).
+        augment: photometric augmentation strength in ``[0, 1]`` (0 = none).
+        block_size: consecutive places per training block; ``train.batch_size`` counts blocks, so a
+            step classifies ``batch_size * block_size`` windows.
+        uniqueness_window: frames around the best place excluded from the second-best score.
+        single_frame: also report ``ds = 1`` (``extras["single_frame"]``).
+        train / data / eval: the generic sections.
+    """
+
+    backbone: str = "mobilenetv3_small_050"
+    encoder: str = ""
+    descriptor_dim: int = attrs.field(default=128, validator=at_least(1))
+    hidden_size: int = attrs.field(default=256, validator=at_least(1))
+    ds: int = attrs.field(default=10, validator=at_least(1))
+    positional: bool = False
+    augment: float = attrs.field(default=1.0, validator=in_range(0.0, 1.0))
+    block_size: int = attrs.field(default=16, validator=at_least(1))
+    uniqueness_window: int = attrs.field(default=10, validator=at_least(0))
+    single_frame: bool = True
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=300, batch_size=2, lr=1e-3, log_every=10,
+                                     checkpoint_every=100)
+    data: DataConfig = DataConfig(image_height=48)
+    eval: common.EvalConfig = common.EvalConfig()
+
+
+class DeepSeqSLAMNet(nn.Module):
+    """CNN per frame -> LSTM over the sequence -> place logits.
+
+    ``forward(images, positions=None)``: ``images (B, L, 3, H, W)`` in [0, 1], ``positions
+    (B, L)`` normalised frame indices (only with ``positional``) -> ``(B, num_places)`` logits of
+    the last frame's place.
+    """
+
+    def __init__(self, num_places: int, backbone: str = "mobilenetv3_small_050", encoder: str = "", descriptor_dim: int = 128,
+                 hidden_size: int = 256, positional: bool = False) -> None:
+        super().__init__()
+        if encoder:
+            from maploc.plugins import load_component
+
+            self.cnn = load_component("encoders", encoder)()
+        else:
+            import timm
+
+            try:
+                self.cnn = timm.create_model(backbone, pretrained=False, num_classes=0)
+            except RuntimeError as e:  # unknown model
+                raise ConfigError(f"backbone={backbone!r}: {e}") from None
+        with torch.no_grad():
+            self.cnn.eval()
+            out = self.cnn(torch.zeros(1, 3, 64, 64))
+            self.cnn.train()
+        if isinstance(out, Mapping):
+            raise ConfigError(f"encoder {encoder!r} returns a mapping; deepseqslam needs (B, D) descriptors")
+        self.project = nn.Linear(int(out.reshape(1, -1).shape[1]), descriptor_dim)
+        self.positional = positional
+        self.lstm = nn.LSTM(descriptor_dim + int(positional), hidden_size, batch_first=True)
+        self.classify = nn.Linear(hidden_size, num_places)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def describe(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` images -> ``(N, descriptor_dim)`` L2-normalised frame descriptors."""
+        x = self.cnn((images - self.mean) / self.std)
+        return F.normalize(self.project(x.reshape(x.shape[0], -1)), dim=-1)
+
+    def sequence(self, descriptors: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L, D)`` frame descriptors (+ ``(B, L)`` positions) -> ``(B, num_places)`` logits."""
+        if self.positional:
+            if positions is None:
+                raise ValueError("positional=True needs positions")
+            descriptors = torch.cat([descriptors, positions[..., None].to(descriptors)], -1)
+        out, _ = self.lstm(descriptors)
+        return self.classify(out[:, -1])
+
+    def forward(self, images: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        B, L = images.shape[:2]
+        d = self.describe(images.flatten(0, 1)).view(B, L, -1)
+        return self.sequence(d, positions)
+
+
+class _Windows(torch.utils.data.Dataset):
+    """Item ``j``: the label ``j`` (reference place); the images are gathered in ``collate``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, j: int) -> int:
+        return j
+
+
+def augment(images: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Photometric augmentation of ``(B, L, 3, H, W)`` sequences (one draw per sequence): brightness
+    scale, gamma, per-channel gains, additive noise and a small horizontal shift; ``strength`` in [0, 1]."""
+    if strength <= 0:
+        return images
+    B = images.shape[0]
+    g = generator
+
+    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(B, *shape, generator=g)
+
+    s = strength
+    scale = u(1 - 0.85 * s, 1 + 0.2 * s, 1, 1, 1, 1)
+    gamma = torch.exp(u(-0.7 * s, 0.7 * s, 1, 1, 1, 1))
+    gains = u(1 - 0.3 * s, 1 + 0.3 * s, 1, 3, 1, 1)
+    out = (images.clamp(0, 1) ** gamma) * scale * gains
+    out = out + 0.03 * s * torch.randn(out.shape, generator=g)
+    shift = int(round(0.06 * s * images.shape[-1]))
+    if shift:
+        dx = int(torch.randint(-shift, shift + 1, (1,), generator=g))
+        out = torch.roll(out, dx, dims=-1)
+    return out.clamp(0, 1)
+
+
+class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
+    """DeepSeqSLAM; see the module docstring."""
+
+    name: ClassVar[str] = "deepseqslam"
+    Config = DeepSeqSLAMConfig
+    presets_package: ClassVar[str | None] = "maploc_seqslam.presets"
+    default_dataset: ClassVar[str] = "sim-city"
+    metric_family: ClassVar[str] = "sequence"
+    localize_batch_size: ClassVar[int] = 32
+    conformance_dataset: ClassVar[str] = "synthetic-room"
+    conformance_overrides: ClassVar[tuple[str, ...]] = ("ds=2", "uniqueness_window=1", "train.batch_size=1",
+                                                        "block_size=2", "descriptor_dim=8", "hidden_size=8")
+
+    def __init__(self, config: DeepSeqSLAMConfig) -> None:
+        super().__init__(config)
+        self._num_places: int | None = None
+        self._map: Dataset | None = None
+        self._train_images: torch.Tensor | None = None
+
+    # -- training ----------------------------------------------------------------------------------
+    def _places(self, data: Dataset) -> int:
+        n = len(data)
+        if self.config.ds > n:
+            raise ConfigError(f"ds={self.config.ds} (sequence length) is longer than the reference traversal ({n} frames)")
+        return n
+
+    def configure_model(self) -> nn.Module | None:
+        """Built lazily by :meth:`fit` / :meth:`build_map` (the number of places is the reference
+        traversal's length); returns the model when it exists."""
+        return self.model
+
+    def _build(self, num_places: int) -> None:
+        if self.model is not None and self._num_places == num_places:
+            return
+        c = self.config
+        self.model = DeepSeqSLAMNet(num_places, c.backbone, c.encoder, c.descriptor_dim, c.hidden_size, c.positional)
+        self._num_places = num_places
+
+    @property
+    def trains(self) -> bool:
+        t = self.config.train
+        return t.epochs > 0 or t.max_steps > 0
+
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+        """Trains on the reference traversal (the ``train`` split = the map's frames, in order):
+        one class per frame, windows of up to ``ds`` frames ending at it."""
+        n = self._places(train_data)
+        self._build(n)
+        self._train_images = torch.stack([train_data[i].image for i in range(n)])
+        self._train_sequences = [train_data.metadata(i).sequence for i in range(n)]
+        if not self.trains:
+            return None
+        return engine.fit(self, _Windows(n), None)
+
+    def _window(self, j: int, L: int) -> list[int]:
+        """Indices of the ``L`` frames ending at ``j`` in the same sequence (repeating the first)."""
+        seq = self._train_sequences[j]
+        out = []
+        k = j
+        for _ in range(L):
+            out.append(k)
+            if k > 0 and self._train_sequences[k - 1] == seq:
+                k -= 1
+        return out[::-1]
+
+    def collate(self, samples: list[Any]) -> Any:
+        """Sampled places ``j`` -> blocks of ``block_size`` consecutive places ``j, j + 1, ...``;
+        the windows (length ``L``, drawn per step) of a block share frames, so the CNN runs once
+        per distinct frame (``frames``), with one photometric augmentation draw per block."""
+        assert self._train_images is not None
+        n = self._train_images.shape[0]
+        ds = self.config.ds
+        L = ds if torch.rand(()) < 0.5 else int(torch.randint(1, ds + 1, ()))
+        labels, windows, frames, images = [], [], [], []
+        for j0 in samples:
+            ends = list(range(int(j0), min(n, int(j0) + self.config.block_size)))
+            block = [self._window(j, L) for j in ends]
+            distinct = sorted({k for w in block for k in w})
+            where = {k: len(frames) + i for i, k in enumerate(distinct)}
+            labels.extend(ends)
+            windows.extend([[where[k] for k in w] for w in block])
+            frames.extend(distinct)
+            images.append(augment(self._train_images[distinct][None], self.config.augment)[0])
+        idx = torch.tensor(windows)
+        positions = torch.tensor(frames, dtype=torch.float32)[idx] / max(1, n - 1)
+        return {"images": torch.cat(images), "windows": idx, "positions": positions,
+                "labels": torch.tensor(labels, dtype=torch.long)}
+
+    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Any:
+        descriptors = model.describe(batch["images"])[batch["windows"]]  # (B, L, D)
+        logits = model.sequence(descriptors, batch["positions"] if self.config.positional else None)
+        loss = F.cross_entropy(logits, batch["labels"])
+        acc = float((logits.argmax(1) == batch["labels"]).float().mean())
+        return {"loss": loss, "top1_accuracy": acc}
+
+    # -- map and queries ---------------------------------------------------------------------------
+    def build_map(self, map_data: Dataset) -> None:
+        """Keeps the place names (the classes are the map's frames, in order)."""
+        n = self._places(map_data)
+        self._build(n)
+        self._map = map_data
+        self._map_names = [map_data.metadata(i).name for i in range(n)]
+        self._history: list[torch.Tensor] = []
+        self._positions: list[float] = []
+        self._stream = StreamingMatcher(self.config.eval.plot_max_queries if n <= self.config.eval.plot_max_refs else 0)
+
+    @torch.no_grad()
+    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+        """Runs the CNN on the batch and the LSTM on each query's last ``<= ds`` frames (call in
+        traversal order; a new ``sequence`` restarts the window)."""
+        assert self.model is not None, "build_map was not called"
+        t0 = time.perf_counter()
+        model = self.model.eval()
+        device = next(model.parameters()).device
+        starts = self._stream.starts(queries)
+        desc = model.describe(torch.stack([s.image for s in queries]).to(device))
+        windows, positions, lengths = [], [], []
+        for b, s in enumerate(queries):
+            if starts[b]:
+                self._history, self._positions = [], []
+            self._history = (self._history + [desc[b]])[-self.config.ds:]
+            self._positions = (self._positions + [s.timestamp / max(1, len(self._map_names) - 1)])[-self.config.ds:]
+            windows.append(torch.stack(self._history))
+            positions.append(torch.tensor(self._positions))
+            lengths.append(len(self._history))
+        scores = self._scores(model, windows, positions)
+        result = uniqueness(scores, self.config.uniqueness_window)
+        single = None
+        if self.config.single_frame:
+            single = uniqueness(self._scores(model, [w[-1:] for w in windows], [p[-1:] for p in positions]),
+                                self.config.uniqueness_window)
+        self._stream.keep([s.name for s in queries], None, scores, result.best)
+        seconds = (time.perf_counter() - t0) / len(queries)
+        out = []
+        for b, s in enumerate(queries):
+            extras: dict[str, Any] = {"retrieved": [self._map_names[int(j)] for j in result.topk[b]],
+                                      "condition": common.condition_of(s), "sequence_frames": lengths[b]}
+            if single is not None:
+                extras["single_frame"] = {"retrieved": [self._map_names[int(j)] for j in single.topk[b]],
+                                          "confidence": float(single.confidence[b])}
+            out.append(PoseEstimate(success=True, confidence=float(result.confidence[b]), seconds=seconds,
+                                    extras=extras))
+        return out
+
+    def _scores(self, model: DeepSeqSLAMNet, windows: list[torch.Tensor], positions: list[torch.Tensor]) -> torch.Tensor:
+        """Negative log-probabilities ``(B, M)`` of every place (lower = more likely)."""
+        out = []
+        for w, p in zip(windows, positions):  # windows differ in length only at sequence starts
+            logits = model.sequence(w[None], p[None].to(w.device) if self.config.positional else None)
+            out.append(-F.log_softmax(logits.float(), dim=1)[0])
+        return torch.stack(out).cpu()
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def extra_metrics(self, map_data: Dataset, queries: Sequence[Any], estimates: Sequence[PoseEstimate],
+                      metrics: Mapping[str, float]) -> Mapping[str, float]:
+        """Per-condition PR AUC, recall at 100 % precision and recall@1/5 (percent), sequence
+        (``seq_``) and single frame (``single_``)."""
+        map_metas = [map_data.metadata(i) for i in range(len(map_data))]
+        extra, self._curves = common.condition_metrics(map_metas, queries, estimates,
+                                                       self.config.eval.distance_threshold_m)
+        self._map_metas = map_metas
+        return extra
+
+    def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
+        return [(f"DeepSeqSLAM per condition (ds={self.config.ds} vs single frame)",
+                 common.results_table(metrics, self.config.ds, ns=(1, 5)))]
+
+    def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
+        """PR curves per condition, the score matrix (negative log-probabilities) with the ground
+        truth and matches, and example matched frames."""
+        return plot_all(self, run_dir, queries, estimates, raw_label=False)
+
