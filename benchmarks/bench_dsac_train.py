@@ -11,6 +11,8 @@ seconds per step, the network's parameters and multiply-adds per image.
     python benchmarks/bench_dsac_train.py --heights 240 480 --widths 1.0 --steps 5
     python benchmarks/bench_dsac_train.py --stage e2e --heights 120 --widths 0.25
     python benchmarks/bench_dsac_train.py --device cuda
+    python benchmarks/bench_dsac_train.py --stage e2e --heights 120 --widths 0.25 --threads 1 --profile 25
+                                            # plus cProfile's top 25 functions of the timed steps
 
 Not a test: it prints a table and asserts nothing. Other processes on the machine change the
 numbers; the load average is printed with the table.
@@ -19,7 +21,9 @@ numbers; the load average is printed with the table.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import time
 
 import torch
@@ -79,12 +83,19 @@ def bench(args) -> None:
                 _step(method, model, batch, optimizer, scheduler, i)
             if device.type == "cuda":
                 torch.cuda.synchronize()
+            profiler = cProfile.Profile() if args.profile else None
             t0 = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
             for i in range(args.steps):
                 _step(method, model, batch, optimizer, scheduler, args.warmup + i)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = (time.perf_counter() - t0) / args.steps
+            if profiler is not None:
+                profiler.disable()
+                print(f"-- cProfile of {args.steps} {args.stage} steps at {height} px, width {width}:")
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
             params = sum(p.numel() for p in model.parameters())
             macs = conv_macs(model.cpu().eval(), height, round(height * 4 / 3))
             rows.append((height, width, params / 1e6, macs / 1e9, seconds, args.batch_size / seconds))
@@ -107,6 +118,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--profile", type=int, default=0, help="print cProfile's top N functions (0: no profile)")
     bench(parser.parse_args())
 
 

@@ -83,3 +83,17 @@ def test_training_ignores_the_adaptive_stop():
 def test_bad_confidence_is_an_error():
     with pytest.raises(ValueError, match="adaptive_confidence"):
         DSACRansac("rgb", adaptive_confidence=1.0)
+
+
+def test_method_uses_the_adaptive_stop_at_test_time_only():
+    from maploc.config import apply_overrides
+    from maploc.errors import ConfigError
+    from maploc_dsac.config import DSACConfig
+    from maploc_dsac.method import DSACMethod
+
+    method = DSACMethod(apply_overrides(DSACConfig(), ["ransac.adaptive_confidence=0.99"]))
+    assert method._ransac(train=False, height=480).adaptive_confidence == 0.99
+    assert method._ransac(train=True, height=480).adaptive_confidence is None
+    assert DSACMethod(DSACConfig())._ransac(train=False, height=480).adaptive_confidence is None  # DSAC* default
+    with pytest.raises(ConfigError, match="adaptive_confidence"):
+        apply_overrides(DSACConfig(), ["ransac.adaptive_confidence=1.0"])

@@ -133,6 +133,10 @@ class RansacConfig:
         min_inliers: a pose with fewer final inliers is reported as failed (the solver itself needs
             a minimal set: 4 RGB, 3 RGB-D).
         seed: seed of the hypothesis sampling at test time (results are reproducible).
+        adaptive_confidence: test time only, a deviation from DSAC* (``null``, the default, is
+            DSAC*): stop an image's hypothesis search early when classical RANSAC's bound at this
+            confidence is met (:mod:`maploc_dsac.solvers.adaptive`); never used in training.
+        min_hypotheses: hypotheses of the adaptive stop's first round.
     """
 
     num_hypotheses: int = attrs.field(default=64, validator=at_least(1))
@@ -144,6 +148,8 @@ class RansacConfig:
     train_refinement_steps: int = attrs.field(default=5, validator=at_least(0))
     min_inliers: int = attrs.field(default=4, validator=at_least(1))
     seed: int = 0
+    adaptive_confidence: float | None = attrs.field(default=None, validator=in_range(1e-6, 1.0 - 1e-6))
+    min_hypotheses: int = attrs.field(default=8, validator=at_least(1))
 
 
 @attrs.frozen(kw_only=True)

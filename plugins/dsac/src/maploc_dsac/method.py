@@ -303,6 +303,8 @@ class DSACMethod(Method[DSACConfig]):
             max_error=max_error * scale,
             max_refinement_steps=r.max_refinement_steps,
             train_refinement_steps=r.train_refinement_steps,
+            adaptive_confidence=None if train else r.adaptive_confidence,
+            min_hypotheses=r.min_hypotheses,
         )
 
     def _e2e(
