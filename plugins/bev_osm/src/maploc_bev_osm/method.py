@@ -1,0 +1,301 @@
+"""The ``bev_osm`` method: OrienterNet-style localization of a street-level image in an OpenStreetMap raster.
+
+Reference: Sarlin et al., "OrienterNet: Visual Localization in 2D Public Maps with Neural Matching", CVPR 2023.
+The image becomes a bird's-eye-view template (Sec. 3.2), the OSM raster around a position prior becomes neural
+map features and a log-prior (Sec. 3.1); the template is matched exhaustively over position and yaw (Sec. 3.3),
+trained with the negative log-likelihood of the true pose (Sec. 3.4); consecutive frames are fused (Sec. 3.5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+from maploc.api import Dataset, Method
+from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_range
+from maploc.types import Pose2, PoseEstimate, Sample
+
+from .data import BlockSplit, CropError, north_up_crop, prior_offset, raster_of, xy_of
+from .geometry import RectificationError, gravity_rectify
+from .matching import expectation_pose, fuse_log_volumes
+from .model import BEVOSMModel, ModelConfig
+
+__all__ = ["BEVOSMConfig", "BEVOSMMethod"]
+
+
+@attrs.frozen(kw_only=True)
+class SearchConfig:
+    """Where and how finely the pose is searched.
+
+    Attributes:
+        crop_m: side of the north-up map crop searched around the position prior, metres.
+        max_offset_m: the prior is the true position plus a uniform offset in ``[-max, max]^2`` metres (a GPS-like
+            prior, drawn reproducibly from the query name); training crops are offset the same way.
+        num_yaws_train: yaw bins in training (OrienterNet: 64).
+        num_yaws_eval: yaw bins at evaluation (OrienterNet: 256).
+        window: half-size (cells, yaw bins) of the expectation around the argmax.
+        max_tilt_deg: largest camera roll/pitch that gravity rectification accepts (beyond: a counted failure).
+        seed: seed of the prior offsets.
+    """
+
+    crop_m: float = attrs.field(default=64.0, validator=greater_than(0))
+    max_offset_m: float = attrs.field(default=16.0, validator=at_least(0))
+    num_yaws_train: int = attrs.field(default=64, validator=at_least(4))
+    num_yaws_eval: int = attrs.field(default=256, validator=at_least(4))
+    window: int = attrs.field(default=2, validator=at_least(0))
+    max_tilt_deg: float = attrs.field(default=30.0, validator=in_range(0, 89))
+    seed: int = attrs.field(default=0, validator=at_least(0))
+
+
+@attrs.frozen(kw_only=True)
+class FusionConfig:
+    """Sequential fusion of consecutive frames (OrienterNet, Sec. 3.5).
+
+    Attributes:
+        frames: frames fused (1 = off): the query and the ``frames - 1`` before it in its traversal.
+        odometry_noise_m: standard deviation of the noise added to each relative position, metres.
+        odometry_noise_deg: standard deviation of the noise added to each relative yaw, degrees.
+    """
+
+    frames: int = attrs.field(default=4, validator=at_least(1))
+    odometry_noise_m: float = attrs.field(default=0.3, validator=at_least(0))
+    odometry_noise_deg: float = attrs.field(default=1.0, validator=at_least(0))
+
+
+_SIM_CITY = {"frames": 120, "traversals": 2, "conditions": ["day", "night", "dusk", "autumn"],
+             "query_conditions": ["day", "night"]}
+
+
+@attrs.frozen(kw_only=True)
+class BEVOSMConfig:
+    """Config of ``bev_osm`` (the default is CPU-sized; preset ``full`` has OrienterNet's sizes).
+
+    Attributes:
+        model: network and grid sizes.
+        search: the searched crop and yaw bins.
+        fusion: sequential fusion.
+        split: the spatial block split (training views stay out of test blocks by a guard band).
+        train: generic training settings.
+        data: dataset options (default: sim-city Helsinki, 120 frames, 2 traversals, day/night/dusk/autumn rendered;
+            queries: traversal 1 by day and both traversals by night).
+    """
+
+    model: ModelConfig = ModelConfig()
+    search: SearchConfig = SearchConfig()
+    fusion: FusionConfig = FusionConfig()
+    split: BlockSplit = BlockSplit(block_m=150.0, test_every=3)
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=60, batch_size=4, lr=2e-3, log_every=10)
+    data: DataConfig = DataConfig(image_height=96, options=_SIM_CITY)
+
+
+class _Subset(torch.utils.data.Dataset):
+    def __init__(self, data: Any, indices: list[int]) -> None:
+        self.data, self.indices = data, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.data[self.indices[i]]
+
+    def __repr__(self) -> str:
+        return f"{self.data!r}[{len(self.indices)} views outside the test blocks' guard band]"
+
+
+def _condition(sequence: str | None) -> str:
+    return sequence.split("_", 1)[1] if sequence and "_" in sequence else "all"
+
+
+class BEVOSMMethod(Method[BEVOSMConfig]):
+    """Image -> BEV, OSM raster -> neural map, exhaustive matching over (yaw, y, x) (OrienterNet)."""
+
+    name: ClassVar[str] = "bev_osm"
+    Config = BEVOSMConfig
+    presets_package: ClassVar[str | None] = "maploc_bev_osm.presets"
+    default_dataset: ClassVar[str] = "sim-city"
+    metric_family: ClassVar[str] = "se2"
+    localize_batch_size: ClassVar[int] = 1
+    conformance_dataset: ClassVar[str] = "bev-osm-synthetic"
+    conformance_overrides: ClassVar[tuple[str, ...]] = (
+        "model.cell_m=2.0", "model.bev_depth_m=8.0", "search.crop_m=32.0", "search.max_offset_m=4.0",
+        "search.num_yaws_train=8", "search.num_yaws_eval=16", "train.batch_size=2", "data.image_height=48",
+        "split.block_m=1000.0", "split.test_every=2", "split.guard_m=0.5", "fusion.frames=2", "data.frames=8",
+    )  # fmt: skip
+
+    def __init__(self, config: BEVOSMConfig) -> None:
+        super().__init__(config)
+        self.raster: Any = None
+        self._history: list[dict[str, Any]] = []
+        self.train_views = 0
+
+    # ---- model and training --------------------------------------------------------------------------------------
+    @property
+    def crop_cells(self) -> int:
+        return max(2, round(self.config.search.crop_m / self.config.model.cell_m))
+
+    def configure_model(self) -> nn.Module:
+        from maploc_osm import CLASS_NAMES
+
+        return BEVOSMModel(len(CLASS_NAMES), self.config.model)
+
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+        """Trains on the views of ``train_data`` whose training footprint stays out of the test blocks."""
+        self.raster = raster_of(train_data, self.config.model.cell_m)
+        if not self.trains:
+            return None
+        footprint = (self.config.search.crop_m / 2 + self.config.search.max_offset_m) * math.sqrt(2)
+        keep = []
+        for i in range(len(train_data)):
+            pose2 = train_data.metadata(i).pose2
+            if pose2 is not None and self.config.split.trainable(pose2.x, pose2.y, footprint):
+                keep.append(i)
+        self.train_views = len(keep)
+        if not keep:
+            from maploc.errors import ConfigError
+
+            raise ConfigError("no training view lies outside the test blocks' guard band; enlarge split.block_m")
+        return engine.fit(self, _Subset(train_data, keep), val_data)
+
+    def collate(self, samples: list[Sample]) -> dict[str, Any]:
+        from maploc.data.collate import collate
+
+        batch = collate(samples)
+        cfg, size = self.config, self.crop_cells
+        rng = np.random.default_rng()
+        crops, cells = [], []
+        for s in samples:
+            assert s.pose2 is not None, "bev_osm trains on samples with a map pose (pose2)"
+            # an integer-cell offset puts the true position on a cell centre
+            max_cells = int(cfg.search.max_offset_m / cfg.model.cell_m)
+            dr, dc = rng.integers(-max_cells, max_cells + 1, size=2)
+            row, col = size // 2 + dr, size // 2 + dc
+            cx = s.pose2.x - (col + 0.5 - size / 2) * cfg.model.cell_m
+            cy = s.pose2.y - (size / 2 - 0.5 - row) * cfg.model.cell_m
+            crops.append(torch.from_numpy(north_up_crop(self.raster, cx, cy, size, require_features=False)))
+            k = round((s.pose2.yaw % (2 * math.pi)) / (2 * math.pi / cfg.search.num_yaws_train))
+            cells.append((k % cfg.search.num_yaws_train, row, col))
+        batch["raster"] = torch.stack(crops)
+        batch["gt_cell"] = torch.tensor(cells, dtype=torch.long)
+        return batch
+
+    def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Any:
+        out = model(batch["image"], batch["K"], batch["raster"], self.config.search.num_yaws_train)
+        loss = self.loss(out, batch)
+        with torch.no_grad():
+            _, arg = expectation_pose(out["log_volume"].detach(), 0)
+            pos_err = (arg[:, 1:] - batch["gt_cell"][:, 1:]).float().norm(dim=1) * self.config.model.cell_m
+        return {"loss": loss, "position_error_m": float(pos_err.median())}
+
+    def validation_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Mapping[str, float]:
+        with torch.no_grad():
+            out = model(batch["image"], batch["K"], batch["raster"], self.config.search.num_yaws_train)
+            return {"val_loss": float(self.loss(out, batch))}
+
+    def loss(self, outputs: Any, batch: Any) -> torch.Tensor:
+        from .matching import nll_loss
+
+        return nll_loss(outputs["log_volume"], batch["gt_cell"].to(outputs["log_volume"].device))
+
+    # ---- localization --------------------------------------------------------------------------------------------
+    def build_map(self, map_data: Dataset) -> None:
+        """Loads the OSM raster of the map the queries were taken in (crops are cut per query)."""
+        self.raster = raster_of(map_data, self.config.model.cell_m)
+        self._history = []
+
+    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+        return [self._localize_one(q) for q in queries]
+
+    def _localize_one(self, q: Sample) -> PoseEstimate:
+        assert self.model is not None and self.raster is not None, "configure_model and build_map come first"
+        t0 = time.perf_counter()
+        cfg, size = self.config, self.crop_cells
+        cell = cfg.model.cell_m
+        if q.pose2 is None or q.T_cam2world is None:
+            return PoseEstimate.failed(time.perf_counter() - t0, reason="no position prior (pose2)")
+        ox, oy = prior_offset(q.name, cfg.search.max_offset_m, cfg.search.seed)
+        cx, cy = q.pose2.x + ox, q.pose2.y + oy
+        try:
+            image, K, _ = gravity_rectify(q.image, q.camera.K.float(), q.T_cam2world.R.float(), cfg.search.max_tilt_deg)
+            crop = north_up_crop(self.raster, cx, cy, size)
+        except (RectificationError, CropError) as exc:
+            self._history = []
+            return PoseEstimate.failed(time.perf_counter() - t0, reason=str(exc), condition=_condition(q.sequence))
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            out = self.model(image[None].to(device), K[None].to(device), torch.from_numpy(crop)[None].to(device),
+                             cfg.search.num_yaws_eval)  # fmt: skip
+        log_volume = out["log_volume"][0].cpu()
+        pose, _ = expectation_pose(log_volume[None], cfg.search.window)
+        row, col, yaw = pose[0].tolist()
+        x, y = xy_of(float(row), float(col), cx, cy, size, cell)
+        log_prior = out["map"]["log_prior"][0].cpu()
+        pr, pc = divmod(int(log_prior.argmax()), size)
+        prior_xy = xy_of(pr, pc, cx, cy, size, cell)
+        fused = self._fuse(q, log_volume, (cx, cy))
+        extras: dict[str, Any] = {
+            "condition": _condition(q.sequence), "crop_centre": (cx, cy), "prior_xy": prior_xy,
+            "max_log_prob": float(log_volume.max()), "fused": fused, "sequence": q.sequence,
+        }  # fmt: skip
+        return PoseEstimate(pose2=Pose2(x=x, y=y, yaw=float(yaw)), confidence=float(log_volume.max().exp()),
+                            seconds=time.perf_counter() - t0, extras=extras)  # fmt: skip
+
+    def _fuse(self, q: Sample, log_volume: torch.Tensor, centre: tuple[float, float]) -> tuple[float, float, float]:
+        """Fused pose of the query with its previous frames (odometry = true relative poses plus seeded noise)."""
+        cfg = self.config
+        entry = {"sequence": q.sequence, "t": q.timestamp, "pose2": q.pose2, "log_volume": log_volume,
+                 "centre": centre}  # fmt: skip
+        hist = [h for h in self._history if h["sequence"] == q.sequence and q.timestamp is not None
+                and h["t"] is not None and 0 < q.timestamp - h["t"] < cfg.fusion.frames]  # fmt: skip
+        self._history = ([*hist, entry])[-cfg.fusion.frames:] if cfg.fusion.frames > 1 else []
+        frames = [*hist, entry]
+        size = self.crop_cells
+        if len(frames) > 1:
+            last = q.pose2
+            assert last is not None
+            digest = hashlib.sha256(f"odometry:{cfg.search.seed}:{q.name}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+            rel = []
+            for h in frames:
+                dx, dy = h["pose2"].x - last.x, h["pose2"].y - last.y
+                c, s = math.cos(last.yaw), math.sin(last.yaw)
+                fwd, left = c * dx + s * dy, -s * dx + c * dy
+                dyaw = h["pose2"].yaw - last.yaw
+                if h is not entry:
+                    fwd += rng.normal(0, cfg.fusion.odometry_noise_m)
+                    left += rng.normal(0, cfg.fusion.odometry_noise_m)
+                    dyaw += math.radians(rng.normal(0, cfg.fusion.odometry_noise_deg))
+                rel.append((fwd, left, dyaw))
+            fused = fuse_log_volumes(torch.stack([h["log_volume"] for h in frames]), torch.tensor(rel),
+                                     cfg.model.cell_m, torch.tensor([h["centre"] for h in frames]))  # fmt: skip
+        else:
+            fused = log_volume
+        (row, col, yaw) = expectation_pose(fused[None], cfg.search.window)[0][0].tolist()
+        x, y = xy_of(row, col, centre[0], centre[1], size, cfg.model.cell_m)
+        return (x, y, yaw)
+
+    # ---- reporting -----------------------------------------------------------------------------------------------
+    def extra_metrics(self, map_data: Dataset, queries: Sequence[Any], estimates: Sequence[PoseEstimate],
+                      metrics: Mapping[str, float]) -> Mapping[str, float]:  # fmt: skip
+        from .report import baseline_metrics
+
+        return baseline_metrics(self.config, queries, estimates, self.train_views)
+
+    def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
+        from .report import report_sections
+
+        return report_sections(self.config, metrics)
+
+    def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
+        from .plots import write_plots
+
+        return write_plots(self, run_dir, queries, estimates)
+
