@@ -1,11 +1,12 @@
-"""Loc2Vec speed: tiles generated per second, training samples per second (fp32 vs bf16 autocast), and the
-query latency of the faiss index. Prints a table.
+"""Loc2Vec speed: tiles generated per second, training samples per second (fp32 vs bf16 autocast), indexing the
+reference grid at H headings (learned and raw-tile baselines), and query latencies. Prints a table.
 
 Usage::
 
     python benchmarks/bench_loc2vec.py                 # the Helsinki sample (fetched on first use)
     python benchmarks/bench_loc2vec.py --synthetic     # the file-free synthetic city (no fetch)
     python benchmarks/bench_loc2vec.py --steps 10 --batch-size 16 --input-px 64   # model.input_px=64
+    OMP_NUM_THREADS=1 python benchmarks/bench_loc2vec.py   # on a machine shared with other jobs (see the README)
 
 Training is measured as the core engine runs it (``Engine.fit`` with ``precision`` ``32`` and ``bf16``, one
 process, CPU), as the median step time after ``--warmup`` steps; samples are triplets (3 tiles each). The two
@@ -111,13 +112,55 @@ def bench_faiss(num_reference: int, dim: int = 16, queries: int = 1000) -> list[
     return rows
 
 
+def bench_map(reference, headings: int, locations: int, input_px: int, backbone: str) -> list[tuple[str, str]]:
+    """Seconds to index ``locations`` reference locations at ``headings`` headings with ``Loc2VecMethod.build_map``
+    (rendering, the learned embedding of an untrained model, raw-tile descriptors, PCA), and query times of the
+    resulting indexes, extrapolated to the whole grid."""
+    from maploc.config import apply_overrides
+    from maploc_loc2vec.method import Loc2VecConfig, Loc2VecMethod
+
+    class Subset:
+        def __init__(self, data, n):
+            self.data, self.n = data, n
+            self.render, self.channel_names = data.render, data.channel_names
+
+        def __len__(self):
+            return self.n
+
+        def names(self):
+            return self.data.names()[: self.n]
+
+        def positions(self):
+            return self.data.positions()[: self.n]
+
+    n = min(locations, len(reference))
+    method = Loc2VecMethod(apply_overrides(Loc2VecConfig(), [f"eval.headings={headings}", f"model.input_px={input_px}",
+                                                             f"model.backbone={backbone}"]))
+    method.model = method.configure_model().eval()
+    t0 = time.perf_counter()
+    method.build_map(Subset(reference, n))
+    seconds = time.perf_counter() - t0
+    tiles = n * headings
+    rows = [(f"build_map: {n} locations x {headings} headings ({backbone} at {input_px} px, raw, PCA)",
+             f"{seconds:.1f} s ({tiles / seconds:,.0f} tiles/s; whole grid of {len(reference):,}: "
+             f"~{seconds * len(reference) / n:,.0f} s)")]
+    queries = torch.from_numpy(reference.render(np.column_stack([reference.positions()[:64], np.full(64, 0.3)])))
+    for key, index in method.indexes.items():
+        _, per_query = index.query(queries, 20)
+        rows.append((f"query, {key} ({index.dim}-D, {index.entries:,} entries; grows with the grid)",
+                     f"{per_query * 1e3:,.2f} ms/query (batch of 64)"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", action="store_true", help="use the file-free synthetic city")
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per precision")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16, help="triplets per step (3 tiles each)")
-    parser.add_argument("--input-px", type=int, default=0, help="model input size (model.input_px; 0 = the tile size)")
+    parser.add_argument("--batch-size", type=int, default=32, help="triplets per step (3 tiles each)")
+    parser.add_argument("--input-px", type=int, default=32, help="model input size (model.input_px; 0 = the tile size)")
+    parser.add_argument("--headings", type=int, default=8, help="reference headings of build_map (eval.headings)")
+    parser.add_argument("--map-locations", type=int, default=256, help="reference locations indexed by bench_map")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--repeats", type=int, default=2, help="training runs per precision (the best is reported)")
     args = parser.parse_args(argv)
@@ -136,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((f"training, {args.backbone} at {args.input_px or train.options.tile_px} px, precision {precision}",
                      f"{rate:,.1f} triplets/s ({3 * rate:,.1f} tiles/s); runs: "
                      + ", ".join(f"{v:.1f}" for v in values)))
-    rows += bench_faiss(len(reference))
+    rows += bench_map(reference, args.headings, args.map_locations, args.input_px, args.backbone)
+    rows += bench_faiss(len(reference) * args.headings)
     rows += bench_faiss(100_000)
     width = max(len(k) for k, _ in rows)
     print(f"{'measurement':<{width}}  value")

@@ -122,3 +122,33 @@ def test_a_turned_tile_at_the_same_place_is_neither_positive_nor_negative_with_a
     assert labels.negative[0, 3] and not labels.positive[0, 3]
     everything = triplet_labels(xy, 10.0, 50.0, yaw=yaw)  # default: any rotation is a positive
     assert everything.positive[0, 2]
+
+
+def test_supcon_loss_matches_its_definition_and_ignores_ambiguous_pairs():
+    labels = triplet_labels(XY, 10.0, 50.0)
+    loss, stats = triplet_loss(EMB.double(), labels, 0.3, "supcon", temperature=0.5)
+    sim = (EMB @ EMB.T).double() / 0.5
+    expected = []
+    for i in range(6):
+        pos = [j for j in range(6) if labels.positive[i, j]]
+        neg = [j for j in range(6) if labels.negative[i, j]]
+        if not pos or not neg:
+            continue
+        denom = torch.logsumexp(sim[i, pos + neg], 0)
+        expected.append(-sum(sim[i, p] - denom for p in pos) / len(pos))
+    assert float(loss) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-5)
+    assert stats["triplets"] == len(expected)
+    # the ambiguous tile 3 does not change the loss of anchor 0
+    moved = EMB.clone()
+    moved[3] = torch.tensor(unit(170))
+    assert float(triplet_loss(moved, labels, 0.3, "supcon", temperature=0.5)[0]) == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_supcon_gradcheck():
+    labels = triplet_labels(XY, 10.0, 50.0)
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(x):
+        return triplet_loss(torch.nn.functional.normalize(x, dim=1), labels, 0.3, "supcon")[0].double()
+
+    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-4)

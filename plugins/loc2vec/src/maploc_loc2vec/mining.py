@@ -22,6 +22,13 @@ Mining strategies (``d`` = Euclidean distance between L2-normalised embeddings, 
   positive (``d(i, n) > d(i, p)``); when there is none, the farthest negative.
   ``loss_ip = max(0, m + d(i, p) - d(i, n*))``, averaged over all pairs.
 
+* ``supcon`` (not a triplet mining: the supervised contrastive loss of Khosla et al., "Supervised Contrastive
+  Learning", NeurIPS 2020, Eq. 2, with the positive / negative masks above): per anchor ``i`` with positives
+  ``P(i)`` and candidates ``A(i) = P(i) + N(i)`` (ambiguous pairs left out),
+  ``loss_i = -1/|P(i)| sum_p log(exp(s_ip / t) / sum_{a in A(i)} exp(s_ia / t))``, ``s`` = cosine similarity,
+  ``t`` = temperature. Every pair of the batch contributes a gradient, so it does not stall at the collapsed
+  state (all embeddings equal, loss = margin) that batch-hard mining can fall into from a random start.
+
 Anchors without any positive or without any negative are skipped. The Loc2Vec reference mines the batch in
 the same way (its "online triplet loss" with batch-hard / semi-hard selection and a margin).
 """
@@ -38,7 +45,7 @@ from torch import Tensor
 __all__ = ["TripletLabels", "triplet_labels", "pairwise_distances", "mine_batch_hard", "mine_semi_hard",
            "triplet_loss", "MINING"]
 
-MINING = ("batch-hard", "semi-hard")
+MINING = ("batch-hard", "semi-hard", "supcon")
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -153,7 +160,7 @@ def mine_semi_hard(d: Tensor, labels: TripletLabels) -> tuple[Tensor, Tensor, Te
 
 def triplet_loss(
     embeddings: Tensor, labels: TripletLabels, margin: float,
-    mining: Literal["batch-hard", "semi-hard"] = "batch-hard",
+    mining: Literal["batch-hard", "semi-hard", "supcon"] = "batch-hard", temperature: float = 0.1,
 ) -> tuple[Tensor, dict[str, float]]:
     """The margin triplet loss over the mined triplets of a batch.
 
@@ -161,7 +168,8 @@ def triplet_loss(
         embeddings: ``(N, D)`` L2-normalised embeddings (any float dtype; computed in float32).
         labels: positive / negative masks (:func:`triplet_labels`).
         margin: the margin ``m`` (in embedding distance units; distances of unit vectors lie in ``[0, 2]``).
-        mining: ``batch-hard`` or ``semi-hard``.
+        mining: ``batch-hard``, ``semi-hard`` or ``supcon`` (then ``margin`` is unused, see :func:`supcon_loss`).
+        temperature: the temperature of ``supcon``.
 
     Returns:
         The mean loss (a scalar; ``0`` with a zero gradient when no triplet exists) and statistics:
@@ -172,6 +180,8 @@ def triplet_loss(
     """
     if mining not in MINING:
         raise ValueError(f"unknown mining {mining!r}; expected one of {', '.join(MINING)}")
+    if mining == "supcon":
+        return supcon_loss(embeddings, labels, temperature)
     d = pairwise_distances(embeddings)
     with torch.no_grad():
         if mining == "batch-hard":
@@ -189,3 +199,41 @@ def triplet_loss(
         "d_an": float(d_an.detach().mean()),
     }
     return losses.mean(), stats
+
+
+def supcon_loss(embeddings: Tensor, labels: TripletLabels, temperature: float = 0.1) -> tuple[Tensor, dict[str, float]]:
+    """The supervised contrastive loss (Khosla et al., NeurIPS 2020, Eq. 2; see the module docstring).
+
+    Args:
+        embeddings: ``(N, D)`` L2-normalised embeddings (computed in float32).
+        labels: positive / negative masks.
+        temperature: ``t > 0``.
+
+    Returns:
+        The mean loss over anchors with a positive and a negative (``0`` with a zero gradient when none), and
+        statistics: ``triplets`` (anchors used), ``active_fraction`` (share of anchors whose hardest negative is
+        closer than their farthest positive), ``d_ap`` / ``d_an`` (mean distances to positives / negatives).
+    """
+    e = embeddings if embeddings.dtype == torch.float64 else embeddings.float()
+    valid = labels.positive.any(1) & labels.negative.any(1)
+    if not bool(valid.any()):
+        return e.sum() * 0.0, {"triplets": 0.0, "active_fraction": 0.0, "d_ap": 0.0, "d_an": 0.0}
+    sim = e @ e.T / temperature
+    candidates = labels.positive | labels.negative
+    logits = sim.masked_fill(~candidates, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    pos = labels.positive.float()
+    per_anchor = -(log_prob.masked_fill(~labels.positive, 0.0) * pos).sum(1) / pos.sum(1).clamp_min(1.0)
+    loss = per_anchor[valid].mean()
+    with torch.no_grad():
+        d = pairwise_distances(e)
+        big = torch.finfo(d.dtype).max
+        far_pos = torch.where(labels.positive, d, torch.full_like(d, -big)).max(1).values
+        near_neg = torch.where(labels.negative, d, torch.full_like(d, big)).min(1).values
+        stats = {
+            "triplets": float(valid.sum()),
+            "active_fraction": float((near_neg[valid] < far_pos[valid]).float().mean()),
+            "d_ap": float((d * pos).sum() / pos.sum().clamp_min(1.0)),
+            "d_an": float((d * labels.negative.float()).sum() / labels.negative.float().sum().clamp_min(1.0)),
+        }
+    return loss, stats
