@@ -30,3 +30,11 @@ def needs_render():
     reason = gl_unavailable()
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture
+def corridor() -> Path:
+    """The corridor set, or a skip saying where it was looked for."""
+    if not (CORRIDOR / "ground_truth.csv").is_file():
+        pytest.skip(f"the corridor set is not at {CORRIDOR.resolve()}")
+    return CORRIDOR

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import CORRIDOR
 
 from maploc.engine import EngineConfig
 from maploc.engine.runner import RunSpec, execute
@@ -13,13 +12,6 @@ from maploc.engine.runner import RunSpec, execute
 pytestmark = pytest.mark.data
 
 OVERRIDES = ("train.max_steps=0", "train.epochs=0", "data.image_height=60", "model.num_clusters=16")
-
-
-@pytest.fixture(scope="module")
-def corridor():
-    if not (CORRIDOR / "ground_truth.csv").is_file():
-        pytest.skip(f"the corridor set is not at {CORRIDOR.resolve()}")
-    return CORRIDOR
 
 
 def _run(corridor, out, *extra, stages=("fit", "map", "localize")):

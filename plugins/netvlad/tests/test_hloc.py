@@ -2,9 +2,9 @@
 
 import numpy as np
 import torch
-from maploc_netvlad.hloc import HlocConfig, HlocMethod, lift_keypoints, mutual_ratio_matches
 
 from maploc.data.synthetic import SyntheticRoom
+from maploc_netvlad.hloc import HlocConfig, HlocMethod, lift_keypoints, mutual_ratio_matches
 
 
 def test_lifted_keypoints_give_back_the_pose():

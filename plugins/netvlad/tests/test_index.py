@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from maploc_netvlad.index import MapIndex
 
 from maploc.errors import ConfigError, DataError
+from maploc_netvlad.index import MapIndex
 
 
 def _unit(n, d, seed=0):

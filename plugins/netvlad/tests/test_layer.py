@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from maploc_netvlad.layer import NetVLAD, PCAWhitening, alpha_from_centroids, kmeans_centroids
 
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from maploc_netvlad.training import block_split, mine_triplets, triplet_ranking_loss
 
 
