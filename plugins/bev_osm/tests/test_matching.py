@@ -27,6 +27,7 @@ def test_fft_equals_direct_float64(b, c, n_yaw, h, w, half, seed):
     m = torch.randn(b, c, h, w, dtype=torch.float64, generator=g)
     t = torch.randn(b, n_yaw, c, 2 * half + 1, 2 * half + 1, dtype=torch.float64, generator=g)
     assert torch.allclose(correlate_fft(m, t), correlate_direct(m, t), atol=1e-9)
+    assert torch.allclose(correlate_fft(m, t, chunk_yaws=1), correlate_direct(m, t), atol=1e-9)
 
 
 def test_direct_matches_explicit_sum():

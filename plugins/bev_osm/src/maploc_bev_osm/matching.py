@@ -101,12 +101,16 @@ def correlate_direct(map_features: Tensor, templates: Tensor) -> Tensor:
     return out.reshape(b, n_yaw, h, w)
 
 
-def correlate_fft(map_features: Tensor, templates: Tensor) -> Tensor:
+def correlate_fft(map_features: Tensor, templates: Tensor, chunk_yaws: int | None = None) -> Tensor:
     """:func:`correlate_direct` computed with real FFTs (batched over B and N); equal up to rounding.
 
     The signals are zero-padded to ``H + n`` by ``W + n`` (``n = S // 2``), enough that the circular correlation
-    never wraps into the output window.
+    never wraps into the output window. ``chunk_yaws`` bounds the memory: yaw bins are transformed that many at a
+    time (``None``: all at once).
     """
+    if chunk_yaws is not None and templates.shape[1] > chunk_yaws:
+        return torch.cat([correlate_fft(map_features, templates[:, k:k + chunk_yaws])
+                          for k in range(0, templates.shape[1], chunk_yaws)], dim=1)  # fmt: skip
     _check(map_features, templates)
     b, c, h, w = map_features.shape
     s = templates.shape[-1]
