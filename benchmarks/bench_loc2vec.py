@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per precision")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32, help="triplets per step (3 tiles each)")
-    parser.add_argument("--input-px", type=int, default=32, help="model input size (model.input_px; 0 = the tile size)")
+    parser.add_argument("--input-px", type=int, default=16, help="model input size (model.input_px; 0 = the tile size)")
     parser.add_argument("--headings", type=int, default=8, help="reference headings of build_map (eval.headings)")
     parser.add_argument("--map-locations", type=int, default=256, help="reference locations indexed by bench_map")
-    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--backbone", default="mlp", help="model.backbone (mlp or a timm name)")
     parser.add_argument("--repeats", type=int, default=2, help="training runs per precision (the best is reported)")
     args = parser.parse_args(argv)
 

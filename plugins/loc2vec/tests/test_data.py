@@ -8,7 +8,6 @@ import attrs
 import numpy as np
 import pytest
 import torch
-from maploc_osm import CLASS_NAMES, MapRaster, load_map_raster
 
 from maploc.errors import ConfigError, DataError
 from maploc.types import Sample
@@ -22,6 +21,7 @@ from maploc_loc2vec.channels import (
     unpack_tiles,
 )
 from maploc_loc2vec.data import OsmTileDataset, SyntheticTileDataset, TileOptions
+from maploc_osm import CLASS_NAMES, MapRaster, load_map_raster
 
 SMALL = TileOptions(tile_px=32, block_size_m=100.0, grid_step_m=10.0, num_queries=10, train_samples=50, val_samples=8,
                     preview_px=16)

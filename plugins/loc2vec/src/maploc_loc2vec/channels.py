@@ -24,6 +24,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
     from maploc_osm import MapRaster
 
 __all__ = [

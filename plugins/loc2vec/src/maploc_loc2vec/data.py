@@ -394,6 +394,7 @@ def synthetic_raster(size_m: float = 640.0, resolution_m: float = 1.0, seed: int
         A :class:`maploc_osm.MapRaster` with the standard classes (georeferenced at 60.17 N, 24.94 E).
     """
     import cv2
+
     from maploc_osm import CLASS_NAMES, GeoReference, MapRaster
 
     rng = np.random.default_rng([seed, 11])
