@@ -8,7 +8,9 @@ reference code's positional option); a linear layer classifies the sequence's la
 the reference traversal's places (one class per reference frame). Training (Sec. 3-4 of the
 paper: the reference traversal only) runs through the core engine on every window of the
 reference traversal, with photometric augmentation (brightness, gamma, colour gains, noise)
-standing in for the unseen query conditions; a window length between 1 and ``ds`` is drawn per
+standing in for the unseen query conditions, and soft labels over the places within
+``label_tolerance`` frames (a departure from the paper's one-hot labels: adjacent frames show
+nearly the same place, and one-hot targets did not train from scratch in our CPU budget); a window length between 1 and ``ds`` is drawn per
 step so the same network also answers single frames and the start of a sequence.
 
 Evaluation is the SeqSLAM one (:mod:`maploc_seqslam.common`): the match is the most probable
@@ -56,22 +58,25 @@ class DeepSeqSLAMConfig:
         augment: photometric augmentation strength in ``[0, 1]`` (0 = none).
         block_size: consecutive places per training block; ``train.batch_size`` counts blocks, so a
             step classifies ``batch_size * block_size`` windows.
+        label_tolerance: soft labels: the target is uniform over the places within this many
+            frames of the true one (neighbouring frames show nearly the same place; 0 = one-hot).
         uniqueness_window: frames around the best place excluded from the second-best score.
         single_frame: also report ``ds = 1`` (``extras["single_frame"]``).
         train / data / eval: the generic sections.
     """
 
-    backbone: str = "mobilenetv3_small_050"
+    backbone: str = "resnet10t"
     encoder: str = ""
     descriptor_dim: int = attrs.field(default=128, validator=at_least(1))
     hidden_size: int = attrs.field(default=256, validator=at_least(1))
     ds: int = attrs.field(default=10, validator=at_least(1))
     positional: bool = False
-    augment: float = attrs.field(default=1.0, validator=in_range(0.0, 1.0))
-    block_size: int = attrs.field(default=16, validator=at_least(1))
+    augment: float = attrs.field(default=0.5, validator=in_range(0.0, 1.0))
+    block_size: int = attrs.field(default=4, validator=at_least(1))
+    label_tolerance: int = attrs.field(default=2, validator=at_least(0))
     uniqueness_window: int = attrs.field(default=10, validator=at_least(0))
     single_frame: bool = True
-    train: TrainConfig = TrainConfig(epochs=0, max_steps=300, batch_size=2, lr=1e-3, log_every=10,
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=600, batch_size=8, lr=1e-3, log_every=10,
                                      checkpoint_every=100)
     data: DataConfig = DataConfig(image_height=48)
     eval: common.EvalConfig = common.EvalConfig()
@@ -85,7 +90,7 @@ class DeepSeqSLAMNet(nn.Module):
     the last frame's place.
     """
 
-    def __init__(self, num_places: int, backbone: str = "mobilenetv3_small_050", encoder: str = "", descriptor_dim: int = 128,
+    def __init__(self, num_places: int, backbone: str = "resnet10t", encoder: str = "", descriptor_dim: int = 128,
                  hidden_size: int = 256, positional: bool = False) -> None:
         super().__init__()
         if encoder:
@@ -113,9 +118,9 @@ class DeepSeqSLAMNet(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     def describe(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` images -> ``(N, descriptor_dim)`` L2-normalised frame descriptors."""
+        """``(N, 3, H, W)`` images -> ``(N, descriptor_dim)`` frame descriptors."""
         x = self.cnn((images - self.mean) / self.std)
-        return F.normalize(self.project(x.reshape(x.shape[0], -1)), dim=-1)
+        return self.project(x.reshape(x.shape[0], -1))
 
     def sequence(self, descriptors: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, L, D)`` frame descriptors (+ ``(B, L)`` positions) -> ``(B, num_places)`` logits."""
@@ -260,9 +265,12 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
     def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Any:
         descriptors = model.describe(batch["images"])[batch["windows"]]  # (B, L, D)
         logits = model.sequence(descriptors, batch["positions"] if self.config.positional else None)
-        loss = F.cross_entropy(logits, batch["labels"])
-        acc = float((logits.argmax(1) == batch["labels"]).float().mean())
-        return {"loss": loss, "top1_accuracy": acc}
+        places = torch.arange(logits.shape[1], device=logits.device)
+        target = ((places[None, :] - batch["labels"][:, None]).abs() <= self.config.label_tolerance).float()
+        target = target / target.sum(1, keepdim=True)
+        loss = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+        near = (logits.argmax(1) - batch["labels"]).abs() <= self.config.label_tolerance
+        return {"loss": loss, "top1_within_tolerance": float(near.float().mean())}
 
     # -- map and queries ---------------------------------------------------------------------------
     def build_map(self, map_data: Dataset) -> None:
