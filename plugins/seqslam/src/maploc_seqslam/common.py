@@ -100,7 +100,8 @@ def condition_metrics(
             retrieved frames hold one).
 
     Returns:
-        ``(metrics, curves)``: metrics named ``<mode>_<condition>_<metric>`` and ``<mode>_all_...``
+        ``(metrics, curves)``: metrics named ``<mode>_<condition>_<metric>``, ``<mode>_all_...`` and,
+        for a condition made of several query sequences (traversals), ``<mode>_<sequence>_...``
         (``pr_auc``, ``recall_at_100_precision`` in percent, ``recall_at_<N>`` in percent,
         ``num_queries``); ``mode`` is ``seq`` or ``single``. ``curves[<mode>_<condition>]`` holds
         ``precision`` and ``recall``.
@@ -113,6 +114,17 @@ def condition_metrics(
     groups: dict[str, list[int]] = {"all": list(range(len(queries)))}
     for i, c in enumerate(conditions):
         groups.setdefault(c, []).append(i)
+    # a condition made of several sequences (traversals) is also reported per sequence
+    by_sequence: dict[str, dict[str, list[int]]] = {}
+    sequence_groups: set[str] = set()
+    for i, (c, q) in enumerate(zip(conditions, queries)):
+        by_sequence.setdefault(c, {}).setdefault(str(q.sequence), []).append(i)
+    for seqs in by_sequence.values():
+        if len(seqs) > 1:
+            for name, idx in seqs.items():
+                if name and name not in groups:
+                    groups[name] = idx
+                    sequence_groups.add(name)
     metrics: dict[str, float] = {}
     curves: dict[str, dict[str, np.ndarray]] = {}
     for prefix, key, _ in MODES:
@@ -120,8 +132,8 @@ def condition_metrics(
         if key is not None and all(key not in e.extras for e in estimates):
             continue
         for cond, idx in groups.items():
-            if cond == "all" and len(groups) == 2:
-                continue  # one condition: "all" would repeat it
+            if cond == "all" and len(set(conditions)) == 1 and len(groups) == 2:
+                continue  # one condition of one sequence: "all" would repeat it
             qs = [_with_truth(queries[i], truth[i]) for i in idx]
             es = [mode_est[i] for i in idx]
             result = evaluate("sequence", qs, es, map_samples=[_plain(m) for m in map_metas],
@@ -137,7 +149,8 @@ def condition_metrics(
                     hit += bool(ranked) and bool(truth[i, ranked].any())
                 metrics[f"{name}_recall_at_{n}"] = 100.0 * hit / positives
             metrics[f"{name}_num_queries"] = len(idx)
-            curves[name] = {"precision": result.curves["precision"], "recall": result.curves["recall"]}
+            if cond not in sequence_groups:  # plots show conditions; sequences are in the table
+                curves[name] = {"precision": result.curves["precision"], "recall": result.curves["recall"]}
     return metrics, curves
 
 

@@ -179,7 +179,7 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
 
     name: ClassVar[str] = "deepseqslam"
     Config = DeepSeqSLAMConfig
-    presets_package: ClassVar[str | None] = "maploc_seqslam.presets"
+    presets_package: ClassVar[str | None] = "maploc_seqslam.presets.deepseqslam"
     default_dataset: ClassVar[str] = "sim-city"
     metric_family: ClassVar[str] = "sequence"
     localize_batch_size: ClassVar[int] = 32

@@ -123,7 +123,7 @@ class SeqSLAM(Method[SeqSLAMConfig]):
 
     name: ClassVar[str] = "seqslam"
     Config = SeqSLAMConfig
-    presets_package: ClassVar[str | None] = "maploc_seqslam.presets"
+    presets_package: ClassVar[str | None] = "maploc_seqslam.presets.seqslam"
     default_dataset: ClassVar[str] = "sim-city"
     metric_family: ClassVar[str] = "sequence"
     localize_batch_size: ClassVar[int] = 64
