@@ -10,10 +10,12 @@ fetched ``helsinki-osm`` sample), rasterizes it at ``resolution_m`` (disk-cached
 Splits (every sample is a pure function of ``(options.seed, split, index)``: no epoch, no global RNG, so the
 engine's exact resume holds and DataLoader workers agree):
 
-* ``train`` (and ``val``, an extra split of this dataset): ``train_samples`` (``val_samples``) triplets in the
-  train (val) blocks: an anchor at a random allowed centre with a random rotation, a positive within
-  ``positive_radius_m`` of it with any rotation, a negative at least ``negative_radius_m`` away with any rotation.
-* ``map``: the reference grid, one north-up tile (``yaw = pi/2``) every ``grid_step_m`` over the test blocks.
+* ``train`` (and ``val``, listed in ``splits`` so that ``maploc run`` validates on it): ``train_samples``
+  (``val_samples``) triplets in the train (val) blocks: an anchor at a random allowed centre with a random
+  heading, a positive within ``positive_radius_m`` of it whose heading is within ``positive_max_rotation_deg``
+  of the anchor's, a negative at least ``negative_radius_m`` away with any heading.
+* ``map``: the reference grid, one location every ``grid_step_m`` over the test blocks (samples are north-up
+  tiles, ``yaw = pi/2``; the ``loc2vec`` method renders each location at several headings with :meth:`render`).
 * ``query``: ``num_queries`` tiles at uniformly random positions in the test blocks (off the grid) with random
   rotations; each also carries a held-out triplet (positive and negative as for training) for the triplet
   accuracy.
@@ -29,11 +31,11 @@ per byte (:func:`~maploc_loc2vec.channels.pack_tiles`):
   carry none: render them with :meth:`OsmTileDataset.tiles`);
 * ``positive_tile``, ``negative_tile`` and their ``positive_pose2`` / ``negative_pose2``
   (``train`` / ``val`` / ``query``);
-* ``num_channels`` (K), ``positive_radius_m``, ``negative_radius_m``.
+* ``num_channels`` (K), ``positive_radius_m``, ``negative_radius_m``, ``positive_max_rotation_deg``.
 
-Options (:class:`TileOptions`) come from, in order: the ``options`` argument, a file ``osm-tiles.yaml`` in
-``root`` (keys of :class:`TileOptions`, checked strictly), or the class defaults. The core's runner builds
-datasets as ``cls(root, split, image_height=...)``, so the YAML file is how a ``maploc run`` changes them.
+Options: the class attribute ``Options`` (:class:`TileOptions`, typed and range-checked), set on the command
+line with ``-o data.<key>=value`` (``maploc config show`` lists them), or in Python with
+``OsmTileDataset(root, split, options=TileOptions(...))``.
 
 Map data © OpenStreetMap contributors, ODbL 1.0.
 """
