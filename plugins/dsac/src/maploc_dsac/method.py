@@ -59,6 +59,7 @@ from maploc_dsac.losses import (
     scene_coordinates_from_depth,
 )
 from maploc_dsac.network import SceneCoordinateNetwork, output_size
+from maploc_dsac.plots import format_training_stages
 
 __all__ = ["DSACMethod", "scene_mean"]
 
@@ -572,7 +573,7 @@ class DSACMethod(Method[DSACConfig]):
         disk): the per-stage training summary, the classical reference's metrics on the same
         queries, and DSAC*'s metrics on its own mapping frames (a sanity check)."""
         sections: list[tuple[str, str]] = []
-        text = _stage_lines(self.stage_log)
+        text = format_training_stages(self.stage_log)
         if text:
             sections.append(("DSAC* training stages", text))
         if self.classical_metrics is not None:
@@ -586,23 +587,6 @@ class DSACMethod(Method[DSACConfig]):
                 format_metrics_table(self.map_view_metrics),
             ))
         return sections
-
-
-def _stage_lines(stages: Mapping[str, Mapping[str, Any]]) -> str:
-    """One line per training stage that ran: steps, learning rate, first and last loss, images, time."""
-    lines = []
-    for stage, info in stages.items():
-        lines.append(
-            f"{stage:<13} steps {info['first_step']}-{info['last_step']} ({info['steps']}), lr {info['lr']:.3g}, "
-            f"loss {_fmt(info['loss_first'])} -> {_fmt(info['loss_last'])}, {info['images']} images, "
-            f"{info.get('wall_seconds', 0.0):.1f} s ({info['seconds']:.1f} s in forward+loss)"
-            + (f", {info['skipped_steps']} steps skipped (no RANSAC hypothesis)" if info.get("skipped_steps") else "")
-        )
-    return "\n".join(lines)
-
-
-def _fmt(loss: float | None) -> str:
-    return "n/a" if loss is None else f"{loss:.4g}"
 
 
 def _write_json(path: Path, data: Any) -> Path:

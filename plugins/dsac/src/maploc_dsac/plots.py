@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from maploc.files import atomic_write_bytes, atomic_write_text
 from maploc.types import PoseEstimate, Sample
 from maploc_dsac.network import OUTPUT_STRIDE
 
-__all__ = ["write_poses_dsac", "read_poses_dsac", "plot_scene_coordinate_error", "POSES_HEADER"]
+__all__ = ["write_poses_dsac", "read_poses_dsac", "plot_scene_coordinate_error", "format_training_stages", "POSES_HEADER"]
 
 POSES_HEADER = (
     "# DSAC* pose file (test.py convention): name qw qx qy qz tx ty tz rot_err_deg trans_err_cm\n"
@@ -166,3 +167,20 @@ def plot_scene_coordinate_error(
     finally:
         plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def format_training_stages(stages: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line per training stage that ran: steps, learning rate, first and last loss, images, time."""
+    lines = []
+    for stage, info in stages.items():
+        lines.append(
+            f"{stage:<13} steps {info['first_step']}-{info['last_step']} ({info['steps']}), lr {info['lr']:.3g}, "
+            f"loss {_format_loss(info['loss_first'])} -> {_format_loss(info['loss_last'])}, {info['images']} images, "
+            f"{info.get('wall_seconds', 0.0):.1f} s ({info['seconds']:.1f} s in forward+loss)"
+            + (f", {info['skipped_steps']} steps skipped (no RANSAC hypothesis)" if info.get("skipped_steps") else "")
+        )
+    return "\n".join(lines)
+
+
+def _format_loss(loss: float | None) -> str:
+    return "n/a" if loss is None else f"{loss:.4g}"
