@@ -112,7 +112,8 @@ def test_train_then_eval_checkpoint(run_cli, tmp_path):
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["num_queries"] == 12
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == list(range(1, 13))
+    assert [x["step"] for x in lines if "train/loss" in x] == list(range(1, 13))
+    assert [x["step"] for x in lines if "val/val_loss" in x] == [6, 12]  # end of each epoch (val split)
 
 
 @pytest.mark.slow
