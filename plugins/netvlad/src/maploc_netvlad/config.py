@@ -30,7 +30,7 @@ class ModelConfig:
         layer: the backbone feature stage NetVLAD pools (``resnet18``: 3 = stride 16, 256 channels; ``vgg16``: 4 =
             conv5_3, 512 channels).
         num_clusters: NetVLAD clusters ``K`` (k-means initialised).
-        whitening_dim: PCA-whitened output dimension learned on the map (capped at map size - 1); 0 = no whitening.
+        whitening_dim: PCA-whitened output dimension learned on the map (capped at a quarter of the map size); 0 = no whitening.
     """
 
     backbone: str = "resnet18"

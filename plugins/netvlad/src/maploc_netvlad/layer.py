@@ -158,7 +158,11 @@ class PCAWhitening(nn.Module):
 
     @torch.no_grad()
     def fit(self, descriptors: Tensor, out_dim: int, eps: float = 1e-6) -> int:
-        """Learns the projection from ``(N, D)`` descriptors; keeps ``min(out_dim, N - 1, D)`` dimensions.
+        """Learns the projection from ``(N, D)`` descriptors; keeps ``min(out_dim, N // 4, D)`` dimensions (at least 1).
+
+        The cap at a quarter of ``N``: whitened to ``N - 1`` dimensions, the ``N`` fitted descriptors become the
+        vertices of a regular simplex (all pairwise distances equal) and the lowest-variance (noise) directions are
+        amplified the most; keeping far fewer dimensions than samples preserves their similarity structure.
 
         Returns:
             the kept dimension.
@@ -171,7 +175,7 @@ class PCAWhitening(nn.Module):
             raise ValueError(f"PCA whitening needs at least 2 descriptors (N, D), got {tuple(x.shape)}")
         mean = x.mean(dim=0)
         _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
-        keep = int(min(out_dim, x.shape[0] - 1, x.shape[1]))
+        keep = int(max(1, min(out_dim, x.shape[0] // 4, x.shape[1])))
         variance = s[:keep].square() / (x.shape[0] - 1)
         projection = vt[:keep] / torch.sqrt(variance + eps)[:, None]
         self.mean = mean.float().to(descriptors.device)
