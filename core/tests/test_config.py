@@ -128,3 +128,25 @@ def test_dataset_options_are_routed_and_checked():
         structure_dataset_options(Fake, {"frmes": 10})
     with pytest.raises(ConfigError, match=r"'data.frames' expects an int"):
         structure_dataset_options(Fake, {"frames": "many"})
+
+
+def test_preset_sections_merge_with_the_class_defaults(tmp_path, monkeypatch):
+    import attrs
+
+    from maploc.config import TrainConfig
+
+    @attrs.frozen(kw_only=True)
+    class Cfg:
+        train: TrainConfig = TrainConfig(batch_size=2, lr=0.5)
+        data: DataConfig = DataConfig(image_height=120)
+
+    pkg = tmp_path / "mypresets"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "quick.yaml").write_text("train:\n  max_steps: 3\ndata:\n  max_queries: 5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from maploc.config import load_preset
+
+    cfg = load_preset(Cfg, "mypresets", "quick")
+    assert cfg.train.max_steps == 3 and cfg.train.batch_size == 2 and cfg.train.lr == 0.5
+    assert cfg.data.max_queries == 5 and cfg.data.image_height == 120

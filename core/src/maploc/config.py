@@ -387,7 +387,8 @@ def list_presets(package: str | None) -> list[str]:
 
 
 def load_preset(cls: type[T], package: str | None, name: str = "default") -> T:
-    """The config of preset ``name``: the class defaults updated by ``<package>/<name>.yaml``.
+    """The config of preset ``name``: the class defaults deep-merged with ``<package>/<name>.yaml``
+    (a section in the preset changes only the keys it names).
 
     ``default`` without a YAML file is the class defaults.
 
@@ -412,7 +413,9 @@ def load_preset(cls: type[T], package: str | None, name: str = "default") -> T:
         raise ConfigError(f"preset {name!r} of {package} is not valid YAML: {e}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"preset {name!r} of {package} must be a mapping")
-    return structure(cls, data)
+    # deep-merge over the class defaults: a preset's `data: {max_queries: 5}` keeps the method's
+    # default `data.image_height` instead of resetting the whole section to DataConfig()
+    return structure(cls, _deep_merge(unstructure(cls()), data))
 
 
 def resolve_config(
