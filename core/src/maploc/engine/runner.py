@@ -357,7 +357,7 @@ def _execute(
     # Open and check every split this run needs before training: a broken map or query split (a
     # corrupt image, a NaN pose, a missing calibration) is reported at once, not after training.
     # ``Method.trains`` needs the model, which is built after seeding (below): ask the config here
-    train_cfg = getattr(config, "train", None)
+    train_cfg = getattr(method.config, "train", None)  # the method may complete its config (DSAC* stages)
     training = "fit" in spec.stages and ckpt is None and train_cfg is not None and (
         train_cfg.epochs > 0 or train_cfg.max_steps > 0)
     mapping = "map" in spec.stages or "localize" in spec.stages
