@@ -79,6 +79,7 @@ def encoders(height: int, repeats: int, runs: dict[str, Path | None]) -> None:
 
 def search(sizes: list[int], dim: int, queries: int) -> None:
     import faiss
+
     from maploc_netvlad.index import MapIndex
 
     rng = np.random.default_rng(0)
