@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from maploc.evaluation import (
     FAMILIES,
     average_precision,
@@ -209,6 +210,7 @@ def test_sequence_failures_and_true_matches():
 
 def _sample(name, t=None, yaw_deg=None, xy=None, R=None):
     import torch
+
     from maploc.types import Camera, Pose, Pose2, Sample
 
     T = None
@@ -229,6 +231,7 @@ def _rot_z(deg):
 
 def test_evaluate_pose6dof():
     import torch
+
     from maploc.types import Pose, PoseEstimate
 
     queries = [_sample("a", t=[1.0, 2.0, 3.0]), _sample("b", t=[0.0, 0.0, 0.0])]
