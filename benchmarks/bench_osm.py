@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import cv2
+
     from maploc_osm import load_map_raster, parse_osm, rasterize
 
     path = args.path

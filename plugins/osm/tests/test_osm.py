@@ -21,6 +21,8 @@ import pyproj
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from maploc.errors import DataError
 from maploc_osm import (
     ATTRIBUTION,
     CLASS_NAMES,
@@ -38,8 +40,6 @@ from maploc_osm import (
 from maploc_osm import raster as raster_module
 from maploc_osm.classes import CLASS_INFO, CLASSES, TAG_TABLE, describe_classes, has_area_tags, is_above_ground
 from maploc_osm.render import raster_to_rgb
-
-from maploc.errors import DataError
 
 LAT0, LON0 = 60.17, 24.94
 GEOD = pyproj.Geod(ellps="WGS84")

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import osmium
 import pytest
-from maploc_osm import load_map_raster, parse_osm, rasterize, show_sample_map
 from matplotlib.path import Path as PolygonPath
+
+from maploc_osm import load_map_raster, parse_osm, rasterize, show_sample_map
 
 pytestmark = pytest.mark.data
 

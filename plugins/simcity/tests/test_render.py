@@ -16,6 +16,8 @@ from pathlib import Path
 import attrs
 import numpy as np
 import pytest
+
+from maploc.errors import DataError
 from maploc_osm import parse_osm, rasterize
 from maploc_simcity import (
     CONDITIONS,
@@ -45,8 +47,6 @@ from maploc_simcity.verify import (
     project,
     raster_ground_lookup,
 )
-
-from maploc.errors import DataError
 
 
 @pytest.fixture(scope="module")

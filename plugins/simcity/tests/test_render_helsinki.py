@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from maploc.data import fetch as fetch_mod
 from maploc_osm import parse_osm, rasterize
 from maploc_simcity import (
     Renderer,
@@ -25,8 +27,6 @@ from maploc_simcity import (
     traversal_poses,
 )
 from maploc_simcity.verify import ground_label_agreement, multiview_consistency, raster_ground_lookup
-
-from maploc.data import fetch as fetch_mod
 
 pytestmark = pytest.mark.data
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import attrs
 import pytest
-from maploc_simcity import SimCity, SimCityOptions
-from maploc_simcity import dataset as dataset_module
-from maploc_simcity.options import RENDER_FIELDS, SPLIT_FIELDS
 
 from maploc.api import SampleMeta
 from maploc.config import parse_overrides, structure_dataset_options
 from maploc.errors import ConfigError, DataError
+from maploc_simcity import SimCity, SimCityOptions
+from maploc_simcity import dataset as dataset_module
+from maploc_simcity.options import RENDER_FIELDS, SPLIT_FIELDS
 
 
 # ---- options ----------------------------------------------------------------------------------------------------

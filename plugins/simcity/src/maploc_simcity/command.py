@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from maploc_osm.source import resolve_map
 
 from maploc.errors import DataError
+from maploc_osm.source import resolve_map
 
 from .camera import make_camera
 from .conditions import CONDITIONS, get_condition
@@ -121,8 +121,9 @@ def render_command(
         DataError: the map cannot be found or read, or has no road for the cameras.
         RenderError: no usable OpenGL (names the missing library and how to install it).
     """
-    from maploc_osm import ATTRIBUTION, parse_osm, rasterize
     from tqdm.auto import tqdm
+
+    from maploc_osm import ATTRIBUTION, parse_osm, rasterize
 
     t_start = time.perf_counter()
     conditions = _check_options(frames, conditions, traversals, spacing_m, layouts, lateral_offset_m)

@@ -164,9 +164,8 @@ class SimCity(Dataset):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def _cached_render(self, options: SimCityOptions) -> Path:
-        from maploc_osm import file_sha256, resolve_map
-
         from maploc.data.fetch import cache_root
+        from maploc_osm import file_sha256, resolve_map
 
         osm_path = resolve_map(options.map)
         target = cache_root() / "sim-city" / self.cache_key(options, file_sha256(osm_path))

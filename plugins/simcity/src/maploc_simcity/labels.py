@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
+
 from maploc_osm import CLASS_NAMES
 
 __all__ = [

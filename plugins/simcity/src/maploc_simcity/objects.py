@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import trimesh
-from maploc_osm import GeoReference
 from shapely.geometry import Polygon
+
+from maploc_osm import GeoReference
 
 from .meshes import VertexBuffer, line_segments, nearest_on_segments, place_instances, unit_box, unit_cylinder
 

@@ -40,8 +40,9 @@ from collections.abc import Mapping
 import attrs
 import cv2
 import numpy as np
-from maploc_osm import GeoReference, OSMMap, rasterize
 from shapely.geometry import LineString
+
+from maploc_osm import GeoReference, OSMMap, rasterize
 
 from .gl import RenderParameterError
 from .labels import GROUND_LABEL, ground_labels, label_id

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
+
 from maploc_osm import OSMMap
 
 __all__ = ["BUILDING_KEYS", "NAMED_COLOURS", "building_height", "building_tags", "facade_colour", "parse_colour",

@@ -19,13 +19,13 @@ from collections.abc import Sequence
 
 import attrs
 import numpy as np
-from maploc_osm import OSMMap
-from maploc_osm.classes import WAY_CLASSES
 from shapely import STRtree, points
 from shapely.geometry import Polygon
 
 from maploc.errors import DataError
 from maploc.types import Pose2
+from maploc_osm import OSMMap
+from maploc_osm.classes import WAY_CLASSES
 
 from .camera import camera_pose
 from .gl import RenderParameterError
