@@ -59,11 +59,13 @@ class SyntheticOptions:
         frames: views per sequence.
         traversals: traversals (the query split is traversal 1 when there are two or more, else traversal 0).
         conditions: condition names; the query split has one sequence per condition (images differ by seed).
+        query_conditions: conditions of the query split (empty: all of ``conditions``).
     """
 
     frames: int = attrs.field(default=8, validator=at_least(1))
     traversals: int = attrs.field(default=2, validator=at_least(1))
     conditions: tuple[str, ...] = attrs.field(default=("day",), converter=_names)
+    query_conditions: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
 
 class SyntheticBEVOSM(Dataset):
@@ -82,7 +84,8 @@ class SyntheticBEVOSM(Dataset):
             raise ValueError(f"unknown split {split!r}")
         opts: SyntheticOptions = self.options
         traversal = 1 if split == "query" and opts.traversals > 1 else 0
-        conditions = opts.conditions if split == "query" else ("day",)
+        chosen = tuple(c for c in opts.conditions if not opts.query_conditions or c in opts.query_conditions)
+        conditions = (chosen or opts.conditions) if split == "query" else ("day",)
         self.items = [(f"t{traversal}_{c}", i) for c in conditions for i in range(opts.frames)]
         self.h = image_height or 48
         self.w = round(self.h * 4 / 3)
