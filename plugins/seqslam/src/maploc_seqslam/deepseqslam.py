@@ -36,7 +36,7 @@ from maploc.errors import ConfigError
 from maploc.types import PoseEstimate, Sample
 from maploc_seqslam import common
 from maploc_seqslam.search import uniqueness
-from maploc_seqslam.seqslam import StreamingMatcher, plot_all
+from maploc_seqslam.seqslam import SequenceReport, StreamingMatcher, plot_all
 
 __all__ = ["DeepSeqSLAM", "DeepSeqSLAMConfig", "DeepSeqSLAMNet"]
 
@@ -174,10 +174,11 @@ def augment(images: torch.Tensor, strength: float, generator: torch.Generator | 
     return out.clamp(0, 1)
 
 
-class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
+class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
     """DeepSeqSLAM; see the module docstring."""
 
     name: ClassVar[str] = "deepseqslam"
+    report_name: ClassVar[str] = "DeepSeqSLAM"
     Config = DeepSeqSLAMConfig
     presets_package: ClassVar[str | None] = "maploc_seqslam.presets.deepseqslam"
     default_dataset: ClassVar[str] = "sim-city"
@@ -329,20 +330,7 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
             out.append(-F.log_softmax(logits.float(), dim=1)[0])
         return torch.stack(out).cpu()
 
-    # -- reporting ---------------------------------------------------------------------------------
-    def extra_metrics(self, map_data: Dataset, queries: Sequence[Any], estimates: Sequence[PoseEstimate],
-                      metrics: Mapping[str, float]) -> Mapping[str, float]:
-        """Per-condition PR AUC, recall at 100 % precision and recall@1/5 (percent), sequence
-        (``seq_``) and single frame (``single_``)."""
-        map_metas = [map_data.metadata(i) for i in range(len(map_data))]
-        extra, self._curves = common.condition_metrics(map_metas, queries, estimates,
-                                                       self.config.eval.distance_threshold_m)
-        self._map_metas = map_metas
-        return extra
-
-    def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
-        return [(f"DeepSeqSLAM per condition (ds={self.config.ds} vs single frame)",
-                 common.results_table(metrics, self.config.ds, ns=(1, 5)))]
+    # -- reporting: SequenceReport (extra_metrics, report_sections) --------------------------------
 
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
         """PR curves per condition, the score matrix (negative log-probabilities) with the ground

@@ -118,10 +118,33 @@ class StreamingMatcher:
         self.matches.extend(int(b) for b in best[:n])
 
 
-class SeqSLAM(Method[SeqSLAMConfig]):
+class SequenceReport:
+    """Per-condition reporting shared by SeqSLAM and DeepSeqSLAM (mixed into their Methods)."""
+
+    #: the method's name in the report's title
+    report_name: ClassVar[str] = ""
+
+    def extra_metrics(self, map_data: Dataset, queries: Sequence[Any], estimates: Sequence[PoseEstimate],
+                      metrics: Mapping[str, float]) -> Mapping[str, float]:
+        """Per-condition PR AUC, recall at 100 % precision and recall@1/5 (percent), for the
+        sequence (``seq_``) and single-frame (``single_``) matches."""
+        map_metas = [map_data.metadata(i) for i in range(len(map_data))]
+        extra, self._curves = common.condition_metrics(map_metas, queries, estimates,
+                                                       self.config.eval.distance_threshold_m)  # type: ignore[attr-defined]
+        self._map_metas = map_metas
+        return extra
+
+    def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
+        ds = self.config.ds  # type: ignore[attr-defined]
+        return [(f"{self.report_name} per condition (ds={ds} vs single frame)",
+                 common.results_table(metrics, ds, ns=(1, 5)))]
+
+
+class SeqSLAM(SequenceReport, Method[SeqSLAMConfig]):
     """SeqSLAM sequence matching; see the module docstring."""
 
     name: ClassVar[str] = "seqslam"
+    report_name: ClassVar[str] = "SeqSLAM"
     Config = SeqSLAMConfig
     presets_package: ClassVar[str | None] = "maploc_seqslam.presets.seqslam"
     default_dataset: ClassVar[str] = "sim-city"
@@ -186,20 +209,7 @@ class SeqSLAM(Method[SeqSLAMConfig]):
                                     extras=extras))
         return out
 
-    # -- reporting ---------------------------------------------------------------------------------
-    def extra_metrics(self, map_data: Dataset, queries: Sequence[Any], estimates: Sequence[PoseEstimate],
-                      metrics: Mapping[str, float]) -> Mapping[str, float]:
-        """Per-condition PR AUC, recall at 100 % precision and recall@1/5 (percent), for the
-        sequence (``seq_``) and single-frame (``single_``) matches."""
-        map_metas = [map_data.metadata(i) for i in range(len(map_data))]
-        extra, self._curves = common.condition_metrics(map_metas, queries, estimates,
-                                                       self.config.eval.distance_threshold_m)
-        self._map_metas = map_metas
-        return extra
-
-    def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
-        return [(f"SeqSLAM per condition (ds={self.config.ds} vs single frame)",
-                 common.results_table(metrics, self.config.ds, ns=(1, 5)))]
+    # -- reporting: SequenceReport (extra_metrics, report_sections) --------------------------------
 
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
         """PR curves per condition, the difference matrix (raw, enhanced) with the ground truth and
