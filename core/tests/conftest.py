@@ -10,11 +10,11 @@ loaded: ``MAPLOC_DISABLE_PLUGIN_AUTOLOAD=1``).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from maploc.testing.pytest_plugin import cli_runner
 
 FAKE_ENTRY_POINTS = """\
 [maploc.methods]
@@ -39,20 +39,11 @@ def fake_site(tmp_path_factory) -> Path:
 @pytest.fixture
 def run_cli(tmp_path, fake_site):
     """Runs ``maploc ...`` in a subprocess (as a user would) and returns the CompletedProcess."""
-
-    def run(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None):
-        full_env = dict(os.environ, **(env or {}))
-        full_env.setdefault("MAPLOC_DATA", str(tmp_path / "data-cache"))
+    return cli_runner(tmp_path, {
         # the core's tests see only the core's own hook module (plugins test their own hooks)
-        full_env.setdefault("MAPLOC_DISABLE_PLUGIN_AUTOLOAD", "1")
-        full_env.pop("MAPLOC_RUN_DIR", None)
-        full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(fake_site), full_env.get("PYTHONPATH", "")) if p)
-        return subprocess.run(
-            [sys.executable, "-m", "maploc.cli", *args], capture_output=True, text=True, env=full_env,
-            timeout=timeout, cwd=cwd or tmp_path,
-        )
-
-    return run
+        "MAPLOC_DISABLE_PLUGIN_AUTOLOAD": os.environ.get("MAPLOC_DISABLE_PLUGIN_AUTOLOAD", "1"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(fake_site), os.environ.get("PYTHONPATH", "")) if p),
+    })
 
 
 @pytest.fixture(autouse=True)

