@@ -183,25 +183,3 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = _gl_unavailable()
         if reason is not None:
             pytest.skip(reason)
-
-
-@pytest.fixture
-def maploc_main(monkeypatch, tmp_path, capsys):
-    """Runs ``maploc ARGS...`` through :func:`maploc.cli.main` in this process; returns ``(status, stdout, stderr)``.
-
-    The sample cache defaults to a fresh folder unless ``MAPLOC_DATA`` is set by the test.
-    """
-    from maploc.cli import main
-
-    monkeypatch.delenv("MAPLOC_RUN_DIR", raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            status = main(list(args))
-        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-            status = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run

