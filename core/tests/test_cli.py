@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -176,3 +177,28 @@ def test_run_validates_on_the_dataset_val_split(run_cli, tmp_path):
     assert [r["step"] for r in val] == [2, 4]
     assert all(r["val/val_loss"] > 0 for r in val)
     assert any((out / "tensorboard").iterdir())
+
+
+def test_method_is_told_its_run_and_the_checkpoint_run(maploc_main, monkeypatch, tmp_path, fake_site):
+    """``Method.run_dir`` is the run in progress; ``checkpoint_run_dir`` the run that wrote the
+    evaluated checkpoint, so that a method can reuse what it saved there (an index, a teacher)."""
+    from maploc.testing.fakes import BoringMethod
+
+    seen: list[tuple[object, object]] = []
+    original = BoringMethod.build_map
+
+    def spy(self, map_data):
+        seen.append((self.run_dir, self.checkpoint_run_dir))
+        return original(self, map_data)
+
+    monkeypatch.setattr(BoringMethod, "build_map", spy)
+    monkeypatch.syspath_prepend(str(fake_site))  # registers ``boring`` for this process
+    out = tmp_path / "train"
+    status, _, err = maploc_main("run", "--method", "boring", "-o", "train.max_steps=2", "--out", str(out),
+                                 "--no-progress")
+    assert status == 0, err
+    ev = tmp_path / "ev"
+    status, _, err = maploc_main("eval", "--checkpoint", str(out / "checkpoints" / "last.ckpt"), "--out", str(ev),
+                                 "--no-progress")
+    assert status == 0, err
+    assert [(Path(a).resolve(), b) for a, b in seen] == [(out.resolve(), None), (ev.resolve(), out.resolve())]

@@ -250,6 +250,12 @@ class Method(abc.ABC, Generic[ConfigT]):
         config: the resolved config.
         model: the trainable ``nn.Module`` (``None`` for methods that do not learn). Set by
             :meth:`configure_model`; the engine replaces it with the trained weights after ``fit``.
+        run_dir: the folder of the run in progress (set by the runner before any step; ``None``
+            when the method is driven by hand). Methods write their own artefacts (an index,
+            caches) under it.
+        checkpoint_run_dir: for ``maploc eval --checkpoint RUN/checkpoints/X.ckpt``, the folder of
+            the run that wrote the checkpoint (``RUN``), so that a method can reuse what that run
+            saved beside its weights (a map index, a teacher); ``None`` when training.
     """
 
     name: ClassVar[str] = ""
@@ -265,6 +271,8 @@ class Method(abc.ABC, Generic[ConfigT]):
     def __init__(self, config: ConfigT) -> None:
         self.config = config
         self.model: nn.Module | None = None
+        self.run_dir: Path | None = None
+        self.checkpoint_run_dir: Path | None = None
 
     # -- training: optional; the defaults make a method that does not learn ---------------------
     @property

@@ -353,6 +353,9 @@ def _execute(
 ) -> RunResult:
     root = _resolve_data_root(dataset_cls, spec.data_root, say if first_process else (lambda s: None))
     method = method_cls(config)
+    method.run_dir = run_dir
+    if spec.checkpoint is not None:
+        method.checkpoint_run_dir = Path(spec.checkpoint).resolve().parent.parent
 
     # Open and check every split this run needs before training: a broken map or query split (a
     # corrupt image, a NaN pose, a missing calibration) is reported at once, not after training.
