@@ -257,7 +257,7 @@ class DSACMethod(Method[DSACConfig]):
         stats: dict[str, float] = {}
         if stage == "init":
             if gt is not None and cfg.loss.use_depth:
-                loss = euclidean_loss(pred, gt, gt_valid, None if log_var is None else log_var.float())
+                loss = self.init_loss(pred, gt, gt_valid, log_var)
                 stats["valid_fraction"] = float(gt_valid.float().mean())
             else:
                 loss, frac = self._reprojection(pred, aug, t, cell_valid, None, None, H)
@@ -274,6 +274,10 @@ class DSACMethod(Method[DSACConfig]):
             return None
         self._record(stage, batch_idx, float(loss.detach()), seconds, B, stats)
         return loss
+
+    def init_loss(self, pred: Tensor, gt: Tensor, valid: Tensor, log_var: Tensor | None) -> Tensor:
+        """The ``init`` stage's loss against ground truth from depth (a hook: TransPose overrides it)."""
+        return euclidean_loss(pred, gt, valid, None if log_var is None else log_var.float())
 
     def _reprojection(
         self, pred: Tensor, aug: Any, t: Tensor, cell_valid: Tensor, gt: Tensor | None, gt_valid: Tensor | None,
@@ -566,7 +570,6 @@ class DSACMethod(Method[DSACConfig]):
             plot_error_cdf(run_dir / "error_cdf_classical.png", c["translation_error_cm"], c["rotation_error_deg"],
                            "classical reference: SIFT + cv2.solvePnPRansac"),
         ]
-
 
     def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
         """Sections below the metrics table, from what this run computed (nothing is read back from

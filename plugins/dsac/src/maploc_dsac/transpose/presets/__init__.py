@@ -1,0 +1,1 @@
+"""Named presets of the ``transpose`` method (``<name>.yaml``, read with importlib.resources)."""
