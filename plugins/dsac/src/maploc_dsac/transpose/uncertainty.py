@@ -102,7 +102,7 @@ def uncertainty_exclusion_mask(log_variance: Tensor, exclude_fraction: float, va
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(N, device=s.device).expand(B, N))
     n_valid = ok.sum(1, keepdim=True)
-    n_drop = torch.ceil(n_valid.to(torch.float64) * exclude_fraction).to(torch.int64)
+    n_drop = torch.ceil(n_valid.to(torch.float64) * exclude_fraction - 1e-6).to(torch.int64)  # 1e-6: float round-off
     return ok & (rank >= n_drop)
 
 
