@@ -33,7 +33,8 @@ def nearest_rotation(R: np.ndarray) -> np.ndarray:
 
 
 def rotation_angle_deg(R_a: np.ndarray, R_b: np.ndarray) -> np.ndarray:
-    """Geodesic angle between rotations, degrees: ``arccos((trace(R_a^T R_b) - 1) / 2)``.
+    """Geodesic angle between rotations, degrees: ``atan2(sin, cos)`` of ``M = R_a^T R_b`` with
+    ``cos = (trace M - 1) / 2`` and ``sin = |vee(M - M^T)| / 2`` (accurate near 0, unlike ``arccos``).
 
     Args:
         R_a: ``(..., 3, 3)``; R_b: ``(..., 3, 3)`` (broadcast).
@@ -42,8 +43,11 @@ def rotation_angle_deg(R_a: np.ndarray, R_b: np.ndarray) -> np.ndarray:
         ``(...)`` float64 degrees in ``[0, 180]``.
     """
     R_a, R_b = np.asarray(R_a, dtype=np.float64), np.asarray(R_b, dtype=np.float64)
-    trace = np.einsum("...ij,...ij->...", R_a, R_b)
-    return np.degrees(np.arccos(np.clip((trace - 1.0) / 2.0, -1.0, 1.0)))
+    M = np.swapaxes(R_a, -1, -2) @ R_b
+    cos = (np.trace(M, axis1=-2, axis2=-1) - 1.0) / 2.0
+    vee = np.stack([M[..., 2, 1] - M[..., 1, 2], M[..., 0, 2] - M[..., 2, 0], M[..., 1, 0] - M[..., 0, 1]], -1)
+    sin = np.linalg.norm(vee, axis=-1) / 2.0
+    return np.degrees(np.arctan2(sin, cos))
 
 
 def _exp(rotvec: np.ndarray) -> np.ndarray:
@@ -87,11 +91,11 @@ def sample_novel_poses(
     4. **Translation.** With ``pivot_distance_m > 0`` the camera orbits the point
        ``p = c_b + pivot_distance_m * z_b`` (``z_b``: the base optical axis) by ``dR``, so it keeps
        looking at the surface the base camera looked at: offset ``o = (p - c_b) - dR (p - c_b)``;
-       with ``pivot_distance_m = 0`` it rotates in place (``o = 0``). A uniform random offset in the
-       ball of radius ``max_translation_m`` is added, and the sum is scaled down to length
-       ``max_translation_m`` if longer: ``c = c_b + o + r``. So the camera centre lies within
-       ``max_translation_m`` of the segment ``[c_i, c_j]`` it was sampled on (for ``i == j``: of
-       the centre ``c_i``).
+       with ``pivot_distance_m = 0`` it rotates in place (``o = 0``). ``o`` is shortened to
+       ``max_translation_m`` if longer, then a random offset ``r``, uniform in the ball of radius
+       ``max_translation_m - |o|``, is added: ``c = c_b + o + r``. So ``|c - c_b| <=
+       max_translation_m``: the camera centre lies within ``max_translation_m`` of the segment
+       ``[c_i, c_j]`` it was sampled on (for ``i == j``: of the centre ``c_i``).
 
     Mapping rotations are first projected onto SO(3) (:func:`nearest_rotation`); the bounds hold
     for the returned float32 poses up to float32 rounding (~1e-4 degree, ~1e-6 m).
@@ -139,10 +143,11 @@ def sample_novel_poses(
         dR = _exp(angle * _random_unit(rng))
         R = dR @ R_b
         lever = pivot_distance_m * R_b[:, 2]
-        offset = lever - dR @ lever
-        offset = offset + _random_unit(rng) * max_translation_m * float(rng.uniform()) ** (1.0 / 3.0)
-        length = float(np.linalg.norm(offset))
+        orbit = lever - dR @ lever
+        length = float(np.linalg.norm(orbit))
         if length > max_translation_m:
-            offset = offset * (max_translation_m / length)
+            orbit, length = orbit * (max_translation_m / length), max_translation_m
+        radius = max(0.0, max_translation_m - length) * float(rng.uniform()) ** (1.0 / 3.0)
+        offset = orbit + _random_unit(rng) * radius
         poses.append(Pose(R=torch.from_numpy(R).float(), t=torch.from_numpy(c_b + offset).float()))
     return poses
