@@ -166,3 +166,13 @@ def test_mixing_schedule(fraction):
     assert MixedDataset(real, [], 0.5, RenderAugmentConfig()).fraction == 0.0
     with pytest.raises(IndexError):
         mixed[len(mixed)]
+
+
+def test_render_augmentation_applies_to_renders_only_unless_all():
+    real, synth = _Fake(2, "r"), _Fake(2, "s")
+    only = MixedDataset(real, synth, 0.5, RenderAugmentConfig(noise_std=0.1))
+    everything = MixedDataset(real, synth, 0.5, RenderAugmentConfig(noise_std=0.1, apply_to="all"))
+    for mixed, real_changed in ((only, False), (everything, True)):
+        for i in range(len(mixed)):
+            changed = not torch.equal(mixed[i].image, torch.full((3, 4, 4), 0.5))
+            assert changed == (mixed.is_synthetic(i) or real_changed)

@@ -56,6 +56,8 @@ class RenderAugmentConfig:
 
     Attributes:
         enabled: augment the renders at all.
+        apply_to: ``synthetic`` (the renders of the mixed stream only) or ``all`` (every training
+            frame: for training sets that are renders themselves, e.g. ``--dataset sim-city``).
         brightness: brightness factor uniform in ``[1 - b, 1 + b]``.
         contrast: contrast factor uniform in ``[1 - c, 1 + c]`` (about the image mean).
         saturation: saturation factor uniform in ``[1 - s, 1 + s]`` (about the grey value).
@@ -65,6 +67,7 @@ class RenderAugmentConfig:
     """
 
     enabled: bool = True
+    apply_to: Literal["synthetic", "all"] = "synthetic"
     brightness: float = attrs.field(default=0.3, validator=probability())
     contrast: float = attrs.field(default=0.3, validator=probability())
     saturation: float = attrs.field(default=0.3, validator=probability())

@@ -76,7 +76,8 @@ class MixedDataset:
     -> render ``i mod S``), the rest real frames (cycled); the engine's shuffled sampler spreads
     them over the batches, so each batch holds ``fraction`` renders in expectation and each epoch
     exactly that share. Renders are augmented (:func:`augment_render`) on every read; real frames
-    are returned as they are (DSAC*'s own augmentation applies to both, on the batch).
+    are returned as they are unless ``augment.apply_to == "all"`` (DSAC*'s own augmentation applies
+    to both, on the batch).
 
     Args:
         real: the real training frames (``Sample`` s with pose and depth).
@@ -113,7 +114,10 @@ class MixedDataset:
         if self.is_synthetic(index):
             s = self.synthetic[index % len(self.synthetic)]
             return attrs.evolve(s, image=augment_render(s.image, self.augment))
-        return self.real[(index - self.num_synthetic_slots) % len(self.real)]
+        s = self.real[(index - self.num_synthetic_slots) % len(self.real)]
+        if self.augment.apply_to == "all":
+            s = attrs.evolve(s, image=augment_render(s.image, self.augment))
+        return s
 
     def __repr__(self) -> str:
         return (f"MixedDataset({len(self.real)} real, {len(self.synthetic)} synthetic, "
