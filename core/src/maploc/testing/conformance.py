@@ -61,11 +61,13 @@ def check_dataset(name: str, root: Path | None = None) -> None:
 def check_method(name: str, tmp_path: Path, *, train_steps: int = 2) -> dict[str, float]:
     """Runs the method end to end on its ``conformance_dataset`` with its ``conformance_overrides``:
     a short training (if it trains), checkpoint written and loadable with weights_only, build_map,
-    localize (one estimate per query), evaluation and the run directory. Returns the metrics."""
+    localize (one estimate per query), evaluation and the run directory; then, for a method that
+    trained, the same evaluation from the checkpoint alone (what ``maploc eval --checkpoint`` does).
+    Returns the metrics of the first run."""
     import math
 
     from maploc.engine import EngineConfig, load_checkpoint
-    from maploc.engine.runner import RunSpec, execute
+    from maploc.engine.runner import RunSpec, execute, resolve_spec
 
     cls = check_method_contract(name)
     overrides = list(cls.conformance_overrides)
@@ -91,4 +93,14 @@ def check_method(name: str, tmp_path: Path, *, train_steps: int = 2) -> dict[str
         assert math.isfinite(result.fit.last_loss), f"{name}: non-finite training loss"
         ckpt = load_checkpoint(out / "checkpoints" / "last.ckpt")
         assert ckpt["method"] == name and ckpt["step"] == train_steps
+        # ``maploc eval --checkpoint RUN/checkpoints/last.ckpt``: the method is rebuilt from the checkpoint
+        # and its run's config.yaml alone (no flags) and evaluates the same queries
+        again = execute(
+            resolve_spec(checkpoint=out / "checkpoints" / "last.ckpt", out=Path(tmp_path) / f"conformance-{name}-eval",
+                         engine=EngineConfig(progress=False), stages=("map", "localize")),
+            say=lambda s: None,
+        )
+        assert again.fit is None, f"{name}: evaluating a checkpoint trained again"
+        assert again.metrics["num_queries"] == metrics["num_queries"], (
+            f"{name}: evaluating the checkpoint gave {again.metrics['num_queries']} queries, not {metrics['num_queries']}")
     return metrics

@@ -20,6 +20,7 @@ place; ``confidence = 1 - mu`` with the uniqueness ratio ``mu`` of the negative 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,8 @@ from torch import nn
 
 from maploc.api import Dataset, Method
 from maploc.config import DataConfig, TrainConfig, at_least, in_range
-from maploc.errors import ConfigError
+from maploc.errors import CheckpointError, ConfigError
+from maploc.files import atomic_write_text
 from maploc.types import PoseEstimate, Sample
 from maploc_seqslam import common
 from maploc_seqslam.search import uniqueness
@@ -201,9 +203,28 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
             raise ConfigError(f"ds={self.config.ds} (sequence length) is longer than the reference traversal ({n} frames)")
         return n
 
+    #: written into the run directory by :meth:`fit`: the number of places (classes) of the model,
+    #: which ``maploc eval --checkpoint`` needs to rebuild it before the map is read
+    places_file: ClassVar[str] = "deepseqslam_places.json"
+
     def configure_model(self) -> nn.Module | None:
         """Built lazily by :meth:`fit` / :meth:`build_map` (the number of places is the reference
-        traversal's length); returns the model when it exists."""
+        traversal's length); returns the model when it exists. Evaluating a checkpoint
+        (``checkpoint_run_dir`` set), the model is built here with the number of places its run
+        recorded in ``deepseqslam_places.json``.
+
+        Raises:
+            CheckpointError: the checkpoint's run has no readable ``deepseqslam_places.json``.
+        """
+        if self.model is None and self.checkpoint_run_dir is not None:
+            path = Path(self.checkpoint_run_dir) / self.places_file
+            try:
+                n = int(json.loads(path.read_text(encoding="utf-8"))["num_places"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise CheckpointError(
+                    f"{path} is missing or unreadable: DeepSeqSLAM needs its run's number of places to rebuild the "
+                    "model (train again with this maploc-seqslam, which writes it)") from None
+            self._build(n)
         return self.model
 
     def _build(self, num_places: int) -> None:
@@ -223,6 +244,8 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
         one class per frame, windows of up to ``ds`` frames ending at it."""
         n = self._places(train_data)
         self._build(n)
+        if self.run_dir is not None:
+            atomic_write_text(Path(self.run_dir) / self.places_file, json.dumps({"num_places": n}) + "\n")
         self._train_images = torch.stack([train_data[i].image for i in range(n)])
         self._train_sequences = [train_data.metadata(i).sequence for i in range(n)]
         if not self.trains:
@@ -277,6 +300,10 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
     def build_map(self, map_data: Dataset) -> None:
         """Keeps the place names (the classes are the map's frames, in order)."""
         n = self._places(map_data)
+        if self._num_places is not None and self.model is not None and n != self._num_places:
+            raise ConfigError(
+                f"the map has {n} frames but the model was trained on a reference traversal of {self._num_places} "
+                "places: DeepSeqSLAM classifies the training traversal's frames, so evaluate it on the same map")
         self._build(n)
         self._map = map_data
         self._map_names = [map_data.metadata(i).name for i in range(n)]
