@@ -71,10 +71,6 @@ class FusionConfig:
     odometry_noise_deg: float = attrs.field(default=1.0, validator=at_least(0))
 
 
-_SIM_CITY = {"frames": 120, "traversals": 2, "conditions": ["day", "night", "dusk", "autumn"],
-             "query_conditions": ["day", "night"]}
-
-
 @attrs.frozen(kw_only=True)
 class BEVOSMConfig:
     """Config of ``bev_osm`` (the default is CPU-sized; preset ``full`` has OrienterNet's sizes).
@@ -85,8 +81,9 @@ class BEVOSMConfig:
         fusion: sequential fusion.
         split: the spatial block split (training views stay out of test blocks by a guard band).
         train: generic training settings.
-        data: dataset options (default: sim-city Helsinki, 120 frames, 2 traversals, day/night/dusk/autumn rendered;
-            queries: traversal 1 by day and both traversals by night).
+        data: dataset options. None are set, so that ``maploc eval --checkpoint ... --data-root DIR`` reads any
+            render: the default sim-city render (Helsinki, 100 frames, 2 traversals, day and night) trains on
+            traversal 0 by day and queries every other sequence (traversal 1 by day, both traversals by night).
     """
 
     model: ModelConfig = ModelConfig()
@@ -94,7 +91,7 @@ class BEVOSMConfig:
     fusion: FusionConfig = FusionConfig()
     split: BlockSplit = BlockSplit(block_m=150.0, test_every=3)
     train: TrainConfig = TrainConfig(epochs=0, max_steps=60, batch_size=4, lr=2e-3, log_every=10)
-    data: DataConfig = DataConfig(image_height=96, options=_SIM_CITY)
+    data: DataConfig = DataConfig(image_height=96)
 
 
 class _Subset(torch.utils.data.Dataset):
