@@ -281,6 +281,7 @@ def fuse_rgbd(frames: Sequence[Sample], options: FusionOptions, progress: bool =
     )
     multiplier = options.truncation_m / options.voxel_m
     start = time.perf_counter()
+    integrated = 0
     for i, frame in enumerate(frames):
         _check_frame(frame)
         assert frame.depth is not None and frame.T_cam2world is not None
@@ -288,6 +289,10 @@ def fuse_rgbd(frames: Sequence[Sample], options: FusionOptions, progress: bool =
         rgb = np.ascontiguousarray(frame.image.clamp(0, 1).permute(1, 2, 0).float().numpy())
         depth = frame.depth.float().numpy()
         depth = np.ascontiguousarray(np.where(np.isfinite(depth), depth, 0.0), dtype=np.float32)
+        if not ((depth > 0) & (depth <= options.depth_max_m)).any():
+            log.warning("TSDF fusion: %s has no valid depth within %g m; skipped", frame.name, options.depth_max_m)
+            continue
+        integrated += 1
         depth_image = o3d.t.geometry.Image(o3c.Tensor(depth))
         color_image = o3d.t.geometry.Image(o3c.Tensor(rgb))
         T_world2cam = o3c.Tensor(frame.T_cam2world.inverse().matrix().double().numpy())
@@ -298,6 +303,9 @@ def fuse_rgbd(frames: Sequence[Sample], options: FusionOptions, progress: bool =
                        trunc_voxel_multiplier=multiplier)
         if progress:
             log.info("fused frame %d/%d (%s)", i + 1, len(frames), frame.name)
+    if integrated == 0:
+        raise DataError(f"TSDF fusion: none of the {len(frames)} frames has valid depth within depth_max_m = "
+                        f"{options.depth_max_m} m (empty mesh)")
     # weight_threshold < 1: keep surfaces seen by a single frame (each integration adds weight 1).
     mesh = grid.extract_triangle_mesh(weight_threshold=0.5).to_legacy()
     log.info("TSDF fusion of %d frames: %d vertices, %d triangles, %.1f s", len(frames),
