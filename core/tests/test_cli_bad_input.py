@@ -94,3 +94,21 @@ def test_run_files_have_default_permissions(run_cli, tmp_path):
     assert {"metrics.json", "results.csv", "report.txt", "config.yaml"} <= set(modes)
     assert len(set(modes.values())) == 1, modes  # every file the same mode (no 0600 among 0644)
     assert all(m & stat.S_IRGRP for m in modes.values()), modes
+
+
+def test_negative_threads_is_one_line(maploc_main):
+    status, out, err = maploc_main("run", "--method", "nn-retrieval", "--dataset", "synthetic-room", "--threads", "-1")
+    assert status == 2 and err.strip().splitlines() == ["maploc: error: --threads must be >= 0 (0: one per core), got -1"]
+
+
+def test_threads_sets_torch_threads(maploc_main, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        status, _, err = maploc_main("run", "--method", "nn-retrieval", "--dataset", "synthetic-room", "--threads", "1",
+                                     "--out", str(tmp_path / "run"), "--no-progress")
+        assert status == 0, err
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

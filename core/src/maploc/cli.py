@@ -53,6 +53,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, training: bool, eval_only: b
     where.add_argument("--precision", choices=("32", "bf16", "16", "64"), default="32", help="bf16/16 = autocast")
     where.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
     where.add_argument("--no-progress", action="store_true", help="no progress bars")
+    where.add_argument(
+        "--threads", type=int, default=0, metavar="N",
+        help="CPU threads for torch and OpenCV (default 0: their own choice, one per core); 1 on a shared machine",
+    )
     if training:
         where.add_argument(
             "--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
@@ -200,8 +204,17 @@ def _spec_from_args(args: argparse.Namespace, stages: tuple[str, ...]) -> Any:
 
 def cmd_run(args: argparse.Namespace, stages: tuple[str, ...]) -> int:
     from maploc.engine.runner import execute
+    from maploc.errors import ConfigError
 
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0 (0: one per core), got {args.threads}")
     spec = _spec_from_args(args, stages)
+    if args.threads:
+        import cv2
+        import torch
+
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     execute(spec, args=args)
     return 0
 
