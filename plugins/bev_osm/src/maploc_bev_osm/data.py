@@ -95,18 +95,25 @@ class BlockSplit:
         block_m: block side, metres.
         test_every: one block in this many is a test block (pattern ``(3 bx + by) % test_every == 0``).
         guard_m: guard band, metres (0 = automatic: the training crop's half-diagonal plus its offset).
+        held_out: False = no test block (every view trains): for a run whose test views come from another map
+            (``maploc eval --checkpoint ... --data-root`` on a render of another OSM file).
     """
 
     block_m: float = attrs.field(default=120.0, validator=greater_than(0))
     test_every: int = attrs.field(default=4, validator=at_least(2))
     guard_m: float = attrs.field(default=0.0, validator=at_least(0))
+    held_out: bool = True
 
     def is_test(self, x: float, y: float) -> bool:
+        if not self.held_out:
+            return False
         bx, by = math.floor(x / self.block_m), math.floor(y / self.block_m)
         return (3 * bx + by) % self.test_every == 0
 
     def distance_to_test_m(self, x: float, y: float) -> float:
-        """Distance from ``(x, y)`` to the nearest test block (0 inside one), metres."""
+        """Distance from ``(x, y)`` to the nearest test block (0 inside one, infinite without test blocks), metres."""
+        if not self.held_out:
+            return math.inf
         bx, by = math.floor(x / self.block_m), math.floor(y / self.block_m)
         best = math.inf
         reach = 3

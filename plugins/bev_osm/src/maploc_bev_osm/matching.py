@@ -84,7 +84,12 @@ def _check(map_features: Tensor, templates: Tensor) -> None:
 
 
 def correlate_direct(map_features: Tensor, templates: Tensor) -> Tensor:
-    """Cross-correlation by direct (grouped) convolution, zero padding, output the size of the map.
+    """Cross-correlation computed directly (no FFT), zero padding, output the size of the map.
+
+    One matrix product per template row ``i``: the map rows ``r + i - n`` unfolded over the ``S`` column offsets,
+    ``(C S, H W)``, times that template row of every yaw, ``(N, C S)``. Same multiply-adds as a convolution
+    (``B N C S^2 H W``), BLAS-efficient, and memory bounded by ``C S H W`` per batch element (``torch``'s CPU
+    ``conv2d`` with a 65 x 65 kernel takes minutes per yaw bin: the batch-8 benchmark "hang").
 
     Args:
         map_features: ``(B, C, H, W)``.
@@ -96,9 +101,17 @@ def correlate_direct(map_features: Tensor, templates: Tensor) -> Tensor:
     _check(map_features, templates)
     b, c, h, w = map_features.shape
     _, n_yaw, _, s, _ = templates.shape
-    out = F.conv2d(map_features.reshape(1, b * c, h, w), templates.reshape(b * n_yaw, c, s, s), padding=s // 2,
-                   groups=b)  # fmt: skip
-    return out.reshape(b, n_yaw, h, w)
+    n = s // 2
+    padded = F.pad(map_features, (n, n, n, n))  # (B, C, H + 2n, W + 2n)
+    outs = []
+    for k in range(b):
+        out = map_features.new_zeros(n_yaw, h * w)
+        for i in range(s):  # template row i reads map row r + i - n = padded row r + i
+            band = padded[k, :, i:i + h, :].unfold(2, w, 1)  # (C, H, S, W): column offset j at dim 2
+            band = band.permute(0, 2, 1, 3).reshape(c * s, h * w)
+            out = out + templates[k, :, :, i, :].reshape(n_yaw, c * s) @ band
+        outs.append(out.reshape(n_yaw, h, w))
+    return torch.stack(outs)
 
 
 def correlate_fft(map_features: Tensor, templates: Tensor, chunk_yaws: int | None = None) -> Tensor:

@@ -35,6 +35,15 @@ reference)::
                                     "views": {"<sequence>/<index>": {image, sequence, traversal, condition, index,
                                               pose2 {x, y, yaw}, latlon, height_m, roll_pitch_yaw_deg, R_c2w, t_c2w,
                                               camera_id}}}
+
+and, beside it, one location in the exact layout of OrienterNet's MGL dump (its public code's ``dump.json`` and
+``images/``), which maploc-bev-osm's ``mgl`` dataset reads::
+
+    mgl/<location>/dump.json       {"<sequence>": {"views": {"<sequence>_<index>": {camera_id, latlong, t_c2w, R_c2w,
+                                    roll_pitch_yaw (degrees, yaw clockwise from north), capture_time, index}},
+                                    "cameras": {"sim": {id, model PINHOLE, width, height, params}}}}
+    mgl/<location>/images/<sequence>_<index>.jpg
+    mgl/osm/<map file>             the OSM file (a link), as the reference's ``<data_dir>/osm/``
 """
 
 from __future__ import annotations
@@ -248,6 +257,7 @@ class MGLWriter:
         self.georef = georef
         self.views: dict[str, dict[str, Any]] = {}
         self.cameras: dict[str, dict[str, Any]] = {}
+        self.reference_dump: dict[str, dict[str, Any]] = {}
 
     def write(self, record: FrameRecord, rgb_path: Path) -> None:
         """Adds one frame, linking its RGB image from ``rgb_path``."""
@@ -282,9 +292,32 @@ class MGLWriter:
         if self.georef is not None:
             entry["latlon"] = self.georef.xy_to_latlon(np.array([view.pose2.x, view.pose2.y])).tolist()
         self.views[f"{record.sequence}/{record.index:06d}"] = entry
+        if self.georef is not None:  # OrienterNet's exact layout (module docstring)
+            view_id = f"{record.sequence}_{record.index:06d}"
+            rgb = cv2.imread(str(rgb_path), cv2.IMREAD_COLOR)
+            ok, jpeg = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            if not ok:
+                raise DataError(f"{rgb_path}: cannot encode as JPEG")
+            atomic_write_bytes(self.root / self.location / "images" / f"{view_id}.jpg", jpeg.tobytes())
+            per_seq = self.reference_dump.setdefault(record.sequence, {"views": {}, "cameras": {}})
+            per_seq["cameras"]["sim"] = {"id": "sim", **self.cameras["sim"]}
+            per_seq["views"][view_id] = {
+                "camera_id": "sim", "latlong": entry["latlon"], "t_c2w": entry["t_c2w"], "R_c2w": entry["R_c2w"],
+                "roll_pitch_yaw": [roll, pitch, 90.0 - math.degrees(view.pose2.yaw)], "capture_time": record.index,
+                "index": record.index,
+            }  # fmt: skip
+
+    #: the location folder of the reference layout
+    location = "sim-city"
 
     def finish(self) -> Path:
-        """Writes ``dump.json``; returns its path."""
+        """Writes ``dump.json`` (and the reference layout's ``<location>/dump.json`` and ``osm/`` link); returns the
+        path of the first."""
+        if self.reference_dump:
+            _json(self.root / self.location / "dump.json", self.reference_dump)
+            osm = Path(str(self.map_info.get("name", "")))
+            if osm.is_file():
+                _link(osm, self.root / "osm" / osm.name)
         return _json(self.root / "dump.json", {"map": self.map_info, "cameras": self.cameras, "views": self.views})
 
 
