@@ -121,3 +121,11 @@ def test_bad_arguments_raise_config_errors(kwargs):
         sample_novel_poses([Pose(R=torch.eye(3), t=torch.zeros(3))], **args)
     with pytest.raises(ConfigError):
         sample_novel_poses([], 1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(R_a=mst.rotations(), R_b=mst.rotations())
+def test_rotation_angle_matches_scipy(R_a, R_b):
+    a, b = R_a.numpy(), R_b.numpy()
+    expected = np.degrees((Rotation.from_matrix(a).inv() * Rotation.from_matrix(b)).magnitude())
+    assert abs(rotation_angle_deg(a, b) - expected) < 1e-6
