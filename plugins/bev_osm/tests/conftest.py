@@ -28,15 +28,12 @@ def city_osm_xml(size_m: float = 240.0, origin: tuple[float, float] = ORIGIN, fi
 
     half = size_m / 2
     step = 60.0
-    k = -half
-    while k <= half:
-        a, b = node(-half, k), node(half, k)
-        ways.append((wid, [a, b], {"highway": "residential"}))
-        wid += 1
-        a, b = node(k, -half), node(k, half)
-        ways.append((wid, [a, b], {"highway": "residential"}))
-        wid += 1
-        k += step
+    ticks = [-half + step * i for i in range(int(size_m // step) + 1)]
+    grid = {(a, b): node(a, b) for a in ticks for b in ticks}  # street crossings shared by both streets
+    for t in ticks:
+        ways.append((wid, [grid[a, t] for a in ticks], {"highway": "residential"}))
+        ways.append((wid + 1, [grid[t, b] for b in ticks], {"highway": "residential"}))
+        wid += 2
     bx = -half
     i = 0
     while bx + step <= half:

@@ -1,0 +1,100 @@
+"""Cross-map flow (train on one map, evaluate on a render of another, disjoint one) and sim-city's MGL layout read
+by ``mgl``; tiny renders of a test city written as OSM XML."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import osmium
+import pytest
+
+from maploc_bev_osm.osm_split import split_osm
+
+from .conftest import ORIGIN, city_osm_xml
+
+TINY = ("model.cell_m=2.0", "model.bev_depth_m=8.0", "search.crop_m=32.0", "search.max_offset_m=4.0",
+        "search.num_yaws_train=8", "search.num_yaws_eval=16", "train.batch_size=2", "train.max_steps=2",
+        "data.image_height=48", "fusion.frames=2")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_maps(tmp_path_factory):
+    """A 480 m city cut into two disjoint halves (south, north) as .osm.pbf files."""
+    from maploc_osm import GeoReference
+
+    folder = tmp_path_factory.mktemp("maps")
+    xml = folder / "city.osm"
+    xml.write_text(city_osm_xml(480.0), encoding="utf-8")
+    pbf = folder / "city.osm.pbf"
+    with osmium.SimpleWriter(str(pbf)) as writer:
+        for obj in osmium.FileProcessor(str(xml)):
+            writer.add(obj)
+    geo = GeoReference.from_origin(*ORIGIN)
+    (lat0, lon0), (lat_mid0, _), (lat_mid1, _), (lat1, lon1) = geo.xy_to_latlon(
+        [[-250.0, -250.0], [0.0, -5.0], [0.0, 5.0], [250.0, 250.0]]).tolist()  # fmt: skip
+    south, north = folder / "south.osm.pbf", folder / "north.osm.pbf"
+    split_osm(pbf, (lat0, lon0, lat_mid0, lon1), south)
+    split_osm(pbf, (lat_mid1, lon0, lat1, lon1), north)
+    return south, north
+
+
+def _latitudes(path):
+    return [n.location.lat for n in osmium.FileProcessor(str(path), osmium.osm.NODE)]
+
+
+def test_split_maps_are_disjoint(two_maps):
+    south, north = two_maps
+    assert max(_latitudes(south)) < min(_latitudes(north))
+    ways = [w for w in osmium.FileProcessor(str(south), osmium.osm.WAY) if "building" in w.tags]
+    assert ways  # areas fully inside survive
+
+
+def _render(osm, out):
+    from maploc_simcity.command import render_command
+
+    return render_command(str(osm), 6, ["day", "night"], out, traversals=2, width=64, height=48,
+                          layouts=("traversals", "mgl"), progress=False)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_simcity_render_reads_as_mgl(two_maps, tmp_path, monkeypatch):
+    from maploc_bev_osm.mgl import MGLDataset
+    from maploc_simcity.dataset import SimCity
+
+    monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
+    out = _render(two_maps[0], tmp_path / "render")
+    mgl_train, mgl_query = MGLDataset(out / "mgl" / "sim-city", "train"), MGLDataset(out / "mgl" / "sim-city", "query")
+    assert len(mgl_train) + len(mgl_query) == 24
+    mgl_query.validate()
+    sim = SimCity(out, "map")
+    by_name = {sim.metadata(k).name.replace("/", "_"): sim.metadata(k) for k in range(len(sim))}
+    meta = next(mgl_train.metadata(k) for k in range(len(mgl_train)) if mgl_train.items[k] in by_name)
+    truth = by_name[meta.name]
+    assert meta.pose2.yaw == pytest.approx(truth.pose2.yaw, abs=1e-4)
+    # same map, different frame origins: compare through latitude/longitude
+    latlon = mgl_train.georef.xy_to_latlon([meta.pose2.x, meta.pose2.y])
+    from maploc_osm import GeoReference
+
+    geo = GeoReference.from_json(json.dumps(sim.summary["map"]["georef"]))
+    x, y = geo.latlon_to_xy(latlon).tolist()
+    assert math.hypot(x - truth.pose2.x, y - truth.pose2.y) < 0.05
+    assert mgl_query[0].image.shape == (3, 48, 64) and mgl_train.map_raster(1.0).mask("building").any()
+
+
+@pytest.mark.slow
+def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, monkeypatch):
+    monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
+    south, north = two_maps
+    train_render, test_render = _render(south, tmp_path / "south"), _render(north, tmp_path / "north")
+    run = tmp_path / "run"
+    status, out, err = maploc_main("run", "--method", "bev_osm", "--data-root", str(train_render), "--out", str(run), "--no-progress",
+                   *[a for o in (*TINY, "split.held_out=false") for a in ("-o", o)])  # fmt: skip
+    assert status == 0, err[-2000:]
+    status, out, err = maploc_main("eval", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data-root", str(test_render),
+                   "--out", str(tmp_path / "eval"), "--no-progress")  # fmt: skip
+    assert status == 0, err[-2000:]
+    assert "recall" in out
+
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_queries"] == 18  # t1_day, t0_night, t1_night of the north render
