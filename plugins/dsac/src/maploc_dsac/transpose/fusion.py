@@ -43,8 +43,8 @@ def _open3d() -> Any:
         import open3d as o3d
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise DataError(
-            f"TransPose fusion needs Open3D ('pip install open3d-cpu' or 'open3d'; on Linux also the system "
-            f"library libusb-1.0): {exc}"
+            f"TransPose fusion needs Open3D: pip install './plugins/dsac[transpose]' (or 'maploc-dsac[transpose]'); "
+            f"on Linux also the system library libusb-1.0 (apt-get install libusb-1.0-0): {exc}"
         ) from exc
     return o3d
 
