@@ -49,12 +49,21 @@ class StudentModelConfig:
         num_clusters: NetVLAD clusters.
         descriptor_dim: output dimension (the teacher's whitened descriptors are zero-padded to it when the
             teacher's whitening keeps fewer dimensions).
+        projection_init: ``ridge``: the linear projection starts as the closed-form ridge regression of the
+            targets on the student's initial NetVLAD vectors (see ``GlobalDescriptorNet.fit_projection``);
+            ``random``: PyTorch's default initialisation.
+        ridge: the ridge ``lambda`` relative to the mean squared norm of the centred NetVLAD vectors.
+        freeze_batch_norm: after calibrating the backbone's batch-norm statistics on the training images, keep them
+            fixed (eval mode) during distillation, so that small batches train the function used at inference.
     """
 
     backbone: str = "mobilenetv2_035"
     layer: int = attrs.field(default=4, validator=at_least(0))
     num_clusters: int = attrs.field(default=64, validator=at_least(2))
     descriptor_dim: int = attrs.field(default=256, validator=at_least(1))
+    projection_init: str = attrs.field(default="ridge", validator=attrs.validators.in_(("ridge", "random")))
+    ridge: float = attrs.field(default=0.01, validator=greater_than(0))
+    freeze_batch_norm: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -170,5 +179,5 @@ class MobileNetVLADConfig:
     index: IndexConfig = IndexConfig()
     eval: EvalConfig = EvalConfig()
     encode_batch_size: int = attrs.field(default=16, validator=at_least(1))
-    train: TrainConfig = TrainConfig(epochs=0, max_steps=300, batch_size=16, lr=1e-3, log_every=10)
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=150, batch_size=16, lr=1e-3, log_every=10)
     data: DataConfig = DataConfig(image_height=96)

@@ -45,6 +45,8 @@ class MapIndex:
         self.dim, self.kind, self.nlist, self.m, self.nbits, self.nprobe = dim, kind, nlist, m, nbits, nprobe
         self.names: list[str] = []
         self.index = None
+        #: free-form facts saved in ``index.json`` (e.g. ``model_fingerprint``, the weights that encoded the map)
+        self.info: dict[str, str] = {}
 
     def build(self, descriptors: np.ndarray, names: Sequence[str]) -> MapIndex:
         """Adds ``(N, D)`` float32 descriptors named ``names`` (training the quantisers for ``ivfpq``).
@@ -106,7 +108,7 @@ class MapIndex:
         if self.index is None:
             raise DataError("cannot save an empty map index")
         atomic_write_bytes(folder / "index.faiss", faiss.serialize_index(self.index).tobytes())
-        meta = {"kind": self.kind, "dim": self.dim, "nprobe": self.nprobe, "names": self.names}
+        meta = {"kind": self.kind, "dim": self.dim, "nprobe": self.nprobe, "info": self.info, "names": self.names}
         atomic_write_text(folder / "index.json", json.dumps(meta, indent=1) + "\n")
         return folder
 
@@ -147,6 +149,8 @@ class MapIndex:
             raise DataError(f"{index_path}: {index.ntotal} entries of dimension {index.d} disagree with {meta_path}")
         out = cls(dim, kind, nprobe=int(meta.get("nprobe", 8)))
         out.index, out.names = index, names
+        info = meta.get("info", {})
+        out.info = {str(k): str(v) for k, v in info.items()} if isinstance(info, dict) else {}
         if kind == "ivfpq":
             index.nprobe = out.nprobe
         return out

@@ -102,7 +102,11 @@ class NetVLADMethod(RetrievalMethod):
                                                  cfg.split.guard_m)
         assert isinstance(self.model, GlobalDescriptorNet)
         self.model.to(engine.device)
-        self.model.init_clusters(self.train_images.images.to(engine.device), seed=engine.config.seed)
+        images = self.train_images.images.to(engine.device)
+        # running statistics of the data before k-means: eval-mode features (k-means, the mining cache) must be
+        # those train mode computes (a pretrained=False backbone starts with running mean 0 / variance 1)
+        self.model.calibrate_batch_norm(images, cfg.encode_batch_size)
+        self.model.init_clusters(images, seed=engine.config.seed)
         self.generator.manual_seed(engine.config.seed)
         result = engine.fit(self, IndexDataset(len(self.train_images.names)), None)
         self.fit_summary = {"training_images": len(self.train_images.names), "steps": result.steps,
@@ -222,16 +226,40 @@ class MobileNetVLADMethod(RetrievalMethod):
         self.targets = padded
         assert isinstance(self.model, GlobalDescriptorNet)
         self.model.to(engine.device)
-        self.model.init_clusters(self.train_images.images.to(engine.device), seed=engine.config.seed)
+        images = self.train_images.images.to(engine.device)
+        self.model.calibrate_batch_norm(images, cfg.encode_batch_size)
+        self.model.init_clusters(images, seed=engine.config.seed)
+        initial = float("nan")
+        if cfg.model.projection_init == "ridge":
+            initial = self.model.fit_projection(images, padded.to(engine.device), cfg.model.ridge, cfg.encode_batch_size)
+            log.info("student projection initialised by ridge regression: cosine to the teacher %.3f on the %d "
+                     "training images", initial, len(images))
         result = engine.fit(self, IndexDataset(len(self.train_images.names)), None)
+        final = self.training_cosine(images, padded)
         self.fit_summary = {"training_images": len(self.train_images.names), "teacher_steps": teacher_steps,
-                            "teacher_dims": kept, "steps": result.steps, "seconds": result.seconds}
+                            "teacher_dims": kept, "steps": result.steps, "seconds": result.seconds,
+                            "cosine_to_teacher_at_start": initial, "cosine_to_teacher_at_end": final}
         return result
+
+    @torch.no_grad()
+    def training_cosine(self, images: torch.Tensor, targets: torch.Tensor) -> float:
+        """Mean cosine of the student's (eval-mode) descriptors of ``images`` with ``targets`` (``(N, D)``)."""
+        assert self.model is not None
+        was = self.model.training
+        self.model.eval()
+        bs = self.config.encode_batch_size
+        out = torch.cat([self.model(images[s:s + bs]).cpu() for s in range(0, len(images), bs)])
+        self.model.train(was)
+        return float((out * targets.cpu()).sum(dim=1).mean())
 
     def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> StepOutput:
         """L2 regression of the teacher's whitened descriptor: ``mean_b ||s_b - t_b||^2``."""
         assert self.train_images is not None and self.targets is not None, "fit() prepares the targets"
         device = next(model.parameters()).device
+        if self.config.model.freeze_batch_norm:
+            for m in model.modules():  # the engine put the model in train mode; keep the calibrated statistics
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         rows = batch.cpu()
         out = model(self.train_images.images[rows].to(device))
         target = self.targets[rows].to(device)

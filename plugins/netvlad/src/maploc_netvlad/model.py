@@ -82,6 +82,84 @@ class GlobalDescriptorNet(Encoder):
             return int(self.projection.out_features)
         return self.whitening.out_dim if self.whitening.fitted else self.netvlad.output_dim
 
+    def batch_norm_layers(self) -> list[nn.Module]:
+        """The backbone's batch-norm layers."""
+        return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @torch.no_grad()
+    def calibrate_batch_norm(self, images: Tensor, batch_size: int = 32) -> int:
+        """Sets every batch-norm layer's running mean and variance to the exact average over ``images``
+        (``(N, 3, H, W)`` in [0, 1]; cumulative averaging, ``momentum=None``), so that eval mode computes what
+        train mode computes on this data.
+
+        A backbone built with ``pretrained=False`` has running statistics 0 / 1: without this step, eval-mode
+        features (used for the k-means initialisation, the descriptor cache and closed-form heads) and train-mode
+        features (used by the loss) differ completely. Returns the number of layers calibrated.
+        """
+        layers = self.batch_norm_layers()
+        if not layers or len(images) == 0:
+            return 0
+        was_training = self.training
+        momenta = [m.momentum for m in layers]
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None
+        self.train()
+        for start in range(0, len(images), batch_size):
+            self.local_features(images[start:start + batch_size])
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        self.train(was_training)
+        return len(layers)
+
+    @torch.no_grad()
+    def fit_projection(self, images: Tensor, targets: Tensor, ridge: float = 1e-2, batch_size: int = 32) -> float:
+        """Initialises the student's linear projection by ridge regression of ``targets`` on this network's
+        (eval-mode) NetVLAD vectors of ``images``: the closed-form minimiser of the distillation loss for the
+        current features, with an intercept: ``W = T_c^T (X_c X_c^T + lambda I)^{-1} X_c`` (dual form; ``X_c``, ``T_c``
+        the centred ``N`` x ``K C`` NetVLAD vectors and targets), bias ``mean(T) - W mean(X)``.
+
+        Args:
+            images: ``(N, 3, H, W)`` in [0, 1]. targets: ``(N, projection_dim)`` float.
+            ridge: ``lambda`` relative to the mean squared norm of the centred NetVLAD vectors.
+
+        Returns:
+            the mean cosine of the projected (L2-normalised) outputs with ``targets`` after the fit.
+
+        Raises:
+            ValueError: the network has no projection, or sizes disagree.
+        """
+        if self.projection is None:
+            raise ValueError("fit_projection needs a network built with projection_dim")
+        if targets.shape != (len(images), self.projection.out_features):
+            raise ValueError(f"targets must be ({len(images)}, {self.projection.out_features}), got {tuple(targets.shape)}")
+        was_training = self.training
+        self.eval()
+        x = torch.cat([self.vlad(images[s:s + batch_size]) for s in range(0, len(images), batch_size)]).double()
+        mean = x.mean(dim=0)
+        xc = x - mean
+        lam = ridge * float(xc.square().sum(dim=1).mean()) + 1e-12
+        gram = xc @ xc.T + lam * torch.eye(len(xc), dtype=xc.dtype, device=xc.device)
+        t = targets.to(xc)
+        t_mean = t.mean(dim=0)
+        weight = (t - t_mean).T @ torch.linalg.solve(gram, xc)  # (D, K C)
+        bias = t_mean - weight @ mean
+        self.projection.weight.copy_(weight.to(self.projection.weight))
+        self.projection.bias.copy_(bias.to(self.projection.bias))
+        cosine = float((F.normalize(x @ weight.T + bias, dim=1) * F.normalize(t, dim=1)).sum(dim=1).mean())
+        self.train(was_training)
+        return cosine
+
+    def fingerprint(self) -> str:
+        """A short SHA-256 of every parameter and buffer (identifies the weights that built a saved map index)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for key, value in sorted(self.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     @torch.no_grad()
     def init_clusters(self, images: Tensor, seed: int = 0, max_descriptors: int = 50_000, batch_size: int = 16) -> None:
         """Initialises the NetVLAD centres by faiss k-means on this backbone's local descriptors of ``images``

@@ -173,8 +173,10 @@ def sections(method: Any, metrics: Mapping[str, float]) -> list[tuple[str, str]]
     for k, v in getattr(method, "fit_summary", {}).items():
         lines.append(f"training {k}: {v:.1f}" if isinstance(v, float) else f"training {k}: {v}")
     folder = method._index_dir()
-    if folder is not None and cfg.index.load_from is None:
-        lines.append(f"map index saved in {folder}; reuse with `maploc eval --checkpoint RUN/checkpoints/last.ckpt "
-                     f"-o index.load_from={folder}`")
+    if getattr(method, "reused_index", None) is not None:
+        lines.append(f"map index reused from {method.reused_index} (the map was not encoded)")
+    elif folder is not None:
+        lines.append(f"map index saved in {folder}; `maploc eval --checkpoint {folder.parent}/checkpoints/last.ckpt` "
+                     "reuses it")
     out.append(("Timing and training", "\n".join(lines)))
     return out

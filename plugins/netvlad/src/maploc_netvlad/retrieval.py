@@ -58,6 +58,8 @@ class RetrievalMethod(Method[Any]):
         self.query_log: list[dict[str, Any]] = []
         self.timing = {"map_encode_s": 0.0, "map_images": 0, "query_encode_s": 0.0, "search_s": 0.0, "queries": 0}
         self.map_data: Dataset | None = None
+        #: the saved index folder build_map reused (``None``: the map was encoded)
+        self.reused_index: Path | None = None
 
     # ---- encoding --------------------------------------------------------------------------------------------------
     def _device(self) -> torch.device:
@@ -76,8 +78,33 @@ class RetrievalMethod(Method[Any]):
     def _index_dir(self) -> Path | None:
         from maploc.engine.runner import RUN_DIR_ENV
 
-        run_dir = os.environ.get(RUN_DIR_ENV)
+        run_dir = self.run_dir or os.environ.get(RUN_DIR_ENV)
         return Path(run_dir) / "index" if run_dir else None
+
+    def _saved_index(self, names: list[str], fingerprint: str) -> Path | None:
+        """The index folder to reuse: ``index.load_from`` when set; else, under ``maploc eval --checkpoint
+        RUN/checkpoints/X.ckpt``, ``RUN/index`` when it was built by these very weights (the model fingerprint
+        saved in its ``index.json``) from this map (the same image names); else ``None`` (the map is encoded)."""
+        if self.config.index.load_from is not None:
+            return Path(self.config.index.load_from)
+        if self.checkpoint_run_dir is None:
+            return None
+        folder = Path(self.checkpoint_run_dir) / "index"
+        if not (folder / "index.json").is_file():
+            log.info("no saved map index in %s: encoding the map", folder)
+            return None
+        try:
+            saved = MapIndex.load(folder)
+        except DataError as e:
+            log.warning("not reusing %s (%s): encoding the map", folder, e)
+            return None
+        if saved.info.get("model_fingerprint") != fingerprint:
+            log.info("%s was built by other weights than %s: encoding the map", folder, "this checkpoint")
+            return None
+        if saved.names != names:
+            log.info("%s was built from another map (%d images): encoding the map", folder, len(saved.names))
+            return None
+        return folder
 
     # ---- map -------------------------------------------------------------------------------------------------------
     def build_map(self, map_data: Dataset) -> None:
@@ -100,7 +127,11 @@ class RetrievalMethod(Method[Any]):
         if missing:
             raise DataError(f"{map_data!r}: map image {missing[0]!r} has no pose (T_cam2world or pose2)")
         cfg = self.config
-        load_from = cfg.index.load_from
+        assert self.model is not None
+        fingerprint = self.model.fingerprint()  # before the whitening is learned: the checkpoint's weights
+        names = [m.name for m in self.map_meta]
+        load_from = self._saved_index(names, fingerprint)
+        self.reused_index = load_from
         batch, raw, thumbs, first = [], [], [], None
         t_encode = 0.0
 
@@ -129,8 +160,6 @@ class RetrievalMethod(Method[Any]):
                 flush()
         flush()
         self.map_thumbnails = torch.cat(thumbs)
-        names = [m.name for m in self.map_meta]
-        assert self.model is not None
         if load_from is not None:
             folder = Path(load_from)
             self._load_whitening(folder)
@@ -139,6 +168,7 @@ class RetrievalMethod(Method[Any]):
                 raise DataError(f"{folder / 'index.json'} was built from another map ({len(self.index.names)} images, "
                                 f"first {self.index.names[:1]}); this map has {len(names)} (first {names[:1]})")
             self.map_descriptors = None
+            log.info("reusing the map index %s (%d images)", folder, len(names))
             return
         descriptors = torch.cat(raw)
         if self.whiten_on_map and cfg.model.whitening_dim > 0:
@@ -149,6 +179,7 @@ class RetrievalMethod(Method[Any]):
         ic = cfg.index
         self.index = MapIndex(descriptors.shape[1], ic.kind, nlist=ic.nlist, m=ic.pq_subquantizers, nbits=ic.pq_bits,
                               nprobe=ic.nprobe).build(self.map_descriptors, names)
+        self.index.info["model_fingerprint"] = fingerprint
         self.timing["map_encode_s"] = t_encode
         self.timing["map_images"] = len(map_data)
         folder = self._index_dir()
