@@ -171,7 +171,8 @@ def sections(method: Any, metrics: Mapping[str, float]) -> list[tuple[str, str]]
             lines.append(f"{label}: {metrics[key]:.2f} ms")
     lines.append(f"descriptor dimension: {int(metrics.get('descriptor_dim', 0))}")
     for k, v in getattr(method, "fit_summary", {}).items():
-        lines.append(f"training {k}: {v:.1f}" if isinstance(v, float) else f"training {k}: {v}")
+        fmt = ".3f" if "cosine" in k else ".1f"
+        lines.append(f"training {k}: {v:{fmt}}" if isinstance(v, float) else f"training {k}: {v}")
     folder = method._index_dir()
     if getattr(method, "reused_index", None) is not None:
         lines.append(f"map index reused from {method.reused_index} (the map was not encoded)")
