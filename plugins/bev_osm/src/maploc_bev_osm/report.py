@@ -55,15 +55,17 @@ def _variant_errors(queries: Sequence[Any], estimates: Sequence[Any], variant: s
 def baseline_metrics(config: Any, queries: Sequence[Any], estimates: Sequence[Any], train_views: int
                      ) -> dict[str, float]:  # fmt: skip
     """Flat metrics ``<scope>/<variant>/<metric>``: scope ``test_blocks`` (queries whose true position lies in a
-    held-out block) and ``test_blocks_<condition>``, variants ``single``, ``fused``, ``prior_only`` (argmax of
+    held-out block), ``test_blocks_<condition>``, ``all`` (every query) and ``all_<condition>``, variants ``single``, ``fused``, ``prior_only`` (argmax of
     the learned map log-prior: position only) and ``position_prior`` (the crop centre: position only); plus
     ``chance/<metric>`` and ``train_views``."""
     split = config.split
     held = [i for i, q in enumerate(queries) if q.pose2 is not None and split.is_test(q.pose2.x, q.pose2.y)]
-    scopes: dict[str, list[int]] = {"test_blocks": held}
-    conditions = sorted({(e.extras.get("condition") or _cond(q)) for q, e in zip(queries, estimates)})
+    every = list(range(len(queries)))
+    scopes: dict[str, list[int]] = {"test_blocks": held, "all": every}
+    conditions = sorted({_cond(q) for q in queries})
     for c in conditions:
         scopes[f"test_blocks_{c}"] = [i for i in held if _cond(queries[i]) == c]
+        scopes[f"all_{c}"] = [i for i in every if _cond(queries[i]) == c]
     out: dict[str, float] = {"train_views": train_views, "test_block_queries": len(held)}
     for variant in ("single", "fused", "prior_only", "position_prior"):
         p, y, ok, sec = _variant_errors(queries, estimates, variant)
@@ -99,7 +101,8 @@ def report_sections(config: Any, metrics: Mapping[str, float]) -> list[tuple[str
         "median_position_error_m", "median_yaw_error_deg", "num_queries", "num_failed"]
     head = ["scope", "variant", "R@1m", "R@3m", "R@5m", "R@1°", "R@3°", "R@5°", "med m", "med °", "N", "fail"]
     rows = [head]
-    scopes = sorted({k.split("/")[0] for k in metrics if k.startswith("test_blocks")})
+    found = {k.split("/")[0] for k in metrics if k.startswith(("test_blocks", "all"))}
+    scopes = sorted(s for s in found if s.startswith("test_blocks")) + sorted(s for s in found if s.startswith("all"))
     for scope in scopes:
         for variant in ("single", "fused", "prior_only", "position_prior"):
             if f"{scope}/{variant}/num_queries" not in metrics:
@@ -110,7 +113,8 @@ def report_sections(config: Any, metrics: Mapping[str, float]) -> list[tuple[str
     text = "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
     note = (
         f"test_blocks: queries whose true position lies in a held-out {config.split.block_m:.0f} m block (training "
-        f"views keep their whole map footprint out of those blocks); {int(metrics.get('train_views', 0))} training "
+        f"views keep their whole map footprint out of those blocks); all: every query (on the training map, places "
+        f"whose other-traversal images were trained on); {int(metrics.get('train_views', 0))} training "
         f"views. Search: {config.search.crop_m:.0f} m crop around a prior offset by up to "
         f"{config.search.max_offset_m:.0f} m, {config.search.num_yaws_eval} yaw bins, {config.model.cell_m} m cells. "
         "prior_only = argmax of the learned map log-prior; position_prior = the crop centre; fused = "
