@@ -106,6 +106,9 @@ def uncertainty_outputs(method: Any, run_dir: Path, samples: Sequence[Sample]) -
     ax[1].scatter(sigma * 100, error * 100, s=3, alpha=0.4)
     ax[1].set_xscale("log")
     ax[1].set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax[1].xaxis.set_minor_formatter(NullFormatter())  # the minor labels of a narrow log axis overlap
     ax[1].set_xlabel("predicted sigma (cm)")
     ax[1].set_ylabel("actual error (cm)")
     ax[1].set_title(f"Spearman rho = {result['spearman']:.3f}")
