@@ -114,6 +114,8 @@ class TransPoseMethod(DSACMethod):
         #: the exclusion fraction :meth:`predict` applies (``uncertainty.exclude_fraction`` by default)
         self.exclude_fraction = float(config.uncertainty.exclude_fraction)
         self._stream: str | None = None
+        #: the query dataset's name (``7scenes``: real photographs; ``sim-city``: renders), set by :meth:`plots`
+        self.query_dataset: str | None = None
 
     # -- training -------------------------------------------------------------------------------------
     def init_loss(self, pred: Tensor, gt: Tensor, valid: Tensor, log_var: Tensor | None) -> Tensor:
@@ -291,6 +293,7 @@ class TransPoseMethod(DSACMethod):
         n = len(estimates)
         if n == 0:
             return paths
+        self.query_dataset = getattr(type(queries), "name", type(queries).__name__)
         samples = [queries[i] for i in range(n)]
         batch = self.localize_batch_size
         other = 0.0 if self.exclude_fraction > 0 else 0.25

@@ -112,7 +112,7 @@ def uncertainty_outputs(method: Any, run_dir: Path, samples: Sequence[Sample]) -
     ax[1].set_xlabel("predicted sigma (cm)")
     ax[1].set_ylabel("actual error (cm)")
     ax[1].set_title(f"Spearman rho = {result['spearman']:.3f}")
-    fig.suptitle("TransPose uncertainty calibration on the real query frames")
+    fig.suptitle("TransPose uncertainty calibration on the query frames")
     paths.append(save_figure(fig, run_dir / "calibration.png"))
     return paths
 
@@ -147,7 +147,8 @@ def comparison_figure(method: Any, run_dir: Path, samples: Sequence[Sample], est
     plt = _pyplot()
     sc, lv = _model_outputs(method, q)
     err_tp, valid = scene_coordinate_errors(q, sc)
-    panels: list[tuple[str, Any, dict[str, Any]]] = [(f"real query {q.name}", q.image.permute(1, 2, 0).numpy(), {})]
+    kind = "real query" if getattr(method, "query_dataset", None) == "7scenes" else "query"
+    panels: list[tuple[str, Any, dict[str, Any]]] = [(f"{kind} {q.name}", q.image.permute(1, 2, 0).numpy(), {})]
     j = nearest_view(method.synthetic_data, q)
     if j is not None:
         v = method.synthetic_data[j]
@@ -170,7 +171,7 @@ def comparison_figure(method: Any, run_dir: Path, samples: Sequence[Sample], est
         panels.append(("TransPose predicted sigma (cm)", sigma, {"cmap": "viridis", "interpolation": "nearest"}))
         fig, ax = plt.subplots(1, 2, figsize=(10, 4))
         ax[0].imshow(q.image.permute(1, 2, 0).numpy())
-        ax[0].set_title(f"real query {q.name}")
+        ax[0].set_title(f"{kind} {q.name}")
         im = ax[1].imshow(sigma, cmap="viridis", interpolation="nearest")
         ax[1].set_title("predicted sigma per 8x8 cell (cm)")
         fig.colorbar(im, ax=ax[1], fraction=0.035)
@@ -185,7 +186,7 @@ def comparison_figure(method: Any, run_dir: Path, samples: Sequence[Sample], est
         if kw:
             fig.colorbar(im, ax=ax, fraction=0.035)
     e = estimates[k]
-    fig.suptitle(f"query {q.name} (real): TransPose " + (f"{e.num_inliers} inliers" if e.success else "failed"))
+    fig.suptitle(f"{kind} {q.name}: TransPose " + (f"{e.num_inliers} inliers" if e.success else "failed"))
     paths.append(save_figure(fig, run_dir / "transpose_comparison.png"))
     return paths
 
@@ -194,7 +195,15 @@ def sections(method: Any) -> list[tuple[str, str]]:
     """Report sections from what ``method`` (a ``TransPoseMethod``) computed in this run."""
     out: list[tuple[str, str]] = []
     cfg = method.config
-    lines = ["The query frames are real (the 7-Scenes stairs query split as given to the run)."]
+    name = getattr(method, "query_dataset", None)
+    if name == "7scenes":
+        lines = ["The query frames are real (7-Scenes photographs, the query split of the run)."]
+    elif name == "sim-city":
+        lines = ["Every image is rendered (sim-city: OpenGL renders of an OpenStreetMap map), queries included."]
+    elif name is not None:
+        lines = [f"The query frames are the query split of the `{name}` dataset."]
+    else:
+        lines = ["The query frames are the query split of the run."]
     if method.synthetic_data is not None:
         lines.append(
             f"Training: {method.num_real_frames} real frames and {len(method.synthetic_data)} rendered views "
@@ -203,21 +212,21 @@ def sections(method: Any) -> list[tuple[str, str]]:
             f"{'on' if cfg.render_augment.enabled else 'off'}; synthetic fraction {cfg.synthetic.fraction}."
         )
     elif cfg.synthetic.num_views == 0:
-        lines.append("synthetic.num_views=0: TransPose trained on the real frames only.")
+        lines.append("synthetic.num_views=0: no TSDF renders; TransPose trained on the training split only.")
     if method.transpose_seconds is not None:
         lines.append(f"Training time: TransPose {method.transpose_seconds:.1f} s, baseline "
                      f"{method.baseline_seconds if method.baseline_seconds is not None else math.nan:.1f} s "
                      f"({cfg.total_steps()} steps each, batch {cfg.train.batch_size}, the same seed and initial weights).")
     out.append(("TransPose data (real / rendered)", "\n".join(lines)))
     if method.comparison:
-        out.append(("Side by side on the real query frames (same step budget, seed and initial weights)",
+        out.append(("Side by side on the query frames (same step budget, seed and initial weights)",
                     format_comparison(method.comparison)))
     c = method.calibration_result
     if c is not None:
         rows = [f"Spearman correlation of predicted sigma and actual error: {c['spearman']:.3f} over {c['cells']} query cells",
                 f"{'mean sigma (cm)':>16}  {'rms error (cm)':>15}  {'sqrt(3) sigma (cm)':>18}  cells"]
         rows += [f"{b[0] * 100:16.2f}  {b[1] * 100:15.2f}  {b[2] * 100:18.2f}  {b[3]}" for b in c["bins"]]
-        out.append(("Uncertainty calibration (KFNet-style isotropic sigma) on the real queries", "\n".join(rows)))
+        out.append(("Uncertainty calibration (KFNet-style isotropic sigma) on the queries", "\n".join(rows)))
     if method.baseline is not None and method.baseline.stage_log:
         from maploc_dsac.plots import format_training_stages
 
