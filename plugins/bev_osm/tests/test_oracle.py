@@ -33,6 +33,8 @@ def _random_raster(n: int = 200, seed: int = 0):
 
 
 RASTER = _random_raster()
+RASTER_USED = torch.ones(RASTER.num_classes, dtype=torch.bool)
+RASTER_USED[6:] = False
 
 
 def _oracle_template(raster, x, y, yaw, half, used):
@@ -116,3 +118,31 @@ def test_cell_centres_round_trip(size):
     for row, col in [(0, 0), (size - 1, 3), (17, size // 2)]:
         x, y = xy_of(row, col, 12.5, -3.0, size, 0.5)
         assert cell_of(x, y, 12.5, -3.0, size, 0.5) == pytest.approx((row, col))
+
+
+def test_rot90_augmentation_keeps_the_target_where_the_oracle_peaks():
+    """With ``search.rot90`` the turned crop, target cell and target yaw still agree with the oracle."""
+    from maploc.config import apply_overrides
+    from maploc_bev_osm.method import BEVOSMConfig, BEVOSMMethod
+    from maploc_bev_osm.synthetic import SyntheticBEVOSM
+
+    cfg = apply_overrides(BEVOSMConfig(), ["search.crop_m=48.0", "search.max_offset_m=10.0",
+                                           "search.num_yaws_train=32", "search.rot90=true"])  # fmt: skip
+    method = BEVOSMMethod(cfg)
+    method.raster = RASTER
+    data = SyntheticBEVOSM(None, "train")
+    p = data[3].pose2
+    sample = attrs.evolve(data[3], pose2=Pose2(x=math.floor(p.x) + 0.5, y=math.floor(p.y) + 0.5, yaw=p.yaw))
+    turns = set()
+    for _ in range(12):
+        batch = method.collate([sample])
+        k, row, col = batch["gt_cell"][0].tolist()
+        raster = batch["raster"][0].double()
+        m = raster[RASTER_USED] * 2 - 1
+        # the oracle template is the same whatever the turn: the camera sees the same world
+        t = _oracle_template(RASTER, sample.pose2.x, sample.pose2.y, sample.pose2.yaw, 10, RASTER_USED)
+        vol = log_softmax_volume(correlate_fft(m[None], rotate_templates(t[None], 32)))
+        _, arg = expectation_pose(vol, 0)
+        assert arg[0].tolist() == [k, row, col]
+        turns.add(round(((2 * math.pi * k / 32 - sample.pose2.yaw) % (2 * math.pi)) / (math.pi / 2)) % 4)
+    assert len(turns) >= 3  # the turns are drawn

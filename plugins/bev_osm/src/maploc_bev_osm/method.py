@@ -46,6 +46,9 @@ class SearchConfig:
         window: half-size (cells, yaw bins) of the expectation around the argmax.
         max_tilt_deg: largest camera roll/pitch that gravity rectification accepts (beyond: a counted failure).
         seed: seed of the prior offsets.
+        rot90: training augmentation (OrienterNet's code has it as an option): each training crop is turned by a
+            random multiple of 90 degrees, the target cell and yaw with it, so that the model cannot learn the
+            headings of the training route as a yaw prior (a route driven one way teaches "always east").
     """
 
     crop_m: float = attrs.field(default=64.0, validator=greater_than(0))
@@ -55,6 +58,7 @@ class SearchConfig:
     window: int = attrs.field(default=2, validator=at_least(0))
     max_tilt_deg: float = attrs.field(default=30.0, validator=in_range(0, 89))
     seed: int = attrs.field(default=0, validator=at_least(0))
+    rot90: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -178,8 +182,16 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
             row, col = size // 2 + dr, size // 2 + dc
             cx = s.pose2.x - (col + 0.5 - size / 2) * cfg.model.cell_m
             cy = s.pose2.y - (size / 2 - 0.5 - row) * cfg.model.cell_m
-            crops.append(torch.from_numpy(north_up_crop(self.raster, cx, cy, size, require_features=False)))
-            k = round((s.pose2.yaw % (2 * math.pi)) / (2 * math.pi / cfg.search.num_yaws_train))
+            crop = north_up_crop(self.raster, cx, cy, size, require_features=False)
+            yaw = s.pose2.yaw
+            if cfg.search.rot90:
+                # turn the world by q quarter turns counter-clockwise: cell (r, c) -> (size - 1 - c, r), yaw + q pi/2
+                for _ in range(int(rng.integers(0, 4))):
+                    crop = np.rot90(crop, 1, axes=(1, 2))
+                    row, col = size - 1 - col, row
+                    yaw += math.pi / 2
+            crops.append(torch.from_numpy(np.ascontiguousarray(crop)))
+            k = round((yaw % (2 * math.pi)) / (2 * math.pi / cfg.search.num_yaws_train))
             cells.append((k % cfg.search.num_yaws_train, row, col))
         batch["raster"] = torch.stack(crops)
         batch["gt_cell"] = torch.tensor(cells, dtype=torch.long)
