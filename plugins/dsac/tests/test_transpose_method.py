@@ -118,3 +118,26 @@ def test_transpose_on_stairs(tmp_path, monkeypatch):
     stages = json.loads((run / "training_stages.json").read_text())
     assert stages["stages"]["init"]["steps"] == 6 and math.isfinite(stages["stages"]["init"]["loss_last"])
     assert "rendered views" in result.report and "Side by side" in result.report
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_transpose_on_stairs_with_renders(tmp_path, monkeypatch):
+    """The same shortened run with the real synthesizer (TSDF fusion of the stairs frames, 6 renders)."""
+    pytest.importorskip("open3d")
+    from maploc.data.fetch import fetch
+
+    root = fetch("7scenes-stairs")
+    monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
+    result = execute(
+        RunSpec(method="transpose", dataset="7scenes", data_root=root, out=tmp_path / "run",
+                overrides=("init.steps=6", "ransac.num_hypotheses=16", "train.batch_size=2", "data.image_height=60",
+                           "synthetic.num_views=6"),
+                engine=EngineConfig(progress=False)),
+        say=lambda s: None,
+    )
+    assert result.metrics["num_queries"] == 6
+    views = list((tmp_path / "cache" / "transpose-views").glob("views-*/train/rgb/*"))
+    assert 1 <= len(views) <= 6
+    assert "rendered views" in result.report and "real (7-Scenes photographs" in result.report
+    assert (tmp_path / "run" / "transpose_comparison.png").is_file()
