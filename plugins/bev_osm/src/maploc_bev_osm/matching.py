@@ -247,6 +247,10 @@ class ExhaustiveMatcher(Matcher):
         self.method = method
 
     def match(self, query_features: Any, map_representation: Any) -> Tensor:
+        """``query_features = (template (B, C, T, T) float, num_yaws: int)``, ``map_representation =
+        (map_features (B, C, H, W) float, log_prior (B, H, W) float or None)`` -> ``(B, num_yaws, H, W)``
+        log-probabilities over (yaw bin, map row, map column), normalised over the whole volume
+        (OrienterNet, Sarlin et al. CVPR 2023, Sec. 3.3)."""
         template, num_yaws = query_features
         map_features, log_prior = map_representation
         templates = rotate_templates(template, int(num_yaws))

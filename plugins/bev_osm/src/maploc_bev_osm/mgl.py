@@ -151,6 +151,12 @@ class MGLDataset(Dataset):
 
     @cached_property
     def osm_path(self) -> Path:
+        """The location's OSM file: ``-o data.osm=PATH``, else the one ``.osm`` / ``.osm.pbf`` / ``.osm.bz2``
+        file in ``../osm/`` or in the location folder.
+
+        Raises:
+            DataError: the given file is missing, or none or several OSM files are found.
+        """
         if self.options.osm:
             path = Path(self.options.osm)
             if not path.is_file():
@@ -167,6 +173,7 @@ class MGLDataset(Dataset):
 
     @cached_property
     def georef(self) -> Any:
+        """The :class:`maploc_osm.GeoReference` (local metric ENU frame) at this location's origin (lat/lon, degrees)."""
         from maploc_osm import GeoReference
 
         return GeoReference.from_origin(*self.origin)
