@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 import pytest
 
-from maploc.errors import DataError
+from maploc.errors import ConfigError, DataError
 from maploc_osm import parse_osm, rasterize
 from maploc_simcity import (
     CONDITIONS,
@@ -420,6 +420,51 @@ def test_sim_city_renders_on_demand_into_the_cache(city_file, tmp_path, monkeypa
     assert SimCity(Path("."), "map", options=attrs.evolve(options, query_conditions=("dusk",))).folder == first.folder
 
 
+@pytest.mark.egl
+def test_extra_training_routes(city_file, tmp_path) -> None:
+    """``train_routes``: independent walks under the first condition, in the train split only."""
+    out = render_command(str(city_file), 4, ["day", "night"], tmp_path / "routes", seed=1, traversals=2,
+                         train_routes=2, width=48, height=36, progress=False)  # fmt: skip
+    summary = json.loads((out / "render.json").read_text())
+    assert summary["options"]["train_routes"] == 2
+    assert summary["sequences"] == ["t0_day", "t0_night", "t1_day", "t1_night", "r1_day", "r2_day"]
+    assert not (out / "dsac" / "train" / "rgb").exists() or not any(
+        "r1" in p.name for p in (out / "dsac" / "train" / "rgb").iterdir())  # fmt: skip
+    assert any(v.startswith("r2_day/") for v in json.loads((out / "mgl" / "dump.json").read_text())["views"])
+    train, map_, query = (SimCity(out, s) for s in ("train", "map", "query"))
+    assert {n.split("/")[0] for n in train.names()} == {"t0_day", "r1_day", "r2_day"} and len(train) == 12
+    assert {n.split("/")[0] for n in map_.names()} == {"t0_day"}
+    assert {n.split("/")[0] for n in query.names()} == {"t0_night", "t1_day", "t1_night"}
+    sample = train[len(train) - 1]
+    assert sample.extras["route"] == 2 and sample.extras["condition"] == "day" and sample.image.shape[-2:] == (36, 48)
+    # each route is its own walk: other places than the main route's
+    main = np.array([[train.metadata(i).pose2.x, train.metadata(i).pose2.y] for i in range(4)])
+    extra = np.array([[train.metadata(i).pose2.x, train.metadata(i).pose2.y] for i in range(4, 12)])
+    assert not np.allclose(main, extra[:4]) and not np.allclose(extra[:4], extra[4:])
+    # The routes are rendered under the first condition: training under another is a clear error.
+    with pytest.raises(ConfigError, match="extra training routes rendered under 'day'"):
+        SimCity(out, "train", options=SimCity.Options(map_condition="night"))
+    assert len(SimCity(out, "map", options=SimCity.Options(map_condition="night"))) == 4
+    # A folder without them trains only when none are asked for; evaluating (map, query) never asks.
+    plain = render_command(str(city_file), 4, ["day", "night"], tmp_path / "plain", seed=1, traversals=2,
+                           width=48, height=36, layouts=("traversals",), progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="rendered with train_routes=0"):
+        SimCity(plain, "train", options=SimCity.Options(train_routes=2))
+    assert len(SimCity(plain, "query", options=SimCity.Options(train_routes=2))) == 12
+    with pytest.raises(ValueError, match="stream"):
+        plan_route(parse_osm(city_file), 50.0, stream=-1)
+
+
+def test_sequence_names_round_trip() -> None:
+    from maploc_simcity.writers import parse_sequence_name, sequence_name
+
+    for route, traversal, condition in ((0, 0, "day"), (0, 3, "night"), (7, 0, "autumn")):
+        assert parse_sequence_name(sequence_name(traversal, condition, route)) == (route, traversal, condition)
+    for bad in ("day", "x1_day", "t_day", "r2_", "tt1_day"):
+        with pytest.raises(ValueError, match="not a sim-city sequence name"):
+            parse_sequence_name(bad)
+
+
 def test_backproject_inverts_project() -> None:
     cam = make_camera(64, 48, 60.0)
     T = camera_pose(1.0, 2.0, 1.5, yaw=0.3, pitch=0.1)
@@ -456,6 +501,7 @@ def test_cli_data_render_bad_input_is_one_line(maploc_main, city_file, tmp_path)
         (("--conditions", "day,rain"), "unknown condition 'rain'"),
         (("--frames", "0"), "frames must be a positive integer"),
         (("--lateral-offset", "-1"), "lateral_offset_m"),
+        (("--train-routes", "-1"), "train_routes must be an integer in [0, 1000]"),
     ):
         status, _, stderr = maploc_main("data", "render", "--map", str(city_file), "--out", str(out), *args)
         assert status == 2 and needle in stderr and "Traceback" not in stderr, (args, stderr)

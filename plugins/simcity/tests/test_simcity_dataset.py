@@ -67,7 +67,7 @@ def test_cache_key_changes_with_every_render_option() -> None:
     key = SimCity.cache_key(base, "0" * 64)
     changed = {
         "frames": 101, "traversals": 3, "conditions": ("night", "day"), "seed": 1, "width": 321,
-        "height": 241, "fov_deg": 71.0, "spacing_m": 4.5, "lateral_offset_m": 1.0,
+        "height": 241, "fov_deg": 71.0, "spacing_m": 4.5, "lateral_offset_m": 1.0, "train_routes": 2,
     }  # fmt: skip
     assert set(changed) | {"map"} == set(RENDER_FIELDS)
     for name, value in changed.items():

@@ -48,11 +48,13 @@ FORMAT_VERSION = 1
 
 
 def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spacing_m: Any,
-                   layouts: Sequence[str], lateral_offset_m: Any = 0.0) -> list[str]:  # fmt: skip
+                   layouts: Sequence[str], lateral_offset_m: Any = 0.0, train_routes: Any = 0) -> list[str]:  # fmt: skip
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
         raise RenderParameterError(f"frames must be a positive integer, got {frames!r}")
     if isinstance(traversals, bool) or not isinstance(traversals, (int, np.integer)) or traversals < 1:
         raise RenderParameterError(f"traversals must be a positive integer, got {traversals!r}")
+    if isinstance(train_routes, bool) or not isinstance(train_routes, (int, np.integer)) or not 0 <= train_routes <= 1000:
+        raise RenderParameterError(f"train_routes must be an integer in [0, 1000], got {train_routes!r}")
     if not isinstance(spacing_m, (int, float)) or not math.isfinite(spacing_m) or spacing_m <= 0:
         raise RenderParameterError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
     if not isinstance(lateral_offset_m, (int, float)) or not 0 <= lateral_offset_m <= 10:
@@ -83,6 +85,7 @@ def render_command(
     *,
     spacing_m: float = 4.0,
     lateral_offset_m: float = 1.2,
+    train_routes: int = 0,
     layouts: Sequence[str] = LAYOUTS,
     progress: bool = True,
     sheet_columns: int = 6,
@@ -91,6 +94,10 @@ def render_command(
 
     The route is a seeded walk along the map's roads (:func:`.trajectory.plan_route`); traversal ``t`` has its own
     lateral offset and noise (:func:`.trajectory.traversal_poses`), and every condition renders the same poses.
+    ``train_routes`` extra routes (independent walks from their own starts, so that streets are seen in both
+    directions and from more places) are rendered as sequences ``r1_<c>, r2_<c>, ...`` under the first condition
+    ``c`` only, one traversal each (lateral offset of traversal ``k mod traversals``): training data for methods
+    that learn from many places (``sim-city``'s ``train`` split), never queries.
     ``out`` receives the layouts of :mod:`.writers` (``traversals/`` always, ``dsac/`` and ``mgl/`` if asked),
     ``contact_sheet.png`` (one row per traversal and condition at the same places, plus labels and depth of the
     first) and, last, ``render.json`` (every option, the map reference, the camera, scene statistics, timings).
@@ -108,6 +115,7 @@ def render_command(
         spacing_m: metres between consecutive frames along the route.
         lateral_offset_m: the largest lateral offset of a traversal from the road centreline, metres: traversals
             are spread evenly over ``[-lateral_offset_m, +lateral_offset_m]`` (one traversal: on the centreline).
+        train_routes: extra training routes of ``frames`` frames each (see above), in [0, 1000].
         layouts: which of :data:`LAYOUTS` to write besides ``traversals``.
         progress: show a tqdm progress bar (on stderr).
         sheet_columns: frames per row of the contact sheet.
@@ -126,7 +134,7 @@ def render_command(
     from maploc_osm import ATTRIBUTION, parse_osm, rasterize
 
     t_start = time.perf_counter()
-    conditions = _check_options(frames, conditions, traversals, spacing_m, layouts, lateral_offset_m)
+    conditions = _check_options(frames, conditions, traversals, spacing_m, layouts, lateral_offset_m, train_routes)
     camera = make_camera(width, height, fov_deg)
     out = Path(out)
     osm_path = resolve_map(map_name)
@@ -140,7 +148,10 @@ def render_command(
     x0, y0, x1, y1 = osm_map.extent
     margin = min(30.0, 0.1 * min(x1 - x0, y1 - y0))
     start_m = 5.0
-    route = plan_route(osm_map, start_m + (frames - 1) * spacing_m + 5.0, seed=seed, margin_m=margin)
+    route_length = start_m + (frames - 1) * spacing_m + 5.0
+    route = plan_route(osm_map, route_length, seed=seed, margin_m=margin)
+    extra_routes = [plan_route(osm_map, route_length, seed=seed, margin_m=margin, stream=k)
+                    for k in range(1, train_routes + 1)]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
 
     K = camera.K.double().numpy()
@@ -164,6 +175,7 @@ def render_command(
             "fov_deg": float(fov_deg),
             "spacing_m": float(spacing_m),
             "lateral_offset_m": float(lateral_offset_m),
+            "train_routes": int(train_routes),
             "layouts": ["traversals", *[layout for layout in LAYOUTS[1:] if layout in layouts]],
         },
         "camera": {"K": K.tolist(), "width": camera.width, "height": camera.height, "model": "PINHOLE"},
@@ -190,7 +202,7 @@ def render_command(
     extra_rows: list[tuple[str, list[np.ndarray]]] = []
     t = time.perf_counter()
     render_seconds = 0.0
-    total = traversals * len(conditions) * frames
+    total = (traversals * len(conditions) + train_routes) * frames
     with (
         Renderer(scene, camera) as renderer,
         tqdm(total=total, desc="rendering", unit="frame", disable=not progress) as bar,
@@ -220,6 +232,19 @@ def render_command(
                 sheet_rows.append((sequence_name(traversal, condition), row))
                 if not extra_rows:
                     extra_rows = [("labels", labels_row), ("depth", depth_row)]
+        for k, extra in enumerate(extra_routes, start=1):
+            traversal = (k - 1) % traversals
+            poses = traversal_poses(extra, frames, spacing_m=spacing_m, traversal=traversal, traversals=traversals,
+                                    seed=seed, start_m=start_m, max_offset_m=lateral_offset_m, stream=k)  # fmt: skip
+            for view in poses:
+                r0 = time.perf_counter()
+                frame = renderer.render(view.T_cam2world, conditions[0])
+                render_seconds += time.perf_counter() - r0
+                record = FrameRecord(frame=frame, view=view, traversal=traversal, condition=conditions[0], route=k)
+                rgb_path = trav.write(record)
+                if mgl is not None:
+                    mgl.write(record, rgb_path)
+                bar.update(1)
     timings["render_s"] = render_seconds
     timings["render_fps"] = total / max(render_seconds, 1e-9)
     timings["write_s"] = time.perf_counter() - t - render_seconds
@@ -236,8 +261,10 @@ def render_command(
     timings["total_s"] = time.perf_counter() - t_start
     summary = dict(
         meta,
-        sequences=[sequence_name(t, c) for t in range(traversals) for c in conditions],
+        sequences=[sequence_name(t, c) for t in range(traversals) for c in conditions]
+        + [sequence_name(0, conditions[0], k) for k in range(1, train_routes + 1)],
         route={"length_m": route.length, "start_m": start_m, "nodes": len(route.node_ids)},
+        train_routes=[{"length_m": r.length, "nodes": len(r.node_ids)} for r in extra_routes],
         scene={k: v for k, v in scene.stats.items()},
         timings=timings,
     )

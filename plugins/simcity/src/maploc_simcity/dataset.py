@@ -24,7 +24,7 @@ from maploc.types import Camera, Pose, Pose2, Sample
 
 from .command import FORMAT_VERSION, read_render_json, render_command
 from .options import RENDER_FIELDS, SimCityOptions
-from .writers import read_depth_cm, read_traversal_rows, sequence_name
+from .writers import parse_sequence_name, read_depth_cm, read_traversal_rows, sequence_name
 
 __all__ = ["SimCity", "SimCityOptions"]
 
@@ -45,9 +45,10 @@ class SimCity(Dataset):
       :func:`maploc.data.fetch.cache_root`, ``$MAPLOC_DATA``). The key hashes every render option
       (:data:`.options.RENDER_FIELDS`), the map file's SHA-256 and the format version.
 
-    Splits (sequences are ``t<traversal>_<condition>``, frame ``i`` of every sequence at the same place):
+    Splits (sequences are ``t<traversal>_<condition>``, frame ``i`` of every sequence at the same place; the
+    extra training routes of option ``train_routes`` are ``r<k>_<condition>``):
 
-    * ``map`` and ``train``: traversal 0 under ``map_condition``;
+    * ``map`` and ``train``: traversal 0 under ``map_condition``; ``train`` also holds every extra training route;
     * ``query``: every other sequence, or those of ``query_conditions`` when set (the map sequence excluded);
     * with a single sequence (one traversal, one condition): ``map``/``train`` are its even frames, ``query`` its
       odd frames.
@@ -56,7 +57,8 @@ class SimCity(Dataset):
     metres), ``depth`` (metres, 0 = sky or beyond 655 m), ``pose2`` (map-frame x, y metres, yaw radians),
     ``name`` ``<sequence>/<index>``, ``sequence``, ``timestamp`` = frame index (the same place in every
     sequence). ``extras``: ``labels`` (``(H, W)`` uint8 :data:`.labels.LABEL_NAMES` values, resized with the
-    image by nearest neighbour), ``condition`` (always set), ``traversal``, ``index``, ``rgb_path``, ``georef``
+    image by nearest neighbour), ``condition`` (always set), ``traversal``, ``route`` (0 = the main route),
+    ``index``, ``rgb_path``, ``georef``
     (the map frame, a dict of :class:`maploc_osm.GeoReference`) and ``map_source``.
 
     Args:
@@ -67,7 +69,8 @@ class SimCity(Dataset):
 
     Raises:
         ConfigError: ``map_condition`` / ``query_conditions`` not among the rendered conditions, an empty query
-            split, or a render option that disagrees with the rendered folder given as ``root``.
+            split, a render option that disagrees with the rendered folder given as ``root``, or (``train`` split)
+            extra training routes rendered under another condition than ``map_condition``.
         DataError: the map cannot be read or has no roads; a rendered folder is incomplete (names the file).
         RenderError: rendering is needed and no usable OpenGL exists.
         ValueError: unknown split.
@@ -102,12 +105,15 @@ class SimCity(Dataset):
         self.sequences: tuple[str, ...] = tuple(self.summary["sequences"])
         self.frames = int(rendered["frames"])
         self.map_sequence, self.query_sequences = self._split_sequences()
-        if len(self.sequences) > 1:
+        self.train_route_sequences = self._train_route_sequences() if split == "train" else ()
+        main = [s for s in self.sequences if parse_sequence_name(s)[0] == 0]
+        if len(main) > 1:
             chosen = [self.map_sequence] if split in ("map", "train") else list(self.query_sequences)
             self.items = [(s, i) for s in chosen for i in range(self.frames)]
         else:
             parity = 0 if split in ("map", "train") else 1
-            self.items = [(self.sequences[0], i) for i in range(self.frames) if i % 2 == parity]
+            self.items = [(main[0], i) for i in range(self.frames) if i % 2 == parity]
+        self.items += [(s, i) for s in self.train_route_sequences for i in range(self.frames)]
         cam = self.summary["camera"]
         self.camera = Camera(K=torch.tensor(cam["K"], dtype=torch.float32), width=cam["width"], height=cam["height"])
         self._poses: dict[str, dict[int, list[float]]] = {}
@@ -115,12 +121,15 @@ class SimCity(Dataset):
 
     # ---- options, splits and cache -------------------------------------------------------------------------------
     def _check_folder_options(self) -> None:
-        """A render option set away from its default must match the rendered folder (it cannot change it)."""
+        """A render option set away from its default must match the rendered folder (it cannot change it).
+        ``train_routes`` is checked for the ``train`` split only: the ``map`` and ``query`` splits do not hold
+        those routes, so a model trained with them evaluates on any render (``maploc eval --data-root``)."""
         rendered = dict(self.summary["options"], map=self.summary["map"]["name"])
+        rendered.setdefault("train_routes", 0)  # renders made before the option existed
         defaults = SimCityOptions()
         for name in RENDER_FIELDS:
             value, default = getattr(self.options, name), getattr(defaults, name)
-            if name not in rendered or value == default:
+            if name not in rendered or value == default or (name == "train_routes" and self.split != "train"):
                 continue
             have = tuple(rendered[name]) if isinstance(value, tuple) else rendered[name]
             if value != have:
@@ -128,6 +137,18 @@ class SimCity(Dataset):
                     f"data.{name}={_show(value)} but {self.root} was rendered with {name}={_show(have)}; render "
                     "options apply when sim-city renders into its cache (no --data-root), not to a rendered folder"
                 )
+
+    def _train_route_sequences(self) -> tuple[str, ...]:
+        """The extra training routes' sequences (``r<k>_<condition>``), which need ``map_condition`` to be their
+        condition (the render's first)."""
+        routes = tuple(s for s in self.sequences if parse_sequence_name(s)[0] > 0)
+        if routes and _condition_of(routes[0]) != self.options.map_condition:
+            raise ConfigError(
+                f"{self.folder} holds {len(routes)} extra training routes rendered under {_condition_of(routes[0])!r} "
+                f"but data.map_condition={self.options.map_condition!r}; train under {_condition_of(routes[0])!r} "
+                "or render the training routes under the map condition (list it first in data.conditions)"
+            )
+        return routes
 
     def _split_sequences(self) -> tuple[str, tuple[str, ...]]:
         opts = self.options
@@ -143,11 +164,12 @@ class SimCity(Dataset):
                 f"({', '.join(self.conditions)})"
             )
         map_sequence = sequence_name(0, opts.map_condition)
+        main = [s for s in self.sequences if parse_sequence_name(s)[0] == 0]
         queries = tuple(
-            s for s in self.sequences
+            s for s in main
             if s != map_sequence and (not opts.query_conditions or _condition_of(s) in opts.query_conditions)
         )  # fmt: skip
-        if len(self.sequences) > 1 and not queries:
+        if len(main) > 1 and not queries:
             raise ConfigError(
                 f"the sim-city query split is empty: the only sequences of condition(s) "
                 f"{', '.join(opts.query_conditions)} are the map's ({map_sequence}); render more traversals "
@@ -161,6 +183,8 @@ class SimCity(Dataset):
         file named by sample or by path is one render) and the format version. The split options are not in it: they
         choose among the sequences of the same render."""
         payload = dict(options.render_options(), map=map_sha256, format=FORMAT_VERSION)
+        if not payload["train_routes"]:
+            del payload["train_routes"]  # renders without extra routes keep the keys they had before the option
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def _cached_render(self, options: SimCityOptions) -> Path:
@@ -178,7 +202,8 @@ class SimCity(Dataset):
             render_command(
                 str(osm_path), options.frames, list(options.conditions), work, seed=options.seed,
                 traversals=options.traversals, width=options.width, height=options.height, fov_deg=options.fov_deg,
-                spacing_m=options.spacing_m, lateral_offset_m=options.lateral_offset_m, layouts=("traversals",),
+                spacing_m=options.spacing_m, lateral_offset_m=options.lateral_offset_m,
+                train_routes=options.train_routes, layouts=("traversals",),
                 progress=False,
             )  # fmt: skip
             try:
@@ -259,7 +284,8 @@ class SimCity(Dataset):
         extras = {
             "labels": torch.from_numpy(np.ascontiguousarray(labels)),
             "condition": _condition_of(sequence),
-            "traversal": int(sequence.split("_", 1)[0][1:]),
+            "traversal": parse_sequence_name(sequence)[1],
+            "route": parse_sequence_name(sequence)[0],
             "index": i,
             "rgb_path": str(folder / "rgb" / name),
             "georef": dict(self.summary["map"]["georef"]),

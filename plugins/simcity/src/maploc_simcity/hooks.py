@@ -39,6 +39,11 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
         "--lateral-offset", type=float, default=1.2, metavar="M",
         help="traversals are spread over +-M metres around the road centreline (default: 1.2)",
     )  # fmt: skip
+    parser.add_argument(
+        "--train-routes", type=int, default=0, metavar="N",
+        help="also render N extra routes (own starts and headings) under the first condition, for training only "
+        "(sequences r1_<condition> ...; default: 0)",
+    )  # fmt: skip
     parser.add_argument("--layouts", default="traversals,dsac,mgl", help="comma-separated: traversals,dsac,mgl")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scene, the route and the camera noise")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -72,7 +77,8 @@ def _run_render(args: argparse.Namespace) -> int:
         out = render_command(
             args.map, frames=args.frames, conditions=_split(args.conditions), out=args.out, seed=args.seed,
             traversals=args.traversals, width=args.width, height=args.height, fov_deg=args.fov,
-            spacing_m=args.spacing, lateral_offset_m=args.lateral_offset, layouts=_split(args.layouts),
+            spacing_m=args.spacing, lateral_offset_m=args.lateral_offset, train_routes=args.train_routes,
+            layouts=_split(args.layouts),
             progress=not args.no_progress,
         )  # fmt: skip
     except OSError as exc:

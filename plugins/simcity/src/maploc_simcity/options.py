@@ -67,6 +67,10 @@ class SimCityOptions:
         spacing_m: metres between consecutive frames along the route (> 0).
         lateral_offset_m: traversals are spread evenly over ``[-lateral_offset_m, +lateral_offset_m]`` metres
             around the road centreline (one traversal drives on it), in [0, 10].
+        train_routes: extra routes rendered for training only, in [0, 1000]: independent seeded walks of ``frames``
+            frames each from their own starts (so streets are seen from more places and in both directions),
+            under the first of ``conditions`` only. They join the ``train`` split (never ``map`` or ``query``),
+            which needs ``map_condition`` to be that first condition.
 
     Split options (:data:`SPLIT_FIELDS`; they choose sequences of the same render, so they are not in its key):
 
@@ -91,6 +95,7 @@ class SimCityOptions:
     fov_deg: float = attrs.field(default=70.0, validator=in_range(10.0, 150.0))
     spacing_m: float = attrs.field(default=4.0, validator=greater_than(0.0))
     lateral_offset_m: float = attrs.field(default=1.2, validator=in_range(0.0, 10.0))
+    train_routes: int = attrs.field(default=0, validator=in_range(0, 1000))
     map_condition: str = attrs.field(default="day", validator=_known_condition)
     query_conditions: tuple[str, ...] | str = attrs.field(
         default=(), converter=_names, validator=_known_conditions(allow_empty=True)
@@ -108,6 +113,7 @@ def _plain(value: Any) -> Any:
 #: Options that change the rendered images: every one is hashed into the cache key.
 RENDER_FIELDS: tuple[str, ...] = (
     "map", "frames", "traversals", "conditions", "seed", "width", "height", "fov_deg", "spacing_m", "lateral_offset_m",
+    "train_routes",
 )  # fmt: skip
 #: Options that only choose which rendered sequences form the splits.
 SPLIT_FIELDS: tuple[str, ...] = ("map_condition", "query_conditions")

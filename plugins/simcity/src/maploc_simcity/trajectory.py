@@ -132,6 +132,7 @@ def plan_route(
     classes: Sequence[str] = ("road",),
     margin_m: float = 30.0,
     building_clearance_m: float = 1.5,
+    stream: int = 0,
 ) -> Route:
     """A seeded walk of at least ``length_m`` metres along connected road centrelines (see the module docstring).
 
@@ -142,6 +143,9 @@ def plan_route(
         classes: way classes of the road graph to walk on (default: roads for cars).
         margin_m: edges with an end closer than this to the map border are not used, metres.
         building_clearance_m: edges passing closer than this to a building footprint are not used, metres.
+        stream: the walk's random stream under ``seed`` (>= 0): stream 0 is the route every traversal follows,
+            streams ``1, 2, ...`` are the independent extra training routes of ``render_command(train_routes=...)``
+            (each starts at its own place and heading).
 
     Returns:
         The route, starting in the largest connected part of the usable road graph.
@@ -149,7 +153,7 @@ def plan_route(
     Raises:
         DataError: the map has no usable road (the message says which classes were looked for and how many edges
             the road graph has).
-        RenderParameterError: ``length_m`` is not positive, or a class is unknown.
+        RenderParameterError: ``length_m`` is not positive, ``stream`` is negative, or a class is unknown.
     """
     if not (isinstance(length_m, (int, float)) and math.isfinite(length_m) and length_m > 0):
         raise RenderParameterError(f"length_m must be a positive number of metres, got {length_m!r}")
@@ -188,7 +192,9 @@ def plan_route(
         sizes.append(total)
     best = int(np.argmax(sizes))
     nodes = np.asarray(sorted(n for n, c in component_of.items() if c == best), dtype=np.int64)
-    rng = np.random.default_rng([seed, 11])
+    if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or stream < 0:
+        raise RenderParameterError(f"stream must be a non-negative integer, got {stream!r}")
+    rng = np.random.default_rng([seed, 11] if stream == 0 else [seed, 11, int(stream)])
     middle = nodes[[len(adjacency[int(n)]) == 2 for n in nodes]]
     current = int(rng.choice(middle if len(middle) else nodes))
     k, other = adjacency[current][int(rng.integers(len(adjacency[current])))]
@@ -243,6 +249,7 @@ def traversal_poses(
     pitch_std_deg: float = 1.5,
     roll_std_deg: float = 1.0,
     heading_window_m: float = 4.0,
+    stream: int = 0,
 ) -> list[ViewPose]:
     """The camera poses of one traversal of a route (see the module docstring).
 
@@ -259,6 +266,8 @@ def traversal_poses(
         yaw_jitter_deg, pitch_std_deg, roll_std_deg: standard deviations of the per-frame noise, degrees
             (clipped at 2.5 sigma).
         heading_window_m: half length of the chord that smooths the heading, metres.
+        stream: the noise's random stream (0 for the main route; the extra training route's index for the others,
+            so that they do not repeat the main route's noise).
 
     Returns:
         ``frames`` poses, frame ``i`` at arc length ``start_m + i * spacing_m``.
@@ -282,7 +291,7 @@ def traversal_poses(
         raise RenderParameterError(
             f"the route is {route.length:.1f} m long but {frames} frames every {spacing_m} m need {needed:.1f} m"
         )
-    rng = np.random.default_rng([seed, 101, traversal])
+    rng = np.random.default_rng([seed, 101, traversal] if stream == 0 else [seed, 101, traversal, int(stream)])
     s = start_m + spacing_m * np.arange(frames)
     base_height = rng.uniform(lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo))
     height = np.clip(base_height + rng.normal(0.0, 0.02, frames), lo, hi)

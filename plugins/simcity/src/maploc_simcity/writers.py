@@ -16,6 +16,7 @@ layouts share are hard links (copies where links are impossible).
         pose2.txt                  one line per frame: index x_m y_m yaw_rad (map frame, yaw CCW from east)
         calibration.txt           the 3x3 K (pixels)
       t0_night/ ...                the same poses under another condition
+      r1_day/ ...                  extra training route 1 (``train_routes``), under the first condition only
 
 **DSAC* layout** (read by ``maploc.data.dsac_layout.DSACLayout``)::
 
@@ -23,7 +24,8 @@ layouts share are hard links (copies where links are impossible).
     depth/<name>.png (uint16 millimetres, 0 = sky or beyond 65.535 m)
 
 with ``<name> = seq-KK_t<traversal>_<condition>_<index>``: ``train`` holds every traversal but the last, ``test`` the
-last (with a single traversal: even frames train, odd frames test), under every condition.
+last (with a single traversal: even frames train, odd frames test), under every condition. Extra training routes
+(``r<k>_<condition>``) are not written to it; they go to the traversals and map-localization layouts.
 
 **Map-localization layout** (in the spirit of OrienterNet's MGL dump: images, per-image SE(2) pose, map
 reference)::
@@ -74,6 +76,7 @@ __all__ = [
     "MGLWriter",
     "TraversalsWriter",
     "contact_sheet",
+    "parse_sequence_name",
     "read_depth_cm",
     "sequence_name",
 ]
@@ -82,9 +85,25 @@ __all__ = [
 DEPTH_SCALE_M = 0.01
 
 
-def sequence_name(traversal: int, condition: str) -> str:
-    """The folder name of a traversal under a condition: ``t<traversal>_<condition>``."""
-    return f"t{traversal}_{condition}"
+def sequence_name(traversal: int, condition: str, route: int = 0) -> str:
+    """The folder name of a traversal under a condition: ``t<traversal>_<condition>`` on the main route (``route``
+    0), ``r<route>_<condition>`` on extra training route ``route`` >= 1 (one traversal each)."""
+    return f"t{traversal}_{condition}" if route == 0 else f"r{route}_{condition}"
+
+
+def parse_sequence_name(sequence: str) -> tuple[int, int, str]:
+    """``(route, traversal, condition)`` of a sequence folder name (inverse of :func:`sequence_name`; an extra
+    route's traversal is 0).
+
+    Raises:
+        ValueError: not a sequence name.
+    """
+    head, sep, condition = sequence.partition("_")
+    if not sep or len(head) < 2 or head[0] not in "tr" or not head[1:].isdigit() or not condition:
+        raise ValueError(f"not a sim-city sequence name: {sequence!r} (expected t<traversal>_<condition> or "
+                         "r<route>_<condition>)")  # fmt: skip
+    number = int(head[1:])
+    return (0, number, condition) if head[0] == "t" else (number, 0, condition)
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -96,16 +115,18 @@ class FrameRecord:
         view: the pose and its place on the route.
         traversal: traversal index.
         condition: condition name.
+        route: 0 for the main route, ``k >= 1`` for extra training route ``k``.
     """
 
     frame: RenderedFrame
     view: ViewPose
     traversal: int
     condition: str
+    route: int = 0
 
     @property
     def sequence(self) -> str:
-        return sequence_name(self.traversal, self.condition)
+        return sequence_name(self.traversal, self.condition, self.route)
 
     @property
     def index(self) -> int:
