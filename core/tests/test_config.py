@@ -130,6 +130,25 @@ def test_dataset_options_are_routed_and_checked():
         structure_dataset_options(Fake, {"frames": "many"})
 
 
+def test_dataset_defaults_apply_to_their_dataset_only_and_never_override():
+    from maploc.config import with_dataset_defaults
+
+    @attrs.frozen(kw_only=True)
+    class WithData:
+        data: DataConfig = DataConfig()
+
+    defaults = {"sim-city": {"train_routes": 12, "frames": 100}}
+    cfg = with_dataset_defaults(WithData(), defaults, "sim-city")
+    assert dict(cfg.data.options) == {"train_routes": 12, "frames": 100}
+    # what the user (or a preset, or a saved run) set wins
+    user = apply_overrides(WithData(), ["data.train_routes=0"])
+    assert dict(with_dataset_defaults(user, defaults, "sim-city").data.options) == {"train_routes": 0, "frames": 100}
+    # another dataset gets nothing (so the key never reaches a dataset that does not have it)
+    other = WithData()
+    assert with_dataset_defaults(other, defaults, "mgl") is other
+    assert with_dataset_defaults(Cfg(), defaults, "sim-city") == Cfg()  # a config without a data section
+
+
 def test_preset_sections_merge_with_the_class_defaults(tmp_path, monkeypatch):
     import attrs
 

@@ -243,6 +243,10 @@ class Method(abc.ABC, Generic[ConfigT]):
         metric_family: which metrics evaluate this method's estimates: ``pose6dof``, ``se2``,
             ``retrieval`` or ``sequence``.
         localize_batch_size: how many query samples ``localize`` receives at once.
+        dataset_defaults: dataset options the method uses by default, per dataset name (e.g.
+            ``{"sim-city": {"train_routes": 12}}``): added to ``config.data.options`` when the run
+            uses that dataset, unless the key is set already (preset, ``-o``, saved config). A
+            per-dataset default, unlike one in the config, does not break a run on another dataset.
         conformance_dataset / conformance_overrides: what :mod:`maploc.testing.conformance` runs
             the method on (a small, file-free dataset and settings that make it fast).
 
@@ -264,6 +268,7 @@ class Method(abc.ABC, Generic[ConfigT]):
     default_dataset: ClassVar[str] = "7scenes"
     metric_family: ClassVar[str] = "pose6dof"
     localize_batch_size: ClassVar[int] = 1
+    dataset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: dataset and overrides the conformance suite uses to exercise the method quickly (no fetch).
     conformance_dataset: ClassVar[str] = "synthetic-room"
     conformance_overrides: ClassVar[tuple[str, ...]] = ()

@@ -229,6 +229,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         resolve_config,
         structure_dataset_options,
         unstructure,
+        with_dataset_defaults,
     )
     from maploc.plugins import load_component
 
@@ -239,6 +240,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     config = resolve_config(cls.Config, cls.presets_package, args.preset, args.override)
     dataset_name = args.dataset or cls.default_dataset
     dataset_cls = load_component("datasets", dataset_name)
+    config = with_dataset_defaults(config, getattr(cls, "dataset_defaults", {}), dataset_name)
     data_cfg = getattr(config, "data", None) or DataConfig()
     options = structure_dataset_options(dataset_cls, data_cfg.options)
     print(f"# method: {args.method}   preset: {args.preset}   presets: {', '.join(list_presets(cls.presets_package))}")

@@ -33,6 +33,7 @@ __all__ = [
     "probability",
     "data_option_keys",
     "structure_dataset_options",
+    "with_dataset_defaults",
     "TrainConfig",
     "DataConfig",
     "structure",
@@ -180,6 +181,18 @@ def structure_dataset_options(dataset_cls: type, options: Mapping[str, Any]) -> 
         valid = ", ".join("data." + k for k in data_option_keys(dataset_cls))
         raise ConfigError(f"unknown config key 'data.{unknown[0]}' for dataset {name!r}; valid data keys: {valid}")
     return structure(options_cls, options, prefix="data.")
+
+
+def with_dataset_defaults(config: T, defaults: Mapping[str, Mapping[str, Any]], dataset_name: str) -> T:
+    """``config`` with ``defaults[dataset_name]`` (a method's :attr:`maploc.api.Method.dataset_defaults`)
+    added to ``config.data.options``; a key already there (a preset, ``-o data.<key>=...``, a saved
+    run's config) wins. Returns ``config`` itself when there is nothing to add."""
+    data = getattr(config, "data", None)
+    extra = dict(defaults.get(dataset_name, {}))
+    if data is None or not extra:
+        return config
+    merged = {**extra, **dict(data.options)}
+    return attrs.evolve(config, data=attrs.evolve(data, options=merged))  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,11 +50,11 @@ def test_split_maps_are_disjoint(two_maps):
     assert ways  # areas fully inside survive
 
 
-def _render(osm, out):
+def _render(osm, out, train_routes=0):
     from maploc_simcity.command import render_command
 
     return render_command(str(osm), 6, ["day", "night"], out, traversals=2, width=64, height=48,
-                          layouts=("traversals", "mgl"), progress=False)  # fmt: skip
+                          train_routes=train_routes, layouts=("traversals", "mgl"), progress=False)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -86,15 +86,20 @@ def test_simcity_render_reads_as_mgl(two_maps, tmp_path, monkeypatch):
 def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, monkeypatch):
     monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
     south, north = two_maps
-    train_render, test_render = _render(south, tmp_path / "south"), _render(north, tmp_path / "north")
+    train_render, test_render = _render(south, tmp_path / "south", train_routes=1), _render(north, tmp_path / "north")
     run = tmp_path / "run"
-    status, out, err = maploc_main("run", "--method", "bev_osm", "--data-root", str(train_render), "--out", str(run), "--no-progress",
-                   *[a for o in (*TINY, "split.held_out=false") for a in ("-o", o)])  # fmt: skip
+    args = ["run", "--method", "bev_osm", "--data-root", str(train_render), "--out", str(run), "--no-progress",
+            *[a for o in (*TINY, "split.held_out=false") for a in ("-o", o)]]  # fmt: skip
+    # the method's default training routes (12) are not in this folder: one line saying what to do, nothing run
+    status, out, err = maploc_main(*args)
+    assert status == 2 and "rendered with train_routes=1" in err and "-o data.train_routes=1" in err, err
+    status, out, err = maploc_main(*args, "-o", "data.train_routes=1")
     assert status == 0, err[-2000:]
+    assert json.loads((run / "metrics.json").read_text())["train_views"] == 12  # t0_day and r1_day, 6 frames each
     status, out, err = maploc_main("eval", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data-root", str(test_render),
                    "--out", str(tmp_path / "eval"), "--no-progress")  # fmt: skip
     assert status == 0, err[-2000:]
     assert "recall" in out
 
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["num_queries"] == 18  # t1_day, t0_night, t1_night of the north render
+    assert metrics["num_queries"] == 18  # t1_day, t0_night, t1_night of the north render (it has no training routes)

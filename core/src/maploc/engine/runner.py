@@ -33,6 +33,7 @@ from maploc.config import (
     structure,
     structure_dataset_options,
     unstructure,
+    with_dataset_defaults,
 )
 from maploc.engine.engine import Engine, EngineConfig, FitResult
 from maploc.errors import CheckpointError, ConfigError, DataError, MaplocError
@@ -319,6 +320,7 @@ def execute(
         config = resolve_config(method_cls.Config, method_cls.presets_package, spec.preset, list(spec.overrides))
     dataset_name = spec.dataset or method_cls.default_dataset
     dataset_cls = load_component("datasets", dataset_name)
+    config = with_dataset_defaults(config, getattr(method_cls, "dataset_defaults", {}), dataset_name)
     data_cfg = getattr(config, "data", None) or DataConfig()
     dataset_options = structure_dataset_options(dataset_cls, data_cfg.options)
 

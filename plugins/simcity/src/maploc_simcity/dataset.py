@@ -31,6 +31,8 @@ __all__ = ["SimCity", "SimCityOptions"]
 logger = logging.getLogger(__name__)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: ``maploc data render`` flags whose names differ from the option's
+_RENDER_FLAGS = {"fov_deg": "fov", "spacing_m": "spacing", "lateral_offset_m": "lateral-offset"}
 
 
 class SimCity(Dataset):
@@ -135,7 +137,9 @@ class SimCity(Dataset):
             if value != have:
                 raise ConfigError(
                     f"data.{name}={_show(value)} but {self.root} was rendered with {name}={_show(have)}; render "
-                    "options apply when sim-city renders into its cache (no --data-root), not to a rendered folder"
+                    "options apply when sim-city renders into its cache (no --data-root), not to a rendered folder: "
+                    f"use the folder as it is (-o data.{name}={_show(have)}) or render one with "
+                    f"`maploc data render --{_RENDER_FLAGS.get(name, name.replace('_', '-'))} {_show(value)}`"
                 )
 
     def _train_route_sequences(self) -> tuple[str, ...]:
