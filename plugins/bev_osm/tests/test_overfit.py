@@ -42,7 +42,7 @@ def test_overfits_a_few_rendered_views(tmp_path, city_osm, monkeypatch):
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append(float(out["loss"]))
+        losses.append(float(out["loss"].detach()))
     model.eval()
     errors = []
     with torch.no_grad():

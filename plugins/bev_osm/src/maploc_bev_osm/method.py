@@ -141,7 +141,7 @@ class BEVOSMConfig:
     fusion: FusionConfig = FusionConfig()
     augment: AugmentConfig = AugmentConfig()
     split: BlockSplit = BlockSplit(block_m=150.0, test_every=3)
-    train: TrainConfig = TrainConfig(epochs=0, max_steps=1000, batch_size=4, lr=2e-3, log_every=50)
+    train: TrainConfig = TrainConfig(epochs=0, max_steps=1500, batch_size=4, lr=2e-3, log_every=50)
     data: DataConfig = DataConfig(image_height=96)
 
 
