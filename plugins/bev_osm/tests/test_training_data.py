@@ -51,3 +51,36 @@ def test_augmentation_options_are_checked() -> None:
         apply_overrides(BEVOSMConfig(), ["augment.min_brightness=1.5"])
     with pytest.raises(ConfigError, match="augment.max_gamma"):
         apply_overrides(BEVOSMConfig(), ["augment.max_gamma=0.5"])
+
+
+def test_road_snap_baseline_moves_the_prior_to_the_nearest_road() -> None:
+    import numpy as np
+
+    from maploc_bev_osm.method import road_snap
+    from maploc_osm import CLASS_NAMES
+
+    crop = np.zeros((len(CLASS_NAMES), 9, 9), np.uint8)
+    assert road_snap(crop, 10.0, 20.0, 1.0) == (10.0, 20.0)  # no road: the prior itself
+    crop[CLASS_NAMES.index("road"), 2, :] = 1  # a road two cells north of the centre cell (row 4)
+    crop[CLASS_NAMES.index("building"), 4, 5] = 1  # other classes are not roads
+    x, y = road_snap(crop, 10.0, 20.0, 1.0)
+    assert (x, y) == pytest.approx((10.0, 22.0))
+    crop[CLASS_NAMES.index("road"), :, 7] = 1  # a road three cells east: the northern one stays nearer
+    assert road_snap(crop, 10.0, 20.0, 2.0) == pytest.approx((10.0, 24.0))
+
+
+def test_report_compares_with_road_snap() -> None:
+    from types import SimpleNamespace
+
+    from maploc.types import Pose2, PoseEstimate
+    from maploc_bev_osm.report import baseline_metrics, report_sections
+
+    config = BEVOSMConfig()
+    queries = [SimpleNamespace(pose2=Pose2(x=float(i), y=0.0, yaw=0.0), sequence="t1_day") for i in range(4)]
+    extras = {"crop_centre": (0.0, 10.0), "prior_xy": (0.0, 6.0), "road_snap_xy": (0.0, 2.0), "fused": (0.0, 0.0, 0.0)}
+    estimates = [PoseEstimate(pose2=Pose2(x=q.pose2.x, y=0.0, yaw=0.0), extras=extras) for q in queries]
+    metrics = baseline_metrics(config, queries, estimates, train_views=3)
+    assert metrics["all/road_snap/recall_3m"] == 75.0  # (i, 0) against (0, 2): within 3 m for i = 0, 1, 2
+    assert metrics["all/position_prior/recall_5m"] == 0.0 and "all/road_snap/recall_5deg" not in metrics
+    text = report_sections(config, metrics)[0][1]
+    assert "road_snap" in text and "nearest OSM road" in text

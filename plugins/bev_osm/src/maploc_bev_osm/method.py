@@ -145,6 +145,27 @@ class BEVOSMConfig:
     data: DataConfig = DataConfig(image_height=96)
 
 
+def road_snap(crop: np.ndarray, centre_x: float, centre_y: float, cell_m: float) -> tuple[float, float]:
+    """The non-learned baseline: the position prior (the crop centre) moved to the nearest OSM ``road`` cell of the
+    crop, map-frame ``(x, y)`` metres (the centre itself when the crop has no road). Street-level cameras are on
+    roads, so this is what a map-matching GPS filter would give from the same prior and map.
+
+    Args:
+        crop: ``(C, S, S)`` north-up class raster (:func:`.data.north_up_crop`, maploc-osm's class order).
+        centre_x, centre_y: the crop centre, metres.
+        cell_m: cell size, metres.
+    """
+    from maploc_osm import CLASS_NAMES
+
+    size = crop.shape[-1]
+    rows, cols = np.nonzero(crop[CLASS_NAMES.index("road")])
+    if not len(rows):
+        return centre_x, centre_y
+    mid = size / 2 - 0.5
+    k = int(np.argmin((rows - mid) ** 2 + (cols - mid) ** 2))
+    return xy_of(float(rows[k]), float(cols[k]), centre_x, centre_y, size, cell_m)
+
+
 class _Subset(torch.utils.data.Dataset):
     def __init__(self, data: Any, indices: list[int]) -> None:
         self.data, self.indices = data, indices
@@ -303,6 +324,7 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         fused = self._fuse(q, log_volume, (cx, cy))
         extras: dict[str, Any] = {
             "condition": _condition(q.sequence), "crop_centre": (cx, cy), "prior_xy": prior_xy,
+            "road_snap_xy": road_snap(crop, cx, cy, cell),
             "max_log_prob": float(log_volume.max()), "fused": fused, "sequence": q.sequence,
         }  # fmt: skip
         return PoseEstimate(pose2=Pose2(x=x, y=y, yaw=float(yaw)), confidence=float(log_volume.max().exp()),

@@ -1,4 +1,5 @@
-"""Metrics beside the baselines: single-frame, fused, learned-prior-only, position-prior (crop centre) and chance,
+"""Metrics beside the baselines: single-frame, fused, learned-prior-only, road-snap (the prior moved to the nearest road),
+position-prior (crop centre) and chance,
 on the held-out test blocks per condition and over all queries."""
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ __all__ = ["baseline_metrics", "chance_recalls", "report_sections"]
 
 _POS = (1, 3, 5)
 _YAW = (1, 3, 5)
+#: what the report compares: the method (single frame, fused) and the baselines from the same prior and map
+_VARIANTS = ("single", "fused", "prior_only", "road_snap", "position_prior")
+_POSITION_ONLY = ("prior_only", "road_snap", "position_prior")
 
 
 def chance_recalls(crop_m: float) -> dict[str, float]:
@@ -44,6 +48,8 @@ def _variant_errors(queries: Sequence[Any], estimates: Sequence[Any], variant: s
             x, yy, yaw = e.extras["fused"]
         elif variant == "prior_only":
             (x, yy), yaw = e.extras["prior_xy"], math.nan
+        elif variant == "road_snap":
+            (x, yy), yaw = e.extras["road_snap_xy"], math.nan
         else:  # position_prior: the crop centre
             (x, yy), yaw = e.extras["crop_centre"], math.nan
         ok[i] = True
@@ -56,7 +62,8 @@ def baseline_metrics(config: Any, queries: Sequence[Any], estimates: Sequence[An
                      ) -> dict[str, float]:  # fmt: skip
     """Flat metrics ``<scope>/<variant>/<metric>``: scope ``test_blocks`` (queries whose true position lies in a
     held-out block), ``test_blocks_<condition>``, ``all`` (every query) and ``all_<condition>``, variants ``single``, ``fused``, ``prior_only`` (argmax of
-    the learned map log-prior: position only) and ``position_prior`` (the crop centre: position only); plus
+    the learned map log-prior: position only), ``road_snap`` (the prior moved to the nearest OSM road cell:
+    position only) and ``position_prior`` (the crop centre: position only); plus
     ``chance/<metric>`` and ``train_views``."""
     split = config.split
     held = [i for i, q in enumerate(queries) if q.pose2 is not None and split.is_test(q.pose2.x, q.pose2.y)]
@@ -67,14 +74,14 @@ def baseline_metrics(config: Any, queries: Sequence[Any], estimates: Sequence[An
         scopes[f"test_blocks_{c}"] = [i for i in held if _cond(queries[i]) == c]
         scopes[f"all_{c}"] = [i for i in every if _cond(queries[i]) == c]
     out: dict[str, float] = {"train_views": train_views, "test_block_queries": len(held)}
-    for variant in ("single", "fused", "prior_only", "position_prior"):
+    for variant in _VARIANTS:
         p, y, ok, sec = _variant_errors(queries, estimates, variant)
         for scope, idx in scopes.items():
             if not idx:
                 continue
             m = se2_metrics(p[idx], y[idx], ok[idx], sec[idx])
             for k, v in m.items():
-                if variant in ("prior_only", "position_prior") and "deg" in k:
+                if variant in _POSITION_ONLY and "deg" in k:
                     continue
                 if k == "time_per_query_ms" and variant != "single":
                     continue
@@ -104,7 +111,7 @@ def report_sections(config: Any, metrics: Mapping[str, float]) -> list[tuple[str
     found = {k.split("/")[0] for k in metrics if k.startswith(("test_blocks", "all"))}
     scopes = sorted(s for s in found if s.startswith("test_blocks")) + sorted(s for s in found if s.startswith("all"))
     for scope in scopes:
-        for variant in ("single", "fused", "prior_only", "position_prior"):
+        for variant in _VARIANTS:
             if f"{scope}/{variant}/num_queries" not in metrics:
                 continue
             rows.append([scope, variant] + [_fmt(metrics.get(f"{scope}/{variant}/{c}")) for c in cols])
@@ -117,7 +124,8 @@ def report_sections(config: Any, metrics: Mapping[str, float]) -> list[tuple[str
         f"whose other-traversal images were trained on); {int(metrics.get('train_views', 0))} training "
         f"views. Search: {config.search.crop_m:.0f} m crop around a prior offset by up to "
         f"{config.search.max_offset_m:.0f} m, {config.search.num_yaws_eval} yaw bins, {config.model.cell_m} m cells. "
-        "prior_only = argmax of the learned map log-prior; position_prior = the crop centre; fused = "
+        "prior_only = argmax of the learned map log-prior; road_snap = the prior moved to the nearest OSM road "
+        "cell (no learning); position_prior = the crop centre; fused = "
         f"{config.fusion.frames} frames with odometry noise {config.fusion.odometry_noise_m} m / "
         f"{config.fusion.odometry_noise_deg} deg."
     )
