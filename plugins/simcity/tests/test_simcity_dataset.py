@@ -157,3 +157,18 @@ def test_validate_finds_a_broken_file(rendered, tmp_path) -> None:
     (copy / "traversals" / "t0_day" / "pose2.txt").write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match="frame 1 has a non-finite pose"):
         SimCity(copy, "map").validate()
+
+
+def test_cache_key_without_training_routes_is_the_key_from_before_the_option() -> None:
+    """Renders cached before ``train_routes`` existed keep their key (no re-render for users)."""
+    import hashlib
+    import json
+
+    from maploc_simcity.command import FORMAT_VERSION
+
+    options = SimCityOptions()
+    before = {k: v for k, v in options.render_options().items() if k != "train_routes"}
+    payload = dict(before, map="0" * 64, format=FORMAT_VERSION)
+    expected = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    assert SimCity.cache_key(options, "0" * 64) == expected
+    assert SimCity.cache_key(attrs.evolve(options, train_routes=1), "0" * 64) != expected
