@@ -91,6 +91,17 @@ def test_baseline_config_is_dsac_without_the_head():
     assert b.init == c.init and b.stages == c.stages and b.train == c.train and b.augment == c.augment
 
 
+def _short_stairs_run(root, out):
+    """A shortened ``maploc run --method transpose`` on the stairs sample at ``root`` (tiny budget)."""
+    return execute(
+        RunSpec(method="transpose", dataset="7scenes", data_root=root, out=out,
+                overrides=("init.steps=6", "ransac.num_hypotheses=16", "train.batch_size=2", "data.image_height=60",
+                           "synthetic.num_views=6"),
+                engine=EngineConfig(progress=False)),
+        say=lambda s: None,
+    )
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_transpose_on_stairs(tmp_path, monkeypatch):
@@ -100,13 +111,7 @@ def test_transpose_on_stairs(tmp_path, monkeypatch):
     root = fetch("7scenes-stairs")
     monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
     monkeypatch.setattr(TransPoseMethod, "synthesize", staticmethod(standin_views))
-    result = execute(
-        RunSpec(method="transpose", dataset="7scenes", data_root=root, out=tmp_path / "run",
-                overrides=("init.steps=6", "ransac.num_hypotheses=16", "train.batch_size=2", "data.image_height=60",
-                           "synthetic.num_views=6"),
-                engine=EngineConfig(progress=False)),
-        say=lambda s: None,
-    )
+    result = _short_stairs_run(root, tmp_path / "run")
     assert result.fit is not None and result.fit.steps == 6
     assert result.metrics["num_queries"] == 6
     run = tmp_path / "run"
@@ -129,13 +134,7 @@ def test_transpose_on_stairs_with_renders(tmp_path, monkeypatch):
 
     root = fetch("7scenes-stairs")
     monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
-    result = execute(
-        RunSpec(method="transpose", dataset="7scenes", data_root=root, out=tmp_path / "run",
-                overrides=("init.steps=6", "ransac.num_hypotheses=16", "train.batch_size=2", "data.image_height=60",
-                           "synthetic.num_views=6"),
-                engine=EngineConfig(progress=False)),
-        say=lambda s: None,
-    )
+    result = _short_stairs_run(root, tmp_path / "run")
     assert result.metrics["num_queries"] == 6
     views = list((tmp_path / "cache" / "transpose-views").glob("views-*/train/rgb/*"))
     assert 1 <= len(views) <= 6
