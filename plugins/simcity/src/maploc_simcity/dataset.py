@@ -285,11 +285,12 @@ class SimCity(Dataset):
         )  # fmt: skip
         if self.image_height is not None and labels.shape[0] != sample.camera.height:
             labels = io.resize_depth(labels, sample.camera.width, sample.camera.height)
+        route, traversal, _ = parse_sequence_name(sequence)
         extras = {
             "labels": torch.from_numpy(np.ascontiguousarray(labels)),
             "condition": _condition_of(sequence),
-            "traversal": parse_sequence_name(sequence)[1],
-            "route": parse_sequence_name(sequence)[0],
+            "traversal": traversal,
+            "route": route,
             "index": i,
             "rgb_path": str(folder / "rgb" / name),
             "georef": dict(self.summary["map"]["georef"]),
