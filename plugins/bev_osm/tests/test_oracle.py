@@ -111,6 +111,25 @@ def test_training_target_cell_is_where_the_oracle_peaks():
         assert abs(((sample.pose2.yaw - yaw) + math.pi) % (2 * math.pi) - math.pi) <= math.pi / 32 + 1e-9
 
 
+def test_training_crop_offsets_follow_the_torch_seed():
+    """The random crop offsets of ``collate`` come from torch's seeded generator (the engine seeds it from
+    ``--seed``): the same seed gives the same targets, another seed other ones."""
+    from maploc_bev_osm.method import BEVOSMConfig, BEVOSMMethod
+    from maploc_bev_osm.synthetic import SyntheticBEVOSM
+
+    method = BEVOSMMethod(BEVOSMConfig())
+    method.raster = RASTER
+    data = SyntheticBEVOSM(None, "train")
+    samples = [data[i] for i in range(len(data))]
+
+    def targets(seed: int) -> list[list[int]]:
+        torch.manual_seed(seed)
+        return method.collate(samples)["gt_cell"].tolist() + method.collate(samples)["gt_cell"].tolist()
+
+    assert targets(3) == targets(3)
+    assert targets(3) != targets(4)
+
+
 @pytest.mark.parametrize("size", [63, 64])
 def test_cell_centres_round_trip(size):
     from maploc_bev_osm.data import cell_of

@@ -243,13 +243,14 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
 
         batch = collate(samples)
         cfg, size = self.config, self.crop_cells
-        rng = np.random.default_rng()
+        # torch's global generator, which the engine seeds (and DataLoader workers derive from), so that
+        # the crop offsets are reproducible under --seed; np.random.default_rng() would draw OS entropy
         crops, cells = [], []
         for s in samples:
             assert s.pose2 is not None, "bev_osm trains on samples with a map pose (pose2)"
             # an integer-cell offset puts the true position on a cell centre
             max_cells = int(cfg.search.max_offset_m / cfg.model.cell_m)
-            dr, dc = rng.integers(-max_cells, max_cells + 1, size=2)
+            dr, dc = torch.randint(-max_cells, max_cells + 1, (2,)).tolist()
             row, col = size // 2 + dr, size // 2 + dc
             cx = s.pose2.x - (col + 0.5 - size / 2) * cfg.model.cell_m
             cy = s.pose2.y - (size / 2 - 0.5 - row) * cfg.model.cell_m
@@ -257,7 +258,7 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
             yaw = s.pose2.yaw
             if cfg.search.rot90:
                 # turn the world by q quarter turns counter-clockwise: cell (r, c) -> (size - 1 - c, r), yaw + q pi/2
-                for _ in range(int(rng.integers(0, 4))):
+                for _ in range(int(torch.randint(0, 4, ()))):
                     crop = np.rot90(crop, 1, axes=(1, 2))
                     row, col = size - 1 - col, row
                     yaw += math.pi / 2
