@@ -129,12 +129,13 @@ class BEVOSMConfig:
         augment: photometric augmentation of the training images.
         split: the spatial block split (training views stay out of test blocks by a guard band).
         train: generic training settings.
-        data: dataset options. The config sets none; with ``sim-city`` the method adds ``train_routes``
-            (:attr:`BEVOSMMethod.dataset_defaults`) unless it is set: the default render (Helsinki, 100 frames,
-            2 traversals, day and night, plus 12 extra 400 m training routes by day) trains on traversal 0 by day
-            and the extra routes, and queries every other sequence (traversal 1 by day, both traversals by night).
-            ``maploc eval --checkpoint ... --data-root DIR`` reads any render (the training routes are checked
-            against a rendered folder for the train split only).
+        data: dataset options. The config sets none; with ``sim-city`` the method adds ``train_routes`` and
+            ``conditions`` (:attr:`BEVOSMMethod.dataset_defaults`) unless they are set: the default render
+            (Helsinki, 100 frames, 2 traversals, day, night and autumn, plus 12 extra 400 m training routes by
+            day) trains on traversal 0 by day and the extra routes, and queries every other sequence (traversal 1
+            by day, both traversals by night and in autumn). ``maploc eval --checkpoint ... --data-root DIR``
+            reads a render with other training routes (they are checked for the train split only); a render
+            with other conditions needs ``-o data.conditions=...`` as the error says.
     """
 
     model: ModelConfig = ModelConfig()
@@ -193,8 +194,11 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
     presets_package: ClassVar[str | None] = "maploc_bev_osm.presets"
     default_dataset: ClassVar[str] = "sim-city"
     #: 41 training views (one route, one heading per street) were memorised and position was not learned in held-out
-    #: blocks; 12 extra routes give 329 views in every direction (README, "Main job").
-    dataset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {"sim-city": {"train_routes": 12}}
+    #: blocks; 12 extra routes give 329 views in every direction (README, "Main job"). Autumn is rendered so that
+    #: the main job evaluates per condition with night and autumn, as trained by day only.
+    dataset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "sim-city": {"train_routes": 12, "conditions": ["day", "night", "autumn"]}
+    }
     metric_family: ClassVar[str] = "se2"
     localize_batch_size: ClassVar[int] = 1
     conformance_dataset: ClassVar[str] = "bev-osm-synthetic"
