@@ -455,6 +455,36 @@ def test_extra_training_routes(city_file, tmp_path) -> None:
         plan_route(parse_osm(city_file), 50.0, stream=-1)
 
 
+@pytest.mark.egl
+def test_training_routes_cycle_through_train_conditions(city_file, tmp_path) -> None:
+    """``train_conditions``: route k under the ((k-1) mod n)-th condition, all in the train split, whatever
+    ``map_condition`` is; checked against a folder for the train split only."""
+    out = render_command(str(city_file), 3, ["day", "night"], tmp_path / "mixed", seed=1, traversals=2,
+                         train_routes=3, train_conditions=["day", "overcast"], width=48, height=36,
+                         layouts=("traversals",), progress=False)  # fmt: skip
+    summary = json.loads((out / "render.json").read_text())
+    assert summary["sequences"][-3:] == ["r1_day", "r2_overcast", "r3_day"]
+    assert summary["options"]["train_conditions"] == ["day", "overcast"]
+    train = SimCity(out, "train", options=SimCity.Options(train_routes=3, train_conditions="day,overcast"))
+    assert {n.split("/")[0] for n in train.names()} == {"t0_day", "r1_day", "r2_overcast", "r3_day"}
+    conditions = {train[i].extras["condition"] for i in range(len(train))}
+    assert conditions == {"day", "overcast"}
+    # the overcast route is rendered under overcast light: another image than the same pose by day would give
+    day_route = render_command(str(city_file), 3, ["day"], tmp_path / "day", seed=1, traversals=2, train_routes=2,
+                               width=48, height=36, layouts=("traversals",), progress=False)  # fmt: skip
+    by_day = SimCity(day_route, "train", options=SimCity.Options(train_routes=2, conditions=("day",)))
+    k_mixed = next(i for i, n in enumerate(train.names()) if n.startswith("r2_overcast/"))
+    k_day = next(i for i, n in enumerate(by_day.names()) if n.startswith("r2_day/"))
+    assert train.metadata(k_mixed).pose2 == by_day.metadata(k_day).pose2
+    assert (train[k_mixed].image - by_day[k_day].image).abs().mean() > 0.02
+    assert len(SimCity(out, "train", options=SimCity.Options(train_routes=3, train_conditions="day,overcast",
+                                                             map_condition="night"))) == 12  # fmt: skip
+    asked = SimCity.Options(train_routes=2, conditions=("day",), train_conditions="day,overcast")
+    with pytest.raises(ConfigError, match="rendered with train_conditions=; .*--train-conditions day,overcast"):
+        SimCity(day_route, "train", options=asked)
+    assert len(SimCity(day_route, "query", options=asked)) == 3
+
+
 def test_sequence_names_round_trip() -> None:
     from maploc_simcity.writers import parse_sequence_name, sequence_name
 
@@ -502,6 +532,8 @@ def test_cli_data_render_bad_input_is_one_line(maploc_main, city_file, tmp_path)
         (("--frames", "0"), "frames must be a positive integer"),
         (("--lateral-offset", "-1"), "lateral_offset_m"),
         (("--train-routes", "-1"), "train_routes must be an integer in [0, 1000]"),
+        (("--train-conditions", "overcast"), "set train_routes >= 1 too"),
+        (("--train-routes", "2", "--train-conditions", "day,fog"), "unknown condition 'fog'"),
     ):
         status, _, stderr = maploc_main("data", "render", "--map", str(city_file), "--out", str(out), *args)
         assert status == 2 and needle in stderr and "Traceback" not in stderr, (args, stderr)

@@ -68,6 +68,7 @@ def test_cache_key_changes_with_every_render_option() -> None:
     changed = {
         "frames": 101, "traversals": 3, "conditions": ("night", "day"), "seed": 1, "width": 321,
         "height": 241, "fov_deg": 71.0, "spacing_m": 4.5, "lateral_offset_m": 1.0, "train_routes": 2,
+        "train_conditions": ("overcast",),
     }  # fmt: skip
     assert set(changed) | {"map"} == set(RENDER_FIELDS)
     for name, value in changed.items():
@@ -160,15 +161,16 @@ def test_validate_finds_a_broken_file(rendered, tmp_path) -> None:
 
 
 def test_cache_key_without_training_routes_is_the_key_from_before_the_option() -> None:
-    """Renders cached before ``train_routes`` existed keep their key (no re-render for users)."""
+    """Renders cached before ``train_routes`` and ``train_conditions`` existed keep their key (no re-render)."""
     import hashlib
     import json
 
     from maploc_simcity.command import FORMAT_VERSION
 
     options = SimCityOptions()
-    before = {k: v for k, v in options.render_options().items() if k != "train_routes"}
+    before = {k: v for k, v in options.render_options().items() if k not in ("train_routes", "train_conditions")}
     payload = dict(before, map="0" * 64, format=FORMAT_VERSION)
     expected = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     assert SimCity.cache_key(options, "0" * 64) == expected
     assert SimCity.cache_key(attrs.evolve(options, train_routes=1), "0" * 64) != expected
+    assert SimCity.cache_key(attrs.evolve(options, train_conditions="day,overcast"), "0" * 64) != expected

@@ -48,7 +48,8 @@ FORMAT_VERSION = 1
 
 
 def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spacing_m: Any,
-                   layouts: Sequence[str], lateral_offset_m: Any = 0.0, train_routes: Any = 0) -> list[str]:  # fmt: skip
+                   layouts: Sequence[str], lateral_offset_m: Any = 0.0, train_routes: Any = 0,
+                   train_conditions: Sequence[str] = ()) -> list[str]:  # fmt: skip
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
         raise RenderParameterError(f"frames must be a positive integer, got {frames!r}")
     if isinstance(traversals, bool) or not isinstance(traversals, (int, np.integer)) or traversals < 1:
@@ -66,6 +67,12 @@ def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spac
         get_condition(c)
     if len(set(conditions)) != len(conditions):
         raise RenderParameterError(f"conditions must not repeat, got {conditions}")
+    if train_conditions and not train_routes:
+        raise RenderParameterError("train_conditions applies to the extra training routes: set train_routes >= 1 too")
+    for c in train_conditions:
+        get_condition(str(c).strip())
+    if len(set(train_conditions)) != len(train_conditions):
+        raise RenderParameterError(f"train_conditions must not repeat, got {list(train_conditions)}")
     unknown = [layout for layout in layouts if layout not in LAYOUTS]
     if unknown:
         raise RenderParameterError(f"unknown layouts {unknown}; known: {', '.join(LAYOUTS)}")
@@ -86,6 +93,7 @@ def render_command(
     spacing_m: float = 4.0,
     lateral_offset_m: float = 1.2,
     train_routes: int = 0,
+    train_conditions: Sequence[str] = (),
     layouts: Sequence[str] = LAYOUTS,
     progress: bool = True,
     sheet_columns: int = 6,
@@ -96,8 +104,9 @@ def render_command(
     lateral offset and noise (:func:`.trajectory.traversal_poses`), and every condition renders the same poses.
     ``train_routes`` extra routes (independent walks from their own starts, so that streets are seen in both
     directions and from more places) are rendered as sequences ``r1_<c>, r2_<c>, ...`` under the first condition
-    ``c`` only, one traversal each (lateral offset of traversal ``k mod traversals``): training data for methods
-    that learn from many places (``sim-city``'s ``train`` split), never queries.
+    ``c`` (or, with ``train_conditions``, route ``k`` under ``train_conditions[(k - 1) % n]``), one traversal
+    each (lateral offset of traversal ``k mod traversals``): training data for methods that learn from many
+    places (``sim-city``'s ``train`` split), never queries.
     ``out`` receives the layouts of :mod:`.writers` (``traversals/`` always, ``dsac/`` and ``mgl/`` if asked),
     ``contact_sheet.png`` (one row per traversal and condition at the same places, plus labels and depth of the
     first) and, last, ``render.json`` (every option, the map reference, the camera, scene statistics, timings).
@@ -116,6 +125,8 @@ def render_command(
         lateral_offset_m: the largest lateral offset of a traversal from the road centreline, metres: traversals
             are spread evenly over ``[-lateral_offset_m, +lateral_offset_m]`` (one traversal: on the centreline).
         train_routes: extra training routes of ``frames`` frames each (see above), in [0, 1000].
+        train_conditions: the conditions the training routes cycle through (see above); empty = the first of
+            ``conditions``.
         layouts: which of :data:`LAYOUTS` to write besides ``traversals``.
         progress: show a tqdm progress bar (on stderr).
         sheet_columns: frames per row of the contact sheet.
@@ -134,7 +145,11 @@ def render_command(
     from maploc_osm import ATTRIBUTION, parse_osm, rasterize
 
     t_start = time.perf_counter()
-    conditions = _check_options(frames, conditions, traversals, spacing_m, layouts, lateral_offset_m, train_routes)
+    train_conditions = [str(c).strip() for c in train_conditions]
+    conditions = _check_options(frames, conditions, traversals, spacing_m, layouts, lateral_offset_m, train_routes,
+                                train_conditions)  # fmt: skip
+    route_conditions = [(train_conditions or conditions[:1])[(k - 1) % len(train_conditions or conditions[:1])]
+                        for k in range(1, train_routes + 1)]  # fmt: skip
     camera = make_camera(width, height, fov_deg)
     out = Path(out)
     osm_path = resolve_map(map_name)
@@ -176,6 +191,7 @@ def render_command(
             "spacing_m": float(spacing_m),
             "lateral_offset_m": float(lateral_offset_m),
             "train_routes": int(train_routes),
+            "train_conditions": train_conditions,
             "layouts": ["traversals", *[layout for layout in LAYOUTS[1:] if layout in layouts]],
         },
         "camera": {"K": K.tolist(), "width": camera.width, "height": camera.height, "model": "PINHOLE"},
@@ -238,9 +254,10 @@ def render_command(
                                     seed=seed, start_m=start_m, max_offset_m=lateral_offset_m, stream=k)  # fmt: skip
             for view in poses:
                 r0 = time.perf_counter()
-                frame = renderer.render(view.T_cam2world, conditions[0])
+                frame = renderer.render(view.T_cam2world, route_conditions[k - 1])
                 render_seconds += time.perf_counter() - r0
-                record = FrameRecord(frame=frame, view=view, traversal=traversal, condition=conditions[0], route=k)
+                record = FrameRecord(frame=frame, view=view, traversal=traversal, condition=route_conditions[k - 1],
+                                     route=k)  # fmt: skip
                 rgb_path = trav.write(record)
                 if mgl is not None:
                     mgl.write(record, rgb_path)
@@ -262,7 +279,7 @@ def render_command(
     summary = dict(
         meta,
         sequences=[sequence_name(t, c) for t in range(traversals) for c in conditions]
-        + [sequence_name(0, conditions[0], k) for k in range(1, train_routes + 1)],
+        + [sequence_name(0, route_conditions[k - 1], k) for k in range(1, train_routes + 1)],
         route={"length_m": route.length, "start_m": start_m, "nodes": len(route.node_ids)},
         train_routes=[{"length_m": r.length, "nodes": len(r.node_ids)} for r in extra_routes],
         scene={k: v for k, v in scene.stats.items()},

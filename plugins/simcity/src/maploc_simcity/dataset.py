@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: ``maploc data render`` flags whose names differ from the option's
 _RENDER_FLAGS = {"fov_deg": "fov", "spacing_m": "spacing", "lateral_offset_m": "lateral-offset"}
+#: Render options that change only the ``train`` split (the extra training routes).
+_TRAIN_ONLY = ("train_routes", "train_conditions")
 
 
 class SimCity(Dataset):
@@ -124,14 +126,16 @@ class SimCity(Dataset):
     # ---- options, splits and cache -------------------------------------------------------------------------------
     def _check_folder_options(self) -> None:
         """A render option set away from its default must match the rendered folder (it cannot change it).
-        ``train_routes`` is checked for the ``train`` split only: the ``map`` and ``query`` splits do not hold
-        those routes, so a model trained with them evaluates on any render (``maploc eval --data-root``)."""
+        ``train_routes`` and ``train_conditions`` are checked for the ``train`` split only: the ``map`` and
+        ``query`` splits do not hold those routes, so a model trained with them evaluates on any render
+        (``maploc eval --data-root``)."""
         rendered = dict(self.summary["options"], map=self.summary["map"]["name"])
-        rendered.setdefault("train_routes", 0)  # renders made before the option existed
+        rendered.setdefault("train_routes", 0)  # renders made before the options existed
+        rendered.setdefault("train_conditions", [])
         defaults = SimCityOptions()
         for name in RENDER_FIELDS:
             value, default = getattr(self.options, name), getattr(defaults, name)
-            if name not in rendered or value == default or (name == "train_routes" and self.split != "train"):
+            if name not in rendered or value == default or (name in _TRAIN_ONLY and self.split != "train"):
                 continue
             have = tuple(rendered[name]) if isinstance(value, tuple) else rendered[name]
             if value != have:
@@ -143,9 +147,11 @@ class SimCity(Dataset):
                 )
 
     def _train_route_sequences(self) -> tuple[str, ...]:
-        """The extra training routes' sequences (``r<k>_<condition>``), which need ``map_condition`` to be their
-        condition (the render's first)."""
+        """The extra training routes' sequences (``r<k>_<condition>``). Rendered under the render's first
+        condition (no ``train_conditions``), they need ``map_condition`` to be that condition."""
         routes = tuple(s for s in self.sequences if parse_sequence_name(s)[0] > 0)
+        if self.summary["options"].get("train_conditions"):
+            return routes  # the routes' conditions were chosen for training on purpose
         if routes and _condition_of(routes[0]) != self.options.map_condition:
             raise ConfigError(
                 f"{self.folder} holds {len(routes)} extra training routes rendered under {_condition_of(routes[0])!r} "
@@ -187,8 +193,9 @@ class SimCity(Dataset):
         file named by sample or by path is one render) and the format version. The split options are not in it: they
         choose among the sequences of the same render."""
         payload = dict(options.render_options(), map=map_sha256, format=FORMAT_VERSION)
-        if not payload["train_routes"]:
-            del payload["train_routes"]  # renders without extra routes keep the keys they had before the option
+        for name in ("train_routes", "train_conditions"):
+            if not payload[name]:
+                del payload[name]  # renders without these options keep the keys they had before the options
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def _cached_render(self, options: SimCityOptions) -> Path:
@@ -207,7 +214,8 @@ class SimCity(Dataset):
                 str(osm_path), options.frames, list(options.conditions), work, seed=options.seed,
                 traversals=options.traversals, width=options.width, height=options.height, fov_deg=options.fov_deg,
                 spacing_m=options.spacing_m, lateral_offset_m=options.lateral_offset_m,
-                train_routes=options.train_routes, layouts=("traversals",),
+                train_routes=options.train_routes, train_conditions=list(options.train_conditions),
+                layouts=("traversals",),
                 progress=False,
             )  # fmt: skip
             try:

@@ -44,6 +44,11 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
         help="also render N extra routes (own starts and headings) under the first condition, for training only "
         "(sequences r1_<condition> ...; default: 0)",
     )  # fmt: skip
+    parser.add_argument(
+        "--train-conditions", default="", metavar="C1,C2",
+        help="conditions the training routes cycle through (route k under the ((k-1) mod n)-th), e.g. day,overcast; "
+        "default: the first of --conditions",
+    )  # fmt: skip
     parser.add_argument("--layouts", default="traversals,dsac,mgl", help="comma-separated: traversals,dsac,mgl")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scene, the route and the camera noise")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -78,6 +83,7 @@ def _run_render(args: argparse.Namespace) -> int:
             args.map, frames=args.frames, conditions=_split(args.conditions), out=args.out, seed=args.seed,
             traversals=args.traversals, width=args.width, height=args.height, fov_deg=args.fov,
             spacing_m=args.spacing, lateral_offset_m=args.lateral_offset, train_routes=args.train_routes,
+            train_conditions=_split(args.train_conditions),
             layouts=_split(args.layouts),
             progress=not args.no_progress,
         )  # fmt: skip

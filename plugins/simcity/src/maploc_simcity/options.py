@@ -70,7 +70,10 @@ class SimCityOptions:
         train_routes: extra routes rendered for training only, in [0, 1000]: independent seeded walks of ``frames``
             frames each from their own starts (so streets are seen from more places and in both directions),
             under the first of ``conditions`` only. They join the ``train`` split (never ``map`` or ``query``),
-            which needs ``map_condition`` to be that first condition.
+            which needs ``map_condition`` to be that first condition (unless ``train_conditions`` is set).
+        train_conditions: the conditions the extra training routes cycle through (route ``k`` under
+            ``train_conditions[(k - 1) % n]``, e.g. ``day,overcast``); empty (the default) = the first of
+            ``conditions``. They need not be among ``conditions``: they render training routes only.
 
     Split options (:data:`SPLIT_FIELDS`; they choose sequences of the same render, so they are not in its key):
 
@@ -96,6 +99,9 @@ class SimCityOptions:
     spacing_m: float = attrs.field(default=4.0, validator=greater_than(0.0))
     lateral_offset_m: float = attrs.field(default=1.2, validator=in_range(0.0, 10.0))
     train_routes: int = attrs.field(default=0, validator=in_range(0, 1000))
+    train_conditions: tuple[str, ...] | str = attrs.field(
+        default=(), converter=_names, validator=_known_conditions(allow_empty=True)
+    )
     map_condition: str = attrs.field(default="day", validator=_known_condition)
     query_conditions: tuple[str, ...] | str = attrs.field(
         default=(), converter=_names, validator=_known_conditions(allow_empty=True)
@@ -113,7 +119,7 @@ def _plain(value: Any) -> Any:
 #: Options that change the rendered images: every one is hashed into the cache key.
 RENDER_FIELDS: tuple[str, ...] = (
     "map", "frames", "traversals", "conditions", "seed", "width", "height", "fov_deg", "spacing_m", "lateral_offset_m",
-    "train_routes",
+    "train_routes", "train_conditions",
 )  # fmt: skip
 #: Options that only choose which rendered sequences form the splits.
 SPLIT_FIELDS: tuple[str, ...] = ("map_condition", "query_conditions")

@@ -16,7 +16,7 @@ layouts share are hard links (copies where links are impossible).
         pose2.txt                  one line per frame: index x_m y_m yaw_rad (map frame, yaw CCW from east)
         calibration.txt           the 3x3 K (pixels)
       t0_night/ ...                the same poses under another condition
-      r1_day/ ...                  extra training route 1 (``train_routes``), under the first condition only
+      r1_day/ ...                  extra training route 1 (``train_routes``), under the first condition (or ``train_conditions``)
 
 **DSAC* layout** (read by ``maploc.data.dsac_layout.DSACLayout``)::
 
