@@ -115,7 +115,7 @@ def test_splits_by_condition(rendered) -> None:
 
 
 @pytest.mark.egl
-def test_split_options_are_checked_against_the_render(rendered) -> None:
+def test_split_options_are_checked_against_the_render(rendered, caplog) -> None:
     with pytest.raises(ConfigError, match=r"map_condition='dusk' is not among the rendered conditions \(day, night\)"):
         SimCity(rendered, "map", options=SimCityOptions(map_condition="dusk"))
     with pytest.raises(ConfigError, match="query_conditions names 'autumn'"):
@@ -123,8 +123,12 @@ def test_split_options_are_checked_against_the_render(rendered) -> None:
     # A render option set to something else than the folder was rendered with cannot apply: an error, not ignored.
     with pytest.raises(ConfigError, match="data.frames=50 but .* was rendered with frames=4"):
         SimCity(rendered, "map", options=SimCityOptions(frames=50))
-    with pytest.raises(ConfigError, match="data.conditions=day,overcast but .* rendered with conditions=day,night"):
-        SimCity(rendered, "map", options=SimCityOptions(conditions=("day", "overcast")))
+    # Other conditions: the folder is read with the conditions it holds (a warning, no error), so that a model
+    # trained with other conditions evaluates on any render; the split options are checked against the folder.
+    other = SimCityOptions(conditions=("day", "overcast"))
+    with caplog.at_level("WARNING", logger="maploc_simcity.dataset"):
+        assert len(SimCity(rendered, "query", options=other)) == len(SimCity(rendered, "query"))
+    assert "data.conditions=day,overcast but" in caplog.text and "rendered with conditions=day,night" in caplog.text
     assert len(SimCity(rendered, "map", options=SimCityOptions(frames=4, width=96))) == 4  # matching: fine
 
 

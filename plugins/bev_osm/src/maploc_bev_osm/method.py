@@ -134,8 +134,8 @@ class BEVOSMConfig:
             (Helsinki, 100 frames, 2 traversals, day, night and autumn, plus 12 extra 400 m training routes by
             day) trains on traversal 0 by day and the extra routes, and queries every other sequence (traversal 1
             by day, both traversals by night and in autumn). ``maploc eval --checkpoint ... --data-root DIR``
-            reads a render with other training routes (they are checked for the train split only); a render
-            with other conditions needs ``-o data.conditions=...`` as the error says.
+            reads any render: training routes are checked for the train split only, and a folder is read with
+            the conditions it holds.
     """
 
     model: ModelConfig = ModelConfig()

@@ -35,6 +35,10 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _RENDER_FLAGS = {"fov_deg": "fov", "spacing_m": "spacing", "lateral_offset_m": "lateral-offset"}
 #: Render options that change only the ``train`` split (the extra training routes).
 _TRAIN_ONLY = ("train_routes", "train_conditions")
+#: Render options a rendered folder is read with as it holds them (its splits come from what it has; a difference
+#: is a warning, once per folder and value).
+_READ_AS_RENDERED = ("conditions",)
+_WARNED: set[tuple[str, str, object]] = set()
 
 
 class SimCity(Dataset):
@@ -128,7 +132,12 @@ class SimCity(Dataset):
         """A render option set away from its default must match the rendered folder (it cannot change it).
         ``train_routes`` and ``train_conditions`` are checked for the ``train`` split only: the ``map`` and
         ``query`` splits do not hold those routes, so a model trained with them evaluates on any render
-        (``maploc eval --data-root``)."""
+        (``maploc eval --data-root``). ``conditions`` is not an error either: a folder's splits are read from the
+        conditions it holds (``map_condition`` and ``query_conditions`` must be among them, and are checked), so
+        a model trained with other conditions evaluates on any render; a difference is logged as a warning.
+
+        Raises:
+            ConfigError: another render option differs from the folder's (the message gives both fixes)."""
         rendered = dict(self.summary["options"], map=self.summary["map"]["name"])
         rendered.setdefault("train_routes", 0)  # renders made before the options existed
         rendered.setdefault("train_conditions", [])
@@ -138,7 +147,12 @@ class SimCity(Dataset):
             if name not in rendered or value == default or (name in _TRAIN_ONLY and self.split != "train"):
                 continue
             have = tuple(rendered[name]) if isinstance(value, tuple) else rendered[name]
-            if value != have:
+            if value != have and name in _READ_AS_RENDERED:
+                if (str(self.root), name, value) not in _WARNED:
+                    _WARNED.add((str(self.root), name, value))
+                    logger.warning("data.%s=%s but %s was rendered with %s=%s: reading the folder's", name,
+                                   _show(value), self.root, name, _show(have))  # fmt: skip
+            elif value != have:
                 raise ConfigError(
                     f"data.{name}={_show(value)} but {self.root} was rendered with {name}={_show(have)}; render "
                     "options apply when sim-city renders into its cache (no --data-root), not to a rendered folder: "
