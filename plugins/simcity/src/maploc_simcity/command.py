@@ -47,6 +47,16 @@ MGL_RASTER_RESOLUTION_M = 0.5
 FORMAT_VERSION = 1
 
 
+def _condition_names(names: Sequence[str], option: str) -> list[str]:
+    """``names`` stripped, each a known condition, none repeated (else :class:`RenderParameterError` naming ``option``)."""
+    names = [str(c).strip() for c in names]
+    for c in names:
+        get_condition(c)
+    if len(set(names)) != len(names):
+        raise RenderParameterError(f"{option} must not repeat, got {names}")
+    return names
+
+
 def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spacing_m: Any,
                    layouts: Sequence[str], lateral_offset_m: Any = 0.0, train_routes: Any = 0,
                    train_conditions: Sequence[str] = ()) -> list[str]:  # fmt: skip
@@ -60,19 +70,12 @@ def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spac
         raise RenderParameterError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
     if not isinstance(lateral_offset_m, (int, float)) or not 0 <= lateral_offset_m <= 10:
         raise RenderParameterError(f"lateral_offset_m must be in [0, 10] metres, got {lateral_offset_m!r}")
-    conditions = [str(c).strip() for c in conditions]
+    conditions = _condition_names(conditions, "conditions")
     if not conditions:
         raise RenderParameterError(f"conditions must name at least one of {', '.join(CONDITIONS)}")
-    for c in conditions:
-        get_condition(c)
-    if len(set(conditions)) != len(conditions):
-        raise RenderParameterError(f"conditions must not repeat, got {conditions}")
     if train_conditions and not train_routes:
         raise RenderParameterError("train_conditions applies to the extra training routes: set train_routes >= 1 too")
-    for c in train_conditions:
-        get_condition(str(c).strip())
-    if len(set(train_conditions)) != len(train_conditions):
-        raise RenderParameterError(f"train_conditions must not repeat, got {list(train_conditions)}")
+    _condition_names(train_conditions, "train_conditions")
     unknown = [layout for layout in layouts if layout not in LAYOUTS]
     if unknown:
         raise RenderParameterError(f"unknown layouts {unknown}; known: {', '.join(LAYOUTS)}")
@@ -148,8 +151,8 @@ def render_command(
     train_conditions = [str(c).strip() for c in train_conditions]
     conditions = _check_options(frames, conditions, traversals, spacing_m, layouts, lateral_offset_m, train_routes,
                                 train_conditions)  # fmt: skip
-    route_conditions = [(train_conditions or conditions[:1])[(k - 1) % len(train_conditions or conditions[:1])]
-                        for k in range(1, train_routes + 1)]  # fmt: skip
+    cycle = train_conditions or conditions[:1]  # route k renders under cycle[(k - 1) % len(cycle)]
+    route_conditions = [cycle[(k - 1) % len(cycle)] for k in range(1, train_routes + 1)]
     camera = make_camera(width, height, fov_deg)
     out = Path(out)
     osm_path = resolve_map(map_name)

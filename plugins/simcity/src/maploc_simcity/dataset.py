@@ -147,18 +147,20 @@ class SimCity(Dataset):
             if name not in rendered or value == default or (name in _TRAIN_ONLY and self.split != "train"):
                 continue
             have = tuple(rendered[name]) if isinstance(value, tuple) else rendered[name]
-            if value != have and name in _READ_AS_RENDERED:
+            if value == have:
+                continue
+            if name in _READ_AS_RENDERED:
                 if (str(self.root), name, value) not in _WARNED:
                     _WARNED.add((str(self.root), name, value))
                     logger.warning("data.%s=%s but %s was rendered with %s=%s: reading the folder's", name,
                                    _show(value), self.root, name, _show(have))  # fmt: skip
-            elif value != have:
-                raise ConfigError(
-                    f"data.{name}={_show(value)} but {self.root} was rendered with {name}={_show(have)}; render "
-                    "options apply when sim-city renders into its cache (no --data-root), not to a rendered folder: "
-                    f"use the folder as it is (-o data.{name}={_show(have)}) or render one with "
-                    f"`maploc data render --{_RENDER_FLAGS.get(name, name.replace('_', '-'))} {_show(value)}`"
-                )
+                continue
+            raise ConfigError(
+                f"data.{name}={_show(value)} but {self.root} was rendered with {name}={_show(have)}; render "
+                "options apply when sim-city renders into its cache (no --data-root), not to a rendered folder: "
+                f"use the folder as it is (-o data.{name}={_show(have)}) or render one with "
+                f"`maploc data render --{_RENDER_FLAGS.get(name, name.replace('_', '-'))} {_show(value)}`"
+            )
 
     def _train_route_sequences(self) -> tuple[str, ...]:
         """The extra training routes' sequences (``r<k>_<condition>``). Rendered under the render's first
@@ -207,7 +209,7 @@ class SimCity(Dataset):
         file named by sample or by path is one render) and the format version. The split options are not in it: they
         choose among the sequences of the same render."""
         payload = dict(options.render_options(), map=map_sha256, format=FORMAT_VERSION)
-        for name in ("train_routes", "train_conditions"):
+        for name in _TRAIN_ONLY:  # added after renders were cached: left out of the key while unset
             if not payload[name]:
                 del payload[name]  # renders without these options keep the keys they had before the options
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
