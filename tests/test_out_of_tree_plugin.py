@@ -36,7 +36,7 @@ def test_third_party_plugin_is_listed_and_runs(installed_hello, run_cli, tmp_pat
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_queries"] == 12
-    assert metrics["hello_queries_seen"] == 12  # its maploc.hooks plugin contributed a metric
+    assert "hello saw 12 queries" in (out / "report.txt").read_text()  # its maploc.hooks plugin contributed a section
     # blocking the distribution hides it again
     proc = run_cli("run", "--method", "hello", env={"MAPLOC_BLOCKED_PLUGINS": "maploc-hello"})
     assert proc.returncode == 2 and "unknown method 'hello'" in proc.stderr

@@ -107,8 +107,8 @@ HOOK_MODULE = """
 from maploc.hookspecs import hookimpl
 
 @hookimpl
-def maploc_extra_metrics(family, metrics):
-    return {"fake_metric": 42.0}
+def maploc_report_sections(run_dir, metrics, method_name):
+    return [("fake", "42")]
 """
 
 
@@ -117,7 +117,7 @@ def test_hook_plugins_autoload_and_can_be_disabled(fake_site, monkeypatch):
                            {"fake_hooks": HOOK_MODULE})
     pm = get_plugin_manager()
     assert pm.get_plugin("fake-hooks") is not None and pm.get_plugin("maploc-builtins") is not None
-    assert {"fake_metric": 42.0} in pm.hook.maploc_extra_metrics(family="pose6dof", queries=[], estimates=[], metrics={})
+    assert [("fake", "42")] in pm.hook.maploc_report_sections(run_dir=".", metrics={}, method_name="x")
     monkeypatch.setenv("MAPLOC_DISABLE_PLUGIN_AUTOLOAD", "1")
     pm = get_plugin_manager()
     assert pm.get_plugin("fake-hooks") is None and pm.get_plugin("maploc-builtins") is not None

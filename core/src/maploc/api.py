@@ -22,6 +22,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Dataset", "Encoder", "Matcher", "PoseSolver", "Method", "ConfigT", "SPLITS", "ALL_SPLITS",
-    "NoOptions", "SampleMeta", "StepOutput",
+    "NoOptions", "SampleMeta", "StepOutput", "RunContext", "Variant",
 ]
 
 #: The splits every dataset understands: ``train`` (learning), ``map`` (the reference / database
@@ -61,6 +62,8 @@ class SampleMeta:
         pose2: map-frame pose (x, y metres, yaw radians), or ``None``.
         sequence: sequence (traversal) name.
         timestamp: seconds, or the frame index.
+        condition: the capture condition metrics are grouped by (see :attr:`maploc.types.Sample.condition`:
+            the dataset's, else the sequence, else ``"default"``).
     """
 
     name: str
@@ -68,11 +71,17 @@ class SampleMeta:
     pose2: Pose2 | None = None
     sequence: str = ""
     timestamp: float = 0.0
+    condition: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        from maploc.types import condition_or_default
+
+        object.__setattr__(self, "condition", condition_or_default(self.condition, self.sequence))
 
     @classmethod
     def of(cls, sample: Sample) -> SampleMeta:
         return cls(name=sample.name, T_cam2world=sample.T_cam2world, pose2=sample.pose2,
-                   sequence=sample.sequence, timestamp=sample.timestamp)
+                   sequence=sample.sequence, timestamp=sample.timestamp, condition=sample.condition)
 
 
 #: What :meth:`Method.training_step` may return: the loss; a mapping with the key ``"loss"`` and
@@ -81,6 +90,51 @@ class SampleMeta:
 StepOutput = Tensor | Mapping[str, Any] | None
 
 ConfigT = TypeVar("ConfigT")
+
+
+@attrs.frozen(kw_only=True)
+class RunContext:
+    """What the runner hands to :meth:`Method.fit`, :meth:`Method.build_map` and :meth:`Method.localize`.
+
+    A method never reads environment variables or command-line arguments: everything about the run
+    it may need is here. A method driven by hand (tests, notebooks) gets the default context: no
+    run folder, the CPU, seed 0.
+
+    Attributes:
+        run_dir: the folder of the run in progress; a method writes its own artefacts (an index,
+            caches, a saved split) under it. ``None`` when driven by hand.
+        source_run_dir: for ``maploc eval --checkpoint RUN/checkpoints/X.ckpt``, the folder of the
+            run that wrote the checkpoint (``RUN``), so a method can reuse what that run saved beside
+            its weights (a map index, a teacher). ``None`` when training or driven by hand.
+        device: the torch device string the engine put the model on (``"cpu"``, ``"cuda:0"``).
+        seed: the run's global seed (the engine has seeded torch, numpy and random with it).
+        logger: where a method reports progress (``logging.getLogger("maploc.method.<name>")``).
+    """
+
+    run_dir: Path | None = None
+    source_run_dir: Path | None = None
+    device: str = "cpu"
+    seed: int = 0
+    logger: logging.Logger = attrs.field(factory=lambda: logging.getLogger("maploc.method"), eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class Variant:
+    """A further set of estimates a method contributes beside its own (see :meth:`Method.variants`).
+
+    The core writes it to ``RUN/predictions/<name>.txt`` and scores it with the same code, in the
+    same table.
+
+    Attributes:
+        estimates: one estimate per evaluated query, in query order.
+        baseline: ``True`` for a baseline (e.g. bev_osm's road snap, the single-frame matcher of
+            SeqSLAM); ``False`` for another output of the method itself (e.g. fused over frames).
+        description: one line for the report (what it is, what inputs it gets).
+    """
+
+    estimates: Sequence[PoseEstimate]
+    baseline: bool = False
+    description: str = ""
 
 
 class Dataset(torch.utils.data.Dataset, abc.ABC):
@@ -232,21 +286,19 @@ class PoseSolver(abc.ABC):
 class Method(abc.ABC, Generic[ConfigT]):
     """A localization method: binds an encoder, a matcher and a solver under a typed config.
 
-    Subclasses are registered in the ``maploc.methods`` entry-point group.
+    Subclasses are registered in the ``maploc.methods`` entry-point group. A method computes
+    estimates; the core writes them to ``RUN/predictions/`` and scores them (``maploc evaluate``):
+    a method never computes its own recalls, chance levels or per-condition tables.
 
-    Class attributes:
+    Class attributes (each one line of contract):
         name: the entry-point name.
         Config: the frozen attrs config class; ``Config()`` must be the ``default`` preset.
-        presets_package: the package holding named presets as ``<name>.yaml`` (read with
-            ``importlib.resources``), or ``None``.
+        presets_package: the package holding named presets as ``<name>.yaml``, or ``None``.
         default_dataset: dataset entry-point name used when ``--dataset`` is not given.
-        metric_family: which metrics evaluate this method's estimates: ``pose6dof``, ``se2``,
-            ``retrieval`` or ``sequence``.
-        localize_batch_size: how many query samples ``localize`` receives at once.
-        dataset_defaults: dataset options the method uses by default, per dataset name (e.g.
-            ``{"sim-city": {"train_routes": 12}}``): added to ``config.data.options`` when the run
-            uses that dataset, unless the key is set already (preset, ``-o``, saved config). A
-            per-dataset default, unlike one in the config, does not break a run on another dataset.
+        metric_family: how the core scores the estimates: ``pose6dof`` (``T_cam2world``), ``se2``
+            (``pose2``), ``retrieval`` or ``sequence`` (``retrieval``).
+        localize_batch_size: how many query samples :meth:`localize` receives at once.
+        dataset_defaults: dataset options the method uses by default, per dataset name, unless set.
         conformance_dataset / conformance_overrides: what :mod:`maploc.testing.conformance` runs
             the method on (a small, file-free dataset and settings that make it fast).
 
@@ -254,12 +306,6 @@ class Method(abc.ABC, Generic[ConfigT]):
         config: the resolved config.
         model: the trainable ``nn.Module`` (``None`` for methods that do not learn). Set by
             :meth:`configure_model`; the engine replaces it with the trained weights after ``fit``.
-        run_dir: the folder of the run in progress (set by the runner before any step; ``None``
-            when the method is driven by hand). Methods write their own artefacts (an index,
-            caches) under it.
-        checkpoint_run_dir: for ``maploc eval --checkpoint RUN/checkpoints/X.ckpt``, the folder of
-            the run that wrote the checkpoint (``RUN``), so that a method can reuse what that run
-            saved beside its weights (a map index, a teacher); ``None`` when training.
     """
 
     name: ClassVar[str] = ""
@@ -276,8 +322,6 @@ class Method(abc.ABC, Generic[ConfigT]):
     def __init__(self, config: ConfigT) -> None:
         self.config = config
         self.model: nn.Module | None = None
-        self.run_dir: Path | None = None
-        self.checkpoint_run_dir: Path | None = None
 
     # -- training: optional; the defaults make a method that does not learn ---------------------
     @property
@@ -325,7 +369,10 @@ class Method(abc.ABC, Generic[ConfigT]):
         """The training objective. Default: raises ``NotImplementedError`` (only needed to train)."""
         raise NotImplementedError(f"{type(self).__name__} does not define a loss")
 
-    def fit(self, engine: EngineLike, train_data: Dataset, val_data: Dataset | None = None) -> FitResult | None:
+    def fit(
+        self, engine: EngineLike, train_data: Dataset, val_data: Dataset | None = None,
+        context: RunContext = RunContext(),
+    ) -> FitResult | None:
         """Training; ``maploc run`` / ``train`` call this. Default: the generic engine loop
         (:meth:`maploc.engine.Engine.fit`) when :attr:`trains`, else nothing.
 
@@ -339,38 +386,37 @@ class Method(abc.ABC, Generic[ConfigT]):
 
     # -- mapping and localization: required ----------------------------------------------------
     @abc.abstractmethod
-    def build_map(self, map_data: Dataset) -> None:
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         """Indexes the reference data (database descriptors, scene statistics, map rasters...)."""
 
     @abc.abstractmethod
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
         """Localizes a batch of at most ``localize_batch_size`` queries, one estimate each.
 
         Must not raise on a hard query: return ``PoseEstimate.failed()`` instead.
         """
 
-    # -- reporting: optional ---------------------------------------------------------------------
-    def extra_metrics(
-        self, map_data: Dataset, queries: Sequence[Sample], estimates: Sequence[PoseEstimate],
-        metrics: Mapping[str, float],
-    ) -> Mapping[str, float]:
-        """Method-specific metrics added to ``metrics.json`` after the standard family's.
+    # -- further outputs and reporting: optional -------------------------------------------------
+    def variants(
+        self, queries: Sequence[SampleMeta], estimates: Sequence[PoseEstimate], context: RunContext = RunContext(),
+    ) -> Mapping[str, Variant]:
+        """Further named estimates (fused outputs, baselines) the core writes and scores beside the
+        method's own, in the same table. Called once after every query was localized.
 
         Args:
-            map_data: the map split given to :meth:`build_map`.
-            queries: the evaluated query samples, in order.
-            estimates: their estimates, in order.
-            metrics: the standard metrics (read-only).
+            queries: the evaluated queries' metadata, in order.
+            estimates: the method's estimates, in order.
+            context: the run context.
 
         Returns:
-            flat ``name -> number`` with units in the names; a name that already exists is an error.
-            Default: none.
+            ``name -> Variant`` (names: lower case, ``[a-z0-9_]``; not the method's name, not
+            ``chance``, ``prior``, ``coverage``). Default: none.
         """
         return {}
 
     def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
-        """Extra ``(title, body)`` sections printed below the metrics table (and saved in
-        ``report.txt``), e.g. a baseline table or per-stage training summary. Default: none."""
+        """Method-specific ``(title, body)`` sections below the core's tables (e.g. a training-stage
+        summary); never a recall table, which is the core's. Default: none."""
         return []
 
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:

@@ -46,7 +46,7 @@ def maploc_addoption(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 @hookimpl
-def maploc_engine_callbacks(run_dir: Path, method: Any, args: Any) -> list[Any]:
+def maploc_engine_callbacks(run_dir: Path, method: Any, context: Any) -> list[Any]:
     return [JsonlLogger(Path(run_dir) / "metrics.jsonl")]
 
 

@@ -24,6 +24,7 @@ EPILOG = """examples:
   maploc run --method nn-retrieval             run a method on its default real sample
   maploc run --method dsac -o mode=rgbd --out runs/dsac-rgbd
   maploc run --config runs/dsac-rgbd/config.yaml   repeat a run
+  maploc evaluate runs/dsac-rgbd               score a run's predictions again (from the files alone)
   maploc config show --method nn-retrieval     the resolved config and its presets
   maploc data fetch 7scenes-stairs             fetch a sample dataset into the cache
 """
@@ -93,6 +94,25 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
         "the checkpoint and its run's config.yaml unless given."))
     _add_run_options(p, training=False, eval_only=True)
 
+    p = sub.add_parser("evaluate", help="score saved predictions again (no method plugin needed)", description=(
+        "Score a run's predictions files again, from the files alone, and write metrics.json, results.csv, "
+        "the plot and report.txt into the run folder (or --out). Or score one predictions file of any tool "
+        "against a dataset: --predictions FILE --dataset NAME [--data-root R] [-o data.KEY=VALUE]. Formats: "
+        "6-DoF 'name qw qx qy qz tx ty tz' (world-to-camera), retrieval 'query_name map_name score' (ranked), "
+        "SE(2) 'name x_m y_m yaw_deg'."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", nargs="?", type=Path, help="a run folder (holds config.yaml and predictions/)")
+    p.add_argument("--predictions", type=Path, help="one predictions .txt file (instead of a run folder)")
+    p.add_argument("--dataset", "-d", help="dataset name (with --predictions; default for a run: the run's)")
+    p.add_argument("--data-root", type=Path, help="dataset folder (default: the run's, or the dataset's sample)")
+    p.add_argument("--family", choices=("pose6dof", "se2", "retrieval", "sequence"),
+                   help="metric family of --predictions (default: from the file's header or column count)")
+    p.add_argument("--distance-threshold-m", type=float, action="append", default=None, metavar="D",
+                   help="retrieval/sequence with --predictions: match radius in metres (repeatable; default 25)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="data.KEY=VALUE",
+                   help="dataset option, as for maploc run (repeatable)")
+    p.add_argument("--out", type=Path, help="write the scores here instead of into the run folder")
+
     p = sub.add_parser("config", help="show configs and presets")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     c = csub.add_parser("show", help="print the resolved config of a method as YAML")
@@ -126,7 +146,8 @@ def _plugin_commands(pm: Any) -> list[Any]:
     from maploc.commands import Command
     from maploc.errors import PluginError
 
-    core = {("list",), ("run",), ("train",), ("eval",), ("config",), ("data",), ("data", "list"), ("data", "fetch")}
+    core = {("list",), ("run",), ("train",), ("eval",), ("evaluate",), ("config",), ("data",), ("data", "list"),
+            ("data", "fetch")}
     owner: dict[tuple[str, ...], str] = {path: "maploc-core" for path in core}
     out = []
     for impl in reversed(pm.hook.maploc_commands.get_hookimpls()):
@@ -216,6 +237,17 @@ def cmd_run(args: argparse.Namespace, stages: tuple[str, ...]) -> int:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     execute(spec, args=args)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from maploc.engine.runner import evaluate_predictions
+
+    result = evaluate_predictions(
+        run_dir=args.run, predictions=args.predictions, dataset=args.dataset, data_root=args.data_root,
+        overrides=args.override, family=args.family, distance_thresholds_m=args.distance_threshold_m, out=args.out,
+    )
+    print(result.report)
     return 0
 
 
@@ -312,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args, ("fit",))
         if args.command == "eval":
             return cmd_run(args, ("map", "localize"))
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
         if args.command == "config":
             return cmd_config(args)
         if args.command == "data":

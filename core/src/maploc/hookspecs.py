@@ -11,15 +11,17 @@ Example::
     from maploc.hookspecs import hookimpl
 
     @hookimpl
-    def maploc_extra_metrics(family, metrics):
-        if family == "pose6dof":
-            return {"recall_3cm_3deg": ...}
+    def maploc_report_sections(run_dir, metrics, method_name):
+        return [("Energy", f"{estimate_kwh(run_dir):.2f} kWh")]
+
+Scoring is not a hook: the core scores every run from its predictions files
+(:mod:`maploc.evaluation.scoring`), the same way for every method.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ def maploc_addoption(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 @hookspec
-def maploc_engine_callbacks(run_dir: Path, method: Any, args: argparse.Namespace | None) -> list[Any] | None:
+def maploc_engine_callbacks(run_dir: Path, method: Any, context: Any) -> list[Any] | None:
     """Contributes engine callbacks for one run.
 
     A callback is any object with some of these methods (all keyword arguments), called on every
@@ -58,28 +60,11 @@ def maploc_engine_callbacks(run_dir: Path, method: Any, args: argparse.Namespace
     Args:
         run_dir: the run directory (files go below it).
         method: the method being trained.
-        args: the parsed command line, or ``None`` when called from Python.
+        context: the run's :class:`maploc.api.RunContext` (device, seed, source run); plugins never
+            see the command line.
 
     Returns:
         A list of callbacks (or ``None``). Every implementation is called; the lists are joined.
-    """
-
-
-@hookspec
-def maploc_extra_metrics(
-    family: str, queries: Sequence[Any], estimates: Sequence[Any], metrics: Mapping[str, float]
-) -> Mapping[str, float] | None:
-    """Contributes extra metrics to a run's ``metrics.json``.
-
-    Args:
-        family: the metric family of the method (``pose6dof``, ``se2``, ``retrieval``, ``sequence``).
-        queries: the query :class:`~maploc.types.Sample` s, in order.
-        estimates: the :class:`~maploc.types.PoseEstimate` s, in order.
-        metrics: the metrics computed so far (read-only).
-
-    Returns:
-        A flat mapping name -> number (units in the name), or ``None``. Every implementation is
-        called; a name that is already present is an error.
     """
 
 

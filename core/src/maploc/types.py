@@ -27,7 +27,10 @@ from maploc.geometry import camera as _cam
 from maploc.geometry import rotation as _rot
 from maploc.geometry import se3 as _se3
 
-__all__ = ["Camera", "Pose", "Pose2", "Sample", "Correspondences", "PoseEstimate"]
+__all__ = ["Camera", "Pose", "Pose2", "Sample", "Correspondences", "PoseEstimate", "Retrieval", "DEFAULT_CONDITION"]
+
+#: The condition of a sample whose dataset names none and that has no sequence name either.
+DEFAULT_CONDITION = "default"
 
 
 def _check_K(instance: Any, attribute: attrs.Attribute, value: Tensor) -> None:
@@ -275,6 +278,12 @@ class Pose2:
         return Pose2.from_matrix(torch.linalg.inv(self.matrix()))
 
 
+def condition_or_default(condition: str, sequence: str) -> str:
+    """The one rule for a sample's condition: the dataset's ``condition``, else its ``sequence``, else
+    :data:`DEFAULT_CONDITION`."""
+    return str(condition or sequence or DEFAULT_CONDITION)
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class Sample:
     """One image with its calibration and (when known) its ground truth.
@@ -288,6 +297,9 @@ class Sample:
         name: a unique name inside its dataset (e.g. ``seq-01/frame-000000``).
         sequence: the sequence (traversal) this image belongs to.
         timestamp: seconds, or the frame index when no clock exists.
+        condition: the capture condition the core groups metrics by (``day``, ``night``, ...), set by
+            the dataset. When a dataset leaves it empty it is the ``sequence`` name, or
+            :data:`DEFAULT_CONDITION` without one (:func:`condition_or_default`).
         extras: any further per-sample data a dataset provides (read-only by convention).
     """
 
@@ -299,9 +311,11 @@ class Sample:
     name: str = ""
     sequence: str = ""
     timestamp: float = 0.0
+    condition: str = ""
     extras: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "condition", condition_or_default(self.condition, self.sequence))
         if self.image.ndim != 3 or self.image.shape[0] != 3:
             raise ValueError(f"{self.name}: image must be (3, H, W), got {tuple(self.image.shape)}")
         H, W = self.image.shape[-2:]
@@ -340,6 +354,49 @@ class Correspondences:
         return int(self.points2d.shape[0])
 
 
+def _int_tuple(values: Any) -> tuple[int, ...]:
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().tolist()
+    return tuple(int(v) for v in values)
+
+
+def _float_tuple(values: Any) -> tuple[float, ...]:
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().tolist()
+    return tuple(float(v) for v in values)
+
+
+@attrs.frozen(kw_only=True)
+class Retrieval:
+    """The ranked map samples of one query (retrieval and sequence matching).
+
+    Attributes:
+        indices: ``(K,)`` indices into the map split (``0 .. len(map) - 1``), best first; stored as a
+            tuple of ``int`` (a tensor or array is converted).
+        scores: ``(K,)`` the method's score of each (higher is better; e.g. a cosine similarity, or
+            the negated sequence difference), same order. Empty: no scores (written as ``0``).
+
+    Raises:
+        ValueError: a negative index, or ``scores`` of another length than ``indices``.
+    """
+
+    indices: tuple[int, ...] = attrs.field(converter=_int_tuple)
+    scores: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        if any(i < 0 for i in self.indices):
+            raise ValueError(f"retrieval indices must be >= 0, got {min(self.indices)}")
+        if self.scores and len(self.scores) != len(self.indices):
+            raise ValueError(f"retrieval has {len(self.indices)} indices but {len(self.scores)} scores")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def top(self, k: int) -> Retrieval:
+        """The first ``k`` entries."""
+        return Retrieval(indices=self.indices[:k], scores=self.scores[:k])
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class PoseEstimate:
     """The result of localizing one query.
@@ -351,7 +408,9 @@ class PoseEstimate:
         confidence: a method-specific score (higher is more confident), e.g. a retrieval similarity.
         seconds: wall time spent on this query.
         pose2: the estimated map-frame pose, for map localization methods.
-        extras: further per-query outputs (e.g. ``retrieved``: ranked map names).
+        retrieval: the ranked map samples (retrieval and sequence matching methods), or ``None``.
+        extras: further per-query outputs; scalar entries (numbers, strings, booleans) are written
+            as columns of the predictions CSV.
     """
 
     T_cam2world: Pose | None = None
@@ -360,6 +419,7 @@ class PoseEstimate:
     confidence: float | None = None
     seconds: float = 0.0
     pose2: Pose2 | None = None
+    retrieval: Retrieval | None = None
     extras: Mapping[str, Any] = attrs.field(factory=dict)
 
     @classmethod

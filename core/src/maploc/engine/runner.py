@@ -42,13 +42,14 @@ from maploc.plugins import get_plugin_manager, load_component
 
 __all__ = [
     "RunSpec", "RunResult", "execute", "resolve_spec", "load_run_config", "default_run_dir", "check_run_dir",
-    "RUN_DIR_ENV",
+    "evaluation_setup",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Set by the first process so that DDP worker processes (started later by Fabric's launcher with
-#: the same command line) write into the same run directory.
+#: the same command line) write into the same run directory. Core-internal: a method gets the run
+#: folder from its :class:`~maploc.api.RunContext`, never from the environment.
 RUN_DIR_ENV = "MAPLOC_RUN_DIR"
 
 STAGES = ("fit", "map", "localize")
@@ -355,9 +356,7 @@ def _execute(
 ) -> RunResult:
     root = _resolve_data_root(dataset_cls, spec.data_root, say if first_process else (lambda s: None))
     method = method_cls(config)
-    method.run_dir = run_dir
-    if spec.checkpoint is not None:
-        method.checkpoint_run_dir = Path(spec.checkpoint).resolve().parent.parent
+    source_run = Path(spec.checkpoint).resolve().parent.parent if spec.checkpoint is not None else None
 
     # Open and check every split this run needs before training: a broken map or query split (a
     # corrupt image, a NaN pose, a missing calibration) is reported at once, not after training.
@@ -382,8 +381,12 @@ def _execute(
         _validate_splits([d for d in (train_data, val_data, map_data, query_data) if d is not None],
                          spec.engine.progress, say)
 
+    from maploc.api import RunContext
+
+    context = RunContext(run_dir=run_dir, source_run_dir=source_run, device=str(spec.engine.accelerator),
+                         seed=int(spec.engine.seed), logger=logging.getLogger(f"maploc.method.{spec.method}"))
     callbacks: list[Any] = []
-    for group in pm.hook.maploc_engine_callbacks(run_dir=run_dir, method=method, args=args):
+    for group in pm.hook.maploc_engine_callbacks(run_dir=run_dir, method=method, context=context):
         callbacks.extend(group or [])
     loggers: list[Any] = []
     if not getattr(args, "no_tensorboard", False):
@@ -392,6 +395,7 @@ def _execute(
         loggers.append(TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version=""))
     engine = Engine(spec.engine, run_dir, callbacks=callbacks, loggers=loggers)
     engine.launch()
+    context = attrs.evolve(context, device=str(engine.device))
 
     # the model is built after the engine seeded every process (reproducible initialisation)
     method.model = method.configure_model()
@@ -420,7 +424,7 @@ def _execute(
     fit_result = None
     if training:
         engine.resume_from = spec.resume
-        fit_result = method.fit(engine, train_data, val_data)
+        fit_result = method.fit(engine, train_data, val_data, context)
         if engine.is_global_zero and fit_result is not None:
             skipped = f", {fit_result.skipped_steps} skipped" if fit_result.skipped_steps else ""
             replacement = " (training split smaller than a batch: sampled with replacement)" if (
@@ -438,24 +442,42 @@ def _execute(
     if method.model is not None:
         method.model = method.model.to(engine.device).eval()
     if map_data is not None:
+        # Evaluation draws from the run's seed alone, whether or not training ran before it, so that
+        # `maploc eval --checkpoint` reproduces the metrics of the run that wrote the checkpoint.
+        engine.fabric.seed_everything(spec.engine.seed, verbose=False)
         t0 = time.perf_counter()
-        method.build_map(map_data)
+        method.build_map(map_data, context)
         say(f"Built the map from {len(map_data)} images in {time.perf_counter() - t0:.1f} s")
     if query_data is not None:
         assert map_data is not None
         metrics, report = _localize_and_evaluate(
-            method, map_data, query_data, data_cfg, run_dir, pm, engine.config.progress
+            method, map_data, query_data, data_cfg, run_dir, pm, engine.config.progress, context, dataset_name
         )
         say(report)
     return RunResult(run_dir=run_dir, metrics=metrics, fit=fit_result, report=report)
 
 
+def evaluation_setup(method_config: Any) -> tuple[tuple[float, ...], int | None]:
+    """The distance thresholds (primary first) and the frame tolerance a method's config asks for:
+    ``eval.distance_threshold_m`` (default 25 m), ``eval.fine_threshold_m`` when it has one, and
+    ``eval.frame_tolerance``."""
+    ev = getattr(method_config, "eval", None)
+    thresholds = [float(getattr(ev, "distance_threshold_m", 25.0))]
+    fine = getattr(ev, "fine_threshold_m", None)
+    if fine is not None and float(fine) not in thresholds:
+        thresholds.append(float(fine))
+    tolerance = getattr(ev, "frame_tolerance", None)
+    return tuple(thresholds), None if tolerance is None else int(tolerance)
+
+
 def _localize_and_evaluate(
-    method: Any, map_data: Any, query_data: Any, data_cfg: DataConfig, run_dir: Path, pm: Any, progress: bool
+    method: Any, map_data: Any, query_data: Any, data_cfg: DataConfig, run_dir: Path, pm: Any, progress: bool,
+    context: Any, dataset_name: str,
 ) -> tuple[dict[str, float], str]:
     from tqdm.auto import tqdm
 
-    from maploc.evaluation import evaluate, format_metrics_table, write_report
+    from maploc.evaluation import write_report
+    from maploc.evaluation.scoring import Manifest, score_run, write_run_predictions
 
     n = len(query_data)
     if data_cfg.max_queries is not None:
@@ -467,7 +489,7 @@ def _localize_and_evaluate(
     for start in range(0, n, batch_size):
         batch = [query_data[i] for i in range(start, min(n, start + batch_size))]
         t0 = time.perf_counter()
-        out = method.localize(batch)
+        out = method.localize(batch, context)
         elapsed = (time.perf_counter() - t0) / len(batch)
         if len(out) != len(batch):
             raise MaplocError(f"{method.name}.localize returned {len(out)} estimates for {len(batch)} queries")
@@ -476,31 +498,109 @@ def _localize_and_evaluate(
         bar.update(len(batch))
     bar.close()
 
-    distance = getattr(getattr(method.config, "eval", None), "distance_threshold_m", 25.0)
-    map_meta = None
-    if method.metric_family in ("retrieval", "sequence"):
-        map_meta = [map_data.metadata(i) for i in range(len(map_data))]
-    result = evaluate(method.metric_family, metas, estimates, map_samples=map_meta, distance_threshold_m=distance)
-    metrics = dict(result.metrics)
-    for k, v in dict(method.extra_metrics(map_data, metas, estimates, dict(metrics)) or {}).items():
-        if k in metrics:
-            raise MaplocError(f"{method.name}.extra_metrics returns {k!r}, which is already a standard metric")
-        metrics[k] = v
-    # cross-method contributions (hook plugins that apply to every method of a family)
-    for extra in pm.hook.maploc_extra_metrics(
-        family=method.metric_family, queries=metas, estimates=estimates, metrics=dict(metrics)
-    ):
-        for k, v in (extra or {}).items():
-            if k in metrics:
-                raise MaplocError(f"a maploc.hooks plugin contributes metric {k!r}, which already exists")
-            metrics[k] = v
-    result = attrs.evolve(result, metrics=metrics)
-    write_report(run_dir, result, method.metric_family, f"{method.name} on {type(query_data).__name__}")
+    thresholds, tolerance = evaluation_setup(method.config)
+    map_meta = [map_data.metadata(i) for i in range(len(map_data))]
+    variants = dict(method.variants(metas, estimates, context) or {})
+    manifest = Manifest(family=method.metric_family, method=method.name, dataset=dataset_name, num_queries=n,
+                        distance_thresholds_m=thresholds, frame_tolerance=tolerance)
+    write_run_predictions(run_dir / "predictions", manifest, [q.name for q in metas], [m.name for m in map_meta],
+                          estimates, variants)
+    # the metrics come from the files just written, as `maploc evaluate RUN` computes them
+    scored = score_run(run_dir / "predictions", metas, map_meta, run_dir=run_dir)
+    metrics = scored.metrics
+    write_report(run_dir, scored.evaluation_result(), method.metric_family, f"{method.name} on {type(query_data).__name__}")
     method.plots(run_dir, query_data, estimates)
-    sections = [("Metrics", format_metrics_table(metrics))]
-    sections.extend(method.report_sections(run_dir, metrics) or [])
-    for group in pm.hook.maploc_report_sections(run_dir=run_dir, metrics=metrics, method_name=method.name):
-        sections.extend(group or [])
-    report = "\n\n".join(f"== {title} ==\n{body}" for title, body in sections)
+    report = _report_text(method.name, scored, method.report_sections(run_dir, metrics) or [], pm, run_dir)
     atomic_write_text(run_dir / "report.txt", report + "\n")
     return metrics, report
+
+
+def _report_text(method_name: str, scored: Any, method_sections: Sequence[tuple[str, str]], pm: Any,
+                 run_dir: Path) -> str:
+    sections = [("Results (scored from predictions/; the full list is in metrics.json)", scored.tables)]
+    sections.extend(method_sections)
+    if pm is not None:
+        for group in pm.hook.maploc_report_sections(run_dir=run_dir, metrics=scored.metrics, method_name=method_name):
+            sections.extend(group or [])
+    return "\n\n".join(f"== {title} ==\n{body}" for title, body in sections)
+
+
+def evaluate_predictions(
+    *, run_dir: Path | None = None, predictions: Path | None = None, dataset: str | None = None,
+    data_root: Path | None = None, overrides: Sequence[str] = (), family: str | None = None,
+    distance_thresholds_m: Sequence[float] | None = None, out: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> RunResult:
+    """``maploc evaluate``: scores saved predictions again, from the files alone (the method's plugin
+    need not be installed; the dataset's must be).
+
+    Either ``run_dir`` (a run folder: its ``config.yaml`` names the dataset, data root and options,
+    ``predictions/manifest.json`` the family and variants) or ``predictions`` (one ``.txt`` file of
+    any tool) with ``dataset`` (and optionally ``data_root``, ``-o data.<key>=value`` overrides,
+    ``family`` when the file's format is ambiguous, and the distance thresholds).
+
+    Writes ``metrics.json``, ``results.csv``, the family's plot and ``report.txt`` into ``out``
+    (default: ``run_dir``, or the predictions file's folder).
+
+    Raises:
+        ConfigError: neither or both inputs, a missing dataset name, bad overrides, an unwritable ``out``.
+        PredictionsError: a file that cannot be scored (one line naming the file and line).
+        DataError, PluginError: the dataset cannot be opened.
+    """
+    from maploc.config import parse_overrides
+    from maploc.evaluation import write_report
+    from maploc.evaluation.predictions import infer_family
+    from maploc.evaluation.scoring import load_manifest, score_file, score_run
+
+    if (run_dir is None) == (predictions is None):
+        raise ConfigError("give a run folder (maploc evaluate RUN) or --predictions FILE --dataset NAME, not both")
+    options: dict[str, Any] = {}
+    image_height = None
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        saved = load_run_config(run_dir)
+        manifest = load_manifest(run_dir / "predictions")
+        dataset = dataset or saved.get("dataset") or manifest.dataset
+        root = data_root if data_root is not None else (Path(saved["data_root"]) if saved.get("data_root") else None)
+        data_section = (saved.get("config") or {}).get("data") or {}
+        options = dict(data_section.get("options") or {})
+        image_height = data_section.get("image_height")
+    else:
+        if not dataset:
+            raise ConfigError("--predictions needs --dataset NAME (see `maploc list --kind datasets`)")
+        predictions = Path(predictions)  # type: ignore[arg-type]
+        if not predictions.is_file():
+            raise ConfigError(f"predictions file {predictions} does not exist")
+        root = data_root
+    parsed = parse_overrides(list(overrides))
+    unknown = [k for k in parsed if k != "data"]
+    if unknown:
+        raise ConfigError(f"maploc evaluate takes only -o data.<key>=value overrides, got {unknown[0]!r}")
+    data_over = dict(parsed.get("data", {}))
+    image_height = data_over.pop("image_height", image_height)
+    data_over.pop("max_queries", None)
+    options.update(data_over)
+    dataset_cls = load_component("datasets", str(dataset))
+    dataset_options = structure_dataset_options(dataset_cls, options)
+    target = Path(out) if out is not None else (run_dir if run_dir is not None else Path(predictions).parent)  # type: ignore[arg-type]
+    check_run_dir(target)
+    root_path = _resolve_data_root(dataset_cls, root, say)
+    make = lambda split: dataset_cls(root_path, split, image_height=image_height, options=dataset_options)  # noqa: E731
+    query_data, map_data = make("query"), make("map")
+    query_meta = [query_data.metadata(i) for i in range(len(query_data))]
+    map_meta = [map_data.metadata(i) for i in range(len(map_data))]
+    if run_dir is not None:
+        scored = score_run(run_dir / "predictions", query_meta, map_meta, run_dir=run_dir)
+        family_name = manifest.family
+        title = f"{manifest.method} on {dataset} (re-scored)"
+        name = manifest.method
+    else:
+        family_name = family or infer_family(predictions)  # type: ignore[arg-type]
+        thresholds = tuple(distance_thresholds_m or (25.0,))
+        scored = score_file(predictions, family_name, query_meta, map_meta, distance_thresholds_m=thresholds)  # type: ignore[arg-type]
+        title = f"{Path(predictions).name} on {dataset}"  # type: ignore[arg-type]
+        name = Path(predictions).stem  # type: ignore[arg-type]
+    write_report(target, scored.evaluation_result(), family_name, title)
+    report = _report_text(name, scored, [], None, target)
+    atomic_write_text(target / "report.txt", report + "\n")
+    return RunResult(run_dir=target, metrics=scored.metrics, fit=None, report=report)

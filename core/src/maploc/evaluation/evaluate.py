@@ -19,7 +19,7 @@ from maploc.evaluation import metrics as _m
 if TYPE_CHECKING:
     from maploc.types import PoseEstimate, Sample
 
-__all__ = ["FAMILIES", "EvaluationResult", "evaluate"]
+__all__ = ["FAMILIES", "EvaluationResult", "evaluate", "truth_matrix"]
 
 #: The metric families :func:`evaluate` knows, as named by ``Method.metric_family``.
 FAMILIES: tuple[str, ...] = ("pose6dof", "se2", "retrieval", "sequence")
@@ -199,12 +199,15 @@ def _map_index(map_samples: Sequence[Sample] | None, family: str) -> dict[str, i
     return index
 
 
-def _retrieved(estimate: PoseEstimate, index: dict[str, int], query: Sample) -> list[int]:
-    names = list(estimate.extras.get("retrieved", ())) if _ok(estimate) else []
-    unknown = [name for name in names if name not in index]
-    if unknown:
-        raise ValueError(f"query {query.name!r} retrieved {unknown[0]!r}, which is not a map sample")
-    return [index[name] for name in names]
+def _retrieved(estimate: PoseEstimate, m: int, query: Sample) -> list[int]:
+    """The ranked map indices of a successful estimate's ``retrieval`` (``[]`` for a failure)."""
+    r = estimate.retrieval if _ok(estimate) else None
+    if r is None:
+        return []
+    bad = [j for j in r.indices if j >= m]
+    if bad:
+        raise ValueError(f"query {query.name!r} retrieved map index {bad[0]}, but the map has {m} samples")
+    return list(r.indices)
 
 
 def _index_truth(queries: Sequence[Any], map_samples: Sequence[Any]) -> np.ndarray | None:
@@ -233,6 +236,26 @@ def _index_truth(queries: Sequence[Any], map_samples: Sequence[Any]) -> np.ndarr
     return truth if found else None
 
 
+def truth_matrix(queries: Sequence[Any], map_samples: Sequence[Any], distance_threshold_m: float) -> np.ndarray:
+    """``(Q, M)`` bool: map sample ``j`` shows the place of query ``i``.
+
+    True where the two positions (camera centres in 3-D when both have ``T_cam2world``, else map
+    positions ``pose2`` in 2-D) are within ``distance_threshold_m`` metres, or where the dataset's
+    index ground truth says so (``matching_queries`` of a map sample, ``extras["true_map_indices"]``
+    of a query). A pair without a shared kind of position is not a match. This is the ground truth
+    of the ``retrieval`` and ``sequence`` families and of their chance rows.
+    """
+    positions = _Positions(map_samples)
+    truth = np.zeros((len(queries), len(map_samples)), dtype=bool)
+    for i, q in enumerate(queries):
+        if q.T_cam2world is not None or q.pose2 is not None:
+            truth[i] = positions.distances(q, strict=False) <= distance_threshold_m
+    index_truth = _index_truth(queries, map_samples)
+    if index_truth is not None:
+        truth |= index_truth
+    return truth
+
+
 def _evaluate_retrieval(
     queries: Sequence[Sample], estimates: Sequence[PoseEstimate], map_samples: Sequence[Sample] | None,
     distance_threshold_m: float, ns: Sequence[int],
@@ -241,7 +264,7 @@ def _evaluate_retrieval(
     positions = _Positions(map_samples)  # type: ignore[arg-type]
     index_truth = _index_truth(queries, map_samples)  # type: ignore[arg-type]
     n = len(queries)
-    retrieved = [_retrieved(e, index, q) for q, e in zip(queries, estimates)]
+    retrieved = [_retrieved(e, len(map_samples), q) for q, e in zip(queries, estimates)]  # type: ignore[arg-type]
     success = np.array([_ok(e) and len(r) > 0 for e, r in zip(estimates, retrieved)], dtype=bool)
     k = max((len(r) for r in retrieved), default=0)
     hits = np.zeros((n, k), dtype=bool)
@@ -294,7 +317,7 @@ def _evaluate_sequence(
         if index_truth is not None:
             true = true | index_truth[i]
         has_true[i] = bool(true.any())
-        r = _retrieved(e, index, q)
+        r = _retrieved(e, m, q)
         if r:
             if e.confidence is None or not math.isfinite(float(e.confidence)):
                 raise ValueError(f"query {q.name!r}: sequence evaluation needs a finite estimate.confidence")
@@ -340,11 +363,11 @@ def evaluate(
       absolute wrapped yaw error (degrees). Rows: ``name``, ``success``, ``est_x, est_y,
       est_yaw_deg, gt_x, gt_y, gt_yaw_deg``, ``position_error_m``, ``yaw_error_deg``,
       ``confidence``, ``seconds``.
-    * ``retrieval``: ``estimate.extras["retrieved"]`` (map sample names, best first); a retrieved
+    * ``retrieval``: ``estimate.retrieval`` (map sample indices, best first); a retrieved
       item is a hit when within ``distance_threshold_m`` of the query. Rows: ``name``,
       ``success``, ``top1``, ``top1_distance_m``, ``first_hit_rank`` (1-based, empty without a
       hit), ``confidence``, ``seconds``.
-    * ``sequence``: the best match ``extras["retrieved"][0]`` with score ``estimate.confidence``;
+    * ``sequence``: the best match ``estimate.retrieval.indices[0]`` with score ``estimate.confidence``;
       the match is correct when within ``distance_threshold_m`` of the query or, when
       ``frame_tolerance`` is given, when its index in ``map_samples`` is within
       ``frame_tolerance`` of the query's index in ``queries`` (traversals aligned frame by frame,
@@ -360,7 +383,7 @@ def evaluate(
     Positions (``retrieval``, ``sequence``) are camera centres ``T_cam2world.t`` (3-D) when both
     samples have one, else map positions ``pose2.(x, y)`` (2-D). A query whose estimate has
     ``success=False`` (or, for ``pose6dof`` / ``se2``, no estimated pose; for ``retrieval`` /
-    ``sequence``, an empty ``retrieved``) is a failure.
+    ``sequence``, no ``retrieval``) is a failure.
 
     Args:
         family: one of :data:`FAMILIES`.

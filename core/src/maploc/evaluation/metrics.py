@@ -348,7 +348,8 @@ def sequence_metrics(
         ``(metrics, curves)``. ``metrics``: ``num_queries``, ``num_failed``, ``pr_auc`` (the average
         precision of :func:`average_precision`, a fraction in ``[0, 1]``),
         ``recall_at_100_precision`` (the largest recall, in percent, at a threshold whose precision
-        is exactly 1; ``0.0`` if there is none) and ``time_per_query_ms``. ``curves``:
+        is exactly 1; ``0.0`` if there is none), ``recall_at_1`` (percent of the queries with a true
+        match whose best match is correct, every match accepted) and ``time_per_query_ms``. ``curves``:
         ``precision``, ``recall`` and ``thresholds`` of :func:`precision_recall`.
 
     Raises:
@@ -370,6 +371,7 @@ def sequence_metrics(
         "num_failed": common["num_failed"],
         "pr_auc": average_precision(precision, recall),
         "recall_at_100_precision": 100.0 * float(perfect.max()) if perfect.size else 0.0,
+        "recall_at_1": 100.0 * float(np.count_nonzero(correct & ok)) / positives if positives else 0.0,
         "time_per_query_ms": common["time_per_query_ms"],
     }
     return metrics, {"precision": precision, "recall": recall, "thresholds": thresholds}

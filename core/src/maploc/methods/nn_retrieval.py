@@ -16,9 +16,9 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from maploc.api import Dataset, Method
+from maploc.api import Dataset, Method, RunContext
 from maploc.config import DataConfig, at_least
-from maploc.types import PoseEstimate, Sample
+from maploc.types import PoseEstimate, Retrieval, Sample
 
 __all__ = ["NNRetrievalConfig", "NearestNeighbourRetrieval", "thumbnail_descriptors"]
 
@@ -30,7 +30,7 @@ class NNRetrievalConfig:
     Attributes:
         thumbnail_width: thumbnail width in pixels (height follows the aspect ratio).
         grayscale: use luminance only (more robust to colour changes) instead of RGB.
-        top_k: number of retrieved map names reported per query (``extras["retrieved"]``).
+        top_k: number of ranked map samples kept per query (``PoseEstimate.retrieval``).
         data: dataset options.
     """
 
@@ -73,7 +73,7 @@ class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
     metric_family: ClassVar[str] = "pose6dof"
     localize_batch_size: ClassVar[int] = 16
 
-    def build_map(self, map_data: Dataset) -> None:
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         """Computes the thumbnail descriptor of every map image. Raises ValueError if the map is empty
         or an image has no pose."""
         if len(map_data) == 0:
@@ -95,7 +95,7 @@ class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
             [thumbnail_descriptors(s.image[None], self.config.thumbnail_width, self.config.grayscale) for s in samples]
         )
 
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
         similarity = self._describe(queries) @ self.map_descriptors.T  # (Q, M) cosine similarity
         k = min(self.config.top_k, similarity.shape[1])
         scores, order = similarity.topk(k, dim=1)
@@ -104,7 +104,7 @@ class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
                 T_cam2world=self.map_poses[int(order[q, 0])],
                 success=True,
                 confidence=float(scores[q, 0]),
-                extras={"retrieved": [self.map_names[int(i)] for i in order[q]]},
+                retrieval=Retrieval(indices=order[q], scores=scores[q]),
             )
             for q in range(len(queries))
         ]

@@ -58,12 +58,25 @@ def check_dataset(name: str, root: Path | None = None) -> None:
         assert sample.image.dtype.is_floating_point and 0 <= float(sample.image.min()) <= float(sample.image.max()) <= 1
 
 
+def _assert_same_metrics(name: str, first: dict[str, float], again: dict[str, float]) -> None:
+    """Every metric of ``again`` equals ``first`` (times excluded): wrongly reloaded weights change them."""
+    import math
+
+    keys = sorted(k for k in set(first) | set(again) if not k.endswith("time_per_query_ms"))
+    for k in keys:
+        a, b = first.get(k), again.get(k)
+        same = a == b or (isinstance(a, float) and isinstance(b, float) and (
+            (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)))
+        assert same, f"{name}: evaluating the checkpoint gave {k} = {b}, the run that wrote it {a}"
+
+
 def check_method(name: str, tmp_path: Path, *, train_steps: int = 2) -> dict[str, float]:
     """Runs the method end to end on its ``conformance_dataset`` with its ``conformance_overrides``:
     a short training (if it trains), checkpoint written and loadable with weights_only, build_map,
     localize (one estimate per query), evaluation and the run directory; then, for a method that
-    trained, the same evaluation from the checkpoint alone (what ``maploc eval --checkpoint`` does).
-    Returns the metrics of the first run."""
+    trained, the same evaluation from the checkpoint alone (what ``maploc eval --checkpoint`` does),
+    which must give the same metrics (all but times); and ``maploc evaluate RUN``, which must
+    reproduce ``metrics.json`` exactly from the predictions files. Returns the metrics of the first run."""
     import math
 
     from maploc.engine import EngineConfig, load_checkpoint
@@ -82,7 +95,8 @@ def check_method(name: str, tmp_path: Path, *, train_steps: int = 2) -> dict[str
                 engine=EngineConfig(progress=False)),
         say=lambda s: None,
     )
-    for fname in ("config.yaml", "metrics.json", "results.csv", "report.txt"):
+    for fname in ("config.yaml", "metrics.json", "results.csv", "report.txt", "predictions/manifest.json",
+                  f"predictions/{name}.txt", f"predictions/{name}.csv"):
         assert (out / fname).is_file(), f"{name}: run directory lacks {fname}"
     metrics = result.metrics
     assert metrics["num_queries"] >= 1, f"{name}: no queries were evaluated"
@@ -101,6 +115,10 @@ def check_method(name: str, tmp_path: Path, *, train_steps: int = 2) -> dict[str
             say=lambda s: None,
         )
         assert again.fit is None, f"{name}: evaluating a checkpoint trained again"
-        assert again.metrics["num_queries"] == metrics["num_queries"], (
-            f"{name}: evaluating the checkpoint gave {again.metrics['num_queries']} queries, not {metrics['num_queries']}")
+        _assert_same_metrics(name, metrics, again.metrics)
+    # the core scores the predictions files: `maploc evaluate RUN` reproduces metrics.json exactly
+    from maploc.engine.runner import evaluate_predictions
+
+    rescored = evaluate_predictions(run_dir=out, out=Path(tmp_path) / f"conformance-{name}-rescored", say=lambda s: None)
+    assert rescored.metrics == metrics, f"{name}: re-scoring the predictions files changed the metrics"
     return metrics

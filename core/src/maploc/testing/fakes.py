@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maploc.api import Dataset, Method
+from maploc.api import Dataset, Method, RunContext
 from maploc.config import DataConfig, TrainConfig
 from maploc.types import Pose, PoseEstimate, Sample
 
@@ -60,10 +60,10 @@ class BoringMethod(Method[BoringConfig]):
     def loss(self, outputs: torch.Tensor, batch: Any) -> torch.Tensor:
         return F.mse_loss(outputs, batch["t_cam2world"])
 
-    def build_map(self, map_data: Dataset) -> None:
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         self.R = map_data[0].T_cam2world.R  # type: ignore[union-attr]
 
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
         assert self.model is not None
         device = next(self.model.parameters()).device
         with torch.no_grad():
