@@ -504,7 +504,7 @@ class SpatialSplit:
         return (
             f"{self.rows} x {self.cols} blocks of {self.block_width_m:.0f} x {self.block_height_m:.0f} m "
             f"(train {c['train']}, val {c['val']}, test {c['test']}; seed {self.seed}), guard {self.guard_m:.1f} m "
-            f"against test (success {self.success_radius_m:g} m + footprint {self.footprint_m:g} m = "
+            f"against test (success {self.success_radius_m:.1f} m + footprint {self.footprint_m:.1f} m = "
             f"{self.success_radius_m + self.footprint_m:.1f} m at least), {self.val_guard_m:.1f} m against val"
         )
 

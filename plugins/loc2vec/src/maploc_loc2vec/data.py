@@ -54,10 +54,11 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.config import at_least, greater_than, in_range
+from maploc.data.split import SpatialSplit
 from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose2, Sample
 
-from .blocks import BlockSplit, LocationSampler
+from .blocks import LocationSampler
 from .channels import pack_tiles, render_rgb, to_channel_raster
 
 __all__ = ["TileOptions", "SyntheticTileOptions", "OsmTileDataset", "SyntheticTileDataset", "synthetic_raster",
@@ -69,6 +70,9 @@ log = logging.getLogger(__name__)
 NORTH_UP = math.pi / 2
 _OSM_SUFFIXES = (".osm.pbf", ".osm", ".osm.bz2", ".pbf")
 _SPLIT_CODE = {"train": 0, "val": 1, "map": 2, "query": 3}
+#: The largest radius (metres) within which loc2vec's evaluation counts a retrieval as correct (recall within
+#: 25 m; ``eval.distance_threshold_m`` defaults to it): the success radius of the spatial split.
+SUCCESS_RADIUS_M = 25.0
 
 
 def _options_field(default: Any, *validators: Any) -> Any:
@@ -91,9 +95,11 @@ class TileOptions:
         guard_m: how far (metres) a training tile centre keeps from every val block (and a val tile centre...
             see :mod:`~maploc_loc2vec.blocks`); ``0`` = the tile half-diagonal + 1 m (no training tile, at any
             rotation, overlaps a val block).
-        test_guard_m: how far (metres) a training or val tile centre keeps from every test block; ``0`` = twice
-            the tile half-diagonal + 1 m, so that no training tile (any rotation) overlaps any query or reference
-            tile (any rotation; their centres lie in the test blocks).
+        test_guard_m: how far (metres) a training or val tile centre keeps from every test block; ``0`` = the
+            larger of twice the tile half-diagonal + 1 m (no training tile, any rotation, overlaps any query or
+            reference tile, any rotation; their centres lie in the test blocks) and 25 m + the half-diagonal (the
+            core's rule: success radius + footprint, :mod:`maploc.data.split`). An explicit value below the latter
+            is a :class:`~maploc.errors.ConfigError`.
         positive_radius_m: a positive is at most this far from its anchor (metres); > 0.
         negative_radius_m: a negative is at least this far from its anchor (metres); > positive_radius_m.
         positive_max_rotation_deg: a positive's heading differs from its anchor's by at most this many degrees
@@ -147,7 +153,7 @@ class TileOptions:
     @property
     def test_guard(self) -> float:
         """The guard (metres) of training and val tile centres against test blocks (resolved default)."""
-        return self.test_guard_m or 2.0 * self.tile_radius_m + 1.0
+        return self.test_guard_m or max(2.0 * self.tile_radius_m + 1.0, SUCCESS_RADIUS_M + self.tile_radius_m)
 
 
 def _wrap(angle: float) -> float:
@@ -212,10 +218,25 @@ class OsmTileDataset(Dataset):
         opts: TileOptions = self.options
         self.raster = self._load_raster()
         self.channel_names = tuple(self.raster.class_names)
-        self.blocks = BlockSplit.build(
-            self.raster.extent, tile_radius_m=opts.tile_radius_m, block_size_m=opts.block_size_m,
-            val_fraction=opts.val_fraction, test_fraction=opts.test_fraction, seed=opts.split_seed,
-            guard_m=opts.val_guard, test_guard_m=opts.test_guard,
+        x_min, y_min, x_max, y_max = self.raster.extent
+        if min(x_max - x_min, y_max - y_min) <= 2 * opts.tile_radius_m:
+            raise DataError(
+                f"the map ({x_max - x_min:.0f} x {y_max - y_min:.0f} m) is too small for tiles of "
+                f"{opts.tile_px * opts.resolution_m:.0f} m: a tile of any rotation needs {opts.tile_radius_m:.1f} m "
+                f"of map around its centre; use a larger map or smaller tiles"
+            )
+        least = SUCCESS_RADIUS_M + opts.tile_radius_m
+        if opts.test_guard < least:
+            raise ConfigError(
+                f"data.test_guard_m ({opts.test_guard:g} m) is below the success radius {SUCCESS_RADIUS_M:g} m + the "
+                f"tile half-diagonal {opts.tile_radius_m:.1f} m = {least:.1f} m: a training tile could count as a "
+                f"positive of a test query; use 0 (the default) or a value >= {least:.1f}"
+            )
+        self.blocks = SpatialSplit.build(
+            self.raster.extent, block_size_m=opts.block_size_m, success_radius_m=SUCCESS_RADIUS_M,
+            footprint_m=opts.tile_radius_m, margin_m=opts.tile_radius_m, val_fraction=opts.val_fraction,
+            test_fraction=opts.test_fraction, seed=opts.split_seed,
+            guard_m=max(opts.test_guard, opts.val_guard), val_guard_m=opts.val_guard,
         )
         region = {"train": "train", "val": "val", "map": "test", "query": "test"}[split]
         self.sampler = LocationSampler(self.blocks, region)
