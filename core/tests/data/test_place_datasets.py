@@ -44,7 +44,7 @@ def test_two_pass_layout(tmp_path: Path) -> None:
     sample = query[2]
     assert sample.image.shape == (3, 12, 16) and sample.T_cam2world is None
     assert sample.name == "query/0000002" and sample.timestamp == 2.0
-    assert sample.extras["true_map_indices"] == (2, 3) and sample.extras["condition"] == "query"
+    assert sample.extras["true_map_indices"] == (2, 3) and sample.condition == "query"
     meta = ref.metadata(3)
     assert isinstance(meta, PlaceMeta)
     assert meta.matching_queries == frozenset({"query/0000002", "query/0000003"})
@@ -107,7 +107,7 @@ def test_gardens_point_layout(tmp_path: Path) -> None:
     root = _gardens(tmp_path)
     ref, query = GardensPoint(root, "map"), GardensPoint(root, "query")
     assert len(ref) == len(query) == 8
-    assert query[5].name == "night_right/Image005" and query[5].extras["condition"] == "night_right"
+    assert query[5].name == "night_right/Image005" and query[5].condition == "night_right"
     assert query[5].extras["true_map_indices"] == (3, 4, 5, 6, 7)
     assert ref.metadata(0).name == "day_left/Image000"
     opts = GardensPointOptions(ref_traversal="day_right", query_traversal="day_left", frame_tolerance=0)

@@ -380,7 +380,7 @@ def test_render_command_layouts_and_dataset(rendered, city_file, tmp_path) -> No
     valid = (dsac_sample.depth > 0) & (dsac_sample.depth < 60)
     np.testing.assert_allclose(sample.depth[valid], dsac_sample.depth[valid], atol=0.006)
     assert sample.image.shape == (3, 72, 96) and sample.pose2 is not None
-    assert sample.extras["labels"].shape == (72, 96) and sample.extras["condition"] == "day"
+    assert sample.extras["labels"].shape == (72, 96) and sample.condition == "day"
     assert (sample.extras["labels"].numpy() == 0).any()  # some sky
     np.testing.assert_allclose(sample.T_cam2world.t[:2].double().numpy(), [sample.pose2.x, sample.pose2.y], atol=1e-4)
     night = query[query.names().index("t1_night/000002")]
@@ -436,7 +436,7 @@ def test_extra_training_routes(city_file, tmp_path) -> None:
     assert {n.split("/")[0] for n in map_.names()} == {"t0_day"}
     assert {n.split("/")[0] for n in query.names()} == {"t0_night", "t1_day", "t1_night"}
     sample = train[len(train) - 1]
-    assert sample.extras["route"] == 2 and sample.extras["condition"] == "day" and sample.image.shape[-2:] == (36, 48)
+    assert sample.extras["route"] == 2 and sample.condition == "day" and sample.image.shape[-2:] == (36, 48)
     # each route is its own walk: other places than the main route's
     main = np.array([[train.metadata(i).pose2.x, train.metadata(i).pose2.y] for i in range(4)])
     extra = np.array([[train.metadata(i).pose2.x, train.metadata(i).pose2.y] for i in range(4, 12)])
@@ -467,7 +467,7 @@ def test_training_routes_cycle_through_train_conditions(city_file, tmp_path) -> 
     assert summary["options"]["train_conditions"] == ["day", "overcast"]
     train = SimCity(out, "train", options=SimCity.Options(train_routes=3, train_conditions="day,overcast"))
     assert {n.split("/")[0] for n in train.names()} == {"t0_day", "r1_day", "r2_overcast", "r3_day"}
-    conditions = {train[i].extras["condition"] for i in range(len(train))}
+    conditions = {train[i].condition for i in range(len(train))}
     assert conditions == {"day", "overcast"}
     # the overcast route is rendered under overcast light: another image than the same pose by day would give
     day_route = render_command(str(city_file), 3, ["day"], tmp_path / "day", seed=1, traversals=2, train_routes=2,

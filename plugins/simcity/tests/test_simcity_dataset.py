@@ -108,8 +108,8 @@ def test_splits_by_condition(rendered) -> None:
     night_map, day_query = SimCity(rendered, "train", options=options), SimCity(rendered, "query", options=options)
     assert {n.split("/")[0] for n in night_map.names()} == {"t0_night"} and len(night_map) == 4
     assert {n.split("/")[0] for n in day_query.names()} == {"t0_day", "t1_day"} and len(day_query) == 8
-    assert {day_query[k].extras["condition"] for k in range(len(day_query))} == {"day"}
-    assert night_map[0].extras["condition"] == "night"
+    assert {day_query[k].condition for k in range(len(day_query))} == {"day"}
+    assert night_map[0].condition == "night"
     only_night = SimCity(rendered, "query", options=SimCityOptions(query_conditions=("night",)))
     assert {n.split("/")[0] for n in only_night.names()} == {"t0_night", "t1_night"}
 

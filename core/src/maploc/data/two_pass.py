@@ -7,7 +7,7 @@ This module holds the generic ``two-pass`` layout and the base class shared by t
 Ground truth reaches the evaluation in two ways (samples carry no metric pose):
 
 * every query :class:`~maploc.types.Sample` has ``extras["true_map_indices"]`` (the reference
-  indices that show the same place) and ``extras["condition"]`` (the query traversal's name);
+  indices that show the same place); ``condition`` is the traversal's name;
 * every map sample's metadata is a :class:`PlaceMeta` whose ``matching_queries`` holds the names of
   the queries that show its place. :func:`maploc.evaluation.evaluate` reads it (the runner hands the
   evaluation only :class:`~maploc.api.SampleMeta` of the queries, without ``extras``).
@@ -166,8 +166,8 @@ class PlaceRecognitionDataset(Dataset):
         path = self._files[index]
         name = self._name(self.condition, path)
         if self._is_query:
-            return SampleMeta(name=name, sequence=self.condition, timestamp=float(index))
-        return PlaceMeta(name=name, sequence=self.condition, timestamp=float(index),
+            return SampleMeta(name=name, sequence=self.condition, timestamp=float(index), condition=self.condition)
+        return PlaceMeta(name=name, sequence=self.condition, timestamp=float(index), condition=self.condition,
                          matching_queries=self._matching[index])
 
     def __getitem__(self, index: int) -> Sample:
@@ -176,7 +176,7 @@ class PlaceRecognitionDataset(Dataset):
         path = self._files[index]
         image = io.read_image(path)
         H, W = image.shape[:2]
-        extras: dict[str, object] = {"condition": self.condition, "frame_index": index, "path": str(path)}
+        extras: dict[str, object] = {"frame_index": index, "path": str(path)}
         if self._is_query:
             extras["true_map_indices"] = self._truth[index]
         return io.make_sample(

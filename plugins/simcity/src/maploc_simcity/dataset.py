@@ -277,7 +277,7 @@ class SimCity(Dataset):
         sequence, i = self._item(index)
         T, pose2 = self._poses_of(sequence, i)
         return SampleMeta(name=f"{sequence}/{i:06d}", T_cam2world=T, pose2=pose2, sequence=sequence,
-                          timestamp=float(i))  # fmt: skip
+                          timestamp=float(i), condition=_condition_of(sequence))  # fmt: skip
 
     def validate(self, progress: Callable[[int], None] | None = None) -> None:
         """Checks every sample cheaply: poses parse and are finite; the RGB, depth and label PNGs exist and their
@@ -312,7 +312,6 @@ class SimCity(Dataset):
         route, traversal, _ = parse_sequence_name(sequence)
         extras = {
             "labels": torch.from_numpy(np.ascontiguousarray(labels)),
-            "condition": _condition_of(sequence),
             "traversal": traversal,
             "route": route,
             "index": i,
@@ -322,7 +321,8 @@ class SimCity(Dataset):
         }
         return Sample(
             image=sample.image, camera=sample.camera, T_cam2world=sample.T_cam2world, depth=sample.depth,
-            pose2=pose2, name=sample.name, sequence=sequence, timestamp=float(i), extras=extras,
+            pose2=pose2, name=sample.name, sequence=sequence, timestamp=float(i), condition=_condition_of(sequence),
+            extras=extras,
         )  # fmt: skip
 
 
