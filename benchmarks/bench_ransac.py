@@ -13,6 +13,9 @@ Configurations (``N`` swept over ``--iterations``):
   frames per call (time per frame = call time / batch). DSAC*'s default is ``H=64``.
 * ``maploc H=h adaptive p``: the same with the test-time adaptive stop at confidence ``p``
   (:mod:`maploc_dsac.solvers.adaptive`; a deviation from DSAC*, never used in training).
+The anchors are maploc_dsac's pose solvers ``poselib-pnp``, ``pycolmap-pnp`` and ``opencv-pnp``
+(:mod:`maploc_dsac.pnp_solvers`, the same calls as below):
+
 * ``poselib default``: ``poselib.estimate_absolute_pose`` with its defaults (LO-RANSAC, adaptive
   termination, bundle adjustment), threshold set; ``poselib N it``: ``min_iterations = max_iterations = N``.
 * ``pycolmap default`` / ``pycolmap N it``: ``pycolmap.estimate_and_refine_absolute_pose`` (LO-RANSAC
@@ -140,60 +143,25 @@ def run_per_frame(solve: Callable, frames, repeats: int):
     return walls, cpus, errs
 
 
-def cv2_solver(iterations: int, threshold: float) -> Callable:
-    def solve(f):
-        K, _, _, uv, X = f
-        ok, rvec, tvec, inl = cv2.solvePnPRansac(X, uv, K, None, iterationsCount=iterations,
-                                                 reprojectionError=threshold, confidence=CONF_MAX,
-                                                 flags=cv2.SOLVEPNP_P3P)
-        if not ok or inl is None or len(inl) < 4:
-            return None
-        i = inl.ravel()
-        rvec, tvec = cv2.solvePnPRefineLM(X[i], uv[i], K, None, rvec, tvec)
-        R_w2c = cv2.Rodrigues(rvec)[0]
-        return R_w2c.T, -R_w2c.T @ tvec.ravel()
+def anchor_solver(family: str, iterations: int | None, threshold: float) -> Callable:
+    """``solve(frame)`` of a PnP anchor: the ``opencv-pnp``, ``poselib-pnp`` and ``pycolmap-pnp`` pose
+    solvers of maploc_dsac (their ``solve_arrays``, without the tensor conversion of ``solve``).
+    ``iterations=None``: the library's defaults; else ``min = max = iterations`` (OpenCV: at confidence
+    ``1 - 1e-12``, so the bound stays at ``iterations`` while outliers remain)."""
+    from maploc_dsac.pnp_solvers import OpenCVPnPSolver, PoseLibPnPSolver, PycolmapPnPSolver
 
-    return solve
-
-
-def poselib_solver(iterations: int | None, threshold: float) -> Callable:
-    import poselib
-
-    opt: dict = {"max_reproj_error": threshold}
-    if iterations is not None:
-        opt.update(min_iterations=iterations, max_iterations=iterations)
+    budget = {} if iterations is None else {"min_iterations": iterations, "max_iterations": iterations}
+    if family == "cv2":
+        solver = OpenCVPnPSolver(inlier_threshold_px=threshold, confidence=CONF_MAX, **budget)
+    elif family == "poselib":
+        solver = PoseLibPnPSolver(inlier_threshold_px=threshold, **budget)
+    else:
+        solver = PycolmapPnPSolver(inlier_threshold_px=threshold, **budget)
 
     def solve(f):
         K, _, _, uv, X = f
-        camera = {"model": "PINHOLE", "width": 640, "height": 480, "params": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]}
-        pose, info = poselib.estimate_absolute_pose(uv, X, camera, opt, {})
-        if info.get("num_inliers", 0) < 4:
-            return None
-        R_w2c, t_w2c = pose.R, pose.t
-        return R_w2c.T, -R_w2c.T @ t_w2c
-
-    return solve
-
-
-def pycolmap_solver(iterations: int | None, threshold: float) -> Callable:
-    import pycolmap
-
-    options = pycolmap.AbsolutePoseEstimationOptions()
-    options.ransac.max_error = threshold
-    options.ransac.num_threads = 1
-    if iterations is not None:
-        options.ransac.min_num_trials = iterations
-        options.ransac.max_num_trials = iterations
-
-    def solve(f):
-        K, _, _, uv, X = f
-        camera = pycolmap.Camera(model="PINHOLE", width=640, height=480, params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
-        out = pycolmap.estimate_and_refine_absolute_pose(uv, X, camera, options)
-        if out is None:
-            return None
-        T = out["cam_from_world"]
-        R_w2c, t_w2c = T.rotation.matrix(), np.asarray(T.translation)
-        return R_w2c.T, -R_w2c.T @ t_w2c
+        out = solver.solve_arrays(uv, X, K, 640, 480)
+        return None if out is None else out[:2]
 
     return solve
 
@@ -309,18 +277,15 @@ def main() -> None:
             w, c, e, sets = run_maploc(solver, frames, args.batch, args.repeats, args.device)
             rows.append(summarize(f"maploc H={H} adaptive {p} batch {args.batch}", "maploc", w, c, e,
                                   f"{sets:.0f} minimal sets"))
-        if "poselib" in anchors:
-            w, c, e = run_per_frame(poselib_solver(None, args.threshold), frames, args.repeats)
-            rows.append(summarize("poselib default", "poselib", w, c, e))
-        if "pycolmap" in anchors:
-            w, c, e = run_per_frame(pycolmap_solver(None, args.threshold), frames, args.repeats)
-            rows.append(summarize("pycolmap default", "pycolmap", w, c, e))
+        for family in ("poselib", "pycolmap"):
+            if family in anchors:
+                w, c, e = run_per_frame(anchor_solver(family, None, args.threshold), frames, args.repeats)
+                rows.append(summarize(f"{family} default", family, w, c, e))
         for n in args.iterations:
-            for family, make in (("poselib", poselib_solver), ("pycolmap", pycolmap_solver), ("cv2", cv2_solver)):
+            for family in ("poselib", "pycolmap", "cv2"):
                 if family not in anchors:
                     continue
-                cv2.setRNGSeed(args.seed)
-                w, c, e = run_per_frame(make(n, args.threshold), frames, args.repeats)
+                w, c, e = run_per_frame(anchor_solver(family, n, args.threshold), frames, args.repeats)
                 label = f"cv2 P3P {n} it + RefineLM" if family == "cv2" else f"{family} {n} it"
                 rows.append(summarize(label, family, w, c, e))
         results[ratio] = rows

@@ -1,4 +1,5 @@
-"""DSAC*'s RANSAC as reusable maploc pose solvers (entry points ``ransac-pnp`` and ``ransac-kabsch``).
+"""DSAC*'s RANSAC as reusable maploc pose solvers (entry points ``ransac-pnp`` and ``ransac-kabsch``;
+the classical PnP solvers it is compared with are in :mod:`maploc_dsac.pnp_solvers`).
 
 Both wrap :class:`maploc_dsac.solvers.DSACRansac` (test-time estimator: hypotheses from minimal
 sets, soft inlier scoring, argmax selection, iterative refinement; DSAC*, Brachmann & Rother, TPAMI
@@ -82,22 +83,40 @@ def estimates_from_result(result: Any, min_inliers: int, seconds: float, **extra
     return out
 
 
+def _alias(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    """``value`` or its common-keyword ``alias`` (the same quantity under the name every pose solver
+    of this plugin takes), else ``default``.
+
+    Raises:
+        ConfigError: both are given, with different values.
+    """
+    from maploc.errors import ConfigError
+
+    if value is not None and alias_value is not None and value != alias_value:
+        raise ConfigError(f"give {name}={value!r} or {alias}={alias_value!r}, not both (they are the same setting)")
+    if value is not None:
+        return value
+    return default if alias_value is None else alias_value
+
+
 class _DSACSolverBase(PoseSolver):
     mode: ClassVar[str] = "rgb"
 
     def __init__(
         self,
         *,
-        num_hypotheses: int = 64,
+        num_hypotheses: int | None = None,
         inlier_threshold: float | None = None,
         inlier_alpha: float = 100.0,
         max_error: float | None = None,
         max_refinement_steps: int = 100,
         min_inliers: int | None = None,
         seed: int = 0,
+        max_iterations: int | None = None,
     ) -> None:
         from maploc_dsac.solvers import DSACRansac
 
+        num_hypotheses = _alias("num_hypotheses", num_hypotheses, "max_iterations", max_iterations, 64)
         self.ransac = DSACRansac(
             self.mode,  # type: ignore[arg-type]
             num_hypotheses=num_hypotheses,
@@ -133,9 +152,19 @@ class RansacPnPSolver(_DSACSolverBase):
             max_refinement_steps: see :class:`~maploc_dsac.solvers.DSACRansac`.
         min_inliers: fewer final inliers = failed estimate (default: a minimal set, 4).
         seed: seed of the hypothesis sampling (the same queries give the same poses).
+        inlier_threshold_px, max_iterations: the keywords every PnP solver of this plugin takes
+            (:mod:`maploc_dsac.pnp_solvers`): the same as ``inlier_threshold`` and ``num_hypotheses``.
+
+    Raises:
+        ConfigError: a setting given under both of its names, with different values.
     """
 
     mode: ClassVar[str] = "rgb"
+
+    def __init__(self, *, inlier_threshold: float | None = None, inlier_threshold_px: float | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(inlier_threshold=_alias("inlier_threshold", inlier_threshold, "inlier_threshold_px",
+                                                 inlier_threshold_px, None), **kwargs)
 
     def solve(self, correspondences: Sequence[Correspondences]) -> list[PoseEstimate]:
         """Solves every query of the batch at once.
@@ -167,7 +196,8 @@ class RansacKabschSolver(_DSACSolverBase):
     Expects :class:`DepthCorrespondences` (the 2-D points' measured depth gives the camera-frame
     points).
 
-    Args: as :class:`RansacPnPSolver`, thresholds in metres; ``min_inliers`` defaults to 3.
+    Args: as :class:`RansacPnPSolver`, thresholds in metres (so no ``inlier_threshold_px``);
+    ``min_inliers`` defaults to 3.
     """
 
     mode: ClassVar[str] = "rgbd"
