@@ -180,16 +180,16 @@ def test_run_validates_on_the_dataset_val_split(run_cli, tmp_path):
 
 
 def test_method_is_told_its_run_and_the_checkpoint_run(maploc_main, monkeypatch, tmp_path, fake_site):
-    """``Method.run_dir`` is the run in progress; ``checkpoint_run_dir`` the run that wrote the
+    """``RunContext.run_dir`` is the run in progress; ``source_run_dir`` the run that wrote the
     evaluated checkpoint, so that a method can reuse what it saved there (an index, a teacher)."""
     from maploc.testing.fakes import BoringMethod
 
     seen: list[tuple[object, object]] = []
     original = BoringMethod.build_map
 
-    def spy(self, map_data):
-        seen.append((self.run_dir, self.checkpoint_run_dir))
-        return original(self, map_data)
+    def spy(self, map_data, context):
+        seen.append((context.run_dir, context.source_run_dir))
+        return original(self, map_data, context)
 
     monkeypatch.setattr(BoringMethod, "build_map", spy)
     monkeypatch.syspath_prepend(str(fake_site))  # registers ``boring`` for this process

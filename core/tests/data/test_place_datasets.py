@@ -166,7 +166,9 @@ def test_nordland_missing_frame(tmp_path: Path) -> None:
 
 
 def _estimate(match: str, confidence: float) -> PoseEstimate:
-    return PoseEstimate(success=True, confidence=confidence, extras={"retrieved": [match]})
+    from maploc.types import Retrieval
+
+    return PoseEstimate(success=True, confidence=confidence, retrieval=Retrieval(indices=[int(match.split("/")[-1])]))
 
 
 def test_evaluation_reads_index_ground_truth(tmp_path: Path) -> None:

@@ -286,6 +286,13 @@ def test_evaluate_se2_wraps_yaw():
     assert res.metrics["num_failed"] == 1 and res.rows[1]["position_error_m"] == math.inf
 
 
+def _r(names):
+    """A ranked retrieval of map samples named ``m<index>``."""
+    from maploc.types import Retrieval
+
+    return Retrieval(indices=[int(n[1:]) for n in names])
+
+
 def _map(xs):
     return [_sample(f"m{i}", t=[x, 0.0, 0.0]) for i, x in enumerate(xs)]
 
@@ -296,8 +303,8 @@ def test_evaluate_retrieval():
     map_samples = _map([0.0, 10.0, 50.0, 100.0])
     queries = [_sample("q0", t=[1.0, 0.0, 0.0]), _sample("q1", t=[100.0, 0.0, 3.0]), _sample("q2", t=[50.0, 0.0, 0.0])]
     ests = [
-        PoseEstimate(extras={"retrieved": ["m2", "m1", "m0"]}),  # true match (1 m) at rank 3
-        PoseEstimate(extras={"retrieved": ["m3"]}),  # 3 m away: hit at rank 1
+        PoseEstimate(retrieval=_r(["m2", "m1", "m0"])),  # true match (1 m) at rank 3
+        PoseEstimate(retrieval=_r(["m3"])),  # 3 m away: hit at rank 1
         PoseEstimate.failed(retrieved=["m2"]),  # failed: never a hit
     ]
     res = evaluate("retrieval", queries, ests, map_samples=map_samples, distance_threshold_m=5.0)
@@ -312,8 +319,8 @@ def test_evaluate_retrieval():
     # a smaller threshold turns q1's 3 m match into a miss
     res = evaluate("retrieval", queries, ests, map_samples=map_samples, distance_threshold_m=2.0)
     assert res.metrics["recall_at_1"] == 0.0 and res.metrics["recall_at_5"] == approx(100 / 3)
-    with pytest.raises(ValueError, match="'nope'"):
-        evaluate("retrieval", queries[:1], [PoseEstimate(extras={"retrieved": ["nope"]})], map_samples=map_samples)
+    with pytest.raises(ValueError, match="map index 99"):
+        evaluate("retrieval", queries[:1], [PoseEstimate(retrieval=_r(["m99"]))], map_samples=map_samples)
     with pytest.raises(ValueError, match="map_samples"):
         evaluate("retrieval", queries, ests)
     with pytest.raises(ValueError, match="'nogt'"):
@@ -325,7 +332,7 @@ def test_evaluate_retrieval_map_positions_in_2d():
 
     map_samples = [_sample("m0", xy=(0.0, 0.0)), _sample("m1", xy=(30.0, 40.0))]
     queries = [_sample("q", xy=(30.0, 30.0))]
-    res = evaluate("retrieval", queries, [PoseEstimate(extras={"retrieved": ["m0", "m1"]})], map_samples=map_samples,
+    res = evaluate("retrieval", queries, [PoseEstimate(retrieval=_r(["m0", "m1"]))], map_samples=map_samples,
                    distance_threshold_m=10.0)
     assert res.rows[0]["top1_distance_m"] == approx(math.hypot(30.0, 30.0))
     assert res.metrics["recall_at_1"] == 0.0 and res.metrics["recall_at_5"] == approx(100.0)
@@ -337,9 +344,9 @@ def test_evaluate_sequence():
     map_samples = _map([0.0, 10.0, 20.0, 30.0])
     queries = [_sample(f"q{i}", t=[x, 0.0, 0.0]) for i, x in enumerate([0.0, 10.0, 20.0, 30.0])]
     ests = [
-        PoseEstimate(confidence=0.9, extras={"retrieved": ["m0"]}),
-        PoseEstimate(confidence=0.8, extras={"retrieved": ["m3"]}),  # 20 m (2 frames) away
-        PoseEstimate(confidence=0.7, extras={"retrieved": ["m2"]}),
+        PoseEstimate(confidence=0.9, retrieval=_r(["m0"])),
+        PoseEstimate(confidence=0.8, retrieval=_r(["m3"])),  # 20 m (2 frames) away
+        PoseEstimate(confidence=0.7, retrieval=_r(["m2"])),
         PoseEstimate.failed(),
     ]
     res = evaluate("sequence", queries, ests, map_samples=map_samples, distance_threshold_m=5.0)
@@ -353,15 +360,15 @@ def test_evaluate_sequence():
     assert res.metrics["recall_at_100_precision"] == approx(75.0)
     # frame indices alone (no positions anywhere): q0 -> m0 is correct, q1 -> m0 is not
     no_pos = [_sample("q0"), _sample("q1")]
-    ests2 = [PoseEstimate(confidence=0.9, extras={"retrieved": ["m0"]}),
-             PoseEstimate(confidence=0.5, extras={"retrieved": ["m0"]})]
+    ests2 = [PoseEstimate(confidence=0.9, retrieval=_r(["m0"])),
+             PoseEstimate(confidence=0.5, retrieval=_r(["m0"]))]
     res = evaluate("sequence", no_pos, ests2, map_samples=[_sample("m0"), _sample("m1")], frame_tolerance=0)
     assert [r["correct"] for r in res.rows] == [True, False]
     assert res.metrics["pr_auc"] == approx(0.5) and res.metrics["recall_at_100_precision"] == approx(50.0)
     with pytest.raises(ValueError, match="'q0'"):
         evaluate("sequence", no_pos, ests2, map_samples=map_samples)
     with pytest.raises(ValueError, match="confidence"):
-        evaluate("sequence", queries[:1], [PoseEstimate(extras={"retrieved": ["m0"]})], map_samples=map_samples)
+        evaluate("sequence", queries[:1], [PoseEstimate(retrieval=_r(["m0"]))], map_samples=map_samples)
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,8 +431,8 @@ def test_write_report_every_family(tmp_path):
 
     map_samples = _map([0.0, 10.0])
     queries = [_sample(f"q{i}", t=[10.0 * i, 0.0, 0.0], xy=(10.0 * i, 0.0)) for i in range(2)]
-    retrieval_ests = [PoseEstimate(confidence=0.9, extras={"retrieved": ["m0", "m1"]}),
-                      PoseEstimate(confidence=0.3, extras={"retrieved": ["m0"]})]
+    retrieval_ests = [PoseEstimate(confidence=0.9, retrieval=_r(["m0", "m1"])),
+                      PoseEstimate(confidence=0.3, retrieval=_r(["m0"]))]
     cases = {
         "pose6dof": ([PoseEstimate(T_cam2world=queries[0].T_cam2world), PoseEstimate.failed()], "error_cdf.png"),
         "se2": ([PoseEstimate(pose2=Pose2(x=1.0, y=0.0, yaw=0.1)), PoseEstimate.failed()], "error_cdf.png"),
