@@ -271,21 +271,31 @@ def plot_pr_curve(path: str | os.PathLike[str], precision: Any, recall: Any, auc
     return _save(fig, path)
 
 
-def plot_recall_at_n(path: str | os.PathLike[str], ns: Any, recall_at_n: Any, title: str = "") -> Path:
-    """Recall@N (percent of all queries) against N.
+def plot_recall_at_n(
+    path: str | os.PathLike[str], ns: Any, recall_at_n: Any, title: str = "", chance: Any = None
+) -> Path:
+    """Recall@N (percent of all queries) against N, with the chance level of a random ranking.
 
     Args:
         path: the ``.png`` file to write (atomically).
         ns: ``(K,)`` the values of N.
         recall_at_n: ``(K,)`` recall@N in percent.
         title: the figure title.
+        chance: ``(K,)`` the expected recall@N of a random ranking (percent), drawn dashed; ``None``: none.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(np.asarray(ns, dtype=np.float64), np.asarray(recall_at_n, dtype=np.float64), marker="o")
+    ax.plot(np.asarray(ns, dtype=np.float64), np.asarray(recall_at_n, dtype=np.float64), marker="o", label="method")
+    if chance is not None:
+        ax.plot(np.asarray(ns, dtype=np.float64), np.asarray(chance, dtype=np.float64), "--", color="grey",
+                label="chance (random ranking)")
+        ax.legend(loc="lower right")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0.0, 100.0)
     ax.set_xlabel("N (number of retrieved map images)")
     ax.set_ylabel("recall@N (%)")
@@ -332,5 +342,6 @@ def write_report(
         paths.append(plot_pr_curve(run_dir / "pr_curve.png", c["precision"], c["recall"],
                                    float(result.metrics["pr_auc"]), title))
     else:
-        paths.append(plot_recall_at_n(run_dir / "recall_at_n.png", c["n"], c["recall_at_n"], title))
+        paths.append(plot_recall_at_n(run_dir / "recall_at_n.png", c["n"], c["recall_at_n"],
+                                      f"{title}\nall scored queries", chance=c.get("chance_recall_at_n")))
     return paths
