@@ -20,6 +20,10 @@ engine's exact resume holds and DataLoader workers agree):
   rotations; each also carries a held-out triplet (positive and negative as for training) for the triplet
   accuracy.
 
+With ``eval_blocks="val"`` the ``map`` grid and the ``query`` tiles lie in the val blocks instead (a development
+evaluation that leaves the test blocks untouched, e.g. to choose a default; the training guard against val blocks
+is narrower than against test blocks, see :mod:`~maploc_loc2vec.blocks`).
+
 Samples (:class:`maploc.types.Sample`): ``image`` is a colour picture of the anchor tile
 (:func:`~maploc_loc2vec.channels.render_rgb`) of ``image_height`` pixels (default ``preview_px``: small, so
 that the thousands of map samples the evaluation holds stay light); ``camera`` is a placeholder pinhole whose
@@ -112,6 +116,8 @@ class TileOptions:
         num_queries: length of the ``query`` split; >= 1.
         preview_px: side of ``Sample.image`` when no ``image_height`` is given; >= 4.
         seed: seed of the sampled locations and rotations.
+        eval_blocks: where the ``map`` grid and the ``query`` tiles lie: ``test`` (the reported result) or
+            ``val`` (a development evaluation on the val blocks; needs ``val_fraction > 0``).
     """
 
     resolution_m: float = _options_field(1.0, greater_than(0))
@@ -132,6 +138,7 @@ class TileOptions:
     num_queries: int = _options_field(300, at_least(1))
     preview_px: int = _options_field(32, at_least(4))
     seed: int = 0
+    eval_blocks: Literal["test", "val"] = "test"
 
     def __attrs_post_init__(self) -> None:
         if not self.negative_radius_m > self.positive_radius_m:
@@ -139,6 +146,8 @@ class TileOptions:
                 f"data.negative_radius_m ({self.negative_radius_m:g}) must be > data.positive_radius_m "
                 f"({self.positive_radius_m:g})"
             )
+        if self.eval_blocks == "val" and self.val_fraction <= 0:
+            raise ConfigError("data.eval_blocks=val needs val blocks: data.val_fraction > 0")
 
     @property
     def tile_radius_m(self) -> float:
@@ -238,7 +247,9 @@ class OsmTileDataset(Dataset):
             test_fraction=opts.test_fraction, seed=opts.split_seed,
             guard_m=max(opts.test_guard, opts.val_guard), val_guard_m=opts.val_guard,
         )
-        region = {"train": "train", "val": "val", "map": "test", "query": "test"}[split]
+        #: the blocks the map grid and the queries lie in (``test``, or ``val`` for a development evaluation)
+        self.eval_region: str = opts.eval_blocks
+        region = {"train": "train", "val": "val", "map": self.eval_region, "query": self.eval_region}[split]
         self.sampler = LocationSampler(self.blocks, region)
         if self.sampler.extent_m() < opts.negative_radius_m:
             raise DataError(
@@ -248,7 +259,7 @@ class OsmTileDataset(Dataset):
             )
         self._grid = self._reference_grid() if split == "map" else None
         if split == "map" and len(self._grid) == 0:  # pragma: no cover - the sampler found room
-            raise DataError(f"no reference grid point in the test blocks of {self.source_name}")
+            raise DataError(f"no reference grid point in the {self.eval_region} blocks of {self.source_name}")
         self.preview_px = int(image_height or opts.preview_px)
 
     # -- construction ------------------------------------------------------------------------------------------
@@ -264,7 +275,7 @@ class OsmTileDataset(Dataset):
 
     def _reference_grid(self) -> np.ndarray:
         step = self.options.grid_step_m
-        return self.blocks.candidates("test", step)
+        return self.blocks.candidates(self.eval_region, step)
 
     # -- sizes -------------------------------------------------------------------------------------------------
     def __len__(self) -> int:

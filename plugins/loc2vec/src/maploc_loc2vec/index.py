@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["heading_yaws", "raw_tile_descriptors", "Pca", "HeadingIndex", "dedupe_locations"]
+__all__ = ["heading_yaws", "raw_tile_descriptors", "Pca", "HeadingIndex", "dedupe_locations", "dedupe_scored"]
 
 #: Heading of a north-up tile (``MapRaster.crop``: ``yaw = pi / 2`` puts north up).
 NORTH_UP = math.pi / 2
@@ -98,17 +98,34 @@ class Pca:
 
 def dedupe_locations(rows: np.ndarray, headings: int, k: int) -> list[list[int]]:
     """Ranked index rows ``(Q, M)`` (``-1`` = none) -> per query, the first ``k`` distinct locations ``row // H``."""
-    out = []
-    for ranked in rows:
-        seen: dict[int, None] = {}
-        for r in ranked:
+    return dedupe_scored(rows, np.zeros(np.shape(rows), np.float32), headings, k)[0]
+
+
+def dedupe_scored(rows: np.ndarray, scores: np.ndarray, headings: int, k: int) -> tuple[list[list[int]], list[list[float]]]:
+    """Ranked index rows and their scores -> per query, the first ``k`` distinct locations with their scores.
+
+    Args:
+        rows: ``(Q, M)`` int index rows, best first (``-1`` = none, ends the list).
+        scores: ``(Q, M)`` float scores of the rows (higher is better, non-increasing along a row).
+        headings: H, rows per location (row ``l * H + h`` is location ``l``).
+        k: locations kept per query.
+
+    Returns:
+        ``(locations, location_scores)``: per query up to ``k`` distinct locations ``row // H`` in rank order,
+        and each location's score (that of its best-ranked row, i.e. its best heading).
+    """
+    locations, location_scores = [], []
+    for ranked, values in zip(rows, scores):
+        seen: dict[int, float] = {}
+        for r, v in zip(ranked, values):
             if r < 0:
                 break
-            seen.setdefault(int(r) // headings, None)
+            seen.setdefault(int(r) // headings, float(v))
             if len(seen) == k:
                 break
-        out.append(list(seen))
-    return out
+        locations.append(list(seen))
+        location_scores.append(list(seen.values()))
+    return locations, location_scores
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -159,18 +176,29 @@ class HeadingIndex:
         """Bytes of the stored vectors (float32)."""
         return self.entries * self.dim * 4
 
-    def search(self, descriptors: np.ndarray, k: int) -> list[list[int]]:
-        """The ``k`` best locations (indices into the reference grid) of each query descriptor ``(Q, dim)``."""
+    def rank(self, descriptors: np.ndarray, k: int) -> tuple[list[list[int]], list[list[float]]]:
+        """The ``k`` best locations (indices into the reference grid) of each query descriptor ``(Q, dim)`` and
+        their scores (inner product of unit descriptors = cosine similarity at the location's best heading)."""
         k = min(k, self.locations)
         m = min(self.entries, k * self.headings)
-        _, rows = self.index.search(np.ascontiguousarray(descriptors, dtype=np.float32), m)  # type: ignore[attr-defined]
-        return dedupe_locations(rows, self.headings, k)
+        scores, rows = self.index.search(np.ascontiguousarray(descriptors, dtype=np.float32), m)  # type: ignore[attr-defined]
+        return dedupe_scored(rows, scores, self.headings, k)
+
+    def search(self, descriptors: np.ndarray, k: int) -> list[list[int]]:
+        """The ``k`` best locations of each query descriptor ``(Q, dim)`` (:meth:`rank` without the scores)."""
+        return self.rank(descriptors, k)[0]
 
     def query(self, tiles: Tensor, k: int) -> tuple[list[list[int]], float]:
         """Describes and searches query tiles; returns the ranked locations and the seconds per query."""
+        found, _, seconds = self.query_ranked(tiles, k)
+        return found, seconds
+
+    def query_ranked(self, tiles: Tensor, k: int) -> tuple[list[list[int]], list[list[float]], float]:
+        """Describes and searches query tiles ``(Q, K, S, S)``; returns the ranked locations, their scores
+        (:meth:`rank`) and the seconds per query (descriptor + search)."""
         t0 = time.perf_counter()
-        found = self.search(self.describe(tiles), k)
-        return found, (time.perf_counter() - t0) / max(1, len(tiles))
+        found, scores = self.rank(self.describe(tiles), k)
+        return found, scores, (time.perf_counter() - t0) / max(1, len(tiles))
 
 
 def render_at_headings(render: Callable[[np.ndarray], np.ndarray], xy: np.ndarray, yaws: Sequence[float]) -> np.ndarray:

@@ -13,19 +13,24 @@ Life of a run (``maploc run --method loc2vec``, on the ``osm-tiles`` dataset of 
    negative radius that may shrink during training: ``loss.final_negative_radius_m``), validating on ``val``.
 2. ``build_map``: every location of the reference grid (``map`` split) is rendered at ``eval.headings``
    headings and indexed (faiss, :mod:`~maploc_loc2vec.index`) by the learned embedding and by the baselines on
-   the same tiles: raw tiles, raw tiles PCA-reduced to the embedding's dimension, and both north-up only.
-3. ``localize``: each query tile (random position in the test blocks, random rotation) is described and its
-   ``eval.top_k`` best locations are returned per method; ``extras["retrieved"]`` (ranked map names, scored by
-   the core's ``retrieval`` family) is the learned embedding's at ``eval.headings`` headings.
-4. ``extra_metrics`` / ``report_sections`` (:mod:`~maploc_loc2vec.report`): recalls within 10 m and 25 m, index
-   bytes and query time of every method, the held-out triplet accuracy, and the comparison table.
-5. ``plots``: PCA and t-SNE of the reference embeddings, a nearest-neighbour grid, an interpolation strip and
+   the same tiles: raw tiles, raw tiles PCA-reduced to the embedding's dimension, and both north-up only. The
+   dataset's spatial split is saved as ``RUN/split.json`` (the core then scores only queries in test blocks).
+3. ``localize``: each query tile (random position in the evaluated blocks, random rotation) is described and its
+   ``eval.top_k`` best locations are returned by every index; the estimate's ``retrieval`` (map indices, cosine
+   similarities) is the learned embedding's at ``eval.headings`` headings.
+4. ``variants``: the other indexes' rankings of the same queries (``learned_north_up``; the baselines
+   ``raw_pca``, ``raw``, ``raw_north_up``), which the core scores in the same table as the method, beside the
+   exact chance row, at ``eval.distance_threshold_m`` (25 m: ``recall_at_N``) and ``eval.fine_threshold_m``
+   (10 m: ``recall_at_N_within_10m``).
+5. ``report_sections`` (:mod:`~maploc_loc2vec.report`): the split, the index sizes of every row, the held-out
+   triplet accuracy and the validation figures of training (no recall: the core's tables have them).
+6. ``plots``: PCA and t-SNE of the reference embeddings, a nearest-neighbour grid, an interpolation strip and
    a map of the block split (:mod:`~maploc_loc2vec.plots`).
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -38,20 +43,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maploc.api import Dataset, Method
+from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
 from maploc.config import DataConfig, TrainConfig, at_least, greater_than
-from maploc.errors import DataError
-from maploc.types import PoseEstimate, Sample
+from maploc.errors import ConfigError, DataError
+from maploc.files import atomic_write_text
+from maploc.types import PoseEstimate, Retrieval, Sample
 
 from .channels import dominant_channel, unpack_tiles
 from .index import HeadingIndex, Pca, heading_yaws, raw_tile_descriptors, render_at_headings, rows_at_heading
 from .mining import triplet_labels, triplet_loss
 from .model import Loc2VecNet, ModelConfig
-from .report import format_table, loc2vec_metrics
+from .report import index_table, split_summary, training_summary
 
-__all__ = ["LossConfig", "EvalConfig", "Loc2VecConfig", "Loc2VecMethod", "raw_tile_descriptors"]
+__all__ = ["LossConfig", "EvalConfig", "Loc2VecConfig", "Loc2VecMethod", "raw_tile_descriptors", "VARIANTS"]
 
-log = logging.getLogger(__name__)
+#: The rows loc2vec adds beside its own (``learned``: the embedding at ``eval.headings`` headings): index key ->
+#: whether it is a baseline (raw tiles) or another output of the method (the embedding indexed north up only).
+VARIANTS: dict[str, bool] = {"learned_north_up": False, "raw_pca": True, "raw": True, "raw_north_up": True}
 
 
 @attrs.frozen(kw_only=True)
@@ -83,9 +91,13 @@ class EvalConfig:
     """Mapping, localization and reporting.
 
     Attributes:
-        distance_threshold_m: a retrieved reference location is correct within this distance (metres) for the
-            core's ``recall_at_N``; the method also reports 10 m and 25 m. > 0.
-        top_k: reference locations retrieved per query (``extras["retrieved"]``); >= 1.
+        distance_threshold_m: the core's primary threshold: a retrieved reference location within this distance
+            (metres) of the query's true position is correct for ``recall_at_N``. > 0. At most the success
+            radius of the dataset's spatial split (25 m: the training guard band is sized for it).
+        fine_threshold_m: the core's second threshold (metres), giving ``recall_at_N_within_<d>m``; > 0, at most
+            the split's success radius like ``distance_threshold_m``. The README's headline figures are R@1 within
+            10 m (``recall_at_1_within_10m``) and R@5 within 25 m (``recall_at_5``).
+        top_k: reference locations retrieved per query (``PoseEstimate.retrieval``); >= 1.
         headings: H, the headings at which every reference location is indexed (``pi/2 + 2 pi h / H``; 1 =
             north up only), for the learned embedding and the raw-tile baselines alike; >= 1.
         baselines: also index and report the raw-tile baselines.
@@ -101,6 +113,7 @@ class EvalConfig:
     """
 
     distance_threshold_m: float = attrs.field(default=25.0, validator=greater_than(0))
+    fine_threshold_m: float = attrs.field(default=10.0, validator=greater_than(0))
     top_k: int = attrs.field(default=20, validator=at_least(1))
     headings: int = attrs.field(default=8, validator=at_least(1))
     baselines: bool = True
@@ -163,6 +176,12 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
         self.last_stats: dict[str, float] = {}
         self.map_data: Any = None
         self.indexes: dict[str, HeadingIndex] = {}
+        self.context = RunContext()
+        self.split_saved: Path | None = None
+        #: per variant key, query name -> the estimate of that index (filled by ``localize``)
+        self._variant_estimates: dict[str, dict[str, PoseEstimate]] = {}
+        #: query name -> whether its held-out triplet is ordered correctly by the embedding
+        self.triplet_correct: dict[str, bool] = {}
 
     # -- training ------------------------------------------------------------------------------------------------
     def configure_model(self) -> nn.Module:
@@ -282,9 +301,42 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
             return self._embed(pooled).numpy(), raw
         return self._embed(tiles).numpy(), self._raw(tiles) if baselines else None
 
-    def build_map(self, map_data: Dataset) -> None:
+    def save_split(self, map_data: Dataset, context: RunContext) -> Path | None:
+        """Saves the dataset's spatial split (``map_data.blocks``, a :class:`maploc.data.split.SpatialSplit`) as
+        ``context.run_dir / "split.json"`` (atomically), so that the core scores only the queries inside its test
+        blocks. The ``osm-tiles`` queries are drawn inside the test blocks already (the core then reports 0
+        queries outside); with ``data.eval_blocks=val`` (a development run on the val blocks) nothing is saved,
+        since no query lies in a test block.
+
+        Returns:
+            The written path, or ``None`` (no run folder, no split, or a val-block evaluation).
+
+        Raises:
+            ConfigError: ``eval.distance_threshold_m`` or ``eval.fine_threshold_m`` exceeds the split's success
+                radius (its guard band would not keep training tiles from counting as positives of a query).
+        """
+        split = getattr(map_data, "blocks", None)
+        if split is None:
+            return None
+        cfg = self.config.eval
+        largest = max(cfg.distance_threshold_m, cfg.fine_threshold_m)
+        if largest > split.success_radius_m:
+            raise ConfigError(
+                f"loc2vec: eval thresholds up to {largest:g} m exceed the spatial split's success radius "
+                f"{split.success_radius_m:g} m (its guard band of {split.guard_m:.1f} m is sized for it); use "
+                f"eval.distance_threshold_m and eval.fine_threshold_m <= {split.success_radius_m:g}"
+            )
+        if context.run_dir is None or getattr(map_data, "eval_region", "test") != "test":
+            return None
+        path = Path(context.run_dir) / "split.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(split.to_dict()))
+        return path
+
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         """Describes every reference location at ``eval.headings`` headings and indexes it (faiss), for the
-        learned embedding and the raw-tile baselines (see :mod:`~maploc_loc2vec.index`).
+        learned embedding and the raw-tile baselines (see :mod:`~maploc_loc2vec.index`), and saves the spatial
+        split (:meth:`save_split`).
 
         ``map_data`` is an :class:`~maploc_loc2vec.data.OsmTileDataset` ``map`` split (tiles rendered in chunks
         with its ``render`` method), or any dataset whose samples carry a packed ``extras["tile"]`` and ``pose2``
@@ -292,11 +344,17 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
 
         Raises:
             DataError: an empty map, or samples without tiles or positions.
+            ConfigError: thresholds beyond the split's success radius (:meth:`save_split`).
         """
         cfg = self.config.eval
         n = len(map_data)
         if n == 0:
             raise DataError("loc2vec: the map split is empty")
+        self.context = context
+        log = context.logger
+        self.split_saved = self.save_split(map_data, context)
+        self._variant_estimates = {}
+        self.triplet_correct = {}
         t0 = time.perf_counter()
         names = list(map_data.names())
         can_render = hasattr(map_data, "render") and hasattr(map_data, "positions")
@@ -337,18 +395,19 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
         }
         if headings > 1:
             self.indexes["learned_north_up"] = HeadingIndex.create(
-                "learned_north_up", "loc2vec, north up", 1, all_learned[north], embed, model_bytes)
+                "learned_north_up", "loc2vec, north up only", 1, all_learned[north], embed, model_bytes)
         if cfg.baselines:
             all_raw = np.concatenate(raw)
             del raw
             dim = cfg.pca_dim or self.config.model.embedding_dim
             pca = Pca.fit(all_raw, min(dim, *all_raw.shape), whiten=cfg.pca_whiten)
             self.indexes["raw_pca"] = HeadingIndex.create(
-                "raw_pca", f"raw tiles PCA-{pca.components.shape[0]}", headings, pca(all_raw),
+                "raw_pca", f"raw tiles PCA-{pca.components.shape[0]}, {headings} headings", headings, pca(all_raw),
                 lambda t: pca(self._raw(t)), pca.nbytes)
-            self.indexes["raw"] = HeadingIndex.create("raw", "raw tiles", headings, all_raw, self._raw)
+            self.indexes["raw"] = HeadingIndex.create("raw", f"raw tiles, {headings} headings", headings, all_raw,
+                                                      self._raw)
             if headings > 1:
-                self.indexes["raw_north_up"] = HeadingIndex.create("raw_north_up", "raw tiles, north up", 1,
+                self.indexes["raw_north_up"] = HeadingIndex.create("raw_north_up", "raw tiles, north up only", 1,
                                                                    all_raw[north], self._raw)
             del all_raw
         self.map_embeddings = all_learned[north]
@@ -365,16 +424,23 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
         k = int(queries[0].extras["num_channels"])
         return torch.from_numpy(unpack_tiles(_packed_tiles(queries, key), k))
 
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
-        """Best reference locations of each query tile by every indexed method; ``extras["retrieved"]`` is the
-        learned embedding's at ``eval.headings`` headings, ``extras["loc2vec"]`` holds every method's retrieved
-        positions (``retrieved_xy[key]``, metres) and seconds per query (``seconds[key]``), and whether the
-        query's held-out triplet is ordered correctly (``triplet_correct``).
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
+        """The ``eval.top_k`` best reference locations of each query tile by every index.
 
-        A query without a tile gets ``PoseEstimate.failed()``.
+        Returns:
+            One estimate per query: ``retrieval`` = the learned embedding's ranking at ``eval.headings`` headings
+            (map indices, best first; scores = cosine similarity at the location's best heading),
+            ``confidence`` = the top score, ``seconds`` = descriptor + search time per query of that index, and
+            ``extras["triplet_correct"]`` (a CSV column) = whether the query's held-out triplet is ordered
+            correctly by the embedding (``d(a, p) < d(a, n)``; absent without a triplet). The other indexes'
+            rankings are kept for :meth:`variants`. A query without a tile gets ``PoseEstimate.failed()``.
+
+        Raises:
+            RuntimeError: :meth:`build_map` has not run.
         """
         if not self.indexes:
             raise RuntimeError("loc2vec: build_map must run before localize")
+        self.context = context
         usable = [i for i, q in enumerate(queries) if "tile" in q.extras and "num_channels" in q.extras]
         out: list[PoseEstimate] = [PoseEstimate.failed() for _ in queries]
         if not usable:
@@ -383,9 +449,10 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
         tiles = self.query_tiles(batch)
         k = self.config.eval.top_k
         found: dict[str, list[list[int]]] = {}
+        scores: dict[str, list[list[float]]] = {}
         seconds: dict[str, float] = {}
         for key, index in self.indexes.items():
-            found[key], seconds[key] = index.query(tiles, k)
+            found[key], scores[key], seconds[key] = index.query_ranked(tiles, k)
         emb = self._embed(tiles)
         correct: list[bool | None] = [None] * len(batch)
         with_triplets = [j for j, q in enumerate(batch) if "positive_tile" in q.extras and "negative_tile" in q.extras]
@@ -397,43 +464,65 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
             ok = (e_a - e_p).norm(dim=1) < (e_a - e_n).norm(dim=1)
             for j, c in zip(with_triplets, ok.tolist()):
                 correct[j] = bool(c)
+        def estimate(key: str, j: int, extras: Mapping[str, Any]) -> PoseEstimate:
+            ranked, values = found[key][j], scores[key][j]
+            return PoseEstimate(success=bool(ranked), retrieval=Retrieval(indices=ranked, scores=values),
+                                confidence=values[0] if values else None, seconds=seconds[key], extras=extras)
+
         for j, i in enumerate(usable):
-            ranked = found["learned"][j]
-            out[i] = PoseEstimate(
-                success=True,
-                confidence=float(-np.linalg.norm(emb[j].numpy() - self.map_embeddings[ranked[0]])) if ranked else None,
-                seconds=seconds["learned"],
-                extras={
-                    "retrieved": [self.map_names[r] for r in ranked],
-                    "loc2vec": {
-                        "retrieved_xy": {key: self.map_xy[f[j]].tolist() for key, f in found.items()},
-                        "seconds": dict(seconds),
-                        "triplet_correct": correct[j],
-                    },
-                },
+            name = batch[j].name
+            extras = {} if correct[j] is None else {"triplet_correct": correct[j]}
+            if correct[j] is not None:
+                self.triplet_correct[name] = bool(correct[j])
+            out[i] = estimate("learned", j, extras)
+            for key in found:
+                if key != "learned":
+                    self._variant_estimates.setdefault(key, {})[name] = estimate(key, j, {})
+        return out
+
+    def variants(self, queries: Sequence[SampleMeta], estimates: Sequence[PoseEstimate],
+                 context: RunContext = RunContext()) -> dict[str, Variant]:
+        """The other indexes' rankings of the same queries, on the same reference tiles (:data:`VARIANTS`):
+        ``learned_north_up`` (the embedding, reference indexed north up only) and the baselines ``raw_pca`` (raw
+        tiles PCA-reduced to the embedding's dimension, ``eval.headings`` headings: the same index size),
+        ``raw`` (raw tiles, ``K x baseline_px^2`` values, ``eval.headings`` headings) and ``raw_north_up``.
+        A query :meth:`localize` did not rank (no tile) is a failed estimate.
+        """
+        out: dict[str, Variant] = {}
+        for key, baseline in VARIANTS.items():
+            if key not in self.indexes:
+                continue
+            ix = self.indexes[key]
+            ranked = self._variant_estimates.get(key, {})
+            out[key] = Variant(
+                estimates=[ranked.get(q.name) or PoseEstimate.failed() for q in queries], baseline=baseline,
+                description=f"{ix.label}: {ix.dim}-D descriptors, index {ix.index_bytes / 2**20:.2f} MiB (float32)",
             )
         return out
 
     # -- reporting -----------------------------------------------------------------------------------------------
-    def index_info(self) -> dict[str, dict[str, float]]:
-        """Per indexed method: ``dim``, ``headings``, ``index_bytes``, ``model_bytes``."""
-        return {key: {"dim": ix.dim, "headings": ix.headings, "index_bytes": ix.index_bytes,
+    def index_info(self) -> dict[str, dict[str, Any]]:
+        """Per index key: ``label``, ``dim``, ``headings``, ``index_bytes``, ``model_bytes``."""
+        return {key: {"label": ix.label, "dim": ix.dim, "headings": ix.headings, "index_bytes": ix.index_bytes,
                       "model_bytes": ix.model_bytes} for key, ix in self.indexes.items()}
 
-    def extra_metrics(self, map_data: Dataset, queries: Sequence[Any], estimates: Sequence[PoseEstimate],
-                      metrics: Mapping[str, float]) -> dict[str, float]:
-        """Recalls within 10 / 25 m, index bytes and query time of every method, triplet accuracy
-        (:func:`~maploc_loc2vec.report.loc2vec_metrics`)."""
-        extra = loc2vec_metrics(queries, estimates, self.index_info())
-        return {k: v for k, v in extra.items() if k not in metrics}
-
     def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
-        """The learned-vs-baselines table (:func:`~maploc_loc2vec.report.format_table`)."""
-        if "learned_recall_at_1_within_10m" not in metrics:
-            return []
-        h = int(metrics.get("learned_headings", 1))
-        return [(f"Loc2Vec vs raw-tile baselines, same grid and queries, H = {h} (recall within distance)",
-                 format_table(metrics))]
+        """Method-specific sections below the core's recall table (:mod:`~maploc_loc2vec.report`): the spatial
+        split, the index of every row (dimension, headings, bytes, query time), and training (held-out
+        triplet accuracy of the queries, validation figures from ``metrics.jsonl`` of this run, or of the run
+        that wrote the evaluated checkpoint)."""
+        sections = []
+        if self.map_data is not None and getattr(self.map_data, "blocks", None) is not None:
+            sections.append(("Spatial split", split_summary(self.map_data, self.split_saved, metrics)))
+        if self.indexes:
+            sections.append(("Indexes (same reference tiles and queries for every row)",
+                             index_table(self.index_info(), metrics)))
+        jsonl = [Path(run_dir) / "metrics.jsonl"]
+        if self.context.source_run_dir is not None:
+            jsonl.append(Path(self.context.source_run_dir) / "metrics.jsonl")
+        sections.append(("Training", training_summary(self.triplet_correct, next((p for p in jsonl if p.is_file()),
+                                                                                   None))))
+        return sections
 
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
         """PCA / t-SNE of the reference embeddings, nearest-neighbour grid, interpolation strip, split map."""

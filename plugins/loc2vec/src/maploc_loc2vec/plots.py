@@ -9,8 +9,9 @@
   ``eval.distance_threshold_m``).
 * ``interpolation.png``: the nearest reference tile to each embedding on the great-circle path (normalised
   linear interpolation) between the embeddings of two distant reference tiles.
-* ``split.png``: the map with the train / val / test blocks, the guard bands, the reference grid extent and
-  the query positions (only for :class:`~maploc_loc2vec.data.OsmTileDataset`).
+* ``split.png``: the map with the train / val / test blocks, the guard bands (``val_guard_m`` around val blocks:
+  training tile centres keep out of it; ``guard_m`` around test blocks: training and val tile centres keep out of
+  it), and the query positions (only for :class:`~maploc_loc2vec.data.OsmTileDataset`).
 
 Map data © OpenStreetMap contributors, ODbL 1.0 (the attribution is printed on every figure showing real map
 data).
@@ -28,7 +29,8 @@ import torch
 
 from .channels import channel_palette, render_rgb, unpack_tiles
 
-__all__ = ["write_plots", "plot_projections", "plot_nearest_neighbours", "plot_interpolation", "plot_split"]
+__all__ = ["write_plots", "plot_projections", "plot_nearest_neighbours", "plot_interpolation", "plot_split",
+           "guard_bands"]
 
 log = logging.getLogger(__name__)
 ATTRIBUTION = "© OpenStreetMap contributors (ODbL)"
@@ -171,8 +173,16 @@ def plot_interpolation(
     return _save(fig, path)
 
 
+def guard_bands(blocks: Any) -> dict[str, float]:
+    """The guard band (metres) drawn around the blocks of each held-out split of a
+    :class:`maploc.data.split.SpatialSplit`: ``val`` -> ``val_guard_m`` (training tile centres keep this far from
+    val blocks), ``test`` -> ``guard_m`` (training and val tile centres keep this far from test blocks)."""
+    return {"val": float(blocks.val_guard_m), "test": float(blocks.guard_m)}
+
+
 def plot_split(path: Path, dataset: Any, query_xy: np.ndarray | None = None) -> Path:
-    """The map (coloured channels, 4 m per pixel) with the block split, guard bands and query positions."""
+    """The map (coloured channels, 4 m per pixel) with the block split, the guard band of each held-out split
+    (:func:`guard_bands`) and the query positions."""
     import matplotlib.patches as mpatches
 
     plt = _plt()
@@ -184,20 +194,24 @@ def plot_split(path: Path, dataset: Any, query_xy: np.ndarray | None = None) -> 
     fig, ax = plt.subplots(figsize=(7, 7 * (y1 - y0) / max(x1 - x0, 1e-6) * 0.9 + 0.5))
     ax.imshow(rgb, extent=(x0, x1, y0, y1), interpolation="nearest")
     blocks = dataset.blocks
+    bands = guard_bands(blocks)
     styles = {"train": ("0.2", ""), "val": ("tab:blue", "//"), "test": ("tab:red", "\\\\")}
     for split, (edge, hatch) in styles.items():
         for bx0, by0, bx1, by1 in blocks.rects(split):
             ax.add_patch(mpatches.Rectangle((bx0, by0), bx1 - bx0, by1 - by0, facecolor="none", edgecolor=edge,
                                             hatch=hatch, linewidth=1.2 if split != "train" else 0.5, alpha=0.8))
-            if split != "train":
-                g = blocks.guard_m
+            if split in bands:  # the points within bands[split] of the block: a rectangle with rounded corners
+                g = bands[split]
                 ax.add_patch(mpatches.FancyBboxPatch((bx0, by0), bx1 - bx0, by1 - by0, boxstyle=f"round,pad={g}",
                                                      facecolor="none", edgecolor=edge, linestyle=":", linewidth=0.8))
     if query_xy is not None and len(query_xy):
         ax.scatter(query_xy[:, 0], query_xy[:, 1], s=4, c="k", label=f"{len(query_xy)} queries")
     handles = [mpatches.Patch(facecolor="none", edgecolor=styles[s][0], hatch=styles[s][1], label=f"{s} blocks")
                for s in styles]
-    handles.append(mpatches.Patch(facecolor="none", edgecolor="0.4", linestyle=":", label=f"guard {blocks.guard_m:.0f} m"))
+    handles.append(mpatches.Patch(facecolor="none", edgecolor=styles["val"][0], linestyle=":",
+                                  label=f"val guard {bands['val']:.0f} m (train)"))
+    handles.append(mpatches.Patch(facecolor="none", edgecolor=styles["test"][0], linestyle=":",
+                                  label=f"test guard {bands['test']:.0f} m (train, val)"))
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7, loc="upper right")
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
@@ -241,13 +255,14 @@ def write_plots(method: Any, run_dir: Path, queries: Any, estimates: Sequence[An
                              method.map_dominant, names, max_points=cfg.projection_points, source=source)
 
     # nearest-neighbour grid
-    shown = [i for i, e in enumerate(estimates) if e.success][: cfg.plot_queries]
+    shown = [i for i, e in enumerate(estimates) if e.success and e.retrieval is not None and len(e.retrieval)]
+    shown = shown[: cfg.plot_queries]
     if shown:
         samples = [queries[i] for i in shown]
         q_tiles = method.query_tiles(samples).numpy()
         q_xy = np.array([[s.pose2.x, s.pose2.y] for s in samples])
-        index = {n: i for i, n in enumerate(method.map_names)}
-        top = np.array([[index[n] for n in estimates[i].extras["retrieved"][:5]] for i in shown])
+        k = min(5, *(len(estimates[i].retrieval) for i in shown))
+        top = np.array([list(estimates[i].retrieval.indices[:k]) for i in shown])
         paths.append(plot_nearest_neighbours(
             run_dir / "nearest_neighbours.png", q_tiles, q_xy, _reference_tiles(method, top), method.map_xy[top],
             names, cfg.distance_threshold_m, source=source,
@@ -271,7 +286,8 @@ def write_plots(method: Any, run_dir: Path, queries: Any, estimates: Sequence[An
                                         method.map_xy[nearest], names, source=source))
 
     if hasattr(data, "blocks") and raster is not None:
-        q_xy_all = np.array([[s.pose2.x, s.pose2.y] for s in (queries[i] for i in range(len(estimates)))])
+        metas = [queries.metadata(i) for i in range(len(estimates))]
+        q_xy_all = np.array([[m.pose2.x, m.pose2.y] for m in metas if m.pose2 is not None]).reshape(-1, 2)
         paths.append(plot_split(run_dir / "split.png", data, q_xy_all))
     return paths
 

@@ -1,108 +1,108 @@
-"""Loc2Vec's own metrics and report table (called by :meth:`~maploc_loc2vec.method.Loc2VecMethod.extra_metrics`
-and :meth:`~maploc_loc2vec.method.Loc2VecMethod.report_sections`).
+"""Loc2Vec's own report sections (:meth:`~maploc_loc2vec.method.Loc2VecMethod.report_sections`): what the core's
+recall table does not show. The recalls of the method, of its variants and baselines and the chance row are the
+core's (scored from ``RUN/predictions/``); nothing here computes a recall.
 
-For every indexed method ``key`` (:data:`METHODS`: the learned embedding and the raw-tile baselines, see
-:mod:`~maploc_loc2vec.index`), from the positions each query's estimate carries in
-``extras["loc2vec"]["retrieved_xy"][key]``:
-
-* ``{key}_recall_at_{1,5}_within_{10,25}m``: percent of all queries with a reference location within 10 m /
-  25 m of the query's true position among the top 1 / top 5 (the primary ``learned`` method's are also written
-  without the prefix, as ``recall_at_{r}_within_{d}m``);
-* ``{key}_query_ms``: mean milliseconds per query (descriptor + search), ``{key}_index_bytes`` (float32 vectors),
-  ``{key}_model_bytes`` (network weights / PCA matrix), ``{key}_dim``, ``{key}_headings``;
-
-and ``triplet_accuracy`` (percent of the held-out triplets with ``d(a, p) < d(a, n)``), ``num_triplets``.
+* :func:`split_summary`: the spatial block split, where the reference grid and the queries lie, and whether
+  ``split.json`` was saved;
+* :func:`index_table`: per row of the core's table (``loc2vec`` = the ``learned`` index, and the variant keys),
+  the descriptor dimension, the headings indexed, the index and model sizes and the query time;
+* :func:`training_summary`: the held-out triplet accuracy of the query triplets and the validation figures of
+  training (``val/val_triplet_accuracy``, ``val/val_loss`` from the run's ``metrics.jsonl``).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["METHODS", "DISTANCES_M", "RANKS", "recalls", "loc2vec_metrics", "format_table"]
-
-#: Distance thresholds (metres) and ranks of the recalls.
-DISTANCES_M = (10, 25)
-RANKS = (1, 5)
-#: Method keys, in table order, with their labels.
-METHODS: dict[str, str] = {
-    "learned": "loc2vec, H headings",
-    "learned_north_up": "loc2vec, north up only",
-    "raw_pca": "raw tiles PCA, H headings",
-    "raw": "raw tiles, H headings",
-    "raw_north_up": "raw tiles, north up only",
-}
+__all__ = ["split_summary", "index_table", "training_summary", "read_validation"]
 
 
-def recalls(prefix: str, truth: Sequence[tuple[float, float] | None], retrieved: Sequence[Any]) -> dict[str, float]:
-    """``{prefix}recall_at_{r}_within_{d}m`` (percent of ``len(truth)``) from ranked positions ``(x, y)`` per query
-    (an empty list or a query without truth is a miss)."""
-    n = len(truth)
-    out = {}
-    for d in DISTANCES_M:
-        for r in RANKS:
-            hits = 0
-            for gt, xy in zip(truth, retrieved):
-                if gt is None or not xy:
-                    continue
-                if any(math.hypot(x - gt[0], y - gt[1]) <= d for x, y in xy[:r]):
-                    hits += 1
-            out[f"{prefix}recall_at_{r}_within_{d}m"] = 100.0 * hits / n if n else 0.0
+def split_summary(map_data: Any, split_saved: Path | None, metrics: Mapping[str, float]) -> str:
+    """The split of an ``osm-tiles`` dataset, the evaluated region and the core's count of left-out queries.
+
+    Args:
+        map_data: the ``map`` split (:class:`~maploc_loc2vec.data.OsmTileDataset`: ``blocks``, ``eval_region``).
+        split_saved: where ``split.json`` was written (``None``: not written).
+        metrics: the core's metrics (``num_queries``, ``num_queries_outside_test_region`` when split.json exists).
+
+    Returns:
+        A few lines of text.
+    """
+    blocks = map_data.blocks
+    region = getattr(map_data, "eval_region", "test")
+    lines = [blocks.describe()]
+    lines.append(f"reference grid: {len(map_data)} locations in the {region} blocks; queries drawn inside the "
+                 f"{region} blocks")
+    if split_saved is not None:
+        outside = metrics.get("num_queries_outside_test_region")
+        tail = "" if outside is None else f"; the core left {int(outside)} queries outside the test blocks unscored"
+        lines.append(f"split saved as {split_saved.name}{tail}")
+    elif region != "test":
+        lines.append("development evaluation on the VAL blocks: no split.json (no query lies in a test block); "
+                     "these figures are not the test result")
+    return "\n".join(lines)
+
+
+def index_table(index_info: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, float]) -> str:
+    """One line per index: the core's row name, descriptor, dimension, headings, index MiB (float32 vectors),
+    model MiB (network weights / PCA matrix) and the core's median milliseconds per query (descriptor + search).
+
+    Args:
+        index_info: per index key (``learned``, ``learned_north_up``, ``raw_pca``, ``raw``, ``raw_north_up``):
+            ``label``, ``dim``, ``headings``, ``index_bytes``, ``model_bytes``.
+        metrics: the core's metrics (``time_per_query_ms``, ``<variant>:time_per_query_ms``).
+    """
+    header = f"{'row':<18}{'descriptor':<30}{'dim':>6}{'H':>3}{'index MiB':>11}{'model MiB':>11}{'ms/query':>10}"
+    rows = [header]
+    for key, info in index_info.items():
+        row = "loc2vec" if key == "learned" else key
+        ms = metrics.get("time_per_query_ms" if key == "learned" else f"{key}:time_per_query_ms", math.nan)
+        rows.append(f"{row:<18}{str(info.get('label', key))[:29]:<30}{int(info['dim']):>6}{int(info['headings']):>3}"
+                    f"{info['index_bytes'] / 2**20:>11.2f}{info['model_bytes'] / 2**20:>11.2f}{float(ms):>10.2f}")
+    return "\n".join(rows)
+
+
+def read_validation(path: Path | None) -> list[dict[str, float]]:
+    """The validation records (``{"step": ..., "val/...": ...}``) of a run's ``metrics.jsonl``, in order
+    (``[]`` without a file; unreadable lines are skipped)."""
+    if path is None or not Path(path).is_file():
+        return []
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and any(str(k).startswith("val/") for k in record):
+            out.append(record)
     return out
 
 
-def loc2vec_metrics(
-    queries: Sequence[Any], estimates: Sequence[Any], index_info: Mapping[str, Mapping[str, float]] | None = None
-) -> dict[str, float]:
-    """The metrics of the module docstring.
+def training_summary(triplet_correct: Mapping[str, bool], metrics_jsonl: Path | None) -> str:
+    """The held-out triplet accuracy of the queries' triplets and the validation figures of training.
 
     Args:
-        queries: queries with ``pose2`` (true tile centre, metres), e.g. :class:`maploc.api.SampleMeta`.
-        estimates: their estimates; failed ones (or without ``extras["loc2vec"]``) count as misses.
-        index_info: per method key, ``dim``, ``headings``, ``index_bytes``, ``model_bytes`` (copied as metrics).
-
-    Returns:
-        Flat ``name -> number``.
+        triplet_correct: query name -> whether ``d(a, p) < d(a, n)`` for its held-out triplet.
+        metrics_jsonl: the training run's ``metrics.jsonl`` (``None``: no validation figures).
     """
-    truth = [(q.pose2.x, q.pose2.y) if getattr(q, "pose2", None) is not None else None for q in queries]
-    infos = [e.extras.get("loc2vec") if e.success else None for e in estimates]
-    keys = [k for k in METHODS if any(i and k in i.get("retrieved_xy", {}) for i in infos)]
-    metrics: dict[str, float] = {}
-    for key in keys:
-        retrieved = [list(i["retrieved_xy"].get(key, [])) if i else [] for i in infos]
-        metrics.update(recalls(f"{key}_", truth, retrieved))
-        seconds = [i["seconds"][key] for i in infos if i and key in i.get("seconds", {})]
-        metrics[f"{key}_query_ms"] = 1000.0 * sum(seconds) / len(seconds) if seconds else float("nan")
-        for name, value in (index_info or {}).get(key, {}).items():
-            metrics[f"{key}_{name}"] = value
-    if "learned" in keys:
-        metrics.update({k[len("learned_"):]: v for k, v in metrics.items() if k.startswith("learned_recall_at_")})
-    triplets = [bool(i["triplet_correct"]) for i in infos if i and i.get("triplet_correct") is not None]
-    metrics["triplet_accuracy"] = 100.0 * sum(triplets) / len(triplets) if triplets else float("nan")
-    metrics["num_triplets"] = len(triplets)
-    return metrics
-
-
-def format_table(metrics: Mapping[str, float]) -> str:
-    """The learned-vs-baselines table: per method, dimension, headings, index size, query time, recalls."""
-    cols = [(r, d) for d in DISTANCES_M for r in RANKS]
-    header = (f"{'method':<27}{'dim':>6}{'H':>3}{'index MiB':>11}{'model MiB':>11}{'ms/query':>10}"
-              + "".join(f"{f'R@{r} {d}m':>9}" for r, d in cols))
-    rows = [header]
-    for key, label in METHODS.items():
-        if f"{key}_recall_at_1_within_10m" not in metrics:
-            continue
-
-        def get(name: str, key: str = key) -> float:
-            return float(metrics.get(f"{key}_{name}", float("nan")))
-
-        rows.append(
-            f"{label:<27}{get('dim'):>6.0f}{get('headings'):>3.0f}{get('index_bytes') / 2**20:>11.2f}"
-            f"{get('model_bytes') / 2**20:>11.2f}{get('query_ms'):>10.2f}"
-            + "".join(f"{get(f'recall_at_{r}_within_{d}m'):>8.1f}%" for r, d in cols)
-        )
-    if "triplet_accuracy" in metrics:
-        rows.append(f"triplet accuracy on held-out blocks: {metrics['triplet_accuracy']:.1f}% "
-                    f"({int(metrics['num_triplets'])} triplets)")
-    return "\n".join(rows)
+    lines = []
+    if triplet_correct:
+        acc = 100.0 * sum(triplet_correct.values()) / len(triplet_correct)
+        lines.append(f"held-out triplet accuracy of the query triplets: {acc:.1f}% ({len(triplet_correct)} triplets)")
+    val = read_validation(metrics_jsonl)
+    if val:
+        cells = []
+        for r in val:
+            acc_v = r.get("val/val_triplet_accuracy")
+            loss = r.get("val/val_loss")
+            cells.append(f"step {int(r.get('step', 0))}: "
+                         + ", ".join(x for x in (f"triplet accuracy {acc_v:.1f}%" if acc_v is not None else "",
+                                                 f"loss {loss:.4g}" if loss is not None else "") if x))
+        lines.append("validation (val blocks): " + "; ".join(cells))
+    elif metrics_jsonl is None:
+        lines.append("validation: no metrics.jsonl (no training in this run or its checkpoint's run)")
+    return "\n".join(lines) if lines else "no triplets and no validation records"
