@@ -9,6 +9,7 @@ trained with the negative log-likelihood of the true pose (Sec. 3.4); consecutiv
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -20,11 +21,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from maploc.api import Dataset, Method
+from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
 from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_range
 from maploc.types import Pose2, PoseEstimate, Sample
 
-from .data import BlockSplit, CropError, north_up_crop, prior_offset, raster_of, xy_of
+from .data import (
+    CropError,
+    SplitConfig,
+    north_up_crop,
+    prior_offset,
+    raster_of,
+    spatial_split,
+    training_footprint_m,
+    xy_of,
+)
 from .geometry import RectificationError, gravity_rectify
 from .matching import expectation_pose, fuse_log_volumes
 from .model import BEVOSMModel, ModelConfig
@@ -38,8 +48,11 @@ class SearchConfig:
 
     Attributes:
         crop_m: side of the north-up map crop searched around the position prior, metres.
-        max_offset_m: the prior is the true position plus a uniform offset in ``[-max, max]^2`` metres (a GPS-like
-            prior, drawn reproducibly from the query name); training crops are offset the same way.
+        max_offset_m: the prior is the true position plus a uniform offset in ``[-max, max]^2`` metres (east, north;
+            a GPS-like prior, drawn reproducibly from the query name), so the truth lies in the axis-aligned square
+            of half-side ``max_offset_m`` around the prior (the inner half of the north-up crop): written per query
+            as ``prior_halfwidth_m``, the region of the core's ``chance:`` row. Training crops are offset the same
+            way.
         num_yaws_train: yaw bins in training (OrienterNet: 64; the CPU default 32 halves the matching cost, which
             dominates a training step).
         num_yaws_eval: yaw bins at evaluation (OrienterNet: 256).
@@ -127,7 +140,9 @@ class BEVOSMConfig:
         search: the searched crop and yaw bins.
         fusion: sequential fusion.
         augment: photometric augmentation of the training images.
-        split: the spatial block split (training views stay out of test blocks by a guard band).
+        split: the spatial split (:class:`maploc.data.split.SpatialSplit` over the map raster): training views
+            keep their whole training footprint out of the test and val blocks; the core scores only the queries
+            inside test blocks (``split.json`` in the run folder).
         train: generic training settings.
         data: dataset options. The config sets none; with ``sim-city`` the method adds ``train_routes`` and
             ``conditions`` (:attr:`BEVOSMMethod.dataset_defaults`) unless they are set: the default render
@@ -142,7 +157,7 @@ class BEVOSMConfig:
     search: SearchConfig = SearchConfig()
     fusion: FusionConfig = FusionConfig()
     augment: AugmentConfig = AugmentConfig()
-    split: BlockSplit = BlockSplit(block_m=150.0, test_every=3)
+    split: SplitConfig = SplitConfig()
     train: TrainConfig = TrainConfig(epochs=0, max_steps=1500, batch_size=4, lr=2e-3, log_every=50)
     data: DataConfig = DataConfig(image_height=96)
 
@@ -179,11 +194,21 @@ class _Subset(torch.utils.data.Dataset):
         return self.data[self.indices[i]]
 
     def __repr__(self) -> str:
-        return f"{self.data!r}[{len(self.indices)} views outside the test blocks' guard band]"
+        return f"{self.data!r}[{len(self.indices)} views outside the guard bands of the test and val blocks]"
 
 
-def _condition(sequence: str | None) -> str:
-    return sequence.split("_", 1)[1] if sequence and "_" in sequence else "all"
+def random_yaw(name: str, seed: int = 0) -> float:
+    """A reproducible uniform heading in ``[-pi, pi)`` radians from a query name: the yaw of the position-only
+    baselines (``road_snap``, ``prior_only``, ``fused_prior``), whose yaw columns are thus at chance level."""
+    digest = hashlib.sha256(f"yaw:{seed}:{name}".encode()).digest()
+    return (int.from_bytes(digest[:8], "little") / 2**64 * 2 - 1) * math.pi
+
+
+#: The largest position threshold (metres) the evaluation reports (``recall_5m``): the split's success radius.
+SUCCESS_RADIUS_M = 5.0
+#: This method's own file in the run folder: the map it trained on (a checkpoint evaluated on another map is
+#: scored on every query, see :meth:`BEVOSMMethod.build_map`).
+MAP_FILE = "bev_osm_map.json"
 
 
 class BEVOSMMethod(Method[BEVOSMConfig]):
@@ -194,7 +219,8 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
     presets_package: ClassVar[str | None] = "maploc_bev_osm.presets"
     default_dataset: ClassVar[str] = "sim-city"
     #: 41 training views (one route, one heading per street) were memorised and position was not learned in held-out
-    #: blocks; 12 extra routes give 329 views in every direction (README, "Main job"). Autumn is rendered so that
+    #: blocks; 12 extra routes give 310 views in every direction outside the guard bands of the default split
+    #: (README, "Main job"). Autumn is rendered so that
     #: the main job evaluates per condition with night and autumn, as trained by day only.
     dataset_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "sim-city": {"train_routes": 12, "conditions": ["day", "night", "autumn"]}
@@ -205,41 +231,75 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
     conformance_overrides: ClassVar[tuple[str, ...]] = (
         "model.cell_m=2.0", "model.bev_depth_m=8.0", "search.crop_m=32.0", "search.max_offset_m=4.0",
         "search.num_yaws_train=8", "search.num_yaws_eval=16", "train.batch_size=2", "data.image_height=48",
-        "split.block_m=1000.0", "split.test_every=2", "split.guard_m=0.5", "fusion.frames=2", "data.frames=8",
+        "split.block_m=40.0", "split.seed=8", "fusion.frames=2", "data.frames=20",
     )  # fmt: skip
+    # split.seed=8: on the synthetic 200 m raster the first queries lie in a test block and 5 of the 20 training
+    # views outside every guard band (tests/test_conformance.py checks both)
 
     def __init__(self, config: BEVOSMConfig) -> None:
         super().__init__(config)
         self.raster: Any = None
         self._history: list[dict[str, Any]] = []
+        #: per query name: what the variants need (fused pose, baselines), filled by :meth:`localize`
+        self._side: dict[str, dict[str, Any]] = {}
         self.train_views = 0
+        self.train_candidates = 0
+        self.split: Any = None
 
     # ---- model and training --------------------------------------------------------------------------------------
     @property
     def crop_cells(self) -> int:
         return max(2, round(self.config.search.crop_m / self.config.model.cell_m))
 
+    @property
+    def footprint_m(self) -> float:
+        """How far a training sample's map content reaches from its position, metres."""
+        return training_footprint_m(self.config.search.crop_m, self.config.search.max_offset_m)
+
+    def make_split(self, raster: Any) -> Any:
+        """The spatial split of the map of ``raster`` (``None`` with ``split.held_out=false``): success radius
+        :data:`SUCCESS_RADIUS_M` (5 m, the largest recall threshold reported), footprint :attr:`footprint_m`."""
+        if not self.config.split.held_out:
+            return None
+        return spatial_split(raster, self.config.split, success_radius_m=SUCCESS_RADIUS_M,
+                             footprint_m=self.footprint_m)  # fmt: skip
+
     def configure_model(self) -> nn.Module:
         from maploc_osm import CLASS_NAMES
 
         return BEVOSMModel(len(CLASS_NAMES), self.config.model)
 
-    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
-        """Trains on the views of ``train_data`` whose training footprint stays out of the test blocks."""
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None,
+            context: RunContext = RunContext()) -> Any:  # fmt: skip
+        """Trains on the views of ``train_data`` that :meth:`~maploc.data.split.SpatialSplit.allowed` admits for
+        ``train`` (the whole training footprint stays out of test and val blocks; every view with
+        ``split.held_out=false``). Records the map in ``context.run_dir / bev_osm_map.json``.
+
+        Raises:
+            ConfigError: no training view is left outside the guard bands.
+        """
+        from maploc.evaluation.scoring import query_xy
+
         self.raster = raster_of(train_data, self.config.model.cell_m)
+        if context.run_dir is not None:
+            from maploc.files import atomic_write_text
+
+            atomic_write_text(context.run_dir / MAP_FILE, json.dumps({"georef": _georef(self.raster)}) + "\n")
         if not self.trains:
             return None
-        footprint = (self.config.search.crop_m / 2 + self.config.search.max_offset_m) * math.sqrt(2)
-        keep = []
-        for i in range(len(train_data)):
-            pose2 = train_data.metadata(i).pose2
-            if pose2 is not None and self.config.split.trainable(pose2.x, pose2.y, footprint):
-                keep.append(i)
-        self.train_views = len(keep)
+        self.split = self.make_split(self.raster)
+        xy = np.array([query_xy(train_data.metadata(i)) for i in range(len(train_data))], np.float64).reshape(-1, 2)
+        ok = np.isfinite(xy).all(axis=1)
+        if self.split is not None:
+            ok &= self.split.allowed(np.where(np.isfinite(xy), xy, 0.0), "train")
+            context.logger.info("bev_osm split: %s", self.split.describe())
+        keep = [int(i) for i in np.flatnonzero(ok)]
+        self.train_views, self.train_candidates = len(keep), len(train_data)
         if not keep:
             from maploc.errors import ConfigError
 
-            raise ConfigError("no training view lies outside the test blocks' guard band; enlarge split.block_m")
+            raise ConfigError("no training view lies outside the guard bands of the test and val blocks; enlarge "
+                              "split.block_m or change split.seed")  # fmt: skip
         return engine.fit(self, _Subset(train_data, keep), val_data)
 
     def collate(self, samples: list[Sample]) -> dict[str, Any]:
@@ -293,13 +353,46 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         return nll_loss(outputs["log_volume"], batch["gt_cell"].to(outputs["log_volume"].device))
 
     # ---- localization --------------------------------------------------------------------------------------------
-    def build_map(self, map_data: Dataset) -> None:
-        """Loads the OSM raster of the map the queries were taken in (crops are cut per query)."""
-        self.raster = raster_of(map_data, self.config.model.cell_m)
-        self._history = []
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
+        """Loads the OSM raster of the map the queries were taken in (crops are cut per query) and saves the
+        spatial split as ``context.run_dir / split.json``, so that the core scores only test-block queries.
 
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+        No split is saved with ``split.held_out=false``, nor when the checkpoint's run
+        (``context.source_run_dir``) trained on another map (its ``bev_osm_map.json`` names another georeference):
+        a map never trained on holds out every query.
+        """
+        self.raster = raster_of(map_data, self.config.model.cell_m)
+        self._history, self._side = [], {}
+        self.split = self.make_split(self.raster)
+        if self.split is not None and context.source_run_dir is not None:
+            trained = Path(context.source_run_dir) / MAP_FILE
+            if trained.is_file() and json.loads(trained.read_text(encoding="utf-8")).get("georef") != _georef(self.raster):
+                context.logger.info("bev_osm: the checkpoint was trained on another map; every query is scored")
+                self.split = None
+        if context.run_dir is not None:
+            path = Path(context.run_dir) / "split.json"
+            if self.split is not None:
+                from maploc.files import atomic_write_text
+
+                atomic_write_text(path, json.dumps(self.split.to_dict()) + "\n")
+            elif path.is_file():
+                path.unlink()  # a split of an earlier run into the same folder would filter these queries
+
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
         return [self._localize_one(q) for q in queries]
+
+    def _prior(self, q: Sample) -> tuple[float, float]:
+        ox, oy = prior_offset(q.name, self.config.search.max_offset_m, self.config.search.seed)
+        assert q.pose2 is not None
+        return q.pose2.x + ox, q.pose2.y + oy
+
+    def _prior_columns(self, cx: float, cy: float) -> dict[str, float]:
+        """The prior as predictions-CSV columns: the truth lies in the axis-aligned (north-up) square of half-side
+        ``search.max_offset_m`` around it (no region is written for a zero offset: the prior is then exact)."""
+        out = {"prior_x_m": float(cx), "prior_y_m": float(cy)}
+        if self.config.search.max_offset_m > 0:
+            out["prior_halfwidth_m"] = float(self.config.search.max_offset_m)
+        return out
 
     def _localize_one(self, q: Sample) -> PoseEstimate:
         assert self.model is not None and self.raster is not None, "configure_model and build_map come first"
@@ -308,14 +401,14 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         cell = cfg.model.cell_m
         if q.pose2 is None or q.T_cam2world is None:
             return PoseEstimate.failed(time.perf_counter() - t0, reason="no position prior (pose2)")
-        ox, oy = prior_offset(q.name, cfg.search.max_offset_m, cfg.search.seed)
-        cx, cy = q.pose2.x + ox, q.pose2.y + oy
+        cx, cy = self._prior(q)
+        prior = self._prior_columns(cx, cy)
         try:
             image, K, _ = gravity_rectify(q.image, q.camera.K.float(), q.T_cam2world.R.float(), cfg.search.max_tilt_deg)
             crop = north_up_crop(self.raster, cx, cy, size)
         except (RectificationError, CropError) as exc:
             self._history = []
-            return PoseEstimate.failed(time.perf_counter() - t0, reason=str(exc), condition=_condition(q.sequence))
+            return PoseEstimate.failed(time.perf_counter() - t0, reason=str(exc), **prior)
         device = next(self.model.parameters()).device
         with torch.no_grad():
             out = self.model(image[None].to(device), K[None].to(device), torch.from_numpy(crop)[None].to(device),
@@ -326,18 +419,21 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         x, y = xy_of(float(row), float(col), cx, cy, size, cell)
         log_prior = out["map"]["log_prior"][0].cpu()
         pr, pc = divmod(int(log_prior.argmax()), size)
-        prior_xy = xy_of(pr, pc, cx, cy, size, cell)
-        fused = self._fuse(q, log_volume, (cx, cy))
-        extras: dict[str, Any] = {
-            "condition": _condition(q.sequence), "crop_centre": (cx, cy), "prior_xy": prior_xy,
-            "road_snap_xy": road_snap(crop, cx, cy, cell),
-            "max_log_prob": float(log_volume.max()), "fused": fused, "sequence": q.sequence,
-        }  # fmt: skip
+        fused, fused_prior = self._fuse(q, log_volume, (cx, cy))
+        self._side[q.name] = {"prior_only": xy_of(pr, pc, cx, cy, size, cell), "road_snap": road_snap(crop, cx, cy, cell),
+                              "fused": fused, "fused_prior": fused_prior}  # fmt: skip
         return PoseEstimate(pose2=Pose2(x=x, y=y, yaw=float(yaw)), confidence=float(log_volume.max().exp()),
-                            seconds=time.perf_counter() - t0, extras=extras)  # fmt: skip
+                            seconds=time.perf_counter() - t0, extras=prior)  # fmt: skip
 
-    def _fuse(self, q: Sample, log_volume: torch.Tensor, centre: tuple[float, float]) -> tuple[float, float, float]:
-        """Fused pose of the query with its previous frames (odometry = true relative poses plus seeded noise)."""
+    def _fuse(self, q: Sample, log_volume: torch.Tensor, centre: tuple[float, float]
+              ) -> tuple[tuple[float, float, float], tuple[float, float]]:  # fmt: skip
+        """Fused pose of the query with its previous frames (odometry = true relative poses plus seeded noise), and
+        the ``fused_prior`` baseline: the mean of the fused frames' priors, each moved to the query by the same
+        noisy odometry (turned by the query's true heading: an advantage the fused matcher does not have).
+
+        Returns:
+            ``((x, y, yaw), (x_prior, y_prior))``: map-frame metres and radians.
+        """
         cfg = self.config
         entry = {"sequence": q.sequence, "t": q.timestamp, "pose2": q.pose2, "log_volume": log_volume,
                  "centre": centre}  # fmt: skip
@@ -346,6 +442,7 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         self._history = ([*hist, entry])[-cfg.fusion.frames:] if cfg.fusion.frames > 1 else []
         frames = [*hist, entry]
         size = self.crop_cells
+        prior = centre
         if len(frames) > 1:
             last = q.pose2
             assert last is not None
@@ -364,26 +461,68 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
                 rel.append((fwd, left, dyaw))
             fused = fuse_log_volumes(torch.stack([h["log_volume"] for h in frames]), torch.tensor(rel),
                                      cfg.model.cell_m, torch.tensor([h["centre"] for h in frames]))  # fmt: skip
+            c, s = math.cos(last.yaw), math.sin(last.yaw)
+            moved = [(h["centre"][0] - (c * f - s * lf), h["centre"][1] - (s * f + c * lf))
+                     for h, (f, lf, _) in zip(frames, rel)]  # fmt: skip
+            prior = (sum(m[0] for m in moved) / len(moved), sum(m[1] for m in moved) / len(moved))
         else:
             fused = log_volume
         (row, col, yaw) = expectation_pose(fused[None], cfg.search.window)[0][0].tolist()
         x, y = xy_of(row, col, centre[0], centre[1], size, cfg.model.cell_m)
-        return (x, y, yaw)
+        return (x, y, yaw), prior
+
+    def variants(self, queries: Sequence[SampleMeta], estimates: Sequence[PoseEstimate],
+                 context: RunContext = RunContext()) -> Mapping[str, Variant]:  # fmt: skip
+        """The fused output and the baselines from the same prior and map, scored by the core beside the method's
+        single-frame estimates (and the core's ``prior:`` and ``chance:`` rows):
+
+        * ``fused`` (the method): ``fusion.frames`` frames fused (OrienterNet, Sec. 3.5);
+        * ``fused_prior`` (baseline): the mean of the fused frames' priors (each frame draws its own prior, so the
+          fused matcher sees several; this baseline gets the same ones);
+        * ``road_snap`` (baseline): the prior moved to the nearest OSM road cell of its crop (no image);
+        * ``prior_only`` (baseline): the argmax of the learned OSM log-prior over the crop (no image).
+
+        The baselines estimate a position only: their yaw is a uniform random heading per query (:func:`random_yaw`),
+        so their yaw columns are chance level. A query the method failed fails in every variant. ``fused`` and
+        ``fused_prior`` are left out with ``fusion.frames=1``.
+        """
+        frames = self.config.fusion.frames
+        odo = f"odometry noise {self.config.fusion.odometry_noise_m:g} m / {self.config.fusion.odometry_noise_deg:g} deg"
+        names = {
+            "fused": (False, f"{frames} consecutive frames fused (the query and the {frames - 1} before it), {odo}"),
+            "fused_prior": (True, f"mean of the {frames} fused frames' priors moved to the query by the same "
+                                  "odometry (true heading); yaw random"),
+            "road_snap": (True, "the prior moved to the nearest OSM road cell of its crop; yaw random"),
+            "prior_only": (True, "argmax of the learned OSM log-prior over the crop (no image); yaw random"),
+        }  # fmt: skip
+        if frames <= 1:
+            del names["fused"], names["fused_prior"]
+        out: dict[str, Variant] = {}
+        for name, (baseline, description) in names.items():
+            rows = []
+            for q, e in zip(queries, estimates):
+                side = self._side.get(q.name)
+                if not e.success or side is None:
+                    rows.append(PoseEstimate.failed(e.seconds))
+                    continue
+                value = side[name]
+                yaw = value[2] if name == "fused" else random_yaw(q.name, self.config.search.seed)
+                rows.append(PoseEstimate(pose2=Pose2(x=value[0], y=value[1], yaw=yaw), seconds=e.seconds))
+            out[name] = Variant(estimates=rows, baseline=baseline, description=description)
+        return out
 
     # ---- reporting -----------------------------------------------------------------------------------------------
-    def extra_metrics(self, map_data: Dataset, queries: Sequence[Any], estimates: Sequence[PoseEstimate],
-                      metrics: Mapping[str, float]) -> Mapping[str, float]:  # fmt: skip
-        from .report import baseline_metrics
-
-        return baseline_metrics(self.config, queries, estimates, self.train_views)
-
     def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
         from .report import report_sections
 
-        return report_sections(self.config, metrics)
+        return report_sections(self, metrics)
 
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
         from .plots import write_plots
 
         return write_plots(self, run_dir, queries, estimates)
 
+
+def _georef(raster: Any) -> Any:
+    """A map's identity: its raster's georeference as plain JSON values."""
+    return json.loads(raster.georef.to_json())

@@ -21,6 +21,10 @@ map frame's axes up to the sub-milliradian convergence over a few kilometres).
 
 Splits: with a splits file, ``train`` = its ``train`` ids of this location, ``query`` = its ``val`` ids; without
 one, one sequence in ``query_every`` (by a stable hash of the sequence id) is a query sequence. ``map`` = ``train``.
+
+Conditions: MGL records none (its sequences are Mapillary capture sequences, not lighting or seasons), so every
+sample's ``condition`` is :data:`maploc.types.DEFAULT_CONDITION` (without it the core would take each sequence as
+a condition and print one table per sequence).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch
 from maploc.api import Dataset, SampleMeta
 from maploc.config import at_least
 from maploc.errors import ConfigError, DataError
-from maploc.types import Camera, Pose, Pose2, Sample
+from maploc.types import DEFAULT_CONDITION, Camera, Pose, Pose2, Sample
 
 __all__ = ["MGLDataset", "MGLOptions"]
 
@@ -204,7 +208,7 @@ class MGLDataset(Dataset):
         T, pose2 = self._pose(view_id)
         seq = self.sequence_of[view_id]
         return SampleMeta(name=view_id, T_cam2world=T, pose2=pose2, sequence=seq,
-                          timestamp=float(self.views[view_id].get("index", index)))  # fmt: skip
+                          timestamp=float(self.views[view_id].get("index", index)), condition=DEFAULT_CONDITION)  # fmt: skip
 
     def validate(self, progress: Any = None) -> None:
         """Every view's pose parses and its image file exists (no image is decoded). Raises DataError."""
@@ -232,9 +236,10 @@ class MGLDataset(Dataset):
         sample = io.make_sample(image, camera, T_cam2world=T, image_height=self.image_height, name=view_id,
                                 sequence=seq, timestamp=timestamp)  # fmt: skip
         extras = {"location": self.location, "roll_pitch_yaw_deg": view.get("roll_pitch_yaw"),
-                  "condition": "all", "capture_time": view.get("capture_time")}  # fmt: skip
+                  "capture_time": view.get("capture_time")}  # fmt: skip
         return Sample(image=sample.image, camera=sample.camera, T_cam2world=sample.T_cam2world, pose2=pose2,
-                      name=view_id, sequence=seq, timestamp=timestamp, extras=extras)  # fmt: skip
+                      name=view_id, sequence=seq, timestamp=timestamp, condition=DEFAULT_CONDITION,
+                      extras=extras)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"MGLDataset({str(self.folder)!r}, {self.split!r}, {len(self)} views)"

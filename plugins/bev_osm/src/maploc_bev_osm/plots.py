@@ -16,7 +16,8 @@ __all__ = ["write_plots"]
 
 def write_plots(method: Any, run_dir: Path, queries: Any, estimates: Sequence[Any], max_queries: int = 4) -> list[Path]:
     """Writes ``bev_osm_query_<i>.png`` for up to ``max_queries`` successful queries spread over the split and
-    ``bev_osm_recall.png``; returns the paths."""
+    ``bev_osm_recall.png`` (single-frame error curves over the scored queries: those in test blocks when the run
+    has a split); returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +35,7 @@ def write_plots(method: Any, run_dir: Path, queries: Any, estimates: Sequence[An
     device = next(method.model.parameters()).device
     for n, i in enumerate(picks):
         q, e = queries[i], estimates[i]
-        cx, cy = e.extras["crop_centre"]
+        cx, cy = e.extras["prior_x_m"], e.extras["prior_y_m"]
         image, K, _ = gravity_rectify(q.image, q.camera.K.float(), q.T_cam2world.R.float(), cfg.search.max_tilt_deg)
         crop = north_up_crop(method.raster, cx, cy, size)
         with torch.no_grad():
@@ -56,8 +57,9 @@ def write_plots(method: Any, run_dir: Path, queries: Any, estimates: Sequence[An
         er, ec = cell_of(e.pose2.x, e.pose2.y, cx, cy, size, cfg.model.cell_m)
         ax[3].plot([gc], [gr], "g+", ms=14, label="truth")
         ax[3].plot([ec], [er], "rx", ms=10, label="estimate")
-        if "road_snap_xy" in e.extras:
-            sr, sc = cell_of(*e.extras["road_snap_xy"], cx, cy, size, cfg.model.cell_m)
+        snap = method._side.get(q.name, {}).get("road_snap")
+        if snap is not None:
+            sr, sc = cell_of(*snap, cx, cy, size, cfg.model.cell_m)
             ax[3].plot([sc], [sr], "b^", ms=7, label="road snap (baseline)")
         ax[3].legend(loc="upper left", fontsize=7, framealpha=0.6)
         ax[3].set_title("position log-likelihood\nover the OSM crop (north up)")
@@ -73,10 +75,15 @@ def write_plots(method: Any, run_dir: Path, queries: Any, estimates: Sequence[An
         plt.close(fig)
         paths.append(path)
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    p = np.sort([math.hypot(e.pose2.x - q.pose2.x, e.pose2.y - q.pose2.y) if e.success else np.inf
-                 for q, e in zip((queries.metadata(i) for i in range(len(estimates))), estimates)])  # fmt: skip
-    y = np.sort([abs(math.degrees((e.pose2.yaw - q.pose2.yaw + math.pi) % (2 * math.pi) - math.pi)) if e.success
-                 else np.inf for q, e in zip((queries.metadata(i) for i in range(len(estimates))), estimates)])  # fmt: skip
+    metas = [queries.metadata(i) for i in range(len(estimates))]
+    scored = list(range(len(metas)))
+    if method.split is not None:  # the queries the core scores: those in test blocks
+        xy = np.array([[m.pose2.x, m.pose2.y] for m in metas], np.float64).reshape(-1, 2)
+        scored = [int(i) for i in np.flatnonzero(method.split.mask(xy, "test"))]
+    p = np.sort([math.hypot(estimates[i].pose2.x - metas[i].pose2.x, estimates[i].pose2.y - metas[i].pose2.y)
+                 if estimates[i].success else np.inf for i in scored])  # fmt: skip
+    y = np.sort([abs(math.degrees((estimates[i].pose2.yaw - metas[i].pose2.yaw + math.pi) % (2 * math.pi) - math.pi))
+                 if estimates[i].success else np.inf for i in scored])  # fmt: skip
     frac = np.arange(1, len(p) + 1) / max(1, len(p)) * 100
     ax[0].plot(p, frac)
     ax[0].set_xlim(0, 20)
@@ -85,6 +92,7 @@ def write_plots(method: Any, run_dir: Path, queries: Any, estimates: Sequence[An
     ax[1].plot(y, frac)
     ax[1].set_xlim(0, 30)
     ax[1].set_xlabel("yaw error (deg)")
+    fig.suptitle(f"bev_osm, single frame: {len(scored)} scored queries")
     path = Path(run_dir) / "bev_osm_recall.png"
     save_figure(fig, path)
     plt.close(fig)

@@ -70,7 +70,8 @@ class SyntheticOptions:
 
 class SyntheticBEVOSM(Dataset):
     """Views along a line through a random raster: ``train``/``map`` = ``t0_day``, ``query`` = ``t1_<condition>``
-    for each condition (``frames`` views each)."""
+    for each condition (``frames`` views each; frame ``i`` at ``x = -40 + 4 (i mod 20)`` metres). Every sample's
+    ``condition`` is the condition of its sequence."""
 
     name: ClassVar[str] = "bev-osm-synthetic"
     needs_root: ClassVar[bool] = False
@@ -107,7 +108,7 @@ class SyntheticBEVOSM(Dataset):
         sequence, i = self.items[index]
         p = self._pose2(sequence, i)
         return SampleMeta(name=f"{sequence}/{i:06d}", T_cam2world=camera_pose(p.x, p.y, p.yaw), pose2=p,
-                          sequence=sequence, timestamp=float(i))  # fmt: skip
+                          sequence=sequence, timestamp=float(i), condition=_condition(sequence))  # fmt: skip
 
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < len(self):
@@ -117,4 +118,9 @@ class SyntheticBEVOSM(Dataset):
         g = torch.Generator().manual_seed(index)
         return Sample(image=torch.rand(3, self.h, self.w, generator=g), camera=self.camera,
                       T_cam2world=camera_pose(p.x, p.y, p.yaw), pose2=p, name=f"{sequence}/{i:06d}",
-                      sequence=sequence, timestamp=float(i), extras={"condition": sequence.split("_", 1)[1]})
+                      sequence=sequence, timestamp=float(i), condition=_condition(sequence))
+
+
+def _condition(sequence: str) -> str:
+    """``t<traversal>_<condition>`` (the sequences this dataset names) -> ``condition``."""
+    return sequence.split("_", 1)[1]
