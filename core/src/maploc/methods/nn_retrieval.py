@@ -16,7 +16,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from maploc.api import Dataset, Method, RunContext
+from maploc.api import Dataset, Encoder, Method, RunContext
 from maploc.config import DataConfig, at_least
 from maploc.types import PoseEstimate, Retrieval, Sample
 
@@ -63,6 +63,28 @@ def thumbnail_descriptors(images: torch.Tensor, width: int, grayscale: bool = Tr
     return F.normalize(x, dim=1)
 
 
+class ThumbnailEncoder(Encoder):
+    """The global descriptor of ``nn-retrieval`` as a shared part (entry point ``maploc.encoders``:
+    ``thumbnail``): tiny zero-mean, unit-norm thumbnails (Torralba et al., "80 million tiny images",
+    TPAMI 2008), the raw-descriptor baseline every retrieval method must beat.
+
+    Args:
+        width: thumbnail width in pixels (the height keeps the aspect ratio).
+        grayscale: reduce to luminance first.
+    """
+
+    def __init__(self, width: int = 32, grayscale: bool = True) -> None:
+        super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        self.width = int(width)
+        self.grayscale = bool(grayscale)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` float in [0, 1] -> ``(B, D)`` float32 unit-norm descriptors."""
+        return thumbnail_descriptors(images, self.width, self.grayscale)
+
+
 class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
     """Nearest-neighbour pose retrieval (see the module docstring)."""
 
@@ -91,9 +113,8 @@ class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
         self.map_names = names
 
     def _describe(self, samples: Sequence[Sample]) -> torch.Tensor:
-        return torch.cat(
-            [thumbnail_descriptors(s.image[None], self.config.thumbnail_width, self.config.grayscale) for s in samples]
-        )
+        encoder = ThumbnailEncoder(self.config.thumbnail_width, self.config.grayscale)
+        return torch.cat([encoder(s.image[None]) for s in samples])
 
     def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
         similarity = self._describe(queries) @ self.map_descriptors.T  # (Q, M) cosine similarity
