@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maploc.api import Dataset, Method
+from maploc.api import Dataset, Method, RunContext
 from maploc.config import DataConfig, TrainConfig
 from maploc.geometry.rotation import matrix_to_quaternion
 from maploc.types import Pose, PoseEstimate, Sample
@@ -82,12 +82,14 @@ class TemplateMethod(Method[TemplateConfig]):
         q_err = torch.minimum((q - q_gt).norm(dim=1), (q + q_gt).norm(dim=1))
         return (t - batch["t_cam2world"]).norm(dim=1).mean() + self.config.beta * q_err.mean()
 
-    def build_map(self, map_data: Dataset) -> None:
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         """Absolute pose regression needs no map; the map split is only checked to be non-empty."""
         if len(map_data) == 0:
             raise ValueError("the map split is empty")
 
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
+        """One ``T_cam2world`` per query. The core writes them to ``RUN/predictions/template.txt`` and
+        scores that file beside the ``coverage:`` reference row (the nearest mapping camera)."""
         assert self.model is not None, "configure_model was not called"
         device = next(self.model.parameters()).device
         with torch.no_grad():
