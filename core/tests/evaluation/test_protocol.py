@@ -78,8 +78,14 @@ def test_yaw_chance_and_coverage():
     np.testing.assert_allclose(ref.yaw_chance_recall([1, 5, 180, 360]), [100 / 180, 500 / 180, 100, 100])
     R = np.stack([np.eye(3)] * 2)
     rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about z
-    idx, t, r = ref.coverage_errors(np.stack([rz]), np.array([[0.9, 0.0, 0.0]]), R, np.array([[0.0, 0, 0], [1.0, 0, 0]]))
-    assert idx.tolist() == [1] and t[0] == pytest.approx(0.1) and r[0] == pytest.approx(90.0)
+    t, r = ref.coverage_errors(np.stack([rz, np.eye(3)]), np.array([[0.9, 0.0, 0.0], [0.0, 0.0, 0.03]]),
+                               np.stack([np.eye(3), rz]), np.array([[0.0, 0, 0], [1.0, 0, 0]]))
+    np.testing.assert_allclose(t, [[0.9, 0.1], [0.03, np.hypot(1.0, 0.03)]], atol=1e-12)
+    np.testing.assert_allclose(r, [[90.0, 0.0], [0.0, 90.0]], atol=1e-6)
+    m = ref.coverage_metrics(t, r, [("recall_5cm_5deg", 0.05, 5.0), ("recall_1m_1deg", 1.0, 1.0)])
+    # query 0: the near camera (0.1 m) is 90 deg off, the aligned one 0.9 m away; query 1: 3 cm, aligned
+    assert m["median_translation_cm"] == pytest.approx(6.5) and m["median_rotation_deg"] == pytest.approx(0.0)
+    assert m["recall_5cm_5deg"] == 50.0 and m["recall_1m_1deg"] == 100.0
 
 
 # -- predictions files -------------------------------------------------------------------------------------------

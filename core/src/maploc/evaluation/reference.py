@@ -11,8 +11,9 @@ from the ground truth only (never by sampling):
   ``a``), by exact area ratios (Gauss-Legendre quadrature of the disk-square intersection), and
   the median of that error distribution; the yaw of a uniform guess is within ``d`` degrees with
   probability ``d / 180``.
-* :func:`coverage_errors`: 6-DoF: for each query the translation and rotation to its nearest
-  mapping camera (nearest by position): what pose retrieval could reach at best.
+* :func:`coverage_errors` / :func:`coverage_metrics`: 6-DoF: for each query the distance to its
+  nearest mapping camera, the smallest angle to any mapping camera, and whether some mapping camera
+  lies within each pair of thresholds: what pose retrieval could reach at best.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = ["random_ranking_recall", "random_match_precision", "uniform_region_recall", "uniform_region_median",
-           "yaw_chance_recall", "coverage_errors"]
+           "yaw_chance_recall", "coverage_errors", "coverage_metrics"]
 
 
 def random_ranking_recall(hit_counts: Sequence[int] | np.ndarray, num_map: int, ns: Sequence[int]) -> np.ndarray:
@@ -181,8 +182,8 @@ def yaw_chance_recall(thresholds_deg: Sequence[float]) -> np.ndarray:
 
 def coverage_errors(
     query_R: np.ndarray, query_t: np.ndarray, map_R: np.ndarray, map_t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Translation and rotation from each query to its nearest mapping camera (by camera centre).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Translation and rotation from every query to every mapping camera.
 
     Args:
         query_R: ``(Q, 3, 3)`` rotations of ``T_cam2world`` of the queries.
@@ -190,8 +191,8 @@ def coverage_errors(
         map_R: ``(M, 3, 3)`` and map_t ``(M, 3)``: the same for the mapping cameras.
 
     Returns:
-        ``(index, translation_m, rotation_deg)``: ``(Q,)`` int index of the nearest mapping camera,
-        its distance in metres and the angle of ``R_map^T R_query`` in degrees.
+        ``(translation_m, rotation_deg)``, each ``(Q, M)`` float64: the distance between the camera
+        centres and the angle of ``R_map^T R_query``.
 
     Raises:
         ValueError: an empty map.
@@ -202,9 +203,31 @@ def coverage_errors(
     mt = np.asarray(map_t, dtype=np.float64).reshape(-1, 3)
     if len(mt) == 0:
         raise ValueError("the map has no camera with a pose")
-    d = np.linalg.norm(qt[:, None, :] - mt[None, :, :], axis=2)
-    nearest = np.argmin(d, axis=1)
-    trans = d[np.arange(len(qt)), nearest]
-    rel = np.einsum("qji,qjk->qik", mR[nearest], qR)
-    cos = np.clip((np.trace(rel, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
-    return nearest, trans, np.degrees(np.arccos(cos))
+    trans = np.linalg.norm(qt[:, None, :] - mt[None, :, :], axis=2)
+    rel = np.einsum("mji,qjk->qmik", mR, qR)
+    cos = np.clip((np.trace(rel, axis1=2, axis2=3) - 1.0) / 2.0, -1.0, 1.0)
+    return trans, np.degrees(np.arccos(cos))
+
+
+def coverage_metrics(translation_m: np.ndarray, rotation_deg: np.ndarray,
+                     thresholds: Sequence[tuple[str, float, float]]) -> dict[str, float]:
+    """The 6-DoF map-coverage floor from :func:`coverage_errors`: what returning the pose of one
+    mapping camera (pose retrieval) could reach at best.
+
+    Returns:
+        ``num_queries``; ``median_translation_cm``: median over queries of the distance to the nearest
+        mapping camera; ``median_rotation_deg``: median of the smallest angle to any mapping camera;
+        and per ``(name, t_max_m, r_max_deg)`` of ``thresholds`` the percent of queries for which
+        some mapping camera lies within both thresholds.
+    """
+    t = np.asarray(translation_m, dtype=np.float64)
+    r = np.asarray(rotation_deg, dtype=np.float64)
+    q = t.shape[0]
+    out: dict[str, float] = {"num_queries": int(q)}
+    if q == 0:
+        return out
+    out["median_translation_cm"] = float(np.median(t.min(axis=1))) * 100.0
+    out["median_rotation_deg"] = float(np.median(r.min(axis=1)))
+    for name, t_max, r_max in thresholds:
+        out[name] = 100.0 * float(np.mean(((t <= t_max) & (r <= r_max)).any(axis=1)))
+    return out

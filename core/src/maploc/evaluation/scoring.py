@@ -15,7 +15,9 @@ Metric names in ``metrics.json`` (flat):
 * ``<row>:<metric>`` and ``<row>:<condition>/<metric>``: every other row: a variant or baseline the
   method contributed (``fused:``, ``road_snap:``, ``single_frame:``), and the reference rows the
   core computes from the ground truth: ``chance:`` (retrieval, sequence, SE(2)), ``prior:``
-  (SE(2), when the method wrote its prior) and ``coverage:`` (6-DoF, the nearest mapping camera).
+  (SE(2), when the method wrote its prior) and ``coverage:`` (6-DoF: distance to the nearest mapping
+  camera, smallest angle to one, and the share of queries with a mapping camera within each pair of
+  thresholds: the best pose retrieval could do).
 * retrieval with a second distance threshold: ``recall_at_<N>_within_<d>m`` beside ``recall_at_<N>``
   (which is within the primary threshold).
 """
@@ -259,10 +261,8 @@ def _reference_rows(family: str, queries: Sequence[Any], map_metas: Sequence[Any
                 return R, t
             qR, qt = arrays(queries)
             mR, mt = arrays(posed)
-            _, trans, rot = _ref.coverage_errors(qR, qt, mR, mt)
-            row = _m.pose6dof_metrics(rot, trans, np.ones(n, dtype=bool), np.zeros(n))
-            row.pop("time_per_query_ms", None)
-            out["coverage"] = row
+            trans, rot = _ref.coverage_errors(qR, qt, mR, mt)
+            out["coverage"] = _ref.coverage_metrics(trans, rot, _m.POSE6DOF_THRESHOLDS)
     return out
 
 
