@@ -5,13 +5,18 @@
 * :mod:`~maploc.evaluation.evaluate`: :func:`evaluate`, from samples and estimates to an
   :class:`EvaluationResult` (metrics, per-query rows, curves).
 * :mod:`~maploc.evaluation.report`: ``metrics.json``, ``results.csv``, a text table and plots.
+* :mod:`~maploc.evaluation.predictions`: the predictions files (the field's formats) a run writes.
+* :mod:`~maploc.evaluation.scoring`: scoring a run from its predictions files (method, variants,
+  baselines, reference rows, per condition, on the test region), shared by ``maploc run`` and
+  ``maploc evaluate``.
+* :mod:`~maploc.evaluation.reference`: chance levels, the prior and the 6-DoF map coverage.
 
 Importing this package imports neither torch nor matplotlib.
 """
 
 from __future__ import annotations
 
-from maploc.evaluation.evaluate import FAMILIES, EvaluationResult, evaluate
+from maploc.evaluation.evaluate import FAMILIES, EvaluationResult, evaluate, truth_matrix
 from maploc.evaluation.metrics import (
     POSE6DOF_THRESHOLDS,
     RETRIEVAL_NS,
@@ -62,6 +67,7 @@ __all__ = [
     "retrieval_metrics",
     "se2_metrics",
     "sequence_metrics",
+    "truth_matrix",
     "write_metrics_json",
     "write_report",
     "write_results_csv",
