@@ -1,14 +1,13 @@
-"""What SeqSLAM and DeepSeqSLAM share: the evaluation config, ground truth for plots, per-condition
-metrics (sequence and single-frame), the report table and the plots.
+"""What SeqSLAM and DeepSeqSLAM share: the evaluation config, their estimates and the plots.
 
-Estimates of both methods carry ``extras``: ``retrieved`` (map names, best first), ``condition``
-(the query's condition: ``extras["condition"]`` of the sample, else its sequence), and
-``single_frame`` (``{"retrieved": [...], "confidence": c}``, the same matcher with ``ds = 1``).
+Both methods return, per query, ``PoseEstimate.retrieval``: the top-5 map indices, best first,
+with scores (higher is better); the first is the match and ``confidence`` its score. The
+single-frame matcher (``ds = 1``) is the ``single_frame`` baseline (:class:`maploc.api.Variant`);
+the core scores both per query condition beside the exact chance level (``maploc evaluate``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,13 @@ import attrs
 import numpy as np
 
 from maploc.config import at_least, greater_than
+from maploc.types import PoseEstimate, Retrieval
 
-__all__ = ["EvalConfig", "condition_of", "truth_matrix", "condition_metrics", "results_table", "MODES"]
+__all__ = ["EvalConfig", "SINGLE_FRAME", "estimate", "pr_curves", "plot_pr_curves", "plot_difference_matrix",
+           "plot_examples"]
 
-#: (metric prefix, extras key or None for the method's own matches, label in tables)
-MODES: tuple[tuple[str, str | None, str], ...] = (("seq", None, "sequence"), ("single", "single_frame", "single-frame"))
+#: The name of the single-frame (``ds = 1``) baseline's predictions (``RUN/predictions/single_frame.txt``).
+SINGLE_FRAME = "single_frame"
 
 
 @attrs.frozen(kw_only=True)
@@ -42,162 +43,54 @@ class EvalConfig:
     examples: int = attrs.field(default=4, validator=at_least(0))
 
 
-def condition_of(sample: Any) -> str:
-    """The query's condition: ``extras["condition"]`` when the dataset gives one, else its sequence."""
-    extras = getattr(sample, "extras", None) or {}
-    return str(extras.get("condition", getattr(sample, "sequence", "") or "query"))
+def estimate(result: Any, b: int, seconds: float, **extras: Any) -> PoseEstimate:
+    """Query ``b``'s :class:`~maploc.types.PoseEstimate` of a
+    :class:`~maploc_seqslam.search.SearchResult`: the ranked references ``topk[b]`` (map indices,
+    best first) with their scores ``topk_scores[b]`` (higher is better); the first is the match and
+    ``confidence`` its score (the ``sequence`` family's convention). ``extras``: scalar CSV columns."""
+    indices = [int(j) for j in result.topk[b]]
+    scores = [float(v) for v in result.topk_scores[b]]
+    return PoseEstimate(success=True, confidence=scores[0], seconds=seconds,
+                        retrieval=Retrieval(indices=indices, scores=scores), extras=extras)
 
 
-def truth_matrix(queries: Sequence[Any], map_metas: Sequence[Any], distance_threshold_m: float) -> np.ndarray:
-    """``(Q, M)`` bool: map frame ``j`` shows the place of query ``i`` (index ground truth of the
-    two-pass readers, else camera centres within ``distance_threshold_m``)."""
-    Q, M = len(queries), len(map_metas)
-    truth = np.zeros((Q, M), dtype=bool)
-    qi = {q.name: i for i, q in enumerate(queries)}
-    for j, m in enumerate(map_metas):
-        for name in getattr(m, "matching_queries", None) or ():
-            if name in qi:
-                truth[qi[name], j] = True
-    for i, q in enumerate(queries):
-        extras = getattr(q, "extras", None) or {}
-        if "true_map_indices" in extras:
-            truth[i, list(extras["true_map_indices"])] = True
-    centres = np.full((M, 3), np.nan)
-    for j, m in enumerate(map_metas):
-        if m.T_cam2world is not None:
-            centres[j] = m.T_cam2world.t.detach().cpu().double().numpy().reshape(3)
-    for i, q in enumerate(queries):
-        if q.T_cam2world is not None:
-            c = q.T_cam2world.t.detach().cpu().double().numpy().reshape(3)
-            d = np.linalg.norm(centres - c, axis=1)
-            truth[i] |= np.nan_to_num(d, nan=np.inf) <= distance_threshold_m
-    return truth
-
-
-def _mode_estimates(estimates: Sequence[Any], key: str | None) -> list[Any]:
-    if key is None:
-        return list(estimates)
-    out = []
-    for e in estimates:
-        alt = e.extras.get(key)
-        out.append(e if alt is None else attrs.evolve(e, confidence=alt["confidence"],
-                                                       extras={"retrieved": list(alt["retrieved"])}))
-    return out
-
-
-def condition_metrics(
-    map_metas: Sequence[Any], queries: Sequence[Any], estimates: Sequence[Any], distance_threshold_m: float,
-    recall_ns: Sequence[int] = (1, 5),
-) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
-    """Per-condition and per-mode (sequence, single-frame) precision-recall metrics.
+def pr_curves(
+    map_metas: Sequence[Any], query_metas: Sequence[Any], rows: Mapping[str, Sequence[PoseEstimate]],
+    distance_threshold_m: float,
+) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """Precision-recall curves of every row (the method, its ``single_frame`` baseline) per query
+    condition, scored by the core (:func:`maploc.evaluation.evaluate`, ``sequence`` family: the
+    ground truth and the curves of ``metrics.json``), plus ``all`` when there are several conditions.
 
     Args:
-        map_metas: the map samples' metadata (names, poses or ``matching_queries``).
-        queries: the query samples (or metadata), in order.
-        estimates: their estimates (extras as in the module docstring).
+        map_metas: the map split's metadata, in order.
+        query_metas: the evaluated queries' metadata (``condition`` set), in order.
+        rows: ``row name -> estimates`` in query order.
         distance_threshold_m: see :class:`EvalConfig`.
-        recall_ns: ``N`` of ``recall@N`` (percent of the queries with a true match whose top-``N``
-            retrieved frames hold one).
 
     Returns:
-        ``(metrics, curves)``: metrics named ``<mode>_<condition>_<metric>``, ``<mode>_all_...`` and,
-        for a condition made of several query sequences (traversals), ``<mode>_<sequence>_...``
-        (``pr_auc``, ``recall_at_100_precision`` in percent, ``recall_at_<N>`` in percent,
-        ``num_queries``); ``mode`` is ``seq`` or ``single``. ``curves[<mode>_<condition>]`` holds
-        ``precision`` and ``recall``.
+        ``(row, condition) -> {"precision", "recall"}`` (fractions).
     """
     from maploc.evaluation import evaluate
 
-    truth = truth_matrix(queries, map_metas, distance_threshold_m)
-    index = {m.name: j for j, m in enumerate(map_metas)}
-    conditions = [e.extras.get("condition", "query") for e in estimates]
-    groups: dict[str, list[int]] = {"all": list(range(len(queries)))}
-    for i, c in enumerate(conditions):
-        groups.setdefault(c, []).append(i)
-    # a condition made of several sequences (traversals) is also reported per sequence
-    by_sequence: dict[str, dict[str, list[int]]] = {}
-    sequence_groups: set[str] = set()
-    for i, (c, q) in enumerate(zip(conditions, queries)):
-        by_sequence.setdefault(c, {}).setdefault(str(q.sequence), []).append(i)
-    for seqs in by_sequence.values():
-        if len(seqs) > 1:
-            for name, idx in seqs.items():
-                if name and name not in groups:
-                    groups[name] = idx
-                    sequence_groups.add(name)
-    metrics: dict[str, float] = {}
-    curves: dict[str, dict[str, np.ndarray]] = {}
-    for prefix, key, _ in MODES:
-        mode_est = _mode_estimates(estimates, key)
-        if key is not None and all(key not in e.extras for e in estimates):
-            continue
-        for cond, idx in groups.items():
-            if cond == "all" and len(set(conditions)) == 1 and len(groups) == 2:
-                continue  # one condition of one sequence: "all" would repeat it
-            qs = [_with_truth(queries[i], truth[i]) for i in idx]
-            es = [mode_est[i] for i in idx]
-            result = evaluate("sequence", qs, es, map_samples=[_plain(m) for m in map_metas],
-                              distance_threshold_m=distance_threshold_m)
-            name = f"{prefix}_{cond}"
-            metrics[f"{name}_pr_auc"] = float(result.metrics["pr_auc"])
-            metrics[f"{name}_recall_at_100_precision"] = float(result.metrics["recall_at_100_precision"])
-            positives = max(1, int(truth[idx].any(axis=1).sum()))
-            for n in recall_ns:
-                hit = 0
-                for i, e in zip(idx, es):
-                    ranked = [index[r] for r in list(e.extras.get("retrieved", ()))[:n] if r in index]
-                    hit += bool(ranked) and bool(truth[i, ranked].any())
-                metrics[f"{name}_recall_at_{n}"] = 100.0 * hit / positives
-            metrics[f"{name}_num_queries"] = len(idx)
-            if cond not in sequence_groups:  # plots show conditions; sequences are in the table
-                curves[name] = {"precision": result.curves["precision"], "recall": result.curves["recall"]}
-    return metrics, curves
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(query_metas):
+        groups.setdefault(str(q.condition), []).append(i)
+    if len(groups) > 1:
+        groups = {"all": list(range(len(query_metas))), **groups}
+    curves: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for row, estimates in rows.items():
+        for condition, idx in groups.items():
+            result = evaluate("sequence", [query_metas[i] for i in idx], [estimates[i] for i in idx],
+                              map_samples=map_metas, distance_threshold_m=distance_threshold_m)
+            curves[(row, condition)] = {"precision": result.curves["precision"], "recall": result.curves["recall"]}
+    return curves
 
 
-@attrs.frozen(kw_only=True, eq=False)
-class _TruthQuery:
-    name: str
-    T_cam2world: Any = None
-    pose2: Any = None
-    sequence: str = ""
-    timestamp: float = 0.0
-    extras: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-def _with_truth(query: Any, truth_row: np.ndarray) -> _TruthQuery:
-    # positions are dropped: the truth row (index or distance) is the whole ground truth
-    return _TruthQuery(name=query.name, sequence=query.sequence, timestamp=query.timestamp,
-                       extras={"true_map_indices": np.flatnonzero(truth_row).tolist()})
-
-
-def _plain(meta: Any) -> _TruthQuery:
-    return _TruthQuery(name=meta.name, sequence=meta.sequence, timestamp=meta.timestamp)
-
-
-def results_table(metrics: Mapping[str, float], ds: int, ns: Sequence[int] = (1,)) -> str:
-    """A text table: one row per condition and mode (sequence of ``ds`` frames, single frame)."""
-    conds: list[str] = []
-    for k in metrics:
-        if k.startswith("seq_") and k.endswith("_pr_auc"):
-            conds.append(k[len("seq_"):-len("_pr_auc")])
-    head = f"{'condition':<14}{'matching':<16}{'PR AUC':>8}{'R@100%P %':>11}" + "".join(
-        f"{f'R@{n} %':>9}" for n in ns) + f"{'queries':>9}"
-    lines = [head, "-" * len(head)]
-    for cond in conds:
-        for prefix, _, label in MODES:
-            key = f"{prefix}_{cond}"
-            if f"{key}_pr_auc" not in metrics:
-                continue
-            what = f"{label} ds={ds}" if prefix == "seq" else f"{label} ds=1"
-            row = f"{cond:<14}{what:<16}{metrics[f'{key}_pr_auc']:>8.3f}{metrics[f'{key}_recall_at_100_precision']:>11.1f}"
-            row += "".join(f"{metrics.get(f'{key}_recall_at_{n}', math.nan):>9.1f}" for n in ns)
-            row += f"{int(metrics[f'{key}_num_queries']):>9d}"
-            lines.append(row)
-    return "\n".join(lines)
-
-
-def plot_pr_curves(run_dir: Path, curves: Mapping[str, Mapping[str, np.ndarray]], title: str) -> Path:
-    """PR curves per condition (solid: sequence, dashed: single frame); writes ``pr_curves.png``."""
+def plot_pr_curves(run_dir: Path, curves: Mapping[tuple[str, str], Mapping[str, np.ndarray]], main_row: str,
+                   title: str) -> Path:
+    """PR curves per condition (solid: the method's row ``main_row``, dashed: the others, e.g. the
+    single-frame baseline); writes ``pr_curves.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,10 +99,8 @@ def plot_pr_curves(run_dir: Path, curves: Mapping[str, Mapping[str, np.ndarray]]
     from maploc.evaluation.report import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, c in curves.items():
-        prefix, cond = name.split("_", 1)
-        ax.plot(c["recall"], c["precision"], "-" if prefix == "seq" else "--",
-                label=f"{cond} ({'sequence' if prefix == 'seq' else 'single frame'})")
+    for (row, condition), c in curves.items():
+        ax.plot(c["recall"], c["precision"], "-" if row == main_row else "--", label=f"{condition} ({row})")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)

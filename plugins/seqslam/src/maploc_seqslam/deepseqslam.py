@@ -15,12 +15,18 @@ step so the same network also answers single frames and the start of a sequence.
 
 Evaluation is the SeqSLAM one (:mod:`maploc_seqslam.common`): the match is the most probable
 place; ``confidence = 1 - mu`` with the uniqueness ratio ``mu`` of the negative log-probabilities
-(best over best outside ``uniqueness_window``); ``extras["retrieved"]`` holds the top-5.
+(best over best outside ``uniqueness_window``); ``retrieval`` holds the top-5 places with scores
+``1 - S / S_second``. The same network on the last frame alone (``ds = 1``) is the
+``single_frame`` baseline (:meth:`DeepSeqSLAM.variants`).
+
+The number of places (the classifier's size) is the reference traversal's length: ``fit`` and
+``build_map`` build the network for it; evaluating a checkpoint, the network built by
+``configure_model`` takes the classifier's size from the checkpoint's weights
+(:meth:`DeepSeqSLAMNet.load_state_dict`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,14 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maploc.api import Dataset, Method
+from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
 from maploc.config import DataConfig, TrainConfig, at_least, in_range
-from maploc.errors import CheckpointError, ConfigError
-from maploc.files import atomic_write_text
+from maploc.errors import ConfigError
 from maploc.types import PoseEstimate, Sample
 from maploc_seqslam import common
 from maploc_seqslam.search import uniqueness
-from maploc_seqslam.seqslam import SequenceReport, StreamingMatcher, plot_all
+from maploc_seqslam.seqslam import StreamingMatcher, plot_all, single_frame_variants
 
 __all__ = ["DeepSeqSLAM", "DeepSeqSLAMConfig", "DeepSeqSLAMNet"]
 
@@ -63,7 +68,8 @@ class DeepSeqSLAMConfig:
         label_tolerance: soft labels: the target is uniform over the places within this many
             frames of the true one (neighbouring frames show nearly the same place; 0 = one-hot).
         uniqueness_window: frames around the best place excluded from the second-best score.
-        single_frame: also report ``ds = 1`` (``extras["single_frame"]``).
+        single_frame: also return ``ds = 1`` (the network on the last frame alone) as the
+            ``single_frame`` baseline.
         train / data / eval: the generic sections.
     """
 
@@ -90,6 +96,10 @@ class DeepSeqSLAMNet(nn.Module):
     ``forward(images, positions=None)``: ``images (B, L, 3, H, W)`` in [0, 1], ``positions
     (B, L)`` normalised frame indices (only with ``positional``) -> ``(B, num_places)`` logits of
     the last frame's place.
+
+    Attributes:
+        num_places: the classifier's number of places (reference frames).
+        loaded: ``True`` once weights were loaded with :meth:`load_state_dict` (a checkpoint).
     """
 
     def __init__(self, num_places: int, backbone: str = "resnet10t", encoder: str = "", descriptor_dim: int = 128,
@@ -116,8 +126,24 @@ class DeepSeqSLAMNet(nn.Module):
         self.positional = positional
         self.lstm = nn.LSTM(descriptor_dim + int(positional), hidden_size, batch_first=True)
         self.classify = nn.Linear(hidden_size, num_places)
+        self.num_places = num_places
+        self.loaded = False
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``, after resizing the classifier to the number of places of
+        ``state_dict`` (``classify.weight`` is ``(num_places, hidden_size)``): a checkpoint says how
+        many places its model classifies, so ``maploc eval --checkpoint`` needs nothing else."""
+        weight = state_dict.get("classify.weight")
+        if weight is not None and weight.ndim == 2 and int(weight.shape[0]) != self.num_places:
+            with torch.random.fork_rng(devices=[]):  # the weights are overwritten: draw nothing
+                ref = self.classify.weight
+                self.classify = nn.Linear(self.classify.in_features, int(weight.shape[0])).to(ref.device, ref.dtype)
+            self.num_places = int(weight.shape[0])
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.loaded = True
+        return out
 
     def describe(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` images -> ``(N, descriptor_dim)`` frame descriptors."""
@@ -176,11 +202,10 @@ def augment(images: torch.Tensor, strength: float, generator: torch.Generator | 
     return out.clamp(0, 1)
 
 
-class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
+class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
     """DeepSeqSLAM; see the module docstring."""
 
     name: ClassVar[str] = "deepseqslam"
-    report_name: ClassVar[str] = "DeepSeqSLAM"
     Config = DeepSeqSLAMConfig
     presets_package: ClassVar[str | None] = "maploc_seqslam.presets.deepseqslam"
     default_dataset: ClassVar[str] = "sim-city"
@@ -203,28 +228,17 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
             raise ConfigError(f"ds={self.config.ds} (sequence length) is longer than the reference traversal ({n} frames)")
         return n
 
-    #: written into the run directory by :meth:`fit`: the number of places (classes) of the model,
-    #: which ``maploc eval --checkpoint`` needs to rebuild it before the map is read
-    places_file: ClassVar[str] = "deepseqslam_places.json"
-
     def configure_model(self) -> nn.Module | None:
-        """Built lazily by :meth:`fit` / :meth:`build_map` (the number of places is the reference
-        traversal's length); returns the model when it exists. Evaluating a checkpoint
-        (``checkpoint_run_dir`` set), the model is built here with the number of places its run
-        recorded in ``deepseqslam_places.json``.
-
-        Raises:
-            CheckpointError: the checkpoint's run has no readable ``deepseqslam_places.json``.
-        """
-        if self.model is None and self.checkpoint_run_dir is not None:
-            path = Path(self.checkpoint_run_dir) / self.places_file
-            try:
-                n = int(json.loads(path.read_text(encoding="utf-8"))["num_places"])
-            except (OSError, ValueError, KeyError, TypeError):
-                raise CheckpointError(
-                    f"{path} is missing or unreadable: DeepSeqSLAM needs its run's number of places to rebuild the "
-                    "model (train again with this maploc-seqslam, which writes it)") from None
-            self._build(n)
+        """A network of one place, standing in until the number of places is known: ``fit`` and
+        ``build_map`` rebuild it for the reference traversal, and a checkpoint loaded into it
+        (``maploc eval --checkpoint``) resizes its classifier (:meth:`DeepSeqSLAMNet.load_state_dict`).
+        Built without drawing from the global random generators, so the trained network's
+        initialisation depends on the seed alone."""
+        if self.model is None:
+            c = self.config
+            with torch.random.fork_rng(devices=[]):
+                self.model = DeepSeqSLAMNet(1, c.backbone, c.encoder, c.descriptor_dim, c.hidden_size, c.positional)
+            self._num_places = None  # a stand-in: not built for a traversal
         return self.model
 
     def _build(self, num_places: int) -> None:
@@ -239,13 +253,16 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
         t = self.config.train
         return t.epochs > 0 or t.max_steps > 0
 
-    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None,
+            context: RunContext = RunContext()) -> Any:
         """Trains on the reference traversal (the ``train`` split = the map's frames, in order):
-        one class per frame, windows of up to ``ds`` frames ending at it."""
+        one class per frame, windows of up to ``ds`` frames ending at it.
+
+        Raises:
+            ConfigError: if ``ds`` is longer than the traversal.
+        """
         n = self._places(train_data)
         self._build(n)
-        if self.run_dir is not None:
-            atomic_write_text(Path(self.run_dir) / self.places_file, json.dumps({"num_places": n}) + "\n")
         self._train_images = torch.stack([train_data[i].image for i in range(n)])
         self._train_sequences = [train_data.metadata(i).sequence for i in range(n)]
         if not self.trains:
@@ -297,24 +314,36 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
         return {"loss": loss, "top1_within_tolerance": float(near.float().mean())}
 
     # -- map and queries ---------------------------------------------------------------------------
-    def build_map(self, map_data: Dataset) -> None:
-        """Keeps the place names (the classes are the map's frames, in order)."""
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
+        """Keeps the place names (the classes are the map's frames, in order).
+
+        Raises:
+            ConfigError: if the map has another number of frames than the places the model was
+                trained (or loaded) for, or ``ds`` is longer than the map.
+        """
         n = self._places(map_data)
-        if self._num_places is not None and self.model is not None and n != self._num_places:
+        trained = self._num_places
+        if trained is None and self.model is not None and getattr(self.model, "loaded", False):
+            trained = int(self.model.num_places)  # a checkpoint's network
+        if trained is not None and self.model is not None and n != trained:
             raise ConfigError(
-                f"the map has {n} frames but the model was trained on a reference traversal of {self._num_places} "
+                f"the map has {n} frames but the model was trained on a reference traversal of {trained} "
                 "places: DeepSeqSLAM classifies the training traversal's frames, so evaluate it on the same map")
+        if trained is not None:
+            self._num_places = trained
         self._build(n)
         self._map = map_data
-        self._map_names = [map_data.metadata(i).name for i in range(n)]
+        self._map_metas = [map_data.metadata(i) for i in range(n)]
         self._history: list[torch.Tensor] = []
         self._positions: list[float] = []
         self._stream = StreamingMatcher(self.config.eval.plot_max_queries if n <= self.config.eval.plot_max_refs else 0)
 
     @torch.no_grad()
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
         """Runs the CNN on the batch and the LSTM on each query's last ``<= ds`` frames (call in
-        traversal order; a new ``sequence`` restarts the window)."""
+        traversal order; a new ``sequence`` restarts the window). The last frame alone gives the
+        single-frame baseline, kept for :meth:`variants`. ``extras["sequence_frames"]``: the frames
+        the LSTM saw (fewer than ``ds`` at a sequence start)."""
         assert self.model is not None, "build_map was not called"
         t0 = time.perf_counter()
         model = self.model.eval()
@@ -326,7 +355,7 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
             if starts[b]:
                 self._history, self._positions = [], []
             self._history = (self._history + [desc[b]])[-self.config.ds:]
-            self._positions = (self._positions + [s.timestamp / max(1, len(self._map_names) - 1)])[-self.config.ds:]
+            self._positions = (self._positions + [s.timestamp / max(1, len(self._map_metas) - 1)])[-self.config.ds:]
             windows.append(torch.stack(self._history))
             positions.append(torch.tensor(self._positions))
             lengths.append(len(self._history))
@@ -338,16 +367,17 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
                                 self.config.uniqueness_window)
         self._stream.keep([s.name for s in queries], None, scores, result.best)
         seconds = (time.perf_counter() - t0) / len(queries)
-        out = []
-        for b, s in enumerate(queries):
-            extras: dict[str, Any] = {"retrieved": [self._map_names[int(j)] for j in result.topk[b]],
-                                      "condition": common.condition_of(s), "sequence_frames": lengths[b]}
-            if single is not None:
-                extras["single_frame"] = {"retrieved": [self._map_names[int(j)] for j in single.topk[b]],
-                                          "confidence": float(single.confidence[b])}
-            out.append(PoseEstimate(success=True, confidence=float(result.confidence[b]), seconds=seconds,
-                                    extras=extras))
-        return out
+        if single is not None:
+            self._stream.single.extend(common.estimate(single, b, seconds) for b in range(len(queries)))
+        return [common.estimate(result, b, seconds, sequence_frames=lengths[b]) for b in range(len(queries))]
+
+    def variants(self, queries: Sequence[SampleMeta], estimates: Sequence[PoseEstimate],
+                 context: RunContext = RunContext()) -> Mapping[str, Variant]:
+        """``single_frame``: the same network on each query's last frame alone (``ds = 1``), a
+        baseline (none with ``single_frame=false``)."""
+        return single_frame_variants(
+            getattr(self, "_stream", None), estimates,
+            "ds=1: the same CNN+LSTM on the query's last frame alone (no sequence)")
 
     def _scores(self, model: DeepSeqSLAMNet, windows: list[torch.Tensor], positions: list[torch.Tensor]) -> torch.Tensor:
         """Negative log-probabilities ``(B, M)`` of every place (lower = more likely)."""
@@ -357,10 +387,8 @@ class DeepSeqSLAM(SequenceReport, Method[DeepSeqSLAMConfig]):
             out.append(-F.log_softmax(logits.float(), dim=1)[0])
         return torch.stack(out).cpu()
 
-    # -- reporting: SequenceReport (extra_metrics, report_sections) --------------------------------
-
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
-        """PR curves per condition, the score matrix (negative log-probabilities) with the ground
-        truth and matches, and example matched frames."""
-        return plot_all(self, run_dir, queries, estimates, raw_label=False)
-
+        """PR curves per condition (the method and its single-frame baseline, scored by the core),
+        the score matrix (negative log-probabilities) with the ground truth and matches, and
+        example matched frames."""
+        return plot_all(self, run_dir, queries, estimates)

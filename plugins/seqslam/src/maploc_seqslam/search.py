@@ -190,16 +190,25 @@ class SearchResult:
         confidence: ``(B,)`` float64 ``1 - S[j*] / S_second`` in ``[0, 1]``.
         topk: ``(B, k)`` int64 reference indices of the ``k`` lowest scores, best first.
         ratio: ``(B,)`` float64 uniqueness ratio ``mu = S[j*] / S_second``.
+        topk_scores: ``(B, k)`` float64 ``1 - S[j] / S_second`` of the ``topk`` references (higher
+            is better; the first equals ``confidence``, the others can be negative): the scores of
+            the ranked list a predictions file holds.
     """
 
     best: Tensor
     confidence: Tensor
     topk: Tensor
     ratio: Tensor
+    topk_scores: Tensor
 
 
 def uniqueness(scores: Tensor, window: int, k: int = 5) -> SearchResult:
-    """Best match, uniqueness ratio and top-``k`` of ``(B, M)`` scores (lower is better)."""
+    """Best match, uniqueness ratio and top-``k`` of ``(B, M)`` scores (lower is better, ``>= 0``).
+
+    ``S_second`` is the best score outside ``window`` frames of the best; when every reference lies
+    inside the window (``S_second = inf``) the ratio is 0 (confidence 1), when ``S_second = 0`` it
+    is 1 (confidence 0).
+    """
     B, M = scores.shape
     best = scores.argmin(dim=1)
     s_best = scores.gather(1, best[:, None])[:, 0].double()
@@ -211,7 +220,12 @@ def uniqueness(scores: Tensor, window: int, k: int = 5) -> SearchResult:
     ratio = torch.where(torch.isinf(s_second), torch.zeros_like(ratio), ratio)
     topk = scores.topk(min(k, M), dim=1, largest=False).indices
     topk[:, 0] = best
-    return SearchResult(best=best, confidence=1.0 - ratio, topk=topk, ratio=ratio)
+    confidence = 1.0 - ratio
+    second = s_second[:, None]
+    ranked = 1.0 - scores.gather(1, topk).double() / torch.where(second > 0, second, torch.ones_like(second))
+    ranked = torch.where(second > 0, ranked, torch.zeros_like(ranked))  # S_second = inf: 1 - 0 = 1 above
+    ranked[:, 0] = confidence
+    return SearchResult(best=best, confidence=confidence, topk=topk, ratio=ratio, topk_scores=ranked)
 
 
 class SequenceSearch:

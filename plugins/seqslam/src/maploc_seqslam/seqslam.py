@@ -1,12 +1,15 @@
 """The ``seqslam`` method: SeqSLAM (Milford & Wyeth, ICRA 2012) with the OpenSeqSLAM2 uniqueness
-ratio for precision-recall, and single-frame matching (``ds = 1``) reported beside it.
+ratio for precision-recall, and single-frame matching (``ds = 1``) as the ``single_frame`` baseline.
 
 Pipeline (:mod:`maploc_seqslam.search` has the algorithm and its conventions): every image is
 down-sampled to ``image_width x image_height`` grey and patch-normalised; ``build_map`` stores the
 reference descriptors; ``localize`` receives the queries in traversal order, computes their
 difference rows against every reference (mean absolute difference), enhances them along the
 reference axis and runs the streaming sequence search (history cut where the query sequence
-changes). The best match is ``extras["retrieved"][0]``, ``confidence = 1 - mu`` (uniqueness ratio).
+changes). Each estimate's ``retrieval`` holds the top-5 references (map indices, best first) with
+scores ``1 - S / S_second`` (higher is better); the first is the match and ``confidence = 1 - mu``
+(uniqueness ratio). :meth:`SeqSLAM.variants` returns the same search with ``ds = 1`` on the same
+enhanced rows as the baseline ``single_frame``; the core scores both per condition.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import attrs
 import numpy as np
 import torch
 
-from maploc.api import Dataset, Method
+from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
 from maploc.config import DataConfig, at_least
 from maploc.errors import ConfigError
 from maploc.types import PoseEstimate, Sample
@@ -33,8 +36,7 @@ from maploc_seqslam.search import (
     preprocess_images,
 )
 
-__all__ = ["SeqSLAM", "SeqSLAMConfig", "plot_all", "pick_device"]
-
+__all__ = ["SeqSLAM", "SeqSLAMConfig", "StreamingMatcher", "plot_all", "pick_device"]
 
 
 def _check_velocities(instance: Any, attribute: Any, value: float) -> None:
@@ -53,7 +55,8 @@ class SeqSLAMConfig:
         r_window: local contrast enhancement window ``R_window`` (reference frames).
         v_min / v_max / v_step: trajectory velocities (reference frames per query frame).
         uniqueness_window: frames around the best match excluded from the second-best score.
-        single_frame: also report ``ds = 1`` matching (``extras["single_frame"]``).
+        single_frame: also return ``ds = 1`` matching as the ``single_frame`` baseline (scored
+            beside the method in the same tables).
         query_chunk: queries per difference-matrix / search chunk.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         eval: evaluation settings.
@@ -88,8 +91,12 @@ def pick_device(name: str) -> torch.device:
 
 
 class StreamingMatcher:
-    """Shared by SeqSLAM and DeepSeqSLAM's evaluation plumbing: keeps the search state between
-    ``localize`` batches and the rows kept for plots."""
+    """Shared by SeqSLAM and DeepSeqSLAM: keeps the search state between ``localize`` batches, the
+    single-frame baseline's estimates and the rows kept for plots.
+
+    Args:
+        keep_rows: how many query rows of the difference (score) matrix to keep for the plot.
+    """
 
     def __init__(self, keep_rows: int) -> None:
         self.keep_rows = keep_rows
@@ -98,8 +105,11 @@ class StreamingMatcher:
         self.enhanced: list[np.ndarray] = []
         self.matches: list[int] = []
         self.query_names: list[str] = []
+        #: the single-frame baseline's estimates, in query order (see ``Method.variants``)
+        self.single: list[PoseEstimate] = []
 
     def starts(self, samples: Sequence[Sample]) -> list[bool]:
+        """``True`` for each sample that starts a new query sequence (the search history is cut)."""
         out = []
         for s in samples:
             out.append(s.sequence != self.last_sequence)
@@ -107,6 +117,7 @@ class StreamingMatcher:
         return out
 
     def keep(self, names: Sequence[str], raw: torch.Tensor | None, enhanced: torch.Tensor, best: torch.Tensor) -> None:
+        """Keeps the first ``keep_rows`` query rows (``(B, M)``) and matches for the plot."""
         room = self.keep_rows - len(self.query_names)
         if room <= 0:
             return
@@ -118,33 +129,26 @@ class StreamingMatcher:
         self.matches.extend(int(b) for b in best[:n])
 
 
-class SequenceReport:
-    """Per-condition reporting shared by SeqSLAM and DeepSeqSLAM (mixed into their Methods)."""
+def single_frame_variants(stream: StreamingMatcher | None, estimates: Sequence[PoseEstimate],
+                          description: str) -> dict[str, Variant]:
+    """The ``single_frame`` baseline collected during ``localize`` (none when it was off).
 
-    #: the method's name in the report's title
-    report_name: ClassVar[str] = ""
-
-    def extra_metrics(self, map_data: Dataset, queries: Sequence[Any], estimates: Sequence[PoseEstimate],
-                      metrics: Mapping[str, float]) -> Mapping[str, float]:
-        """Per-condition PR AUC, recall at 100 % precision and recall@1/5 (percent), for the
-        sequence (``seq_``) and single-frame (``single_``) matches."""
-        map_metas = [map_data.metadata(i) for i in range(len(map_data))]
-        extra, self._curves = common.condition_metrics(map_metas, queries, estimates,
-                                                       self.config.eval.distance_threshold_m)  # type: ignore[attr-defined]
-        self._map_metas = map_metas
-        return extra
-
-    def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
-        ds = self.config.ds  # type: ignore[attr-defined]
-        return [(f"{self.report_name} per condition (ds={ds} vs single frame)",
-                 common.results_table(metrics, ds, ns=(1, 5)))]
+    Raises:
+        RuntimeError: if its estimates do not match the method's one to one (``localize`` was
+            called on other queries than those evaluated).
+    """
+    if stream is None or not stream.single:
+        return {}
+    if len(stream.single) != len(estimates):
+        raise RuntimeError(f"{len(stream.single)} single-frame estimates for {len(estimates)} queries: "
+                           "build_map must be called before localizing the evaluated queries")
+    return {common.SINGLE_FRAME: Variant(estimates=list(stream.single), baseline=True, description=description)}
 
 
-class SeqSLAM(SequenceReport, Method[SeqSLAMConfig]):
+class SeqSLAM(Method[SeqSLAMConfig]):
     """SeqSLAM sequence matching; see the module docstring."""
 
     name: ClassVar[str] = "seqslam"
-    report_name: ClassVar[str] = "SeqSLAM"
     Config = SeqSLAMConfig
     presets_package: ClassVar[str | None] = "maploc_seqslam.presets.seqslam"
     default_dataset: ClassVar[str] = "sim-city"
@@ -165,7 +169,7 @@ class SeqSLAM(SequenceReport, Method[SeqSLAMConfig]):
         c = self.config
         return preprocess_images(images.to(self.device), c.image_width, c.image_height, c.patch_size)
 
-    def build_map(self, map_data: Dataset) -> None:
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         """Describes every reference frame (in order) and resets the sequence search.
 
         Raises:
@@ -179,13 +183,14 @@ class SeqSLAM(SequenceReport, Method[SeqSLAMConfig]):
             descs.append(self.describe(torch.stack([s.image for s in batch])))
         self._refs = torch.cat(descs)
         self._map = map_data
-        self._map_names = [map_data.metadata(i).name for i in range(n)]
+        self._map_metas = [map_data.metadata(i) for i in range(n)]
         self._search = SequenceSearch(self.config.search_params(), n, self.device)
         self._single = SequenceSearch(self.config.search_params(ds=1), n, self.device) if self.config.single_frame else None
         self._stream = StreamingMatcher(self.config.eval.plot_max_queries if n <= self.config.eval.plot_max_refs else 0)
 
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
-        """Matches consecutive queries (call in traversal order; a new ``sequence`` restarts the search)."""
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
+        """Matches consecutive queries (call in traversal order; a new ``sequence`` restarts the
+        search). The single-frame matches of the same rows are kept for :meth:`variants`."""
         assert self._refs is not None, "build_map was not called"
         t0 = time.perf_counter()
         starts = self._stream.starts(queries)
@@ -196,52 +201,59 @@ class SeqSLAM(SequenceReport, Method[SeqSLAMConfig]):
         single = self._single.push(enhanced, starts) if self._single is not None else None
         self._stream.keep([s.name for s in queries], raw, enhanced, result.best)
         seconds = (time.perf_counter() - t0) / len(queries)
-        out = []
-        for b, s in enumerate(queries):
-            extras: dict[str, Any] = {
-                "retrieved": [self._map_names[int(j)] for j in result.topk[b]],
-                "condition": common.condition_of(s),
-            }
-            if single is not None:
-                extras["single_frame"] = {"retrieved": [self._map_names[int(j)] for j in single.topk[b]],
-                                          "confidence": float(single.confidence[b])}
-            out.append(PoseEstimate(success=True, confidence=float(result.confidence[b]), seconds=seconds,
-                                    extras=extras))
-        return out
+        if single is not None:
+            self._stream.single.extend(common.estimate(single, b, seconds) for b in range(len(queries)))
+        return [common.estimate(result, b, seconds) for b in range(len(queries))]
 
-    # -- reporting: SequenceReport (extra_metrics, report_sections) --------------------------------
+    def variants(self, queries: Sequence[SampleMeta], estimates: Sequence[PoseEstimate],
+                 context: RunContext = RunContext()) -> Mapping[str, Variant]:
+        """``single_frame``: the same search with ``ds = 1`` on the same enhanced difference rows
+        (a baseline; none with ``single_frame=false``)."""
+        return single_frame_variants(
+            getattr(self, "_stream", None), estimates,
+            "ds=1: the best single frame of the same enhanced difference rows (no sequence)")
 
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
-        """PR curves per condition, the difference matrix (raw, enhanced) with the ground truth and
-        the matches, and example matched frames."""
-        return plot_all(self, run_dir, queries, estimates, raw_label=True)
+        """PR curves per condition (the method and its single-frame baseline, scored by the core),
+        the difference matrix (raw, enhanced) with the ground truth and the matches, and example
+        matched frames."""
+        return plot_all(self, run_dir, queries, estimates)
 
 
-def plot_all(method: Any, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate],
-             raw_label: bool) -> list[Path]:
-    """The plots both methods write (see :meth:`SeqSLAM.plots`)."""
+def plot_all(method: Any, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
+    """The plots both methods write (see :meth:`SeqSLAM.plots`): the ground truth is the core's
+    (:func:`maploc.evaluation.evaluate.truth_matrix`, ``eval.distance_threshold_m``)."""
+    from maploc.evaluation.evaluate import truth_matrix
+
     paths: list[Path] = []
-    curves = getattr(method, "_curves", None)
-    if curves:
-        paths.append(common.plot_pr_curves(run_dir, curves, f"{method.name}: precision-recall"))
-    stream = method._stream
-    if stream.query_names and getattr(method, "_map_metas", None) is not None:
+    map_metas = getattr(method, "_map_metas", None)
+    stream = getattr(method, "_stream", None)
+    if map_metas is None or stream is None or not estimates:
+        return paths
+    threshold = method.config.eval.distance_threshold_m
+    metas = [queries.metadata(i) for i in range(len(estimates))]
+    rows = {method.name: list(estimates)}
+    if len(stream.single) == len(estimates):
+        rows[common.SINGLE_FRAME] = stream.single
+    curves = common.pr_curves(map_metas, metas, rows, threshold)
+    paths.append(common.plot_pr_curves(run_dir, curves, method.name, f"{method.name}: precision-recall"))
+    if stream.query_names:
         n = len(stream.query_names)
-        metas = [queries.metadata(i) for i in range(n)]
-        truth = common.truth_matrix(metas, method._map_metas, method.config.eval.distance_threshold_m)
+        truth = truth_matrix(metas[:n], map_metas, threshold)
         raw = np.concatenate(stream.raw) if stream.raw else None
         paths.append(common.plot_difference_matrix(
             run_dir, raw, np.concatenate(stream.enhanced), truth, np.asarray(stream.matches),
             f"{method.name}, first {n} queries"))
     k = method.config.eval.examples
-    if k and method._map is not None and len(estimates):
+    if k and method._map is not None:
         pairs = []
-        index = {name: j for j, name in enumerate(method._map_names)}
         for i in np.linspace(0, len(estimates) - 1, num=min(k, len(estimates))).astype(int):
             e = estimates[int(i)]
-            match = e.extras["retrieved"][0]
-            q, r = queries[int(i)], method._map[index[match]]
-            caption = f"{q.name} -> {match} (confidence {e.confidence:.2f})"
+            if e.retrieval is None or not len(e.retrieval):
+                continue
+            j = e.retrieval.indices[0]
+            q, r = queries[int(i)], method._map[j]
+            caption = f"{q.name} -> {map_metas[j].name} (confidence {e.confidence:.2f})"
             pairs.append((q.image.permute(1, 2, 0).numpy(), r.image.permute(1, 2, 0).numpy(), caption))
         path = common.plot_examples(run_dir, pairs)
         if path is not None:
