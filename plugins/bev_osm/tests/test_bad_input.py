@@ -40,6 +40,8 @@ def test_bad_queries_are_counted_failures_and_good_ones_still_run():
     out = method.localize(queries)
     assert [e.success for e in out] == [False, False, True]
     assert "outside the map raster" in out[0].extras["reason"]
+    assert out[0].extras["prior_x_m"] == 5000.0  # the prior is written for a failed query too (max offset 0 here)
+    assert "prior_halfwidth_m" not in out[0].extras  # a zero offset guarantees no region: the prior is exact
     assert "roll/pitch" in out[1].extras["reason"]
     assert out[2].pose2 is not None and math.isfinite(out[2].pose2.x)
 

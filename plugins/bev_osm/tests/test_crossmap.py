@@ -96,7 +96,9 @@ def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, m
     assert status == 2 and "rendered with train_routes=1" in err and "-o data.train_routes=1" in err, err
     status, out, err = maploc_main(*args, "-o", "data.train_routes=1")
     assert status == 0, err[-2000:]
-    assert json.loads((run / "metrics.json").read_text())["train_views"] == 12  # t0_day and r1_day, 6 frames each
+    # every view trains (t0_day and r1_day, 6 frames each) and nothing is held out: no split.json, all queries scored
+    assert "12 of 12 training views" in (run / "report.txt").read_text()
+    assert not (run / "split.json").exists()
     status, out, err = maploc_main("eval", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data-root", str(test_render),
                    "--out", str(tmp_path / "eval"), "--no-progress")  # fmt: skip
     assert status == 0, err[-2000:]
@@ -104,3 +106,8 @@ def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, m
 
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_queries"] == 18  # t1_day, t0_night, t1_night of the north render (it has no training routes)
+    assert not (tmp_path / "eval" / "split.json").exists() and "num_queries_outside_test_region" not in metrics
+    # the core's per-condition rows: the method, its variants and the reference rows
+    assert metrics["day/num_queries"] == 6 and metrics["night/num_queries"] == 12
+    for row in ("fused:", "road_snap:", "prior:", "chance:"):
+        assert f"{row}night/recall_5m" in metrics, row

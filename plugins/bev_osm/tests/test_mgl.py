@@ -69,6 +69,8 @@ def test_reads_the_reference_layout(tmp_path, city_osm, monkeypatch):
     assert math.hypot(a.pose2.x - b.pose2.x, a.pose2.y - b.pose2.y) == pytest.approx(20.0, abs=0.01)
     sample = query[0]
     assert sample.image.shape == (3, 48, 64) and sample.sequence == "seqC"
+    # MGL has no capture conditions: one condition for all (not one per sequence), in samples and metadata alike
+    assert sample.condition == query.metadata(0).condition == "default" and "condition" not in sample.extras
     assert torch.allclose(sample.camera.K, torch.tensor([[40.0, 0, 31.5], [0, 41.0, 23.5], [0, 0, 1]]))
     raster = query.map_raster(1.0)
     assert raster.mask("building").any() and raster.georef.origin_lat == pytest.approx(query.origin[0])

@@ -70,18 +70,54 @@ def test_road_snap_baseline_moves_the_prior_to_the_nearest_road() -> None:
     assert road_snap(crop, 10.0, 20.0, 2.0) == pytest.approx((10.0, 24.0))
 
 
-def test_report_compares_with_road_snap() -> None:
-    from types import SimpleNamespace
+def test_variants_baselines_and_the_prior_columns() -> None:
+    """Each query writes its prior (``prior_x_m``, ``prior_y_m``, ``prior_halfwidth_m`` = the square it guarantees);
+    ``variants`` gives the fused output and the baselines from the same priors and map; a failed query fails in
+    every variant."""
+    import math
 
-    from maploc.types import Pose2, PoseEstimate
-    from maploc_bev_osm.report import baseline_metrics, report_sections
+    import numpy as np
 
-    config = BEVOSMConfig()
-    queries = [SimpleNamespace(pose2=Pose2(x=float(i), y=0.0, yaw=0.0), sequence="t1_day") for i in range(4)]
-    extras = {"crop_centre": (0.0, 10.0), "prior_xy": (0.0, 6.0), "road_snap_xy": (0.0, 2.0), "fused": (0.0, 0.0, 0.0)}
-    estimates = [PoseEstimate(pose2=Pose2(x=q.pose2.x, y=0.0, yaw=0.0), extras=extras) for q in queries]
-    metrics = baseline_metrics(config, queries, estimates, train_views=3)
-    assert metrics["all/road_snap/recall_3m"] == 75.0  # (i, 0) against (0, 2): within 3 m for i = 0, 1, 2
-    assert metrics["all/position_prior/recall_5m"] == 0.0 and "all/road_snap/recall_5deg" not in metrics
-    text = report_sections(config, metrics)[0][1]
-    assert "road_snap" in text and "nearest OSM road" in text
+    from maploc.api import SampleMeta
+    from maploc.types import PoseEstimate
+    from maploc_bev_osm.data import north_up_crop, prior_offset
+    from maploc_bev_osm.method import random_yaw, road_snap
+    from maploc_bev_osm.report import report_sections
+    from maploc_bev_osm.synthetic import SyntheticBEVOSM
+
+    tiny = ["model.cell_m=2.0", "model.bev_depth_m=8.0", "search.crop_m=32.0", "search.max_offset_m=6.0",
+            "search.num_yaws_eval=8", "fusion.frames=3", "fusion.odometry_noise_m=0", "fusion.odometry_noise_deg=0",
+            "split.held_out=false"]  # fmt: skip
+    method = BEVOSMMethod(apply_overrides(BEVOSMConfig(), tiny))
+    method.model = method.configure_model().eval()
+    data = SyntheticBEVOSM(None, "query", image_height=48)
+    method.build_map(data)
+    queries = [data[i] for i in range(4)]
+    estimates = method.localize(queries)
+    metas = [SampleMeta.of(q) for q in queries]
+    offsets = [prior_offset(q.name, 6.0) for q in queries]
+    for q, e, (ox, oy) in zip(queries, estimates, offsets):
+        assert e.success and e.extras["prior_halfwidth_m"] == 6.0
+        assert (e.extras["prior_x_m"], e.extras["prior_y_m"]) == pytest.approx((q.pose2.x + ox, q.pose2.y + oy))
+        assert abs(e.extras["prior_x_m"] - q.pose2.x) <= 6.0 and abs(e.extras["prior_y_m"] - q.pose2.y) <= 6.0
+    variants = method.variants(metas, estimates)
+    assert set(variants) == {"fused", "fused_prior", "road_snap", "prior_only"}
+    assert not variants["fused"].baseline and all(variants[k].baseline for k in ("fused_prior", "road_snap", "prior_only"))
+    for k, q in enumerate(queries):
+        # exact odometry: the mean of the window's priors moved to the query = truth + the mean of their offsets
+        window = offsets[max(0, k - 2):k + 1]
+        mean = np.mean(window, axis=0)
+        p = variants["fused_prior"].estimates[k].pose2
+        assert (p.x, p.y) == pytest.approx((q.pose2.x + mean[0], q.pose2.y + mean[1]), abs=1e-4)
+        cx, cy = estimates[k].extras["prior_x_m"], estimates[k].extras["prior_y_m"]
+        snap = road_snap(north_up_crop(method.raster, cx, cy, method.crop_cells), cx, cy, 2.0)
+        s = variants["road_snap"].estimates[k].pose2
+        assert (s.x, s.y) == pytest.approx(snap) and s.yaw == pytest.approx(random_yaw(q.name))
+    assert math.isfinite(variants["fused"].estimates[3].pose2.yaw)
+    failed = method.variants(metas, [PoseEstimate.failed(), *estimates[1:]])
+    assert all(not v.estimates[0].success and v.estimates[1].success for v in failed.values())
+    text = report_sections(method, {})[0][1]
+    assert "half-side 6 m" in text and "every query is scored" in text
+    single = BEVOSMMethod(apply_overrides(BEVOSMConfig(), [*tiny, "fusion.frames=1"]))
+    single._side = method._side
+    assert set(single.variants(metas, estimates)) == {"road_snap", "prior_only"}
