@@ -16,6 +16,7 @@ from maploc_loc2vec.index import (
     HeadingIndex,
     Pca,
     dedupe_locations,
+    dedupe_scored,
     heading_yaws,
     raw_tile_descriptors,
     render_at_headings,
@@ -46,6 +47,15 @@ def test_dedupe_keeps_rank_order_and_distinct_locations(rows, headings, k):
     assert found == expected
 
 
+def test_dedupe_scored_keeps_each_locations_best_heading_score():
+    rows = np.array([[9, 8, 3, 2, 17, -1, 5]])
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5, 0.0, 0.1]], np.float32)
+    found, values = dedupe_scored(rows, scores, 4, 10)
+    assert found == [[2, 0, 4]]  # rows 9, 8 -> location 2; 3, 2 -> 0; 17 -> 4; -1 ends the list
+    np.testing.assert_allclose(values[0], [0.9, 0.7, 0.5])
+    assert dedupe_scored(rows, scores, 4, 2) == ([[2, 0]], [[values[0][0], values[0][1]]])
+
+
 def test_area_of_area_is_area():
     tiles = (torch.rand(3, 12, 128, 128) < 0.3).to(torch.uint8)
     pooled = F.avg_pool2d(tiles.float(), 4)
@@ -67,6 +77,10 @@ def test_a_query_at_an_indexed_heading_finds_its_own_location_first():
     queries = tiles[[3 * headings + 1, 17 * headings + 3, 30 * headings]]
     found, seconds = index.query(queries, 5)
     assert [f[0] for f in found] == [3, 17, 30] and all(len(f) == 5 for f in found) and seconds > 0
+    ranked, scores, _ = index.query_ranked(queries, 5)
+    assert ranked == found
+    for values in scores:  # cosine similarities, best first; the exact heading's own tile scores 1
+        assert values[0] == pytest.approx(1.0, abs=1e-5) and values == sorted(values, reverse=True)
     north = HeadingIndex.create("raw_north_up", "raw", 1, describe(tiles)[rows_at_heading(40, headings)], describe)
     assert north.search(describe(tiles[[17 * headings]]), 1) == [[17]]
 

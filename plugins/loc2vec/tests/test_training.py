@@ -87,7 +87,12 @@ def test_bf16_autocast_training_and_validation(tmp_path):
     batch = method.collate([_data("val")[i] for i in range(4)])
     values = method.validation_step(method.model.eval(), batch, 0)
     assert set(values) == {"val_loss", "val_triplet_accuracy"}
-    assert 0.0 <= values["val_triplet_accuracy"] <= 100.0
+    # the percent of the 4 dataset triplets with d(a, p) < d(a, n), recomputed from the embeddings
+    with torch.no_grad():
+        e = method.model(batch["tiles"])
+    closer = (e[:4] - e[4:8]).norm(dim=1) < (e[:4] - e[8:]).norm(dim=1)
+    assert values["val_triplet_accuracy"] == pytest.approx(100.0 * float(closer.float().mean()))
+    assert math.isfinite(values["val_loss"]) and values["val_loss"] > 0
     assert method.last_stats["triplets"] > 0
 
 
