@@ -112,6 +112,14 @@ def test_a_threshold_beyond_the_splits_success_radius_is_an_error(tmp_path, key)
         method.build_map(map_data, RunContext(run_dir=tmp_path))
     assert not (tmp_path / "split.json").exists()
 
+    class NoEngine:  # fit must fail before it reaches the engine
+        def fit(self, *args, **kwargs):
+            raise AssertionError("trained with a threshold beyond the success radius")
+
+    with pytest.raises(ConfigError, match="success radius"):
+        method.fit(NoEngine(), SyntheticTileDataset(None, "train"))
+    assert _method(f"{key}=25").check_thresholds(map_data.blocks) is None  # 25 m itself is allowed
+
 
 def test_val_block_evaluation_stays_in_val_blocks_and_saves_no_split(tmp_path):
     options = SyntheticTileOptions(grid_step_m=20.0, num_queries=8, eval_blocks="val")

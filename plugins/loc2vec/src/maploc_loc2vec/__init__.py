@@ -15,7 +15,7 @@ Modules:
 * :mod:`~maploc_loc2vec.model`: the timm backbone + embedding head.
 * :mod:`~maploc_loc2vec.method`: the ``loc2vec`` method.
 * :mod:`~maploc_loc2vec.index`: reference indexes at H headings, the raw-tile and PCA baselines.
-* :mod:`~maploc_loc2vec.report`: extra metrics and the learned-vs-baselines table.
+* :mod:`~maploc_loc2vec.report`: the report sections (split, index sizes, training figures; no recall).
 * :mod:`~maploc_loc2vec.plots`: PCA / t-SNE, nearest-neighbour grid, interpolation strip, split map.
 
 Importing this package imports neither torch nor the OSM layer.

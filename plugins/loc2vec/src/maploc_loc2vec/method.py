@@ -232,6 +232,17 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
             "name": [s.name for s in samples],
         }
 
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None,
+            context: RunContext = RunContext()) -> Any:
+        """The core engine's loop (:meth:`maploc.api.Method.fit`), after checking the eval thresholds against the
+        training split's success radius (:meth:`check_thresholds`), so that a bad threshold fails before training.
+
+        Raises:
+            ConfigError: a threshold above the split's success radius.
+        """
+        self.check_thresholds(getattr(train_data, "blocks", None))
+        return super().fit(engine, train_data, val_data, context)
+
     def negative_radius_at(self, step: int, dataset_radius_m: float, positive_radius_m: float) -> float:
         """The in-batch negative radius (metres) at optimizer step ``step`` (the distance curriculum of
         :attr:`LossConfig.final_negative_radius_m`)."""
@@ -301,6 +312,25 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
             return self._embed(pooled).numpy(), raw
         return self._embed(tiles).numpy(), self._raw(tiles) if baselines else None
 
+    def check_thresholds(self, split: Any) -> None:
+        """Checks that ``eval.distance_threshold_m`` and ``eval.fine_threshold_m`` do not exceed the success radius
+        of ``split`` (a :class:`maploc.data.split.SpatialSplit`; ``None``: nothing to check).
+
+        Raises:
+            ConfigError: a threshold above the success radius (the guard band would not keep training tiles from
+                counting as positives of a query).
+        """
+        if split is None:
+            return
+        cfg = self.config.eval
+        largest = max(cfg.distance_threshold_m, cfg.fine_threshold_m)
+        if largest > split.success_radius_m:
+            raise ConfigError(
+                f"loc2vec: eval thresholds up to {largest:g} m exceed the spatial split's success radius "
+                f"{split.success_radius_m:g} m (its guard band of {split.guard_m:.1f} m is sized for it); use "
+                f"eval.distance_threshold_m and eval.fine_threshold_m <= {split.success_radius_m:g}"
+            )
+
     def save_split(self, map_data: Dataset, context: RunContext) -> Path | None:
         """Saves the dataset's spatial split (``map_data.blocks``, a :class:`maploc.data.split.SpatialSplit`) as
         ``context.run_dir / "split.json"`` (atomically), so that the core scores only the queries inside its test
@@ -318,14 +348,7 @@ class Loc2VecMethod(Method[Loc2VecConfig]):
         split = getattr(map_data, "blocks", None)
         if split is None:
             return None
-        cfg = self.config.eval
-        largest = max(cfg.distance_threshold_m, cfg.fine_threshold_m)
-        if largest > split.success_radius_m:
-            raise ConfigError(
-                f"loc2vec: eval thresholds up to {largest:g} m exceed the spatial split's success radius "
-                f"{split.success_radius_m:g} m (its guard band of {split.guard_m:.1f} m is sized for it); use "
-                f"eval.distance_threshold_m and eval.fine_threshold_m <= {split.success_radius_m:g}"
-            )
+        self.check_thresholds(split)
         if context.run_dir is None or getattr(map_data, "eval_region", "test") != "test":
             return None
         path = Path(context.run_dir) / "split.json"
