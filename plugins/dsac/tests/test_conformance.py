@@ -26,6 +26,9 @@ from maploc_dsac.plots import read_poses_dsac
 def test_dsac_conformance(tmp_path):
     metrics = check_method("dsac", tmp_path)
     assert metrics["num_queries"] == 4
+    # the core's reference row: the nearest mapping camera of each query
+    assert metrics["coverage:num_queries"] == 4 and metrics["coverage:median_translation_cm"] > 0
+    assert not any(k.startswith("sift_pnp:") for k in metrics)  # classical.enabled=false here
     run = tmp_path / "conformance-dsac"
     for name in ("poses_dsac.txt", "scene_coordinate_error.png", "training_stages.json"):
         assert (run / name).is_file(), name
@@ -102,9 +105,13 @@ def test_dsac_layout_with_depth_in_rgbd_mode(tmp_path):
     result = _run("dsac", root, tmp_path / "rgbd", "mode=rgbd")
     _check_run(result, 2)
     assert (result.run_dir / "scene_coordinate_error.png").is_file()
-    assert "Classical reference" in (result.run_dir / "report.txt").read_text()
-    classical = json.loads((result.run_dir / "classical_metrics.json").read_text())
-    assert classical["num_queries"] == 2
+    # the classical baseline: written and scored by the core, in the same table as DSAC*
+    report = (result.run_dir / "report.txt").read_text()
+    assert "sift_pnp (baseline)" in report and "coverage (reference)" in report
+    assert (result.run_dir / "predictions" / "sift_pnp.txt").is_file()
+    manifest = json.loads((result.run_dir / "predictions" / "manifest.json").read_text())
+    assert manifest["variants"]["sift_pnp"]["baseline"] is True
+    assert result.metrics["sift_pnp:num_queries"] == 2
 
 
 def test_single_image_scene_trains_with_the_default_batch_size(tmp_path, caplog):
@@ -148,10 +155,9 @@ def test_cambridge_layout_without_depth(tmp_path):
     _check_run(result, 2)
     stages = json.loads((result.run_dir / "training_stages.json").read_text())
     assert set(stages["stages"]) == {"init", "reprojection"}  # init ran DSAC*'s RGB-only heuristic
-    # no depth: no scene-coordinate error plot, and the classical reference has no 3-D points
+    # no depth: no scene-coordinate error plot, and the classical baseline has no 3-D points
     assert not (result.run_dir / "scene_coordinate_error.png").exists()
-    classical = json.loads((result.run_dir / "classical_metrics.json").read_text())
-    assert classical["num_failed"] == 2
+    assert result.metrics["sift_pnp:num_queries"] == 2 and result.metrics["sift_pnp:num_failed"] == 2
 
 
 def test_7scenes_layout(tmp_path):

@@ -83,7 +83,7 @@ def test_short_run_on_the_real_sample(stairs, tmp_path):
     m = result.metrics
     assert m["num_queries"] == 6 and result.fit.steps == 11
     for name in ("metrics.json", "poses_dsac.txt", "scene_coordinate_error.png", "error_cdf.png",
-                 "classical_metrics.json", "training_stages.json", "report.txt"):
+                 "predictions/sift_pnp.txt", "training_stages.json", "report.txt"):
         assert (out / name).is_file(), name
     stages = json.loads((out / "training_stages.json").read_text())["stages"]
     assert {name: s["steps"] for name, s in stages.items()} == {"init": 8, "reprojection": 2, "e2e": 1}
@@ -101,9 +101,11 @@ def test_short_run_on_the_real_sample(stairs, tmp_path):
         torch.testing.assert_close(torch.tensor(t), -(R_c2w.T @ t_c2w), atol=1e-4, rtol=0)
         assert t_err == pytest.approx(float(rows[name]["translation_error_cm"]), rel=1e-4, abs=1e-3)
         assert r_err == pytest.approx(float(rows[name]["rotation_error_deg"]), rel=1e-4, abs=1e-3)
-    classical = json.loads((out / "classical_metrics.json").read_text())
-    assert classical["num_queries"] == 6
-    assert "Classical reference" in result.report
+    # the classical baseline and the coverage reference: rows of the core's table
+    assert m["sift_pnp:num_queries"] == 6 and m["coverage:num_queries"] == 6
+    assert "sift_pnp (baseline)" in result.report and "coverage (reference)" in result.report
+    sift = {r["name"]: r for r in _read_csv(out / "predictions" / "sift_pnp.csv")}
+    assert sorted(sift) == sorted(poses)
 
 
 def _read_csv(path):

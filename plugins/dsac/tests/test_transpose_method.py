@@ -20,7 +20,7 @@ from maploc.engine import EngineConfig
 from maploc.engine.runner import RunSpec, execute
 from maploc.testing.conformance import check_method
 from maploc_dsac.transpose.config import TransPoseConfig
-from maploc_dsac.transpose.method import TransPoseMethod
+from maploc_dsac.transpose.method import TransPoseMethod, other_exclusion
 
 
 def standin_views(map_data, options, cache_dir: Path) -> Path:
@@ -42,29 +42,32 @@ def standin_views(map_data, options, cache_dir: Path) -> Path:
 
 
 def test_transpose_conformance_and_baseline_reload(tmp_path):
+    """The conformance suite (which evaluates the checkpoint again and asserts the same metrics, rows
+    of the variants included), plus: the baseline and the other uncertainty setting are rows of the
+    core's table, and `maploc eval --checkpoint` reloads the baseline from RUN/baseline/."""
     metrics = check_method("transpose", tmp_path)
     run = tmp_path / "conformance-transpose"
-    assert metrics["num_queries"] == 4 and "recall_50cm_20deg" in metrics
+    assert metrics["num_queries"] == 4
+    for row in ("dsac_real_only", "uncertainty_mask_25pct", "coverage"):
+        assert metrics[f"{row}:num_queries"] == 4, row
+    assert not any(k.startswith("sift_pnp:") for k in metrics)  # no classical baseline in TransPose's default
+    manifest = json.loads((run / "predictions" / "manifest.json").read_text())
+    assert manifest["variants"]["dsac_real_only"]["baseline"] is True
+    assert manifest["variants"]["uncertainty_mask_25pct"]["baseline"] is False
     assert (run / "baseline" / "checkpoints" / "last.ckpt").is_file()
-    for name in ("comparison_metrics.json", "calibration.json", "calibration.png", "transpose_comparison.png",
-                 "uncertainty_map.png"):
+    assert (run / "baseline" / "training_stages.json").is_file()
+    for name in ("calibration.json", "calibration.png", "transpose_comparison.png", "uncertainty_map.png"):
         assert (run / name).is_file(), name
-    comparison = json.loads((run / "comparison_metrics.json").read_text())
-    assert len(comparison) == 3 and "DSAC* (real only)" in comparison
-    # `maploc eval --checkpoint`: both models are rebuilt from their checkpoints, the same numbers come back
-    again = execute(
-        RunSpec(method="transpose", dataset="synthetic-room", checkpoint=run / "checkpoints" / "last.ckpt",
-                overrides=(*TransPoseMethod.conformance_overrides, "data.max_queries=4"), out=tmp_path / "eval",
-                engine=EngineConfig(progress=False)),
-        say=lambda s: None,
-    )
-    assert again.fit is None
-    reloaded = json.loads((tmp_path / "eval" / "comparison_metrics.json").read_text())
-    assert reloaded.keys() == comparison.keys()
-    for label, m in comparison.items():  # equal but for the timing
-        assert {k: v for k, v in reloaded[label].items() if k != "time_per_query_ms"} == {
-            k: v for k, v in m.items() if k != "time_per_query_ms"}, label
-    assert "DSAC* (real only)" in again.report
+    report = (run / "report.txt").read_text()
+    assert "dsac_real_only (baseline)" in report and "uncertainty_mask_25pct" in report
+    # the checkpoint's evaluation (check_method's) had the baseline back: its row is there
+    again = (tmp_path / "conformance-transpose-eval" / "report.txt").read_text()
+    assert "dsac_real_only (baseline)" in again
+
+
+def test_other_uncertainty_setting():
+    assert other_exclusion(0.0)[:2] == ("uncertainty_mask_25pct", 0.25)
+    assert other_exclusion(0.25)[:2] == ("no_uncertainty_mask", 0.0)
 
 
 def test_init_loss_switch():
@@ -88,6 +91,7 @@ def test_baseline_config_is_dsac_without_the_head():
     c = TransPoseConfig()
     b = c.baseline_config()
     assert not b.network.uncertainty and c.network.uncertainty
+    assert not b.classical.enabled  # TransPose reports the classical baseline itself when enabled
     assert b.init == c.init and b.stages == c.stages and b.train == c.train and b.augment == c.augment
 
 
@@ -115,14 +119,14 @@ def test_transpose_on_stairs(tmp_path, monkeypatch):
     assert result.fit is not None and result.fit.steps == 6
     assert result.metrics["num_queries"] == 6
     run = tmp_path / "run"
-    comparison = json.loads((run / "comparison_metrics.json").read_text())
-    assert len(comparison) == 3
+    for row in ("dsac_real_only", "uncertainty_mask_25pct", "coverage"):
+        assert result.metrics[f"{row}:num_queries"] == 6, row
     cal = json.loads((run / "calibration.json").read_text())
     assert cal["cells"] > 100 and -1.0 <= cal["spearman"] <= 1.0
     assert (tmp_path / "cache" / "transpose-views" / "standin" / "train" / "rgb").is_dir()
     stages = json.loads((run / "training_stages.json").read_text())
     assert stages["stages"]["init"]["steps"] == 6 and math.isfinite(stages["stages"]["init"]["loss_last"])
-    assert "rendered views" in result.report and "Side by side" in result.report
+    assert "rendered views" in result.report and "dsac_real_only (baseline)" in result.report
 
 
 @pytest.mark.data

@@ -14,16 +14,19 @@ Life of a run (``maploc run --method dsac``):
    is applied by the LR scheduler, so checkpoints resume exactly, in any stage. Augmentation
    (:mod:`maploc_dsac.augment`) happens in ``training_step`` on the batch's device.
 3. ``build_map``: the network *is* the map; the mapping frames only initialise the mean scene
-   coordinate of an untrained network, and feed the classical reference (:mod:`~maploc_dsac.classical`).
+   coordinate of an untrained network, and feed the classical baseline (:mod:`~maploc_dsac.classical`).
 4. ``localize``: scene coordinates of a batch of queries, then one batched RANSAC over all of them:
    P3P hypotheses and reprojection errors (``mode=rgb``, Sec. 3.1) or Kabsch hypotheses and 3-D
-   distances to the query's depth (``mode=rgbd``, Sec. 3.2).
-5. ``plots``: ``poses_dsac.txt`` (DSAC*'s convention, :mod:`~maploc_dsac.plots`), the
-   scene-coordinate error of a query (``scene_coordinate_error.png``), the classical reference's
-   results (``classical_metrics.json``, ``classical_results.csv``, ``error_cdf_classical.png``),
-   DSAC* on its own mapping frames (``map_views_metrics.json``) and ``training_stages.json``. The
-   JSON files are artefacts only: :meth:`DSACMethod.report_sections` prints the training stages, the
-   classical reference and the map-view check from what the method holds in memory.
+   distances to the query's depth (``mode=rgbd``, Sec. 3.2). With ``classical.enabled`` (the
+   default) the classical baseline localizes the same queries too.
+5. ``variants``: the classical baseline's estimates as the baseline ``sift_pnp``; the core writes
+   them to ``RUN/predictions/sift_pnp.txt`` and scores them in the same table as DSAC*, beside its
+   ``coverage`` reference row (the nearest mapping camera).
+6. ``plots``: ``poses_dsac.txt`` (DSAC*'s convention, :mod:`~maploc_dsac.plots`), the
+   scene-coordinate error of a query (``scene_coordinate_error.png``), DSAC* on its own mapping
+   frames (``map_views_metrics.json``) and ``training_stages.json``. :meth:`DSACMethod.report_sections`
+   prints the training stages, the map-view check and the classical baseline's mapping time from
+   what the method holds in memory.
 """
 
 from __future__ import annotations
@@ -40,10 +43,9 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from maploc.api import Dataset, Method
+from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
 from maploc.data.cache import CachedDataset
 from maploc.errors import DataError
-from maploc.evaluation.report import format_metrics_table
 from maploc.files import atomic_write_text
 from maploc.types import PoseEstimate, Sample
 from maploc_dsac.augment import augment_batch, sample_params
@@ -148,12 +150,16 @@ class DSACMethod(Method[DSACConfig]):
         #: per-stage training statistics: ``stage -> {steps, first_step, last_step, loss_sum, ...}``
         self.stage_log: dict[str, dict[str, Any]] = {}
         self._classical: Any = None
+        self._classical_queries: Dataset | None = None
+        self._classical_index: dict[str, int] | None = None
         self._map_data: Dataset | None = None
         self._inliers: dict[str, Tensor] = {}
         self._last_stage: str | None = None
         self._last_step_start: float | None = None
-        #: metrics of the classical reference and of the map-view check, set by :meth:`plots`
-        self.classical_metrics: dict[str, float] | None = None
+        #: ``name -> (Variant without estimates, {query name: estimate})`` of the further rows
+        #: (:meth:`further_estimates`), filled by :meth:`localize`, returned by :meth:`variants`
+        self._further: dict[str, tuple[Variant, dict[str, PoseEstimate]]] = {}
+        #: metrics of the map-view check, set by :meth:`plots`
         self.map_view_metrics: dict[str, float] | None = None
 
     # -- model and optimisation -------------------------------------------------------------------
@@ -177,9 +183,11 @@ class DSACMethod(Method[DSACConfig]):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cfg.stage_lr(cfg.stage_at(step)) / base)
         return optimizer, scheduler
 
-    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None,
+            context: RunContext = RunContext()) -> Any:
         """Computes DSAC*'s mean scene coordinate over ``train_data`` (``train_init.py``), then runs
-        every configured stage in one ``engine.fit`` (stages are a schedule over the steps).
+        every configured stage in one ``engine.fit`` (stages are a schedule over the steps), and
+        writes ``training_stages.json`` into ``context.run_dir`` (when there is one).
 
         ``maploc run`` / ``maploc train`` call this method. Code that calls ``engine.fit`` directly
         gets the mean from the first training batch instead (see :meth:`training_step`). Returns the
@@ -196,9 +204,9 @@ class DSACMethod(Method[DSACConfig]):
         if isinstance(net, SceneCoordinateNetwork) and not bool(net.mean_initialized):
             net.set_mean(scene_mean(train_data))
         result = engine.fit(self, train_data, val_data)
-        if getattr(engine, "is_global_zero", True) and getattr(engine, "run_dir", None) is not None and self.stage_log:
+        if getattr(engine, "is_global_zero", True) and context.run_dir is not None and self.stage_log:
             # also for `maploc train`, which makes no plots
-            _write_json(Path(engine.run_dir) / "training_stages.json", self.stage_summary())
+            _write_json(Path(context.run_dir) / "training_stages.json", self.stage_summary())
         return result
 
     # -- training -----------------------------------------------------------------------------------
@@ -402,10 +410,10 @@ class DSACMethod(Method[DSACConfig]):
             return {"val_scene_coordinate_error_m": float(euclidean_loss(pred, gt, valid))}
 
     # -- map -------------------------------------------------------------------------------------------
-    def build_map(self, map_data: Dataset) -> None:
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         """The trained network is the map. Here: the mean scene coordinate of a network that was
         not trained (so an untrained run still predicts near the scene), and the classical
-        reference's index of the mapping frames.
+        baseline's index of the mapping frames (``classical.enabled``), at ``classical.image_height``.
 
         Raises:
             DataError: if the map split is empty.
@@ -413,20 +421,47 @@ class DSACMethod(Method[DSACConfig]):
         if len(map_data) == 0:
             raise DataError(f"the map split of {map_data!r} is empty")
         self._map_data = map_data
+        self._further = {}
         if self.model is None:
             self.model = self.configure_model()
         net = _unwrap(self.model)
         if isinstance(net, SceneCoordinateNetwork) and not bool(net.mean_initialized):
             net.set_mean(scene_mean(map_data))
         self._classical = None
+        self._classical_queries = None
+        self._classical_index = None
         if self.config.classical.enabled:
             from maploc_dsac.classical import ClassicalReference
 
             self._classical = ClassicalReference(self.config.classical)
-            data = self._classical_data(map_data, "map")
+            data = self._classical_split(map_data, "map") or map_data
             used = self._classical.build(data[i] for i in range(len(data)))
             if used == 0:
-                log.warning("classical reference: no mapping frame has depth and a pose; it will fail every query")
+                log.warning("classical baseline: no mapping frame has depth and a pose; it will fail every query")
+
+    def _classical_split(self, data: Dataset, split: str) -> Dataset | None:
+        """``split`` of ``data``'s dataset (same adapter, root and options) at ``classical.image_height``;
+        ``None`` when that is ``data``'s height already (or ``null``), or when the adapter cannot be
+        re-opened so (the classical baseline then sees the network's samples)."""
+        height = self.config.classical.image_height
+        if height is None or height == getattr(data, "image_height", None):
+            return None
+        try:
+            return type(data)(data.root, split, image_height=height, options=data.options)
+        except Exception as e:  # an adapter with another constructor: fall back to the same samples
+            log.warning("classical baseline: cannot re-read %r at %d px (%s); using the network's input", data, height, e)
+            return None
+
+    def _classical_query(self, query: Sample) -> Sample:
+        """``query`` as the classical baseline sees it: the same sample re-read at
+        ``classical.image_height`` (looked up by name in the re-opened query split), else itself."""
+        if self._classical_index is None:
+            assert self._map_data is not None
+            self._classical_queries = self._classical_split(self._map_data, "query")
+            names = self._classical_queries.names() if self._classical_queries is not None else []
+            self._classical_index = {n: i for i, n in enumerate(names)}
+        i = self._classical_index.get(query.name)
+        return query if i is None or self._classical_queries is None else self._classical_queries[i]
 
     # -- localization ------------------------------------------------------------------------------------
     def predict(self, images: Tensor) -> dict[str, Tensor]:
@@ -436,7 +471,41 @@ class DSACMethod(Method[DSACConfig]):
         with torch.no_grad():
             return dict(self.model(images.to(device)))
 
-    def localize(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
+    def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
+        """DSAC*'s estimates of a batch (:meth:`localize_dsac`); the further rows of the same queries
+        (:meth:`further_estimates`) are kept for :meth:`variants`."""
+        estimates = self.localize_dsac(queries)
+        for name, variant in self.further_estimates(queries).items():
+            _, store = self._further.setdefault(name, (attrs.evolve(variant, estimates=()), {}))
+            store.update({q.name: e for q, e in zip(queries, variant.estimates)})
+        return estimates
+
+    def further_estimates(self, queries: Sequence[Sample]) -> dict[str, Variant]:
+        """The estimates of the further rows for a batch of queries, ``name -> Variant`` (one estimate
+        per query): here the classical baseline ``sift_pnp`` when ``classical.enabled``. Subclasses
+        add theirs (TransPose: the real-only DSAC* and the other uncertainty setting)."""
+        if self._classical is None:
+            return {}
+        c = self.config.classical
+        height = "the network's input" if c.image_height is None else f"{c.image_height} px"
+        return {"sift_pnp": Variant(
+            estimates=[self._classical.localize(self._classical_query(q)) for q in queries], baseline=True,
+            description=f"SIFT to the mapping frames lifted with their depth, cv2.solvePnPRansac (EPnP) + LM, at {height}",
+        )}
+
+    def variants(
+        self, queries: Sequence[SampleMeta], estimates: Sequence[PoseEstimate], context: RunContext = RunContext(),
+    ) -> dict[str, Variant]:
+        """The further rows collected by :meth:`localize` (see :meth:`further_estimates`), in query
+        order; a query they did not see gets a failed estimate."""
+        out = {}
+        for name, (variant, store) in self._further.items():
+            rows = [store.get(q.name) for q in queries]
+            out[name] = attrs.evolve(variant, estimates=[
+                e if e is not None else PoseEstimate.failed(reason="not localized") for e in rows])
+        return out
+
+    def localize_dsac(self, queries: Sequence[Sample]) -> list[PoseEstimate]:
         """Scene coordinates, then DSAC*'s RANSAC on all queries of the batch at once.
 
         Queries of different image sizes are solved in groups of equal size. A query with too few
@@ -487,9 +556,9 @@ class DSACMethod(Method[DSACConfig]):
 
     # -- reporting -------------------------------------------------------------------------------------
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
-        """Writes ``poses_dsac.txt``, ``scene_coordinate_error.png``, ``training_stages.json`` and the
-        classical reference's ``classical_metrics.json``, ``classical_results.csv`` and
-        ``error_cdf_classical.png`` (the evaluated queries are the first ``len(estimates)``)."""
+        """Writes ``poses_dsac.txt``, ``scene_coordinate_error.png``, ``training_stages.json`` and
+        (``report_map_views``) ``map_views_metrics.json`` (the evaluated queries are the first
+        ``len(estimates)``)."""
         from maploc_dsac.plots import plot_scene_coordinate_error, write_poses_dsac
 
         run_dir = Path(run_dir)
@@ -517,15 +586,14 @@ class DSACMethod(Method[DSACConfig]):
                 ))
             else:
                 log.info("no scene-coordinate error plot: query %s has no depth or pose", q.name)
-        if self._classical is not None and n:
-            paths.extend(self._run_classical(run_dir, queries, n))
         if self.config.report_map_views and self._map_data is not None:
             paths.extend(self._map_view_check(run_dir))
         return paths
 
     def _map_view_check(self, run_dir: Path, max_frames: int = 16) -> list[Path]:
         """Localizes (up to ``max_frames`` of) the mapping frames, i.e. views the network was trained
-        on: separates "the method does not work" from "the queries are unlike the training views"."""
+        on: separates "the method does not work" from "the queries are unlike the training views".
+        Not a result (these are not queries): ``map_views_metrics.json`` and one line of the report."""
         from maploc.evaluation import evaluate, write_metrics_json
 
         data = self._map_data
@@ -537,58 +605,29 @@ class DSACMethod(Method[DSACConfig]):
             return []
         estimates: list[PoseEstimate] = []
         for start in range(0, len(samples), self.localize_batch_size):
-            estimates.extend(self.localize(samples[start : start + self.localize_batch_size]))
+            estimates.extend(self.localize_dsac(samples[start : start + self.localize_batch_size]))
         metrics = dict(evaluate("pose6dof", samples, estimates).metrics)
         self.map_view_metrics = metrics
         return [write_metrics_json(run_dir / "map_views_metrics.json", metrics)]
 
-    def _classical_data(self, data: Dataset, split: str) -> Dataset:
-        """``data`` re-read at ``classical.image_height`` (same adapter, root and split), or ``data``
-        itself when that is its height already or it cannot be re-read so."""
-        height = self.config.classical.image_height
-        if height is None or height == getattr(data, "image_height", None):
-            return data
-        try:
-            return type(data)(data.root, split, image_height=height)
-        except Exception as e:  # an adapter with another constructor: fall back to the same samples
-            log.warning("classical reference: cannot re-read %r at %d px (%s); using the network's input", data, height, e)
-            return data
-
-    def _run_classical(self, run_dir: Path, queries: Dataset, n: int) -> list[Path]:
-        from maploc.evaluation import evaluate, plot_error_cdf, write_metrics_json, write_results_csv
-
-        data = self._classical_data(queries, "query")
-        samples = [data[i] for i in range(n)]
-        estimates = [self._classical.localize(q) for q in samples]
-        result = evaluate("pose6dof", samples, estimates)
-        metrics = {"map_seconds": self._classical.build_seconds, **result.metrics}
-        self.classical_metrics = metrics
-        c = result.curves
-        return [
-            write_metrics_json(run_dir / "classical_metrics.json", metrics),
-            write_results_csv(run_dir / "classical_results.csv", result.rows),
-            plot_error_cdf(run_dir / "error_cdf_classical.png", c["translation_error_cm"], c["rotation_error_deg"],
-                           "classical reference: SIFT + cv2.solvePnPRansac"),
-        ]
-
     def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
-        """Sections below the metrics table, from what this run computed (nothing is read back from
-        disk): the per-stage training summary, the classical reference's metrics on the same
-        queries, and DSAC*'s metrics on its own mapping frames (a sanity check)."""
+        """Sections below the core's tables, from what this run computed (nothing is read back from
+        disk): the per-stage training summary, the map-view check (DSAC* on its own mapping frames,
+        one line: a sanity check, not a result) and the classical baseline's mapping time."""
         sections: list[tuple[str, str]] = []
         text = format_training_stages(self.stage_log)
         if text:
             sections.append(("DSAC* training stages", text))
-        if self.classical_metrics is not None:
-            sections.append((
-                "Classical reference (SIFT to the mapping frames + depth, cv2.solvePnPRansac) on the same queries",
-                format_metrics_table(self.classical_metrics),
-            ))
-        if self.map_view_metrics is not None:
-            sections.append((
-                "DSAC* on the mapping frames (its own training views: a sanity check, not a result)",
-                format_metrics_table(self.map_view_metrics),
-            ))
+        m = self.map_view_metrics
+        if m is not None:
+            sections.append(("DSAC* on its own mapping frames (its training views: a sanity check, not a result)", (
+                f"{int(m['num_queries'])} frames, {int(m['num_failed'])} failed, median "
+                f"{m['median_translation_cm']:.2f} cm / {m['median_rotation_deg']:.2f} deg (map_views_metrics.json)")))
+        if self._classical is not None:
+            sections.append(("Timing", (
+                f"sift_pnp: SIFT of {len(self._classical.frames)} mapping frames and their 3-D points in "
+                f"{self._classical.build_seconds:.1f} s (its time per query is in metrics.json, "
+                "sift_pnp:time_per_query_ms)")))
         return sections
 
 

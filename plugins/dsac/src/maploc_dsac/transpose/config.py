@@ -86,7 +86,8 @@ class UncertaintyConfig:
             ``laplace``: the heteroscedastic L1 form of :func:`maploc_dsac.losses.euclidean_loss`.
         exclude_fraction: at test time, the fraction of each query's cells with the largest
             predicted sigma that is excluded from hypothesis sampling and scoring (``0``: off, the
-            default). The run always reports the other setting too (with and without: 0 and 0.25).
+            default). The run always reports the other setting too, as a row of the core's table
+            (``uncertainty_mask_25pct`` beside 0, ``no_uncertainty_mask`` beside a fraction > 0).
             Off by default because it was measured worse on the stairs queries (README).
         calibration_bins: equal-count bins of the reliability table and plot.
     """
@@ -120,7 +121,7 @@ class TransPoseConfig(DSACConfig):
         synthetic: synthetic views and the mixing schedule.
         render_augment: appearance augmentation of the renders.
         uncertainty: the uncertainty loss and its use in RANSAC.
-        baseline: the real-only DSAC* baseline.
+        baseline: the real-only DSAC* baseline (the row ``dsac_real_only`` of the core's table).
         plot_query: index of the query of the side-by-side plots.
     """
 
@@ -134,7 +135,9 @@ class TransPoseConfig(DSACConfig):
     baseline: BaselineConfig = BaselineConfig()
 
     def baseline_config(self) -> DSACConfig:
-        """The baseline's :class:`DSACConfig`: this config's DSAC* keys, without the uncertainty head."""
+        """The baseline's :class:`DSACConfig`: this config's DSAC* keys, without the uncertainty head and
+        without the classical baseline (TransPose itself reports that one when ``classical.enabled``)."""
         keys = {f.name: getattr(self, f.name) for f in attrs.fields(DSACConfig)}
         keys["network"] = attrs.evolve(self.network, uncertainty=False)
+        keys["classical"] = attrs.evolve(self.classical, enabled=False)
         return DSACConfig(**keys)

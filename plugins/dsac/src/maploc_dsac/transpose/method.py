@@ -15,12 +15,16 @@ Life of a run (``maploc run --method transpose``, default dataset ``7scenes``, t
    trains DSAC* with the uncertainty head (``init`` stage: KFNet's NLL,
    :func:`~maploc_dsac.transpose.uncertainty.gaussian_nll_loss`); then trains the baseline, DSAC*
    on the real frames only, from the same initial weights with the same seed, schedule and step
-   budget (checkpoint ``RUN/baseline/checkpoints/last.ckpt``, reloaded by ``maploc eval --checkpoint``).
+   budget (checkpoint ``RUN/baseline/checkpoints/last.ckpt``, reloaded from the source run by
+   ``maploc eval --checkpoint``).
 2. ``localize``: DSAC*'s RANSAC, with the ``uncertainty.exclude_fraction`` most uncertain cells of
-   each query excluded from hypothesis sampling and scoring.
-3. ``plots`` / ``report_sections``: the side-by-side 6-DoF table (baseline, TransPose without and
-   with the uncertainty exclusion; the core's keys plus ``recall_50cm_20deg``), the calibration of
-   the predicted sigma (Spearman, reliability plot) and the figure of a real query, its nearest
+   each query excluded from hypothesis sampling and scoring. The same queries are localized by the
+   baseline and by TransPose with the other exclusion setting (0 or 25 %).
+3. ``variants``: those as rows of the core's table: the baseline ``dsac_real_only`` and
+   ``uncertainty_mask_25pct`` (or ``no_uncertainty_mask`` when the exclusion is on), scored by the
+   core with TransPose and its ``coverage`` reference row.
+4. ``plots`` / ``report_sections``: what is real and what is rendered, the calibration of the
+   predicted sigma (Spearman, reliability plot) and the figure of a real query, its nearest
    synthetic view, both models' scene-coordinate errors and the uncertainty map.
 """
 
@@ -33,49 +37,39 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
 import torch
 from torch import Tensor
 
-from maploc.api import Dataset, SampleMeta
+from maploc.api import Dataset, RunContext, Variant
 from maploc.data.cache import CachedDataset
 from maploc.errors import CheckpointError, DataError
 from maploc.files import atomic_write_text
-from maploc.types import PoseEstimate
+from maploc.types import PoseEstimate, Sample
 from maploc_dsac.method import DSACMethod, _unwrap, scene_mean
 from maploc_dsac.network import SceneCoordinateNetwork
 from maploc_dsac.transpose.config import TransPoseConfig
 from maploc_dsac.transpose.mixing import MixedDataset
 from maploc_dsac.transpose.uncertainty import gaussian_nll_loss, uncertainty_exclusion_mask
 
-__all__ = ["TransPoseMethod", "COARSE_RECALL"]
+__all__ = ["TransPoseMethod", "BASELINE_VARIANT", "other_exclusion"]
 
 log = logging.getLogger(__name__)
 
-#: The coarse recall of the side-by-side table: ``(name, metres, degrees)``.
-COARSE_RECALL = ("recall_50cm_20deg", 0.50, 20.0)
+#: The variant name of the real-only DSAC* baseline.
+BASELINE_VARIANT = "dsac_real_only"
+#: The exclusion fraction of the other setting when the configured one is 0.
+OTHER_EXCLUSION = 0.25
 
 
-def coarse_recall(queries: Sequence[Any], estimates: Sequence[PoseEstimate]) -> float:
-    """Percent of ``queries`` (with ``T_cam2world``) localized within 50 cm and 20 degrees."""
-    from maploc.geometry.errors import pose_error
-
-    _, t_max, r_max = COARSE_RECALL
-    hits = 0
-    for q, e in zip(queries, estimates):
-        if e.success and e.T_cam2world is not None and q.T_cam2world is not None:
-            re, te = pose_error(e.T_cam2world.R.double(), e.T_cam2world.t.double(), q.T_cam2world.R.double(),
-                                q.T_cam2world.t.double())
-            hits += int(float(te) <= t_max and float(re) <= r_max)
-    return 100.0 * hits / max(1, len(queries))
-
-
-def pose_metrics(queries: Sequence[Any], estimates: Sequence[PoseEstimate]) -> dict[str, float]:
-    """The core's ``pose6dof`` metrics plus ``recall_50cm_20deg``."""
-    from maploc.evaluation import evaluate
-
-    metrics = dict(evaluate("pose6dof", queries, estimates).metrics)
-    metrics[COARSE_RECALL[0]] = coarse_recall(queries, estimates)
-    return metrics
+def other_exclusion(exclude_fraction: float) -> tuple[str, float, str]:
+    """The uncertainty setting reported beside the configured ``exclude_fraction``: ``(variant name,
+    fraction, description)``; 25 % when the configured one is 0 (the default), else 0."""
+    if exclude_fraction > 0:
+        return "no_uncertainty_mask", 0.0, "TransPose without excluding uncertain cells from RANSAC"
+    pct = round(100 * OTHER_EXCLUSION)
+    return (f"uncertainty_mask_{pct}pct", OTHER_EXCLUSION,
+            f"TransPose with the {pct} % most uncertain cells of each query excluded from RANSAC")
 
 
 class TransPoseMethod(DSACMethod):
@@ -108,8 +102,6 @@ class TransPoseMethod(DSACMethod):
         self.synthetic_data: Any = None
         self.synthesis_seconds: float | None = None
         self.num_real_frames: int | None = None
-        #: ``label -> metrics`` of the side-by-side table, set by :meth:`plots`
-        self.comparison: dict[str, dict[str, float]] = {}
         self.calibration_result: dict[str, Any] | None = None
         #: the exclusion fraction :meth:`predict` applies (``uncertainty.exclude_fraction`` by default)
         self.exclude_fraction = float(config.uncertainty.exclude_fraction)
@@ -165,9 +157,12 @@ class TransPoseMethod(DSACMethod):
             log.warning("transpose: cannot re-read %r at full resolution (%s); fusing the network's input", data, e)
             return data
 
-    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None,
+            context: RunContext = RunContext()) -> Any:
         """Renders the synthetic views, trains TransPose on real + synthetic, then the real-only
-        baseline from the same initial weights, seed and step budget. Returns TransPose's ``FitResult``."""
+        baseline from the same initial weights, seed and step budget (its checkpoint and
+        ``training_stages.json`` under ``context.run_dir / "baseline"``). Returns TransPose's
+        ``FitResult``."""
         if not self.trains:
             return None
         cfg = self.config
@@ -191,27 +186,28 @@ class TransPoseMethod(DSACMethod):
         t0 = time.perf_counter()
         result = engine.fit(self, stream, val_data)
         self.transpose_seconds = time.perf_counter() - t0
-        run_dir = getattr(engine, "run_dir", None)
-        if getattr(engine, "is_global_zero", True) and run_dir is not None and self.stage_log:
-            _write_json(Path(run_dir) / "training_stages.json", self.stage_summary())
+        if getattr(engine, "is_global_zero", True) and context.run_dir is not None and self.stage_log:
+            _write_json(Path(context.run_dir) / "training_stages.json", self.stage_summary())
         if cfg.baseline.enabled:
-            self._fit_baseline(engine, real, val_data, initial, seed)
+            self._fit_baseline(engine, real, val_data, initial, seed, context)
         return result
 
-    def _fit_baseline(self, engine: Any, real: Any, val_data: Any, initial: Mapping[str, Tensor], seed: int) -> None:
+    def _fit_baseline(self, engine: Any, real: Any, val_data: Any, initial: Mapping[str, Tensor], seed: int,
+                      context: RunContext) -> None:
         baseline = DSACMethod(self.config.baseline_config())
         baseline.model = baseline.configure_model()
         missing, _ = baseline.model.load_state_dict(dict(initial), strict=False)
         if missing:
             raise RuntimeError(f"the baseline network lacks TransPose's weights {missing[:3]}")
-        baseline.run_dir = None if self.run_dir is None else Path(self.run_dir) / "baseline"
-        run_dir = getattr(engine, "run_dir", None)
+        baseline_context = attrs.evolve(
+            context, run_dir=None if context.run_dir is None else Path(context.run_dir) / "baseline")
+        run_dir = getattr(engine, "run_dir", None)  # the engine writes the checkpoints under it
         if run_dir is not None:
             engine.run_dir = Path(run_dir) / "baseline"
         _seed(engine, seed)
         t0 = time.perf_counter()
         try:
-            baseline.fit(engine, real, val_data)
+            baseline.fit(engine, real, val_data, baseline_context)
         finally:
             if run_dir is not None:
                 engine.run_dir = run_dir
@@ -219,18 +215,18 @@ class TransPoseMethod(DSACMethod):
         self.baseline = baseline
 
     # -- map and localization ---------------------------------------------------------------------------
-    def build_map(self, map_data: Dataset) -> None:
+    def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         """DSAC*'s ``build_map`` for TransPose and the baseline; under ``maploc eval --checkpoint``
-        the baseline is reloaded from ``RUN/baseline/checkpoints/last.ckpt`` (a warning, and no
-        baseline column, when that file is absent).
+        the baseline is reloaded from ``context.source_run_dir / "baseline/checkpoints/last.ckpt"``
+        (a warning, and no baseline row, when that file is absent).
 
         Raises:
             DataError: if the map split is empty.
             CheckpointError: if the baseline checkpoint exists but does not fit.
         """
-        super().build_map(map_data)
-        if self.baseline is None and self.config.baseline.enabled and self.checkpoint_run_dir is not None:
-            path = Path(self.checkpoint_run_dir) / "baseline" / "checkpoints" / "last.ckpt"
+        super().build_map(map_data, context)
+        if self.baseline is None and self.config.baseline.enabled and context.source_run_dir is not None:
+            path = Path(context.source_run_dir) / "baseline" / "checkpoints" / "last.ckpt"
             if path.is_file():
                 from maploc.engine import load_checkpoint
 
@@ -242,12 +238,12 @@ class TransPoseMethod(DSACMethod):
                     raise CheckpointError(f"{path} does not fit the baseline: {str(e).splitlines()[0]}") from None
                 self.baseline = baseline
             else:
-                log.warning("transpose: no baseline checkpoint at %s; the baseline column is left out", path)
+                log.warning("transpose: no baseline checkpoint at %s; the baseline row is left out", path)
         if self.baseline is not None:
             assert self.model is not None and self.baseline.model is not None
             device = next(self.model.parameters()).device
             self.baseline.model = self.baseline.model.to(device).eval()
-            self.baseline.build_map(map_data)
+            self.baseline.build_map(map_data, context)
 
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         """Network outputs; with ``exclude_fraction > 0`` and an uncertainty head, the most uncertain
@@ -263,28 +259,32 @@ class TransPoseMethod(DSACMethod):
             out["scene_coordinates"] = torch.where(keep, sc, torch.full_like(sc, float("nan")))
         return out
 
-    def localize_with(self, queries: Sequence[Any], exclude_fraction: float) -> list[PoseEstimate]:
-        """:meth:`localize` with another ``exclude_fraction`` (the with/without comparison)."""
+    def localize_with(self, queries: Sequence[Sample], exclude_fraction: float) -> list[PoseEstimate]:
+        """:meth:`localize_dsac` with another ``exclude_fraction`` (the with/without comparison)."""
         saved, self.exclude_fraction = self.exclude_fraction, float(exclude_fraction)
         try:
-            return self.localize(queries)
+            return self.localize_dsac(queries)
         finally:
             self.exclude_fraction = saved
 
-    # -- reporting ------------------------------------------------------------------------------------------
-    def extra_metrics(
-        self, map_data: Dataset, queries: Sequence[SampleMeta], estimates: Sequence[PoseEstimate], metrics: Mapping[str, float]
-    ) -> dict[str, float]:
-        """``recall_50cm_20deg``: percent of queries within 50 cm and 20 degrees."""
-        return {COARSE_RECALL[0]: coarse_recall(queries, estimates)}
+    def further_estimates(self, queries: Sequence[Sample]) -> dict[str, Variant]:
+        """DSAC*'s further rows, the real-only baseline (``dsac_real_only``, when there is one) and
+        TransPose with the other uncertainty setting (:func:`other_exclusion`), on the same queries."""
+        out = super().further_estimates(queries)
+        if self.baseline is not None:
+            out[BASELINE_VARIANT] = Variant(
+                estimates=self.baseline.localize_dsac(queries), baseline=True,
+                description="DSAC* trained on the real frames only: same seed, schedule, step budget, initial weights")
+        name, fraction, description = other_exclusion(self.exclude_fraction)
+        out[name] = Variant(estimates=self.localize_with(queries, fraction), description=description)
+        return out
 
+    # -- reporting ------------------------------------------------------------------------------------------
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
-        """DSAC*'s plots, then the comparison: the baseline and TransPose with the other exclusion
-        setting localize the same queries; ``comparison_metrics.json``, ``calibration.json``,
+        """DSAC*'s plots (of the full prediction, without exclusion), then ``calibration.json``,
         ``calibration.png``, ``uncertainty_map.png`` and ``transpose_comparison.png``."""
         from maploc_dsac.transpose import report
 
-        # DSAC*'s plots show the full prediction (the map-view check runs without exclusion too)
         saved, self.exclude_fraction = self.exclude_fraction, 0.0
         try:
             paths = super().plots(run_dir, queries, estimates)
@@ -295,29 +295,12 @@ class TransPoseMethod(DSACMethod):
             return paths
         self.query_dataset = getattr(type(queries), "name", type(queries).__name__)
         samples = [queries[i] for i in range(n)]
-        batch = self.localize_batch_size
-        other = 0.0 if self.exclude_fraction > 0 else 0.25
-        comparison: dict[str, dict[str, float]] = {}
-        if self.baseline is not None:
-            base_est = [e for i in range(0, n, batch) for e in self.baseline.localize(samples[i : i + batch])]
-            comparison["DSAC* (real only)"] = pose_metrics(samples, base_est)
-        label = f"TransPose, {self.exclude_fraction:.0%} most uncertain cells excluded"
-        other_est = [e for i in range(0, n, batch) for e in self.localize_with(samples[i : i + batch], other)]
-        other_label = f"TransPose, {other:.0%} most uncertain cells excluded"
-        if self.exclude_fraction > 0:
-            comparison[other_label] = pose_metrics(samples, other_est)
-            comparison[label] = pose_metrics(samples, estimates)
-        else:
-            comparison[label] = pose_metrics(samples, estimates)
-            comparison[other_label] = pose_metrics(samples, other_est)
-        self.comparison = comparison
-        paths.append(_write_json(Path(run_dir) / "comparison_metrics.json", comparison))
         paths.extend(report.uncertainty_outputs(self, Path(run_dir), samples))
         paths.extend(report.comparison_figure(self, Path(run_dir), samples, estimates))
         return paths
 
     def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
-        """DSAC*'s sections, the side-by-side table, the calibration and what was real / rendered."""
+        """DSAC*'s sections, what was real / rendered, the calibration and the baseline's training stages."""
         from maploc_dsac.transpose import report
 
         return [*super().report_sections(run_dir, metrics), *report.sections(self)]

@@ -1,12 +1,13 @@
-"""TransPose's reporting: the side-by-side table, the uncertainty calibration (Spearman correlation
-and reliability plot), the uncertainty map and the comparison figure (real query, nearest synthetic
-view, both models' scene-coordinate errors, predicted sigma)."""
+"""TransPose's reporting: the uncertainty calibration (Spearman correlation and reliability plot), the
+uncertainty map, the comparison figure (real query, nearest synthetic view, both models'
+scene-coordinate errors, predicted sigma) and the report sections. The metrics of TransPose, the
+real-only baseline and the other uncertainty setting are the core's table (``variants``)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +21,7 @@ from maploc.types import PoseEstimate, Sample
 from maploc_dsac.losses import scene_coordinates_from_depth
 from maploc_dsac.transpose.uncertainty import calibration, sigma_from_log_variance
 
-__all__ = ["format_comparison", "scene_coordinate_errors", "uncertainty_outputs", "comparison_figure", "sections",
-           "nearest_view"]
-
-#: Rows of the side-by-side table (the core's ``pose6dof`` keys and the coarse recall).
-TABLE_KEYS = (
-    "num_queries", "num_failed", "median_translation_cm", "median_rotation_deg", "recall_1cm_1deg", "recall_2cm_2deg",
-    "recall_5cm_5deg", "recall_10cm_10deg", "recall_25cm_2deg", "recall_50cm_5deg", "recall_50cm_20deg",
-    "recall_5m_10deg", "time_per_query_ms",
-)
-
-
-def _fmt(v: float) -> str:
-    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e9):
-        return str(int(v))
-    return "inf" if math.isinf(v) else f"{v:.3f}"
-
-
-def format_comparison(columns: Mapping[str, Mapping[str, float]]) -> str:
-    """A text table: one row per metric of :data:`TABLE_KEYS`, one column per model."""
-    if not columns:
-        return ""
-    labels = list(columns)
-    rows = [["metric", *labels]] + [[k, *(_fmt(float(columns[c].get(k, math.nan))) for c in labels)] for k in TABLE_KEYS]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) for r in rows)
+__all__ = ["scene_coordinate_errors", "uncertainty_outputs", "comparison_figure", "sections", "nearest_view"]
 
 
 def _model_outputs(method: Any, sample: Sample) -> tuple[Tensor, Tensor | None]:
@@ -218,9 +195,6 @@ def sections(method: Any) -> list[tuple[str, str]]:
                      f"{method.baseline_seconds if method.baseline_seconds is not None else math.nan:.1f} s "
                      f"({cfg.total_steps()} steps each, batch {cfg.train.batch_size}, the same seed and initial weights).")
     out.append(("TransPose data (real / rendered)", "\n".join(lines)))
-    if method.comparison:
-        out.append(("Side by side on the query frames (same step budget, seed and initial weights)",
-                    format_comparison(method.comparison)))
     c = method.calibration_result
     if c is not None:
         rows = [f"Spearman correlation of predicted sigma and actual error: {c['spearman']:.3f} over {c['cells']} query cells",
