@@ -1,12 +1,10 @@
-"""Triplet mining from the descriptor cache, the ranking loss and the spatial block split."""
+"""Triplet mining from the descriptor cache and the ranking loss (the spatial split: test_split.py)."""
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from maploc_netvlad.training import block_split, mine_triplets, triplet_ranking_loss
+from maploc_netvlad.training import mine_triplets, triplet_ranking_loss
 
 
 def test_mining_picks_best_positive_and_hardest_negatives():
@@ -45,19 +43,3 @@ def test_ranking_loss_values():
     near = torch.tensor([[[1.0, 0.0]]])  # d^2 = 0 -> loss = margin
     assert float(triplet_ranking_loss(q, p, far, 0.1)) == 0.0
     assert abs(float(triplet_ranking_loss(q, p, near, 0.1)) - 0.1) < 1e-7
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.floats(5, 200), st.floats(0, 20), st.integers(0, 10_000))
-def test_block_split_keeps_training_places_away_from_evaluation_places(block, guard, seed):
-    rng = np.random.default_rng(seed)
-    xyz = np.c_[rng.uniform(-500, 500, (300, 2)), np.zeros(300)]
-    train, held_out = block_split(xyz, block, guard)
-    assert not (train & held_out).any()
-    if train.any() and held_out.any():
-        # distance along the split axis from every training place to every evaluation place is at least the guard
-        centre = xyz[:, :2].mean(0)
-        axis = np.linalg.svd(xyz[:, :2] - centre, full_matrices=False)[2][0]
-        s = (xyz[:, :2] - centre) @ axis
-        gap = np.abs(s[train][:, None] - s[held_out][None]).min()
-        assert gap >= guard - 1e-6

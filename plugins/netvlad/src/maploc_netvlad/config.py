@@ -89,17 +89,43 @@ class MiningConfig:
 
 @attrs.frozen(kw_only=True)
 class SplitConfig:
-    """The spatial split of training and evaluation places by blocks (see ``training.block_split``).
+    """The spatial train / val / test split (the core's :class:`maploc.data.split.SpatialSplit`, built in
+    :func:`maploc_netvlad.split.build_split`).
+
+    The split is a grid of blocks over the bounding box of the **map** frames' positions
+    (``SpatialSplit.from_points``); a seeded share of the blocks holding map frames is held out for ``test`` and
+    ``val``. Training uses only images allowed for ``train`` (at least ``guard_m`` from every test block and from
+    every val block), and the run saves the split as ``RUN/split.json``, so that the core scores only the queries
+    inside test blocks. The success radius it guards is the largest evaluation threshold
+    (``max(eval.distance_threshold_m, eval.fine_threshold_m)``, 25 m by default).
 
     Attributes:
-        block_size_m: block length in metres along the map's main direction (0 = train on every training image).
-        guard_m: training images keep at least this distance from evaluation blocks.
-        other_sequences: with the split on, also train on the training-block images of the dataset's other sequences
-            (its ``query`` split: other traversals and conditions); their evaluation-block images stay unseen.
+        block_size_m: target block side in metres (> 0); ``0`` = no split: train on the whole training split and
+            score every query (only for data whose queries lie elsewhere than the training images, or with no
+            training at all). The default (60 m) gives sim-city's default route (100 frames, 4 m apart, a ~310 m
+            stretch) 5 blocks: 1 test, 1 val, 3 train.
+        footprint_m: radius (metres) of the map area a training sample counts for around its position, added to
+            the guard. ``0``: the retrieval ground truth is the camera position (a map image is correct when its
+            camera lies within the success radius of the query's), so the camera's position is what the guard must
+            keep away from test queries; what the camera sees farther away is not a positive (see the README).
+        guard_m: metres every training (and val) position keeps from every test block; ``None`` = success radius +
+            ``footprint_m``, the smallest allowed (a smaller value is a ``ConfigError`` of the core's split).
+        val_fraction: share of the occupied blocks held out for validation (choosing defaults; never trained on);
+            in ``[0, 1)``.
+        test_fraction: share of the occupied blocks held out for testing; in ``(0, 1)``.
+        seed: seed of the block assignment (fixed, independent of the run's ``--seed``, so that every training
+            seed is scored on the same test blocks).
+        other_sequences: also train on the ``train``-allowed images of the dataset's ``query`` split (sim-city: the
+            other traversals and conditions, e.g. night images of the query traversals at training places); their
+            test-block and val-block images stay unseen.
     """
 
-    block_size_m: float = attrs.field(default=50.0, validator=at_least(0))
-    guard_m: float = attrs.field(default=10.0, validator=at_least(0))
+    block_size_m: float = attrs.field(default=60.0, validator=at_least(0))
+    footprint_m: float = attrs.field(default=0.0, validator=at_least(0))
+    guard_m: float | None = None
+    val_fraction: float = attrs.field(default=0.1, validator=in_range(0.0, 1.0))
+    test_fraction: float = attrs.field(default=0.2, validator=in_range(0.0, 1.0))
+    seed: int = 0
     other_sequences: bool = True
 
 
@@ -129,8 +155,9 @@ class EvalConfig:
     """Evaluation thresholds.
 
     Attributes:
-        distance_threshold_m: a retrieved map image within this distance is correct (the standard table, 25 m).
-        fine_threshold_m: the second threshold reported per condition (10 m).
+        distance_threshold_m: a retrieved map image within this distance is correct (the core's primary threshold,
+            25 m: ``recall_at_<N>``).
+        fine_threshold_m: the second threshold the core reports (``recall_at_<N>_within_10m``).
     """
 
     distance_threshold_m: float = attrs.field(default=25.0, validator=greater_than(0))
@@ -164,7 +191,8 @@ class MobileNetVLADConfig:
 
     Attributes:
         model: the student network.
-        teacher: the teacher's config, used when no ``teacher_checkpoint`` is given (a teacher is trained first).
+        teacher: the teacher's config, used when no ``teacher_checkpoint`` is given (a teacher is trained first, on
+            the student's spatial split: ``teacher.split`` is not used).
         teacher_checkpoint: a ``netvlad`` checkpoint (``RUN/checkpoints/last.ckpt``) to distil from.
         split, index, eval: as for ``netvlad``.
         encode_batch_size: images per forward pass.

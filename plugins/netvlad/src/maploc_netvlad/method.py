@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from maploc.api import Dataset, StepOutput
+from maploc.api import Dataset, RunContext, StepOutput
+from maploc.data.split import SpatialSplit
 from maploc.errors import CheckpointError, ConfigError
 
 from .config import MobileNetVLADConfig, NetVLADConfig
@@ -30,19 +32,20 @@ __all__ = ["NetVLADMethod", "MobileNetVLADMethod", "build_teacher"]
 
 log = logging.getLogger(__name__)
 
-#: conformance: a tiny sim-city render (one traversal by day and night, 12 frames 4 m apart, 64x48 px).
+#: conformance: a tiny sim-city render (one traversal by day and night, 12 frames 4 m apart, 64x48 px; a 44 m route
+#: is too short for a spatial split guarding 25 m, so none: tests/test_eval_reuse.py runs the split end to end).
 _CONFORMANCE = (
     "split.block_size_m=0", "data.image_height=48", "encode_batch_size=8", "data.frames=12", "data.traversals=1",
     "data.conditions=day,night", "data.width=64", "data.height=48",
 )
 
 
-def training_sources(train_data: Dataset, split: Any) -> list[Dataset]:
-    """The training split, plus, when the spatial block split is on (``split.block_size_m > 0``) and the dataset
-    has other sequences, its ``query`` split: only their images in training blocks are used (see
-    :func:`.training.block_split`), so evaluation blocks stay unseen."""
+def training_sources(train_data: Dataset, split: SpatialSplit | None, other_sequences: bool) -> list[Dataset]:
+    """The training split, plus, when there is a spatial split and ``other_sequences``, the dataset's ``query``
+    split (sim-city: the other traversals and conditions): only their images the split allows for training are
+    used (:func:`.training.load_training_images`), so test and val blocks stay unseen."""
     sources = [train_data]
-    if split.block_size_m > 0 and split.other_sequences:
+    if split is not None and other_sequences:
         try:
             other = type(train_data)(train_data.root, "query", image_height=train_data.image_height,
                                      options=train_data.options)
@@ -76,7 +79,6 @@ class NetVLADMethod(RetrievalMethod):
         self.cache: torch.Tensor | None = None
         self.cache_step = -1
         self.generator = torch.Generator().manual_seed(0)
-        self.fit_summary: dict[str, Any] = {}
 
     def configure_model(self) -> nn.Module:
         return build_teacher(self.config)
@@ -84,13 +86,21 @@ class NetVLADMethod(RetrievalMethod):
     def collate(self, samples: list[Any]) -> Any:
         return torch.as_tensor(samples, dtype=torch.long)
 
-    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
-        """Loads the training blocks' images, initialises the NetVLAD clusters by k-means on them, and trains
-        with the triplet ranking loss (the engine's loop calls :meth:`training_step`).
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None,
+            context: RunContext = RunContext(), split: SpatialSplit | None | str = "build") -> Any:
+        """Builds the spatial split (saved as ``context.run_dir / "split.json"``), loads the images it allows for
+        training, initialises the NetVLAD clusters by k-means on them, and trains with the triplet ranking loss
+        (the engine's loop calls :meth:`training_step`).
+
+        Args:
+            engine, train_data, val_data, context: as :meth:`maploc.api.Method.fit` (``val_data`` is not used).
+            split: ``"build"`` (default): build the split from the config and the map split of ``train_data``'s
+                dataset; or the split to train on (a student's: see :class:`MobileNetVLADMethod`), or ``None``.
 
         Raises:
-            ConfigError: the block split leaves no image, or mining radii are inconsistent.
-            DataError: training images of different sizes or without poses.
+            ConfigError: the split leaves no image, a guard below the success radius, or mining radii that are
+                inconsistent.
+            DataError: training images of different sizes or without poses; too few blocks for a split.
         """
         if not self.trains:
             return None
@@ -98,8 +108,10 @@ class NetVLADMethod(RetrievalMethod):
         if cfg.mining.positive_radius_m >= cfg.mining.negative_radius_m:
             raise ConfigError(f"mining.positive_radius_m ({cfg.mining.positive_radius_m}) must be < "
                               f"mining.negative_radius_m ({cfg.mining.negative_radius_m})")
-        self.train_images = load_training_images(training_sources(train_data, cfg.split), cfg.split.block_size_m,
-                                                 cfg.split.guard_m)
+        self.context = context
+        self.split = self._make_split(train_data, context) if isinstance(split, str) else split
+        self.train_images = load_training_images(
+            training_sources(train_data, self.split, cfg.split.other_sequences), self.split)
         assert isinstance(self.model, GlobalDescriptorNet)
         self.model.to(engine.device)
         images = self.train_images.images.to(engine.device)
@@ -159,7 +171,7 @@ class MobileNetVLADMethod(RetrievalMethod):
     conformance_overrides: ClassVar[tuple[str, ...]] = (
         *_CONFORMANCE, "model.num_clusters=8", "model.descriptor_dim=16", "train.batch_size=4",
         "teacher.train.max_steps=2", "teacher.train.batch_size=2", "teacher.model.num_clusters=8",
-        "teacher.split.block_size_m=0", "teacher.mining.num_negatives=2",
+        "teacher.mining.num_negatives=2",
     )
 
     def __init__(self, config: MobileNetVLADConfig) -> None:
@@ -167,7 +179,6 @@ class MobileNetVLADMethod(RetrievalMethod):
         self.targets: torch.Tensor | None = None
         self.train_images: TrainingImages | None = None
         self.teacher: NetVLADMethod | None = None
-        self.fit_summary: dict[str, Any] = {}
 
     def configure_model(self) -> nn.Module:
         m = self.config.model
@@ -195,25 +206,57 @@ class MobileNetVLADMethod(RetrievalMethod):
             raise CheckpointError(f"teacher_checkpoint {path} does not fit its model: {str(e).splitlines()[0]}") from None
         return teacher
 
-    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None) -> Any:
-        """Gets the teacher (``teacher_checkpoint``, or trains one first and keeps its checkpoint as
-        ``RUN/teacher.ckpt``), learns the teacher's PCA whitening on the training images, and regresses the
-        teacher's whitened descriptors (zero-padded to ``model.descriptor_dim``) with the student."""
+    def _check_teacher_split(self, path: str) -> None:
+        """A ``teacher_checkpoint``'s run must have trained on this run's split (or on other data): its
+        ``split.json``, when its run folder holds one, must equal this run's split.
+
+        Raises:
+            ConfigError: the teacher's run saved another split (it may have trained on this run's test blocks).
+        """
+        from .split import load_split
+
+        run = Path(path).resolve().parent.parent
+        theirs = load_split(run)
+        if theirs is None:
+            log.warning("teacher_checkpoint %s: its run folder %s holds no split.json; make sure the teacher never "
+                        "trained on this run's test blocks (%s)", path, run,
+                        self.split.describe() if self.split is not None else "no split")
+        elif theirs != self.split:
+            raise ConfigError(
+                f"teacher_checkpoint {path} was trained with another spatial split ({theirs.describe()}) than this "
+                f"run's ({self.split.describe() if self.split is not None else 'none'}): the teacher may have "
+                "trained on this run's test blocks; use the same split.* options as the teacher's run")
+
+    def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None,
+            context: RunContext = RunContext()) -> Any:
+        """Builds the spatial split (saved as ``context.run_dir / "split.json"``); gets the teacher
+        (``teacher_checkpoint``, whose run must have used the same split; or trains one first on this split and
+        keeps its checkpoint as ``RUN/teacher.ckpt``); learns the teacher's PCA whitening on the training images,
+        and regresses the teacher's whitened descriptors (zero-padded to ``model.descriptor_dim``) with the
+        student, on the images the split allows for training.
+
+        Raises:
+            ConfigError: as :meth:`NetVLADMethod.fit`; a teacher checkpoint trained on another split.
+            CheckpointError: an unusable ``teacher_checkpoint``.
+        """
         if not self.trains:
             return None
         cfg = self.config
+        self.context = context
+        self.split = self._make_split(train_data, context)
         if cfg.teacher_checkpoint:
+            self._check_teacher_split(cfg.teacher_checkpoint)
             self.teacher = self._load_teacher(cfg.teacher_checkpoint)
             teacher_steps = 0
         else:
             self.teacher = NetVLADMethod(cfg.teacher)
             self.teacher.model = self.teacher.configure_model()
-            result = self.teacher.fit(engine, train_data, None)
+            result = self.teacher.fit(engine, train_data, None, context, split=self.split)
             teacher_steps = result.steps if result is not None else 0
             if result is not None and engine.is_global_zero:
                 shutil.copyfile(result.checkpoint, engine.run_dir / "teacher.ckpt")
-        self.train_images = load_training_images(training_sources(train_data, cfg.split), cfg.split.block_size_m,
-                                                 cfg.split.guard_m)
+        self.train_images = load_training_images(
+            training_sources(train_data, self.split, cfg.split.other_sequences), self.split)
         teacher_model = self.teacher.model.to(engine.device).eval()
         with torch.no_grad():
             raw = torch.cat([teacher_model.vlad(self.train_images.images[s:s + cfg.encode_batch_size].to(engine.device))

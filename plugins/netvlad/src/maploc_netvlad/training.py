@@ -1,5 +1,5 @@
-"""Training data of the global-descriptor methods: preloaded images, the spatial block split and hard-negative
-mining from a descriptor cache.
+"""Training data of the global-descriptor methods: preloaded images (those the spatial split allows for training,
+see :mod:`maploc_netvlad.split`) and hard-negative mining from a descriptor cache.
 
 Weakly supervised triplet ranking (Arandjelović et al., NetVLAD, CVPR 2016, Sec. 4, Eq. 7): for a query ``q``,
 the potential positives are the images within ``positive_radius_m`` (GPS-level supervision: the best one is the
@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 
 from maploc.api import Dataset
+from maploc.data.split import SpatialSplit
 from maploc.errors import ConfigError, DataError
 
-__all__ = ["TrainingImages", "load_training_images", "block_split", "positions_of", "mine_triplets",
+__all__ = ["TrainingImages", "load_training_images", "positions_of", "mine_triplets",
            "MinedTriplets", "IndexDataset"]
 
 
@@ -30,45 +31,6 @@ def positions_of(sample) -> np.ndarray:  # noqa: ANN001 - Sample or SampleMeta
     if getattr(sample, "pose2", None) is not None:
         return np.array([sample.pose2.x, sample.pose2.y, 0.0])
     return np.full(3, np.nan)
-
-
-def block_split(
-    xyz: np.ndarray, block_size_m: float, guard_m: float, reference_xyz: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The spatial split by blocks: bands of ``block_size_m`` across the main direction of the reference places.
-
-    The horizontal (x, y) positions are projected on the first principal axis of ``reference_xyz`` (the map's or
-    the training split's places; ``xyz`` itself when ``None``), measured from its smallest projection, and cut into
-    blocks of ``block_size_m``. Training places lie in even blocks at least ``guard_m`` from both block edges, so no
-    training image is within ``guard_m`` (along the axis) of an odd, evaluation block; evaluation places are those
-    in odd blocks. A route through a city (or a long corridor) is so cut into alternating training and evaluation
-    stretches. ``block_size_m == 0`` disables the split (every place is both).
-
-    Args:
-        xyz: ``(N, 3)`` positions in metres (z ignored).
-        block_size_m, guard_m: see above.
-        reference_xyz: ``(R, 3)`` positions that fix the axis and the origin (R >= 1).
-
-    Returns:
-        ``train`` and ``held_out`` ``(N,)`` bool masks.
-    """
-    n = len(xyz)
-    if block_size_m <= 0 or n == 0 or not np.isfinite(xyz[:, :2]).all():
-        return np.ones(n, dtype=bool), np.ones(n, dtype=bool)
-    ref = (xyz if reference_xyz is None else reference_xyz)[:, :2].astype(np.float64)
-    centre = ref.mean(axis=0)
-    if len(ref) >= 2:
-        _, _, vt = np.linalg.svd(ref - centre, full_matrices=False)
-        axis = vt[0]
-    else:
-        axis = np.array([1.0, 0.0])
-    origin = float(((ref - centre) @ axis).min())
-    s = (xyz[:, :2] - centre) @ axis - origin
-    block = np.floor(s / block_size_m)
-    even = (block % 2) == 0
-    frac = s - block * block_size_m
-    edge = np.minimum(frac, block_size_m - frac)
-    return even & (edge >= guard_m), ~even
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -86,19 +48,24 @@ class TrainingImages:
     sequences: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def load_training_images(sources: Dataset | list[Dataset], block_size_m: float, guard_m: float) -> TrainingImages:
-    """Decodes the images of ``sources`` that lie in the training blocks (see :func:`block_split`; the first
-    source's places fix the blocks).
+def load_training_images(sources: Dataset | list[Dataset], split: SpatialSplit | None) -> TrainingImages:
+    """Decodes the images of ``sources`` that the spatial split allows for training.
+
+    Args:
+        sources: the datasets to train on (the training split, then e.g. the query split's other sequences).
+        split: the run's split: an image is kept when ``split.allowed(xy, "train")`` at its position (see
+            :func:`maploc_netvlad.split.positions`); ``None``: every image is kept.
 
     Raises:
         DataError: a sample has no position, or image sizes differ (names both samples).
-        ConfigError: the block split leaves no training image.
+        ConfigError: the split leaves no training image.
     """
+    from .split import positions
+
     sources = sources if isinstance(sources, list) else [sources]
     images, names, xyz_all, seqs, first = [], [], [], [], None
     seq_ids: dict[str, int] = {}
     total = 0
-    reference = None
     for data in sources:
         metas = [data.metadata(i) for i in range(len(data))]
         total += len(metas)
@@ -106,8 +73,7 @@ def load_training_images(sources: Dataset | list[Dataset], block_size_m: float, 
         bad = np.flatnonzero(np.isnan(xyz).any(axis=1))
         if bad.size:
             raise DataError(f"{data!r}: training sample {metas[bad[0]].name!r} has no pose (T_cam2world or pose2)")
-        reference = xyz if reference is None else reference
-        keep, _ = block_split(xyz, block_size_m, guard_m, reference)
+        keep = np.ones(len(metas), dtype=bool) if split is None else split.allowed(positions(metas), "train")
         for i in np.flatnonzero(keep):
             s = data[int(i)]
             if first is None:
@@ -123,8 +89,9 @@ def load_training_images(sources: Dataset | list[Dataset], block_size_m: float, 
             seqs.append(seq_ids.setdefault(metas[i].sequence, len(seq_ids)))
     if not images:
         raise ConfigError(
-            f"split.block_size_m={block_size_m} with split.guard_m={guard_m} leaves none of the {total} training "
-            "images in a training block; lower them (split.block_size_m=0 trains on every image)"
+            f"the spatial split ({split.describe() if split is not None else 'none'}) leaves none of the {total} "
+            "training images in a training block; use smaller blocks (split.block_size_m), a larger map, or "
+            "split.block_size_m=0 (no split)"
         )
     return TrainingImages(images=torch.stack(images), xyz=np.stack(xyz_all), names=names,
                           sequences=np.asarray(seqs, dtype=np.int64))
