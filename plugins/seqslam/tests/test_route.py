@@ -153,3 +153,16 @@ def test_checkpoint_sizes_the_classifier() -> None:
     assert stand_in.loaded and stand_in.num_places == 7 and stand_in.classify.out_features == 7
     images = torch.rand(2, 3, 3, 32, 32)
     torch.testing.assert_close(stand_in.eval()(images), trained(images))
+
+
+def test_stand_in_draws_nothing() -> None:
+    """``configure_model``'s stand-in network leaves the global generator alone, so the network
+    ``fit`` builds is initialised from the seed alone (as when there was no stand-in)."""
+    from maploc_seqslam.deepseqslam import DeepSeqSLAM, DeepSeqSLAMConfig
+
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    method = DeepSeqSLAM(DeepSeqSLAMConfig(descriptor_dim=8, hidden_size=8))
+    model = method.configure_model()
+    assert isinstance(model, DeepSeqSLAMNet) and model.num_places == 1 and not model.loaded
+    assert torch.equal(torch.get_rng_state(), before)
