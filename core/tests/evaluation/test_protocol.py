@@ -243,3 +243,17 @@ def test_evaluate_needs_a_run_or_a_file(maploc_main, tmp_path):
     Path(tmp_path / "p.txt").write_text("a b\n")
     status, _, err = maploc_main("evaluate", "--predictions", str(tmp_path / "p.txt"), "--dataset", "synthetic-room")
     assert status == 2 and "p.txt:1: 2 columns" in err
+
+
+def test_frame_tolerance_keeps_split_positions_per_condition(tmp_path):
+    """A frame-aligned set (Nordland-like, no positions): query i matches map frame i, also when the
+    queries are scored per condition (a subset keeps its positions in the whole query split)."""
+    map_metas = [SampleMeta(name=f"m{i}") for i in range(8)]
+    queries = [SampleMeta(name=f"q{i}", condition="a" if i < 4 else "b") for i in range(8)]
+    ests = [PoseEstimate(retrieval=Retrieval(indices=[i], scores=[1.0]), confidence=1.0) for i in range(8)]
+    manifest = Manifest(family="sequence", method="seq", dataset="fake", num_queries=8, frame_tolerance=0)
+    write_run_predictions(tmp_path / "predictions", manifest, [q.name for q in queries], [m.name for m in map_metas],
+                          ests, {})
+    m = score_run(tmp_path / "predictions", queries, map_metas).metrics
+    assert m["recall_at_1"] == 100.0 and m["a/recall_at_1"] == 100.0 and m["b/recall_at_1"] == 100.0
+    assert m["chance:b/recall_at_1"] == pytest.approx(100 / 8)

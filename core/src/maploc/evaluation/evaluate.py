@@ -295,7 +295,7 @@ def _evaluate_retrieval(
 
 def _evaluate_sequence(
     queries: Sequence[Sample], estimates: Sequence[PoseEstimate], map_samples: Sequence[Sample] | None,
-    distance_threshold_m: float, frame_tolerance: int | None,
+    distance_threshold_m: float, frame_tolerance: int | None, query_indices: Sequence[int] | None = None,
 ) -> EvaluationResult:
     index = _map_index(map_samples, "sequence")
     m = len(map_samples)  # type: ignore[arg-type]
@@ -309,7 +309,8 @@ def _evaluate_sequence(
     rows = []
     for i, (q, e) in enumerate(zip(queries, estimates)):
         near_frame = (
-            np.abs(np.arange(m) - i) <= frame_tolerance if frame_tolerance is not None else np.zeros(m, dtype=bool)
+            np.abs(np.arange(m) - (i if query_indices is None else int(query_indices[i]))) <= frame_tolerance
+            if frame_tolerance is not None else np.zeros(m, dtype=bool)
         )
         # With a frame tolerance, a pair without positions is only matched by its frame index.
         distances = positions.distances(q, strict=frame_tolerance is None and index_truth is None)
@@ -347,6 +348,7 @@ def evaluate(
     map_samples: Sequence[Sample] | None = None,
     distance_threshold_m: float = 25.0,
     frame_tolerance: int | None = None,
+    query_indices: Sequence[int] | None = None,
     recall_ns: Sequence[int] = _m.RETRIEVAL_NS,
 ) -> EvaluationResult:
     """Scores the estimates of a run against the queries' ground truth.
@@ -393,6 +395,8 @@ def evaluate(
             images are not used.
         distance_threshold_m: the distance in metres within which a map sample matches a query.
         frame_tolerance: ``sequence`` only: frames of index difference counted as a true match.
+        query_indices: ``sequence`` with ``frame_tolerance``: each query's index in its whole query
+            split (default ``0 .. Q-1``), so that a subset (one condition) is aligned as the whole.
         recall_ns: ``retrieval`` only: the ``N`` of ``recall_at_{N}``.
 
     Returns:
@@ -412,4 +416,6 @@ def evaluate(
         return _evaluate_se2(queries, estimates)
     if family == "retrieval":
         return _evaluate_retrieval(queries, estimates, map_samples, distance_threshold_m, recall_ns)
-    return _evaluate_sequence(queries, estimates, map_samples, distance_threshold_m, frame_tolerance)
+    if query_indices is not None and len(query_indices) != len(queries):
+        raise ValueError(f"got {len(queries)} queries but {len(query_indices)} query_indices")
+    return _evaluate_sequence(queries, estimates, map_samples, distance_threshold_m, frame_tolerance, query_indices)

@@ -193,10 +193,11 @@ def _prefixed(row: str, condition: str | None, metrics: Mapping[str, float]) -> 
 
 
 def _score(family: str, queries: Sequence[Any], estimates: Sequence[Any], map_metas: Sequence[Any] | None,
-           manifest: Manifest) -> tuple[EvaluationResult, dict[str, float]]:
+           manifest: Manifest, indices: Sequence[int]) -> tuple[EvaluationResult, dict[str, float]]:
     thresholds = manifest.distance_thresholds_m
     result = evaluate(family, queries, estimates, map_samples=map_metas, distance_threshold_m=thresholds[0],
-                      frame_tolerance=manifest.frame_tolerance)
+                      frame_tolerance=manifest.frame_tolerance,
+                      query_indices=indices if family == "sequence" else None)
     metrics = dict(result.metrics)
     if family == "retrieval":
         for d in thresholds[1:]:
@@ -207,7 +208,7 @@ def _score(family: str, queries: Sequence[Any], estimates: Sequence[Any], map_me
 
 
 def _reference_rows(family: str, queries: Sequence[Any], map_metas: Sequence[Any] | None, manifest: Manifest,
-                    csv_rows: Sequence[Mapping[str, str]]) -> dict[str, dict[str, float]]:
+                    csv_rows: Sequence[Mapping[str, str]], indices: Sequence[int]) -> dict[str, dict[str, float]]:
     """``row -> metrics`` of the reference rows for these queries (see the module docstring)."""
     out: dict[str, dict[str, float]] = {}
     n = len(queries)
@@ -219,7 +220,7 @@ def _reference_rows(family: str, queries: Sequence[Any], map_metas: Sequence[Any
         for k, d in enumerate(manifest.distance_thresholds_m):
             truth = truth_matrix(queries, map_metas, d)
             if family == "sequence" and manifest.frame_tolerance is not None:
-                qi = np.arange(n)[:, None]
+                qi = np.asarray(indices, dtype=np.int64)[:, None]  # positions in the whole query split
                 truth |= np.abs(np.arange(m)[None, :] - qi) <= manifest.frame_tolerance
             hits = truth.sum(axis=1)
             if family == "retrieval":
@@ -337,7 +338,7 @@ def score_run(
         rows_kept = [csv_rows[i] for i in idx]
         for condition, members in groups:
             result, values = _score(family, [queries[k] for k in members], [estimates[k] for k in members],
-                                    map_metas, manifest)
+                                    map_metas, manifest, [int(idx[k]) for k in members])
             metrics.update(_prefixed(row, condition, values))
             if row == "" and condition is None:
                 main_result = result
@@ -347,7 +348,7 @@ def score_run(
     assert main_result is not None
     for condition, members in groups:
         refs = _reference_rows(family, [queries[k] for k in members], map_metas, manifest,
-                               [main_csv[k] for k in members])
+                               [main_csv[k] for k in members], [int(idx[k]) for k in members])
         for ref_row, values in refs.items():
             metrics.update(_prefixed(ref_row, condition, values))
     for ref_row in REFERENCE_ROWS:
