@@ -52,5 +52,5 @@ def maploc_engine_callbacks(run_dir: Path, method: Any, context: Any) -> list[An
 
 @hookimpl
 def maploc_report_sections(run_dir: Path, metrics: Mapping[str, float], method_name: str) -> list[tuple[str, str]]:
-    files = sorted(p.name for p in Path(run_dir).iterdir()) if Path(run_dir).is_dir() else []
+    files = sorted({p.name for p in Path(run_dir).iterdir()} | {"report.txt"}) if Path(run_dir).is_dir() else []
     return [("Run directory", f"{run_dir}\n" + "  ".join(files))]
