@@ -1,8 +1,9 @@
-"""A classical structure-based reference: SIFT matches to the mapping frames, 3-D points from their
+"""A classical structure-based baseline: SIFT matches to the mapping frames, 3-D points from their
 depth, ``cv2.solvePnPRansac``.
 
-It runs in the same ``maploc run --method dsac`` as DSAC* (on the same map and query samples, at
-the same resolution) so DSAC*'s numbers have context. The pipeline is the textbook one (e.g.
+It runs in the same ``maploc run --method dsac`` as DSAC* (on the same map and query frames, re-read
+at ``ClassicalConfig.image_height``) so DSAC*'s numbers have context: its estimates are the baseline
+variant ``sift_pnp`` of :meth:`maploc_dsac.method.DSACMethod.variants`, scored by the core. The pipeline is the textbook one (e.g.
 Sattler et al., "Are Large-Scale 3D Models Really Necessary for Accurate Visual Localization?",
 CVPR 2017, minus the SfM model: the mapping frames' registered depth and ground-truth poses give
 each keypoint its 3-D point):
@@ -35,6 +36,7 @@ import torch
 
 from maploc.types import Pose, PoseEstimate, Sample
 from maploc_dsac.config import REFERENCE_HEIGHT, ClassicalConfig
+from maploc_dsac.pose_solvers import failed_estimate
 
 __all__ = ["ClassicalReference", "MapFrame"]
 
@@ -149,7 +151,8 @@ class ClassicalReference:
         t0 = time.perf_counter()
         p2, p3 = self.matches(sample)
         if len(p2) < max(6, cfg.min_inliers):
-            return PoseEstimate.failed(seconds=time.perf_counter() - t0, num_matches=len(p2))
+            return failed_estimate(seconds=time.perf_counter() - t0, num_inliers=0, num_matches=len(p2),
+                                   reason="too few matches")
         K = sample.camera.K.double().numpy()
         threshold = cfg.reprojection_error_px * sample.camera.height / REFERENCE_HEIGHT
         try:
@@ -162,17 +165,18 @@ class ClassicalReference:
             ok, inliers = False, None
         n_in = 0 if inliers is None else len(inliers)
         if not ok or n_in < cfg.min_inliers:
-            return PoseEstimate.failed(seconds=time.perf_counter() - t0, num_matches=len(p2), num_inliers=n_in)
+            return failed_estimate(seconds=time.perf_counter() - t0, num_matches=len(p2), num_inliers=n_in,
+                                   reason="too few inliers")
         idx = inliers.reshape(-1)
         rvec, tvec = cv2.solvePnPRefineLM(p3[idx], p2[idx], K, None, rvec, tvec)
         R_w2c, _ = cv2.Rodrigues(rvec)
         z = (p3[idx] @ R_w2c.T + tvec.reshape(1, 3))[:, 2]
         if not np.isfinite(z).all() or float((z > 0).mean()) < 0.9:  # cheirality: inliers must be in front
-            return PoseEstimate.failed(
+            return failed_estimate(
                 seconds=time.perf_counter() - t0, num_matches=len(p2), num_inliers=n_in, reason="cheirality"
             )
         if float(np.median(z)) > self.max_depth:  # the inliers seen from implausibly far away
-            return PoseEstimate.failed(
+            return failed_estimate(
                 seconds=time.perf_counter() - t0, num_matches=len(p2), num_inliers=n_in, reason="implausible depth"
             )
         R_c2w = R_w2c.T

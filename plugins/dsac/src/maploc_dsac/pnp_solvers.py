@@ -41,6 +41,7 @@ import torch
 from maploc.api import PoseSolver
 from maploc.errors import ConfigError, PluginError
 from maploc.types import Correspondences, Pose, PoseEstimate
+from maploc_dsac.pose_solvers import failed_estimate
 
 __all__ = ["PnPAnchorSolver", "OpenCVPnPSolver", "PoseLibPnPSolver", "PycolmapPnPSolver", "MIN_CORRESPONDENCES",
            "BENCH_EXTRA"]
@@ -141,7 +142,7 @@ class PnPAnchorSolver(PoseSolver, abc.ABC):
             t0 = time.perf_counter()
             p2, p3, K = _usable(c)
             if len(p2) < MIN_CORRESPONDENCES:
-                out.append(PoseEstimate.failed(seconds=time.perf_counter() - t0, num_inliers=0,
+                out.append(failed_estimate(seconds=time.perf_counter() - t0, num_inliers=0,
                                                reason=f"fewer than {MIN_CORRESPONDENCES} correspondences"))
                 continue
             try:
@@ -152,11 +153,11 @@ class PnPAnchorSolver(PoseSolver, abc.ABC):
                 reason = "no model"
             seconds = time.perf_counter() - t0
             if result is None:
-                out.append(PoseEstimate.failed(seconds=seconds, num_inliers=0, reason=reason))
+                out.append(failed_estimate(seconds=seconds, num_inliers=0, reason=reason))
                 continue
             R, t, n = result
             if n < self.min_inliers or not (np.isfinite(R).all() and np.isfinite(t).all()):
-                out.append(PoseEstimate.failed(seconds=seconds, num_inliers=int(n), reason="too few inliers"))
+                out.append(failed_estimate(seconds=seconds, num_inliers=int(n), reason="too few inliers"))
                 continue
             pose = Pose(R=torch.from_numpy(np.ascontiguousarray(R, dtype=np.float64)),
                         t=torch.from_numpy(np.ascontiguousarray(t, dtype=np.float64).reshape(3)))

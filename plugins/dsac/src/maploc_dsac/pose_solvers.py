@@ -27,7 +27,7 @@ from torch import Tensor
 from maploc.api import PoseSolver
 from maploc.types import Correspondences, Pose, PoseEstimate
 
-__all__ = ["RansacPnPSolver", "RansacKabschSolver", "DepthCorrespondences", "estimates_from_result"]
+__all__ = ["RansacPnPSolver", "RansacKabschSolver", "DepthCorrespondences", "estimates_from_result", "failed_estimate"]
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -55,11 +55,17 @@ class DepthCorrespondences(Correspondences):
         return torch.stack([xn * d, yn * d, d], -1)
 
 
+def failed_estimate(seconds: float = 0.0, num_inliers: int | None = None, **extras: Any) -> PoseEstimate:
+    """``PoseEstimate.failed`` with its inlier count in ``num_inliers`` (the predictions file's column;
+    as an ``extras`` entry of that name it would be dropped)."""
+    return attrs.evolve(PoseEstimate.failed(seconds=seconds, **extras), num_inliers=num_inliers)
+
+
 def estimates_from_result(result: Any, min_inliers: int, seconds: float, **extras: Any) -> list[PoseEstimate]:
     """Turns a :class:`~maploc_dsac.solvers.RansacResult` of ``B`` images into ``B`` estimates.
 
     An image whose result is not ``success`` or has fewer than ``min_inliers`` inliers (or a
-    non-finite pose) becomes :meth:`PoseEstimate.failed`.
+    non-finite pose) becomes a failed estimate, its ``extras["reason"]`` saying which.
     """
     out: list[PoseEstimate] = []
     R = result.R_cam2world.detach().cpu()
@@ -68,7 +74,9 @@ def estimates_from_result(result: Any, min_inliers: int, seconds: float, **extra
         n_in = int(result.num_inliers[b])
         ok = bool(result.success[b]) and n_in >= min_inliers and bool(torch.isfinite(R[b]).all() and torch.isfinite(t[b]).all())
         if not ok:
-            out.append(PoseEstimate.failed(seconds=seconds, num_inliers=n_in, **extras))
+            why = "no hypothesis" if not bool(result.success[b]) else (
+                "too few inliers" if n_in < min_inliers else "non-finite pose")
+            out.append(failed_estimate(seconds=seconds, num_inliers=n_in, **{"reason": why, **extras}))
             continue
         out.append(
             PoseEstimate(
