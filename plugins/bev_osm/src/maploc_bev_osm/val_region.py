@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from maploc.errors import MaplocError
 
     try:
-        result = score_val_region(args.run_dir, args.out, say=lambda s: None)
+        score_val_region(args.run_dir, args.out, say=lambda s: None)
     except MaplocError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
