@@ -91,6 +91,18 @@ def test_default_solver_by_name_recovers_the_pose():
     assert not solver.solve([few])[0].success
 
 
+def test_builtin_poselib_solver_stands_in_for_poselib_pnp():
+    from maploc_netvlad.hloc import PoseLibPnPSolver, _keyword_names
+
+    s, c = _lifted_correspondences()
+    solver = PoseLibPnPSolver(inlier_threshold_px=1.0, max_iterations=1000, min_inliers=12)
+    assert {"inlier_threshold_px", "max_iterations", "min_inliers", "seed"} <= _keyword_names(PoseLibPnPSolver)
+    est = solver.solve([c])[0]
+    assert est.success and est.num_inliers == 100
+    np.testing.assert_allclose(est.T_cam2world.R.numpy(), s.T_cam2world.R.numpy(), atol=1e-5)
+    assert not PoseLibPnPSolver(min_inliers=101).solve([c])[0].success  # fewer inliers than asked: failed
+
+
 def test_solver_composed_by_name_from_another_plugin():
     import pytest
 

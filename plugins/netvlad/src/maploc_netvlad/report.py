@@ -33,7 +33,9 @@ def sections(method: Any) -> list[tuple[str, str]]:
     folder = method.index_dir()
     if method.reused_index is not None:
         lines.append(f"map index reused from {method.reused_index} (the map was not encoded)")
-    elif folder is not None:
+    elif folder is not None and (folder.parent / "checkpoints").is_dir():
         lines.append(f"map index saved in {folder}; `maploc eval --checkpoint {folder.parent}/checkpoints/last.ckpt` "
                      "reuses it")
+    elif folder is not None:
+        lines.append(f"map index saved in {folder}")
     return [("Split, timing and training", "\n".join(lines))]
