@@ -466,7 +466,8 @@ class SpatialSplit:
     def allowed(self, xy: Any, split: str) -> np.ndarray:
         """``(N,)`` bool: may a sample of ``split`` lie at each position of ``(N, 2)`` metres?
 
-        True when the position is in a block of ``split`` and far enough from the blocks it is guarded against
+        True when the position is in a block of ``split`` and strictly farther than the guard from the blocks it is
+        guarded against
         (``train``: :attr:`guard_m` from test blocks and :attr:`val_guard_m` from val blocks; ``val``:
         :attr:`guard_m` from test blocks; ``test``: no guard).
 
@@ -477,7 +478,8 @@ class SpatialSplit:
         ok = self.split_of(pts) == _code(split)
         for other, guard in self._guards(split):
             if ok.any():
-                ok[ok] = _rect_distance(pts[ok], self.rects(other)) >= guard
+                # strictly farther than the guard: a match counts at a distance <= the success radius
+                ok[ok] = _rect_distance(pts[ok], self.rects(other)) > guard
         return ok
 
     def mask(self, xy: Any, split: str, *, guarded: bool = True) -> np.ndarray:
