@@ -102,9 +102,11 @@ def encoders(height: int, threads: list[int], warmup: int, repeats: int, runs: d
         if run_dir is None:
             continue
         m = json.loads((Path(run_dir) / "metrics.json").read_text())
-        key = "recall_at_5_25m/held_out" if "recall_at_5_25m/held_out" in m else "recall_at_5"
-        recalls[who] = (m.get(key, float("nan")), key, m.get("nn_" + key, float("nan")) if "/" in key else None)
-        print(f"{who} run {run_dir}: {key} = {recalls[who][0]:.1f} % (nn-retrieval {recalls[who][2]})")
+        key = "recall_at_5"  # the core's score of the run's test-block queries (maploc.evaluation.scoring)
+        recalls[who] = (m.get(key, float("nan")), key, m.get("thumbnails:" + key, float("nan")),
+                        m.get("chance:" + key, float("nan")))
+        print(f"{who} run {run_dir}: {key} = {recalls[who][0]:.1f} % (thumbnails {recalls[who][2]:.1f} %, "
+              f"chance {recalls[who][3]:.1f} %)")
     if "teacher" in recalls and "student" in recalls and recalls["teacher"][0] > 0:
         print(f"student recall@5 / teacher recall@5: {100 * recalls['student'][0] / recalls['teacher'][0]:.1f} %")
 
