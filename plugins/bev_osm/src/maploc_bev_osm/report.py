@@ -36,6 +36,7 @@ def report_sections(method: Any, metrics: Mapping[str, float]) -> list[tuple[str
         lines.append("Split: none (split.held_out=false, or a checkpoint evaluated on a map it was not trained on): "
                      "every query is scored.")
     if method.train_candidates:
+        held = "test and val blocks" if method.split is not None and method.split.counts().get("val") else "test blocks"
         lines.append(f"Training: {method.train_views} of {method.train_candidates} training views "
-                     "(those outside the guard bands of the test and val blocks).")
+                     f"(those outside the guard bands of the {held}).")
     return [("bev_osm setup", "\n".join(lines))]
