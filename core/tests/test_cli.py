@@ -157,6 +157,8 @@ def test_cli_resume_continues_exactly(run_cli, tmp_path):
     # stop after 4 of 6 steps of the first epoch, then resume up to 8 steps from the run directory
     assert run_cli("train", *common, "-o", "train.max_steps=4", "--out", str(part)).returncode == 0
     proc = run_cli("train", *common, "-o", "train.max_steps=8", "--out", str(part), "--resume")
+    assert proc.returncode == 2 and "train.max_steps is 4" in proc.stderr  # the saved config is kept by default
+    proc = run_cli("train", *common, "-o", "train.max_steps=8", "--out", str(part), "--resume", "--change-config")
     assert proc.returncode == 0, proc.stderr
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)

@@ -61,7 +61,12 @@ def _add_run_options(p: argparse.ArgumentParser, *, training: bool, eval_only: b
     if training:
         where.add_argument(
             "--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
-            help="continue training exactly from CHECKPOINT (default: <out>/checkpoints/last or newest step-*)",
+            help="continue training exactly from CHECKPOINT (default: <out>/checkpoints/last or newest step-*), "
+                 "with the run's saved config.yaml; a flag that differs from it is an error",
+        )
+        where.add_argument(
+            "--change-config", action="store_true",
+            help="with --resume: apply the -o overrides to the saved config on purpose (e.g. more train.max_steps)",
         )
 
 
@@ -220,6 +225,7 @@ def _spec_from_args(args: argparse.Namespace, stages: tuple[str, ...]) -> Any:
         seed_given=args.seed != 0,
         resume=getattr(args, "resume", None),
         stages=stages,
+        change_config=getattr(args, "change_config", False),
     )
 
 
@@ -354,6 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MaplocError as e:
         if debug:
             raise
+        from maploc.engine.engine import TrainingInterrupted
+
+        if isinstance(e, TrainingInterrupted):
+            print(f"maploc: interrupted: {e}", file=sys.stderr)
+            return 130
         print(f"maploc: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -29,7 +29,7 @@ from maploc.engine.checkpoint import get_rng_state, load_checkpoint, save_checkp
 from maploc.engine.protocols import TrainableMethod
 from maploc.errors import CheckpointError, ConfigError, MaplocError
 
-__all__ = ["EngineConfig", "Engine", "TrainingError", "FitResult", "PRECISIONS"]
+__all__ = ["EngineConfig", "Engine", "TrainingError", "TrainingInterrupted", "FitResult", "PRECISIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,47 @@ PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed", "64": "64
 
 class TrainingError(MaplocError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(MaplocError):
+    """SIGINT (Ctrl-C) or SIGTERM arrived during training: the engine finished the step in progress,
+    saved a checkpoint of it (``checkpoint``) and stopped. ``--resume`` continues exactly from it."""
+
+    def __init__(self, message: str, checkpoint: Path, step: int) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.step = step
+
+
+class _StopRequests:
+    """While active (main thread only), SIGINT and SIGTERM only record a stop request; the training loop
+    checks it between steps, so that the checkpoint it then writes is of a whole step (exact resume). A
+    second signal while a stop is pending raises ``KeyboardInterrupt`` at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __enter__(self) -> _StopRequests:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 @attrs.frozen(kw_only=True)
@@ -220,6 +261,9 @@ class Engine:
                 training split is empty. A split smaller than one global batch is sampled with
                 replacement (logged once at INFO), so that a one-image scene trains with defaults.
             TrainingError: the loss became NaN/inf; the last good checkpoint is kept.
+            TrainingInterrupted: SIGINT or SIGTERM arrived (in the main thread): the step in progress is
+                finished and saved as ``checkpoints/step-<N>.ckpt`` (resumable exactly); a second signal
+                stops at once.
             CheckpointError: ``resume`` is unreadable or belongs to another method.
         """
         self.launch()
@@ -305,60 +349,77 @@ class Engine:
         samples_seen = 0
         skipped = 0
         last_loss = math.nan
-        while step < total_steps:
-            sampler.set_epoch(epoch)
-            sampler.start = batch_in_epoch * per_device
-            loader = DataLoader(
-                train_data, batch_size=per_device, sampler=sampler, collate_fn=method.collate,
-                num_workers=cfg.num_workers, drop_last=True,
-            )
-            for batch in loader:
-                model.train()
-                batch = fabric.to_device(batch)
-                loss, extra_scalars = _split_step_output(method.training_step(model, batch, step))
-                if loss is None:  # the method asked to skip this batch (e.g. every image failed)
-                    skipped += 1
+        stop = _StopRequests()
+
+        def stop_here() -> None:
+            """After a whole step: on a pending SIGINT/SIGTERM, save this step and stop."""
+            if stop.signal is None:
+                return
+            if progress is not None:
+                progress.close()
+            path = self._save(ckpt_dir / f"step-{step:08d}.ckpt", make_state())
+            name = "SIGINT" if stop.signal == 2 else "SIGTERM" if stop.signal == 15 else f"signal {stop.signal}"
+            raise TrainingInterrupted(
+                f"{name} at step {step} of {total_steps}: saved {path}; continue exactly from it with "
+                f"`maploc run --out {self.run_dir} --resume` (the run's config.yaml is reused)", path, step)
+
+        with stop:
+            while step < total_steps:
+                sampler.set_epoch(epoch)
+                sampler.start = batch_in_epoch * per_device
+                loader = DataLoader(
+                    train_data, batch_size=per_device, sampler=sampler, collate_fn=method.collate,
+                    num_workers=cfg.num_workers, drop_last=True,
+                )
+                for batch in loader:
+                    model.train()
+                    batch = fabric.to_device(batch)
+                    loss, extra_scalars = _split_step_output(method.training_step(model, batch, step))
+                    if loss is None:  # the method asked to skip this batch (e.g. every image failed)
+                        skipped += 1
+                        step += 1
+                        batch_in_epoch += 1
+                        if progress is not None:
+                            progress.update(1)
+                            progress.set_postfix(skipped=skipped, epoch=epoch)
+                        if step >= total_steps:
+                            break
+                        stop_here()
+                        continue
+                    if not torch.isfinite(loss.detach()).all():
+                        where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
+                        raise TrainingError(f"the training loss is {float(loss.detach())} at step {step} (epoch {epoch}){where}")
+                    optimizer.zero_grad(set_to_none=True)
+                    fabric.backward(loss)
+                    optimizer.step()
+                    if scheduler is not None:
+                        scheduler.step()
                     step += 1
                     batch_in_epoch += 1
+                    samples_seen += cfg.batch_size
+                    last_loss = float(fabric.all_reduce(loss.detach().float(), reduce_op="mean"))
                     if progress is not None:
                         progress.update(1)
-                        progress.set_postfix(skipped=skipped, epoch=epoch)
+                        progress.set_postfix(loss=f"{last_loss:.4g}", epoch=epoch)
+                    if cfg.log_every and step % cfg.log_every == 0:
+                        scalars = {"train/loss": last_loss, "train/epoch": epoch, "train/skipped_steps": skipped}
+                        scalars.update({f"train/{k}": v for k, v in extra_scalars.items()})
+                        if scheduler is not None:
+                            scalars["train/lr"] = float(scheduler.get_last_lr()[0])
+                        fabric.log_dict(scalars, step=step)
+                    self.call("on_train_batch_end", step=step, epoch=epoch, loss=last_loss, scalars=extra_scalars)
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
+                        last_ckpt = self._save(ckpt_dir / f"step-{step:08d}.ckpt", make_state())
+                    if val_data is not None and cfg.val_every and step % cfg.val_every == 0:
+                        self.validate(method, model, val_data, step)
                     if step >= total_steps:
                         break
-                    continue
-                if not torch.isfinite(loss.detach()).all():
-                    where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
-                    raise TrainingError(f"the training loss is {float(loss.detach())} at step {step} (epoch {epoch}){where}")
-                optimizer.zero_grad(set_to_none=True)
-                fabric.backward(loss)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                step += 1
-                batch_in_epoch += 1
-                samples_seen += cfg.batch_size
-                last_loss = float(fabric.all_reduce(loss.detach().float(), reduce_op="mean"))
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{last_loss:.4g}", epoch=epoch)
-                if cfg.log_every and step % cfg.log_every == 0:
-                    scalars = {"train/loss": last_loss, "train/epoch": epoch, "train/skipped_steps": skipped}
-                    scalars.update({f"train/{k}": v for k, v in extra_scalars.items()})
-                    if scheduler is not None:
-                        scalars["train/lr"] = float(scheduler.get_last_lr()[0])
-                    fabric.log_dict(scalars, step=step)
-                self.call("on_train_batch_end", step=step, epoch=epoch, loss=last_loss, scalars=extra_scalars)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
-                    last_ckpt = self._save(ckpt_dir / f"step-{step:08d}.ckpt", make_state())
-                if val_data is not None and cfg.val_every and step % cfg.val_every == 0:
-                    self.validate(method, model, val_data, step)
-                if step >= total_steps:
-                    break
-            if batch_in_epoch >= steps_per_epoch:
-                epoch += 1
-                batch_in_epoch = 0
-                if val_data is not None and not cfg.val_every:
-                    self.validate(method, model, val_data, step)
+                    stop_here()
+                if batch_in_epoch >= steps_per_epoch:
+                    epoch += 1
+                    batch_in_epoch = 0
+                    if val_data is not None and not cfg.val_every:
+                        self.validate(method, model, val_data, step)
         if progress is not None:
             progress.close()
         seconds = time.perf_counter() - t0

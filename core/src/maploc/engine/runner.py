@@ -154,6 +154,7 @@ def resolve_spec(
     seed_given: bool = True,
     resume: str | Path | None = None,
     stages: tuple[str, ...] = STAGES,
+    change_config: bool = False,
 ) -> RunSpec:
     """The one place that turns flags, a saved ``config.yaml`` and a checkpoint into a :class:`RunSpec`.
 
@@ -166,7 +167,10 @@ def resolve_spec(
         config_file: a run's ``config.yaml`` (or its folder) to repeat.
         checkpoint: weights to evaluate.
         engine: devices/precision/seed; ``seed_given=False`` lets a saved config's seed win.
-        resume: ``"last"`` (the newest checkpoint in ``out``) or a checkpoint path.
+        resume: ``"last"`` (the newest checkpoint in ``out``) or a checkpoint path. With ``out/config.yaml``
+            present, the run continues with that saved config (method, dataset, data root, preset, config,
+            seed); a flag or ``-o`` override that differs from it is a ConfigError naming both values, unless
+            ``change_config`` (``--change-config``) allows ``-o`` overrides on purpose.
         stages: which stages to run.
 
     Raises:
@@ -174,7 +178,17 @@ def resolve_spec(
         CheckpointError: an unreadable checkpoint.
     """
     saved: dict[str, Any] = {}
-    if config_file is not None:
+    resuming = False
+    if resume and config_file is None and checkpoint is None and out is not None and (Path(out) / "config.yaml").is_file():
+        # resuming continues the run in ``out``: its saved config, not the defaults, is the base
+        config_file = Path(out) / "config.yaml"
+        saved = load_run_config(config_file)
+        _check_resume_flags(saved, method=method, dataset=dataset, data_root=data_root, preset=preset,
+                            overrides=() if change_config else overrides,
+                            seed=engine.seed if engine is not None and seed_given else None, config_file=config_file)
+        seed_given = False
+        resuming = True
+    elif config_file is not None:
         saved = load_run_config(config_file)
     base_config = saved.get("config")
     state = None
@@ -206,7 +220,7 @@ def resolve_spec(
         data_root=Path(root) if root else None,
         preset=preset or saved.get("preset") or "default",
         overrides=tuple(overrides),
-        base_config=base_config if preset is None else None,
+        base_config=base_config if preset is None or resuming else None,
         out=out,
         engine=engine,
         resume=resume_path,
@@ -214,6 +228,44 @@ def resolve_spec(
         stages=stages,
         checkpoint_state=state,
     )
+
+
+def _check_resume_flags(
+    saved: Mapping[str, Any], *, method: str | None, dataset: str | None, data_root: Path | None, preset: str | None,
+    overrides: Sequence[str], seed: int | None, config_file: Path,
+) -> None:
+    """``--resume`` continues a run as it was configured: a flag that differs from its saved config is an error
+    naming both values (and so is an override that changes the saved config)."""
+    given = {"--method": (method, saved.get("method")), "--dataset": (dataset, saved.get("dataset")),
+             "--preset": (preset, saved.get("preset")), "--seed": (seed, (saved.get("engine") or {}).get("seed"))}
+    if data_root is not None:
+        given["--data-root"] = (str(data_root), saved.get("data_root"))
+    for flag, (value, kept) in given.items():
+        if value is not None and str(value) != str(kept):
+            raise ConfigError(f"--resume continues the run configured in {config_file}, where {flag} is {kept!r}; "
+                              f"the command line says {value!r}. Drop {flag}, or start a new run with another --out")
+    if overrides:
+        from maploc.config import apply_overrides, structure, unstructure
+
+        method_cls = load_component("methods", str(saved["method"]))
+        base = structure(method_cls.Config, saved.get("config") or {})
+        changed = unstructure(apply_overrides(base, list(overrides)))
+        before = unstructure(base)
+        diffs = _diff(before, changed)
+        if diffs:
+            key, old, new = diffs[0]
+            raise ConfigError(f"--resume continues the run configured in {config_file}, where {key} is {old!r}; "
+                              f"-o sets {new!r}. Drop the override, add --change-config to change the run on "
+                              "purpose (e.g. more train.max_steps), or start a new run with another --out")
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: list[tuple[str, Any, Any]] = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if a == b else [(prefix, a, b)]
 
 
 def check_run_dir(run_dir: Path) -> bool:
