@@ -160,7 +160,9 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
         default_sample: the name of the sample-data entry (see ``maploc data list``) used when no
             root is given, or ``None`` if the dataset has none.
         has_depth: whether samples carry depth maps.
-        needs_root: ``False`` for datasets generated without files (``root`` is then ignored).
+        needs_root: ``False`` for datasets that can generate their samples without files (``maploc run``
+            then passes ``root=None``). Such a dataset given a root reads it (sim-city: a rendered folder)
+            or refuses it with :func:`maploc.data.io.refuse_root`; it never ignores it.
         splits: the splits this dataset has; ``maploc run`` validates during training on ``val``
             when it is listed.
         Options: a frozen attrs class of the dataset's own options (strict keys, typed, range-checked

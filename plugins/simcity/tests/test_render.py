@@ -406,18 +406,18 @@ def test_sim_city_renders_on_demand_into_the_cache(city_file, tmp_path, monkeypa
     monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
     options = SimCity.Options(map=str(city_file), frames=6, traversals=1, conditions="dusk", width=64, height=48,
                               map_condition="dusk")  # fmt: skip
-    first = SimCity(Path("."), "map", options=options)
+    first = SimCity(None, "map", options=options)
     assert first.folder.parent == tmp_path / "cache" / "sim-city"
     assert first.names() == ["t0_dusk/000000", "t0_dusk/000002", "t0_dusk/000004"]
-    assert SimCity(Path("."), "query", options=options).names() == ["t0_dusk/000001", "t0_dusk/000003", "t0_dusk/000005"]
+    assert SimCity(None, "query", options=options).names() == ["t0_dusk/000001", "t0_dusk/000003", "t0_dusk/000005"]
     rendered = json.loads((first.folder / "render.json").read_text())["options"]
     assert rendered["frames"] == 6 and rendered["conditions"] == ["dusk"] and rendered["lateral_offset_m"] == 1.2
     monkeypatch.setattr(dataset_module, "render_command", lambda *a, **k: pytest.fail("rendered twice"))
-    again = SimCity(Path("."), "map", options=options)
+    again = SimCity(None, "map", options=options)
     assert again.folder == first.folder
     np.testing.assert_array_equal(again[1].image.numpy(), first[1].image.numpy())
     # The split options choose sequences of the same render: no new render (render_command would fail the test).
-    assert SimCity(Path("."), "map", options=attrs.evolve(options, query_conditions=("dusk",))).folder == first.folder
+    assert SimCity(None, "map", options=attrs.evolve(options, query_conditions=("dusk",))).folder == first.folder
 
 
 @pytest.mark.egl

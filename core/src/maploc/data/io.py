@@ -340,3 +340,16 @@ def make_sample(
         timestamp=float(timestamp),
         extras=dict(extras or {}),
     )
+
+
+def refuse_root(dataset: str, root: Any) -> None:
+    """For a dataset that generates its samples and reads no files: a given ``root`` is an error, not
+    silently ignored (``maploc run`` passes ``None`` without ``--data-root``).
+
+    Raises:
+        DataError: ``root`` is not ``None``.
+    """
+    if root is not None:
+        raise DataError(
+            f"dataset {dataset!r} generates its samples and reads no files, so --data-root {root} would be ignored; "
+            "drop --data-root, or choose the dataset that reads that folder (`maploc list --kind datasets`)")

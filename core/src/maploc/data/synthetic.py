@@ -92,7 +92,8 @@ def render_room(T_cam2world: Pose, camera: Camera) -> tuple[torch.Tensor, torch.
 
 
 class SyntheticRoom(Dataset):
-    """A synthetic, file-free dataset (see the module docstring). ``root`` is ignored."""
+    """A synthetic, file-free dataset (see the module docstring). ``root`` must be ``None`` (a given folder is
+    refused with :class:`~maploc.errors.DataError`, never ignored)."""
 
     name: ClassVar[str] = "synthetic-room"
     default_sample: ClassVar[str | None] = None
@@ -104,7 +105,10 @@ class SyntheticRoom(Dataset):
     def __init__(
         self, root: Path | None = None, split: str = "train", *, image_height: int | None = None, options: Any = None
     ) -> None:
-        super().__init__(Path(root or "."), split, image_height=image_height, options=options)
+        from maploc.data.io import refuse_root
+
+        refuse_root(self.name, root)
+        super().__init__(Path("."), split, image_height=image_height, options=options)
         height = image_height or 48
         width = round(height * 4 / 3)
         focal = (width / 2) / math.tan(math.radians(60) / 2)

@@ -292,9 +292,12 @@ def check_run_dir(run_dir: Path) -> bool:
     return created
 
 
-def _resolve_data_root(dataset_cls: Any, data_root: Path | None, say: Callable[[str], None]) -> Path:
+def _resolve_data_root(dataset_cls: Any, data_root: Path | None, say: Callable[[str], None]) -> Path | None:
+    """The folder the dataset reads: ``--data-root``, else the fetched default sample, else ``None`` for a
+    dataset that generates its samples (``needs_root = False``; given a root, such a dataset must read it or
+    refuse it, never ignore it)."""
     if data_root is None and not getattr(dataset_cls, "needs_root", True):
-        return Path(".")
+        return None
     if data_root is not None:
         root = Path(data_root).expanduser()
         if not root.exists():
@@ -312,7 +315,7 @@ def _resolve_data_root(dataset_cls: Any, data_root: Path | None, say: Callable[[
     return fetch(sample, progress=say)
 
 
-def _make_dataset(dataset_cls: Any, root: Path, split: str, data_cfg: DataConfig, options: Any) -> Any:
+def _make_dataset(dataset_cls: Any, root: Path | None, split: str, data_cfg: DataConfig, options: Any) -> Any:
     return dataset_cls(root, split, image_height=data_cfg.image_height, options=options)
 
 

@@ -79,7 +79,10 @@ class SyntheticBEVOSM(Dataset):
 
     def __init__(self, root: Path | None = None, split: str = "train", *, image_height: int | None = None,
                  options: Any = None) -> None:  # fmt: skip
-        super().__init__(Path(root) if root is not None else Path("."), split, image_height=image_height,
+        from maploc.data.io import refuse_root
+
+        refuse_root(self.name, root)
+        super().__init__(Path("."), split, image_height=image_height,
                          options=options)  # fmt: skip
         if split not in ("train", "map", "query"):
             raise ValueError(f"unknown split {split!r}")

@@ -516,7 +516,7 @@ class SyntheticTileDataset(OsmTileDataset):
     """``osm-tiles-synthetic``: :class:`OsmTileDataset` on a procedural city (:func:`synthetic_raster`), no files.
 
     Small by default (:class:`SyntheticTileOptions`) so that the conformance suite and tests run in seconds.
-    ``root`` is ignored.
+    ``root`` must be ``None`` (a given folder is refused, never ignored).
     """
 
     name: ClassVar[str] = "osm-tiles-synthetic"
@@ -525,6 +525,15 @@ class SyntheticTileDataset(OsmTileDataset):
     Options: ClassVar[type] = SyntheticTileOptions
     #: Side of the synthetic map in metres.
     size_m: ClassVar[float] = 640.0
+
+    def __init__(
+        self, root: Path | None = None, split: str = "train", *, image_height: int | None = None,
+        options: TileOptions | None = None,
+    ) -> None:
+        from maploc.data.io import refuse_root
+
+        refuse_root(self.name, root)
+        super().__init__(None, split, image_height=image_height, options=options)
 
     def _load_raster(self) -> Any:
         return _synthetic_channel_raster(float(self.size_m), float(self.options.resolution_m), int(self.options.seed),

@@ -101,7 +101,11 @@ class SimCity(Dataset):
         super().__init__(Path(root) if root is not None else Path("."), split, image_height=image_height,
                          options=options)  # fmt: skip
         self.options: SimCityOptions
-        if (self.root / "render.json").is_file():
+        if root is not None and not (self.root / "render.json").is_file():
+            raise DataError(
+                f"{self.root} is not a rendered sim-city folder (no render.json): --data-root takes a folder written "
+                "by `maploc data render --out DIR`; without --data-root sim-city renders into its cache")
+        if root is not None:
             self.folder = self.root
             self.summary = read_render_json(self.folder)
             self._check_folder_options()
