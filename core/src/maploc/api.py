@@ -20,9 +20,9 @@ Every optional step has a documented default that does nothing (or the obvious t
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs

@@ -76,7 +76,6 @@ def test_uniform_region_recall_matches_monte_carlo(shape):
 
 def test_yaw_chance_and_coverage():
     np.testing.assert_allclose(ref.yaw_chance_recall([1, 5, 180, 360]), [100 / 180, 500 / 180, 100, 100])
-    R = np.stack([np.eye(3)] * 2)
     rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about z
     t, r = ref.coverage_errors(np.stack([rz, np.eye(3)]), np.array([[0.9, 0.0, 0.0], [0.0, 0.0, 0.03]]),
                                np.stack([np.eye(3), rz]), np.array([[0.0, 0, 0], [1.0, 0, 0]]))

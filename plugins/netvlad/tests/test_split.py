@@ -23,7 +23,7 @@ def _route(seed: int, frames: int = 100, spacing: float = 4.0, street: float = 8
     rng = np.random.default_rng(seed)
     heading = int(rng.integers(4))
     xy, yaw, p = [], [], np.zeros(2)
-    for i in range(frames):
+    for _ in range(frames):
         xy.append(p.copy())
         yaw.append(heading * math.pi / 2)
         p = p + spacing * np.array([math.cos(heading * math.pi / 2), math.sin(heading * math.pi / 2)])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes.util
 import json
 import math
-from pathlib import Path
 
 import attrs
 import numpy as np

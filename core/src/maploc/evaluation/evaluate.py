@@ -260,7 +260,7 @@ def _evaluate_retrieval(
     queries: Sequence[Sample], estimates: Sequence[PoseEstimate], map_samples: Sequence[Sample] | None,
     distance_threshold_m: float, ns: Sequence[int],
 ) -> EvaluationResult:
-    index = _map_index(map_samples, "retrieval")
+    _map_index(map_samples, "retrieval")
     positions = _Positions(map_samples)  # type: ignore[arg-type]
     index_truth = _index_truth(queries, map_samples)  # type: ignore[arg-type]
     n = len(queries)
@@ -297,7 +297,7 @@ def _evaluate_sequence(
     queries: Sequence[Sample], estimates: Sequence[PoseEstimate], map_samples: Sequence[Sample] | None,
     distance_threshold_m: float, frame_tolerance: int | None, query_indices: Sequence[int] | None = None,
 ) -> EvaluationResult:
-    index = _map_index(map_samples, "sequence")
+    _map_index(map_samples, "sequence")
     m = len(map_samples)  # type: ignore[arg-type]
     positions = _Positions(map_samples)  # type: ignore[arg-type]
     index_truth = _index_truth(queries, map_samples)  # type: ignore[arg-type]
