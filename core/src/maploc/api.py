@@ -144,7 +144,9 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
     ``DatasetCls(root, split, image_height=..., options=DatasetCls.Options(...))``.
 
     Args:
-        root: the dataset folder (its layout is documented by each subclass).
+        root: the dataset folder (its layout is documented by each subclass); ``None`` for a dataset that
+            generates its samples (``needs_root = False``). Re-open another split with
+            ``type(data)(data.root, split, ...)``.
         split: one of :data:`SPLITS` (or ``val`` when ``"val" in splits``).
         image_height: if given, images (and intrinsics, and depth) are resized to this height.
         options: an instance of :attr:`Options` (``None``: its defaults). Users set them with
@@ -177,7 +179,7 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
     Options: ClassVar[type] = NoOptions
 
     def __init__(
-        self, root: Path, split: str, *, image_height: int | None = None, options: Any = None
+        self, root: Path | None, split: str, *, image_height: int | None = None, options: Any = None
     ) -> None:
         if split not in self.splits:
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(self.splits)}")
@@ -185,7 +187,7 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
             options = self.Options()
         elif not isinstance(options, self.Options):
             raise TypeError(f"{type(self).__name__} expects options of type {self.Options.__name__}, got {options!r}")
-        self.root = Path(root)
+        self.root: Path | None = Path(root) if root is not None else None
         self.split = split
         self.image_height = image_height
         self.options = options

@@ -108,7 +108,7 @@ class SyntheticRoom(Dataset):
         from maploc.data.io import refuse_root
 
         refuse_root(self.name, root)
-        super().__init__(Path("."), split, image_height=image_height, options=options)
+        super().__init__(None, split, image_height=image_height, options=options)
         height = image_height or 48
         width = round(height * 4 / 3)
         focal = (width / 2) / math.tan(math.radians(60) / 2)

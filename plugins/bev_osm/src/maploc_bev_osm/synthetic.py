@@ -82,7 +82,7 @@ class SyntheticBEVOSM(Dataset):
         from maploc.data.io import refuse_root
 
         refuse_root(self.name, root)
-        super().__init__(Path("."), split, image_height=image_height,
+        super().__init__(None, split, image_height=image_height,
                          options=options)  # fmt: skip
         if split not in ("train", "map", "query"):
             raise ValueError(f"unknown split {split!r}")

@@ -222,8 +222,7 @@ class OsmTileDataset(Dataset):
     def __init__(
         self, root: Path | None, split: str, *, image_height: int | None = None, options: TileOptions | None = None
     ) -> None:
-        super().__init__(Path(root) if root is not None else Path("."), split, image_height=image_height,
-                         options=options)
+        super().__init__(root, split, image_height=image_height, options=options)
         opts: TileOptions = self.options
         self.raster = self._load_raster()
         self.channel_names = tuple(self.raster.class_names)

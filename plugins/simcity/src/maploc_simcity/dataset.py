@@ -98,8 +98,7 @@ class SimCity(Dataset):
         image_height: int | None = None,
         options: SimCityOptions | None = None,
     ) -> None:
-        super().__init__(Path(root) if root is not None else Path("."), split, image_height=image_height,
-                         options=options)  # fmt: skip
+        super().__init__(root, split, image_height=image_height, options=options)
         self.options: SimCityOptions
         if root is not None and not (self.root / "render.json").is_file():
             raise DataError(
