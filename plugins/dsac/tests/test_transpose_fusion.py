@@ -23,6 +23,8 @@ from maploc.errors import DataError
 from maploc.types import Camera, Pose, Sample
 from maploc_dsac.transpose.fusion import FusionOptions, SceneModel, fuse_rgbd, pixel_rays
 
+pytestmark = pytest.mark.open3d  # Open3D (and on Linux libusb-1.0): skipped with the reason where missing
+
 DEPTH_TOL = 0.02
 COLOR_MAE_TOL = 8.0  # /255
 VALID_MIN = 0.95

@@ -131,9 +131,9 @@ def test_transpose_on_stairs(tmp_path, monkeypatch):
 
 @pytest.mark.data
 @pytest.mark.slow
+@pytest.mark.open3d
 def test_transpose_on_stairs_with_renders(tmp_path, monkeypatch):
     """The same shortened run with the real synthesizer (TSDF fusion of the stairs frames, 6 renders)."""
-    pytest.importorskip("open3d")
     from maploc.data.fetch import fetch
 
     root = fetch("7scenes-stairs")

@@ -22,6 +22,8 @@ from maploc_dsac.transpose import synthesize
 from maploc_dsac.transpose.fusion import FusionOptions, SceneModel
 from maploc_dsac.transpose.synthesize import SynthOptions, build_synthetic_views
 
+pytestmark = pytest.mark.open3d  # Open3D (and on Linux libusb-1.0): skipped with the reason where missing
+
 FUSION = FusionOptions(voxel_m=0.05, truncation_m=0.15, depth_max_m=8.0)
 
 
