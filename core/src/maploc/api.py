@@ -109,6 +109,10 @@ class RunContext:
         device: the torch device string the engine put the model on (``"cpu"``, ``"cuda:0"``).
         seed: the run's global seed (the engine has seeded torch, numpy and random with it).
         logger: where a method reports progress (``logging.getLogger("maploc.method.<name>")``).
+        leave_one_out: the dataset is a leave-one-out split (:attr:`Dataset.leave_one_out`): the map and the
+            query split hold the same images, and the method must never use a query's own image (the map entry
+            of the same ``name``) for that query: not retrieved, not matched, and no map point made with an
+            observation of it. Only methods with :attr:`Method.supports_leave_one_out` are run on such data.
     """
 
     run_dir: Path | None = None
@@ -116,6 +120,7 @@ class RunContext:
     device: str = "cpu"
     seed: int = 0
     logger: logging.Logger = attrs.field(factory=lambda: logging.getLogger("maploc.method"), eq=False)
+    leave_one_out: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -169,7 +174,16 @@ class Dataset(torch.utils.data.Dataset, abc.ABC):
             when it is listed.
         Options: a frozen attrs class of the dataset's own options (strict keys, typed, range-checked
             by validators); :class:`NoOptions` by default.
+
+    Attributes:
+        leave_one_out: ``True`` for a leave-one-out split (e.g. ``strecha`` with ``split=loo``): the map
+            and the query split hold the same images and every image is localized in turn against a map
+            made from all the others. The runner then passes ``RunContext(leave_one_out=True)`` and refuses
+            a method without :attr:`Method.supports_leave_one_out`; the core's coverage row leaves the query's
+            own image out. ``False`` by default (set per instance by datasets that offer it).
     """
+
+    leave_one_out: bool = False
 
     name: ClassVar[str] = ""
     default_sample: ClassVar[str | None] = None
@@ -305,6 +319,8 @@ class Method(abc.ABC, Generic[ConfigT]):
         dataset_defaults: dataset options the method uses by default, per dataset name, unless set.
         conformance_dataset / conformance_overrides: what :mod:`maploc.testing.conformance` runs
             the method on (a small, file-free dataset and settings that make it fast).
+        supports_leave_one_out: the method honours ``RunContext.leave_one_out`` (never uses a query's
+            own image for that query), so it may run on leave-one-out datasets.
 
     Attributes:
         config: the resolved config.
@@ -322,6 +338,7 @@ class Method(abc.ABC, Generic[ConfigT]):
     #: dataset and overrides the conformance suite uses to exercise the method quickly (no fetch).
     conformance_dataset: ClassVar[str] = "synthetic-room"
     conformance_overrides: ClassVar[tuple[str, ...]] = ()
+    supports_leave_one_out: ClassVar[bool] = False
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config

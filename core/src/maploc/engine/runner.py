@@ -432,6 +432,11 @@ def _execute(
         raise DataError(f"the query split of {query_data!r} is empty")
     if map_data is not None and len(map_data) == 0:
         raise DataError(f"the map split of {map_data!r} is empty")
+    leave_one_out = bool(getattr(map_data, "leave_one_out", False) or getattr(query_data, "leave_one_out", False))
+    if leave_one_out and not getattr(method, "supports_leave_one_out", False):
+        raise ConfigError(f"{dataset_name} is a leave-one-out split (map and queries are the same images) and "
+                          f"method {spec.method!r} does not support leave-one-out; use a fixed split of the "
+                          "dataset (see `maploc config show --dataset " + str(dataset_name) + "`) or another method")
     if first_process:
         _validate_splits([d for d in (train_data, val_data, map_data, query_data) if d is not None],
                          spec.engine.progress, say)
@@ -439,7 +444,8 @@ def _execute(
     from maploc.api import RunContext
 
     context = RunContext(run_dir=run_dir, source_run_dir=source_run, device=str(spec.engine.accelerator),
-                         seed=int(spec.engine.seed), logger=logging.getLogger(f"maploc.method.{spec.method}"))
+                         seed=int(spec.engine.seed), logger=logging.getLogger(f"maploc.method.{spec.method}"),
+                         leave_one_out=leave_one_out)
     callbacks: list[Any] = []
     for group in pm.hook.maploc_engine_callbacks(run_dir=run_dir, method=method, context=context):
         callbacks.extend(group or [])

@@ -94,6 +94,7 @@ class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
     default_dataset: ClassVar[str] = "7scenes"
     metric_family: ClassVar[str] = "pose6dof"
     localize_batch_size: ClassVar[int] = 16
+    supports_leave_one_out: ClassVar[bool] = True
 
     def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
         """Computes the thumbnail descriptor of every map image. Raises ValueError if the map is empty
@@ -118,7 +119,10 @@ class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
 
     def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
         similarity = self._describe(queries) @ self.map_descriptors.T  # (Q, M) cosine similarity
-        k = min(self.config.top_k, similarity.shape[1])
+        if context.leave_one_out:  # a query's own image is never its answer
+            own = torch.tensor([[q.name == m for m in self.map_names] for q in queries], dtype=torch.bool)
+            similarity = similarity.masked_fill(own, float("-inf"))
+        k = min(self.config.top_k, similarity.shape[1] - int(context.leave_one_out))
         scores, order = similarity.topk(k, dim=1)
         return [
             PoseEstimate(
