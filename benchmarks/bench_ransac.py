@@ -148,7 +148,7 @@ def anchor_solver(family: str, iterations: int | None, threshold: float) -> Call
     solvers of maploc_dsac (their ``solve_arrays``, without the tensor conversion of ``solve``).
     ``iterations=None``: the library's defaults; else ``min = max = iterations`` (OpenCV: at confidence
     ``1 - 1e-12``, so the bound stays at ``iterations`` while outliers remain)."""
-    from maploc_dsac.pnp_solvers import OpenCVPnPSolver, PoseLibPnPSolver, PycolmapPnPSolver
+    from maploc_features.solvers import OpenCVPnPSolver, PoseLibPnPSolver, PycolmapPnPSolver
 
     budget = {} if iterations is None else {"min_iterations": iterations, "max_iterations": iterations}
     if family == "cv2":

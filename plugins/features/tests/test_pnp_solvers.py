@@ -1,6 +1,8 @@
-"""The four PnP pose solvers registered by name (``ransac-pnp``, ``opencv-pnp``, ``poselib-pnp``,
-``pycolmap-pnp``): the same keywords, the same answer on noise-free matches, failed estimates (never
-an exception) on degenerate input, and a one-line error naming the extra when a library is missing."""
+"""The classical PnP pose solvers of maploc-features (``opencv-pnp``, ``poselib-pnp``, ``pycolmap-pnp``) and,
+where maploc-dsac is installed, DSAC*'s ``ransac-pnp``: the same keywords, the same answer on noise-free
+matches, failed estimates (never an exception) on degenerate input, and a one-line error naming the install
+command when a library is missing. The ``ransac-pnp`` cases skip with that reason where maploc-dsac is absent
+(maploc-features does not depend on it)."""
 
 from __future__ import annotations
 
@@ -15,15 +17,18 @@ from maploc.geometry.errors import pose_error
 from maploc.plugins import load_component
 from maploc.types import Camera, Correspondences, Pose
 
-PNP_SOLVERS = ("ransac-pnp", "opencv-pnp", "poselib-pnp", "pycolmap-pnp")
+FEATURE_SOLVERS = ("opencv-pnp", "poselib-pnp", "pycolmap-pnp")
+PNP_SOLVERS = ("ransac-pnp", *FEATURE_SOLVERS)
 COMMON = {"inlier_threshold_px": 4.0, "max_iterations": 256, "seed": 3}
 
 
+def _need_dsac() -> None:
+    pytest.importorskip("maploc_dsac", reason="ransac-pnp is maploc-dsac's (pip install './plugins/dsac')")
+
+
 def _make(name: str, **kwargs):
-    if name == "poselib-pnp":
-        pytest.importorskip("poselib")
-    if name == "pycolmap-pnp":
-        pytest.importorskip("pycolmap")
+    if name.startswith("ransac-"):
+        _need_dsac()
     return load_component("solvers", name)(**kwargs)
 
 
@@ -57,10 +62,11 @@ def test_noise_free_matches_give_the_true_pose(name):
         assert math.degrees(float(r)) < 0.1 and float(t) < 1e-3, (name, math.degrees(float(r)), float(t))
 
 
-def test_the_four_solvers_agree():
+@pytest.mark.parametrize("names", [FEATURE_SOLVERS, PNP_SOLVERS], ids=["features", "with-ransac-pnp"])
+def test_the_solvers_agree(names):
     """The same noise-free matches (a random camera, 30 % outliers): every pair of solvers within
     1 mm and 0.1 degrees."""
-    solvers = {name: _make(name, **COMMON) for name in PNP_SOLVERS}
+    solvers = {name: _make(name, **COMMON) for name in names}
     for seed in (10, 11):
         _, T, c = _random_view(seed, n=300, outliers=0.3)
         poses = {name: s.solve([c])[0] for name, s in solvers.items()}
@@ -92,7 +98,18 @@ def test_degenerate_input_gives_failed_estimates(name):
     assert solver.solve([]) == []
 
 
-def test_common_keywords_and_aliases():
+def test_common_keywords():
+    cv = load_component("solvers", "opencv-pnp")(inlier_threshold_px=4.0, max_iterations=32, seed=1)
+    assert (cv.inlier_threshold_px, cv.max_iterations, cv.seed) == (4.0, 32, 1)
+    for name in FEATURE_SOLVERS:
+        with pytest.raises(ConfigError, match="inlier_threshold_px"):
+            load_component("solvers", name)(inlier_threshold_px=0.0)
+        with pytest.raises(ConfigError, match="max_iterations"):
+            load_component("solvers", name)(max_iterations=0)
+
+
+def test_ransac_pnp_keywords_and_aliases():
+    _need_dsac()
     pnp = load_component("solvers", "ransac-pnp")(inlier_threshold_px=4.0, max_iterations=32, seed=1)
     assert pnp.ransac.inlier_threshold == 4.0 and pnp.ransac.num_hypotheses == 32 and pnp.seed == 1
     old = load_component("solvers", "ransac-pnp")(inlier_threshold=4.0, num_hypotheses=32)  # the old keywords
@@ -101,33 +118,36 @@ def test_common_keywords_and_aliases():
         load_component("solvers", "ransac-pnp")(inlier_threshold=4.0, inlier_threshold_px=5.0)
     kabsch = load_component("solvers", "ransac-kabsch")(max_iterations=16)
     assert kabsch.ransac.num_hypotheses == 16
-    cv = load_component("solvers", "opencv-pnp")(inlier_threshold_px=4.0, max_iterations=32, seed=1)
-    assert (cv.inlier_threshold_px, cv.max_iterations, cv.seed) == (4.0, 32, 1)
-    with pytest.raises(ConfigError, match="inlier_threshold_px"):
-        load_component("solvers", "opencv-pnp")(inlier_threshold_px=0.0)
 
 
-def test_seeds_are_reproducible():
+@pytest.mark.parametrize("name", PNP_SOLVERS)
+def test_seeds_are_reproducible(name):
     _, _, c = _random_view(30, n=200, outliers=0.6, noise_px=1.0)
-    for name in PNP_SOLVERS:
-        a = _make(name, inlier_threshold_px=3.0, max_iterations=64, seed=5).solve([c])[0]
-        b = _make(name, inlier_threshold_px=3.0, max_iterations=64, seed=5).solve([c])[0]
-        assert a.success and b.success and torch.equal(a.T_cam2world.R, b.T_cam2world.R), name
+    a = _make(name, inlier_threshold_px=3.0, max_iterations=64, seed=5).solve([c])[0]
+    b = _make(name, inlier_threshold_px=3.0, max_iterations=64, seed=5).solve([c])[0]
+    assert a.success and b.success and torch.equal(a.T_cam2world.R, b.T_cam2world.R), name
 
 
-@pytest.mark.parametrize("module,name", [("poselib", "poselib-pnp"), ("pycolmap", "pycolmap-pnp")])
+@pytest.mark.parametrize("module,name", [("poselib", "poselib-pnp"), ("pycolmap", "pycolmap-pnp"),
+                                         ("cv2", "opencv-pnp")])
 def test_a_missing_library_is_one_line_naming_the_extra(module, name, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     with pytest.raises(PluginError) as info:
         load_component("solvers", name)()
     message = str(info.value)
-    assert "\n" not in message and "pip install 'maploc-dsac[bench]'" in message and module in message
+    assert "\n" not in message and "pip install './plugins/features'" in message and module in message
 
 
-def test_maploc_list_names_the_solvers(capsys):
+def test_maploc_list_names_each_solver_once(capsys):
+    """The three classical solvers are registered by maploc-features only (no second registration left
+    in maploc-dsac, which would be refused as a duplicate)."""
     from maploc.cli import main
+    from maploc.plugins import list_entry_points
 
+    solvers = [(e.name, e.distribution) for e in list_entry_points("solvers")["solvers"]]
+    for name in FEATURE_SOLVERS:
+        assert solvers.count((name, "maploc-features")) == 1 and [n for n, _ in solvers].count(name) == 1, solvers
     assert main(["list", "--kind", "solvers"]) == 0
     out = capsys.readouterr().out
-    for name in (*PNP_SOLVERS, "ransac-kabsch"):
+    for name in FEATURE_SOLVERS:
         assert name in out, out

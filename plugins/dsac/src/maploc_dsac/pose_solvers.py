@@ -1,5 +1,5 @@
 """DSAC*'s RANSAC as reusable maploc pose solvers (entry points ``ransac-pnp`` and ``ransac-kabsch``;
-the classical PnP solvers it is compared with are in :mod:`maploc_dsac.pnp_solvers`).
+the classical PnP solvers it is compared with are in :mod:`maploc_features.solvers` of maploc-features).
 
 Both wrap :class:`maploc_dsac.solvers.DSACRansac` (test-time estimator: hypotheses from minimal
 sets, soft inlier scoring, argmax selection, iterative refinement; DSAC*, Brachmann & Rother, TPAMI
@@ -160,8 +160,8 @@ class RansacPnPSolver(_DSACSolverBase):
             max_refinement_steps: see :class:`~maploc_dsac.solvers.DSACRansac`.
         min_inliers: fewer final inliers = failed estimate (default: a minimal set, 4).
         seed: seed of the hypothesis sampling (the same queries give the same poses).
-        inlier_threshold_px, max_iterations: the keywords every PnP solver of this plugin takes
-            (:mod:`maploc_dsac.pnp_solvers`): the same as ``inlier_threshold`` and ``num_hypotheses``.
+        inlier_threshold_px, max_iterations: the keywords every PnP solver takes
+            (:mod:`maploc_features.solvers`): the same as ``inlier_threshold`` and ``num_hypotheses``.
 
     Raises:
         ConfigError: a setting given under both of its names, with different values.

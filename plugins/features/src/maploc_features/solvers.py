@@ -1,8 +1,8 @@
 """Three classical PnP solvers as maploc pose solvers: ``opencv-pnp``, ``poselib-pnp``, ``pycolmap-pnp``.
 
-They are the anchors DSAC*'s RANSAC (``ransac-pnp``, :mod:`maploc_dsac.pose_solvers`) is measured
-against (``benchmarks/bench_ransac.py`` calls :meth:`PnPAnchorSolver.solve_arrays` of these classes),
-and any method can use them by name::
+Shared parts that any method composes by name (``hloc`` after feature matching;
+``benchmarks/bench_ransac.py`` measures DSAC*'s own RANSAC ``ransac-pnp`` of maploc-dsac against them through
+:meth:`PnPAnchorSolver.solve_arrays`); they need neither DSAC* nor a GPU::
 
     from maploc.plugins import load_component
     solver = load_component("solvers", "poselib-pnp")(inlier_threshold_px=4.0, max_iterations=1000, seed=0)
@@ -13,19 +13,19 @@ Every solver takes the same constructor keywords (``inlier_threshold_px``, ``max
 pixels in OpenCV's convention, world points in metres) and gives the same output (one
 :class:`~maploc.types.PoseEstimate` per entry: ``T_cam2world`` in float64, ``num_inliers``). A
 query with fewer than 4 usable correspondences (non-finite rows and rows of weight 0 are dropped),
-no RANSAC model, fewer than ``min_inliers`` inliers or a non-finite pose gets
-``PoseEstimate.failed(reason=...)``: no solver raises on degenerate input. Queries are solved one
-after another on the CPU.
+no RANSAC model, fewer than ``min_inliers`` inliers or a non-finite pose gets a failed estimate
+(``success=False``, ``extras["reason"]``): no solver raises on degenerate input. Queries are solved
+one after another on the CPU.
 
-* ``opencv-pnp``: ``cv2.solvePnPRansac`` with ``SOLVEPNP_P3P`` minimal sets (4 points, as DSAC*),
-  then ``cv2.solvePnPRefineLM`` on its inliers (OpenCV is a dependency of maploc-core).
+* ``opencv-pnp``: ``cv2.solvePnPRansac`` with ``SOLVEPNP_P3P`` minimal sets (Gao et al., TPAMI 2003),
+  then ``cv2.solvePnPRefineLM`` on its inliers.
 * ``poselib-pnp``: PoseLib's LO-RANSAC with P3P and bundle adjustment on the inliers
   (``poselib.estimate_absolute_pose``; Larsson and contributors, https://github.com/PoseLib/PoseLib).
 * ``pycolmap-pnp``: COLMAP's LO-RANSAC with P3P, then non-linear refinement
   (``pycolmap.estimate_and_refine_absolute_pose``; Schoenberger and Frahm, CVPR 2016).
 
-PoseLib and pycolmap are in the ``bench`` extra (``pip install 'maploc-dsac[bench]'``); without them
-the constructor raises :class:`maploc.errors.PluginError` saying so.
+OpenCV, PoseLib and pycolmap are dependencies of maploc-features; where one cannot be imported the
+constructor raises :class:`maploc.errors.PluginError` naming the library and the install command.
 """
 
 from __future__ import annotations
@@ -35,24 +35,30 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import attrs
 import numpy as np
 import torch
 
 from maploc.api import PoseSolver
 from maploc.errors import ConfigError, PluginError
 from maploc.types import Correspondences, Pose, PoseEstimate
-from maploc_dsac.pose_solvers import failed_estimate
 
 __all__ = ["PnPAnchorSolver", "OpenCVPnPSolver", "PoseLibPnPSolver", "PycolmapPnPSolver", "MIN_CORRESPONDENCES",
-           "BENCH_EXTRA"]
+           "INSTALL", "failed_estimate"]
 
 #: A P3P minimal set and one point to choose among its solutions.
 MIN_CORRESPONDENCES = 4
-#: What to install for the solvers of the ``bench`` extra.
-BENCH_EXTRA = "pip install 'maploc-dsac[bench]'"
+#: What to install when a solver's library is missing (all three are dependencies of maploc-features).
+INSTALL = "pip install './plugins/features'"
 
 #: ``solve_arrays``' result: ``(R_cam2world (3, 3), t_cam2world (3,), num_inliers)`` or ``None``.
 ArrayPose = tuple[np.ndarray, np.ndarray, int]
+
+
+def failed_estimate(seconds: float = 0.0, num_inliers: int | None = None, **extras: Any) -> PoseEstimate:
+    """``PoseEstimate.failed`` with its inlier count in ``num_inliers`` (the predictions file's column;
+    as an ``extras`` entry of that name it would be dropped)."""
+    return attrs.evolve(PoseEstimate.failed(seconds=seconds, **extras), num_inliers=num_inliers)
 
 
 def _usable(c: Correspondences) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,7 +131,7 @@ class PnPAnchorSolver(PoseSolver, abc.ABC):
         try:
             return __import__(module)
         except ImportError:
-            raise PluginError(f"{what} needs the package {module!r}: {BENCH_EXTRA}") from None
+            raise PluginError(f"{what} needs the package {module!r}: {INSTALL}") from None
 
     @abc.abstractmethod
     def solve_arrays(self, points2d: np.ndarray, points3d: np.ndarray, K: np.ndarray, width: int,
@@ -186,8 +192,7 @@ class OpenCVPnPSolver(PnPAnchorSolver):
 
     def __init__(self, *, confidence: float = 0.9999, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        import cv2
-
+        cv2 = self._import("cv2", "opencv-pnp")
         if not 0.0 < confidence < 1.0:
             raise ConfigError(f"opencv-pnp: confidence must lie in (0, 1), got {confidence}")
         self.confidence = float(confidence)
