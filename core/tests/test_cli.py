@@ -117,6 +117,26 @@ def test_train_then_eval_checkpoint(run_cli, tmp_path):
     assert [x["step"] for x in lines if "val/val_loss" in x] == [6, 12]  # end of each epoch (val split)
 
 
+def test_list_check_reports_a_component_whose_runtime_import_fails(run_cli, tmp_path):
+    """`maploc list --check` calls a component's check_runtime(): a lazily imported native dependency
+    (Open3D's libusb-1.0) that fails makes the component FAILED with the reason, not ok."""
+    site = tmp_path / "site"
+    info = site / "maploc_lazy-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: maploc-lazy\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[maploc.methods]\nlazy3d = lazy_mod:M\n")
+    (site / "lazy_mod.py").write_text(
+        "class M:\n    @classmethod\n    def check_runtime(cls):\n        import fake_o3d_lib\n")
+    (site / "fake_o3d_lib.py").write_text("raise ImportError('libusb-1.0.so.0: cannot open shared object file')\n")
+    env = {"PYTHONPATH": str(site)}
+    proc = run_cli("list", "--check", "--kind", "methods", env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED") and " lazy3d " in line]
+    assert len(failed) == 1 and "libusb-1.0.so.0" in failed[0], proc.stdout
+    assert "ok      maploc.methods   nn-retrieval" in proc.stdout
+    assert "maploc.datasets" not in proc.stdout  # --kind limits the check
+
+
 @pytest.mark.slow
 def test_cli_ddp_two_processes(run_cli, tmp_path):
     out = tmp_path / "ddp"

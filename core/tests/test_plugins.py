@@ -93,6 +93,35 @@ def test_check_reports_each_broken_plugin(fake_site):
         load_component("methods", "broken-a")
 
 
+def test_check_runs_the_components_runtime_check(fake_site, monkeypatch):
+    """A module that imports fine but whose component needs a native library at run time (Open3D without
+    libusb) is reported as not loadable; without the runtime check it would say ok."""
+    make_fake_distribution(
+        fake_site, "maploc-lazyo3d",
+        "[maploc.methods]\nneeds-o3d = lazy_o3d_method:M\nplain = lazy_o3d_method:Plain\n",
+        {
+            "lazy_o3d_method": """
+                class M:
+                    @classmethod
+                    def check_runtime(cls):
+                        import fake_open3d  # noqa: F401
+
+                class Plain:
+                    pass
+            """,
+            "fake_open3d": "raise ImportError('libusb-1.0.so.0: cannot open shared object file: No such file or directory')\n",
+        },
+    )
+    results = {e.name: err for e, err in check_entry_points("methods")}
+    assert "libusb-1.0.so.0" in results["needs-o3d"] and "imports but cannot run" in results["needs-o3d"]
+    assert "maploc-lazyo3d" in results["needs-o3d"]
+    assert results["plain"] is None
+    assert {e.group for e, _ in check_entry_points("methods")} == {"maploc.methods"}
+    monkeypatch.delitem(sys.modules, "fake_open3d", raising=False)
+    (fake_site / "fake_open3d.py").write_text("VERSION = 1\n")
+    assert {e.name: err for e, err in check_entry_points("methods")}["needs-o3d"] is None
+
+
 def test_blocked_plugins(fake_site, monkeypatch):
     make_fake_distribution(fake_site, "maploc-blockme", "[maploc.methods]\nblockme = blockme:X\n")
     assert find_entry_point("methods", "blockme")

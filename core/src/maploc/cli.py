@@ -85,7 +85,9 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     p = sub.add_parser("list", help="list installed plugins (reads metadata only)", description=(
         "List the installed methods, datasets, encoders, matchers, solvers and hook plugins. Reads "
         "entry-point metadata only; no plugin code is imported unless --check is given."))
-    p.add_argument("--check", action="store_true", help="import every entry point and report each failure")
+    p.add_argument("--check", action="store_true", help=(
+        "import every entry point, run each component's runtime check (e.g. Open3D for transpose) "
+        "and report each failure"))
     p.add_argument("--kind", choices=("methods", "datasets", "encoders", "matchers", "solvers", "samples", "hooks"))
 
     p = sub.add_parser("run", help="train (if the method learns), build the map, localize, evaluate", description=(
@@ -185,7 +187,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if args.check:
-        results = check_entry_points()
+        results = check_entry_points(args.kind)
         failures = [(e, err) for e, err in results if err]
         for entry, err in results:
             if err is None:

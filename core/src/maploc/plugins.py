@@ -17,6 +17,13 @@ kind           entry-point group
 (``samples`` entries are :class:`maploc.data.samples.SampleSpec` objects: real sample data that
 ``maploc data fetch NAME`` downloads.)
 
+A component whose module imports a heavy or native dependency lazily (TransPose imports Open3D, whose
+Linux wheel links the system library ``libusb-1.0``, only when it fuses a scene) may declare that
+dependency with a ``check_runtime()`` classmethod (or static method): it imports what the component
+needs at run time and raises (``ImportError``, ``OSError`` or a :class:`~maploc.errors.MaplocError`
+naming the fix) where it cannot. ``maploc list --check`` (:func:`check_entry_points`) calls it after
+importing the entry point, so a component that imports but cannot run is reported as not loadable.
+
 Listing (:func:`list_entry_points`) reads distribution metadata only: no plugin code and no torch
 is imported. A name registered by two distributions is an error that names both; an unknown name
 is an error that lists the installed names.
@@ -54,6 +61,7 @@ __all__ = [
     "find_entry_point",
     "load_component",
     "check_entry_points",
+    "check_runtime",
     "get_plugin_manager",
     "blocked_plugins",
 ]
@@ -239,13 +247,36 @@ def load_component(kind: str, name: str) -> Any:
     return find_entry_point(kind, name).load()
 
 
-def check_entry_points() -> list[tuple[EntryPointInfo, str | None]]:
-    """Imports every entry point of every group; returns ``(entry, error message or None)``."""
+def check_runtime(entry: EntryPointInfo, obj: Any) -> None:
+    """Calls the loaded component's ``check_runtime()`` where it declares one (see the module docstring).
+
+    Raises:
+        PluginError: the check failed; names the entry point, its distribution and the failure.
+    """
+    check = getattr(obj, "check_runtime", None)
+    if check is None or not callable(check):
+        return
+    try:
+        check()
+    except Exception as exc:  # ImportError/OSError of a native library, or the plugin's own MaplocError
+        raise PluginError(
+            f"{entry.group} entry point '{entry.name}' of {entry.distribution} {entry.version} imports but cannot "
+            f"run: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def check_entry_points(kind: str | None = None) -> list[tuple[EntryPointInfo, str | None]]:
+    """Imports every entry point (of ``kind``, default all kinds and hooks) and runs each component's
+    ``check_runtime()`` where it has one; returns ``(entry, error message or None)``.
+
+    Raises:
+        PluginError: for an unknown kind.
+    """
     results: list[tuple[EntryPointInfo, str | None]] = []
-    for entries in list_entry_points().values():
+    for entries in list_entry_points(kind).values():
         for entry in entries:
             try:
-                entry.load()
+                check_runtime(entry, entry.load())
             except PluginError as e:
                 results.append((entry, str(e)))
             else:
