@@ -19,8 +19,15 @@ import torch
 from torch import Tensor
 
 from maploc.api import Encoder, Matcher
+from maploc.errors import ConfigError
 
-__all__ = ["LocalFeatures", "Matches", "LocalFeatureExtractor", "FeatureMatcher"]
+__all__ = ["LocalFeatures", "Matches", "LocalFeatureExtractor", "FeatureMatcher", "FeatureMismatchError"]
+
+
+class FeatureMismatchError(ConfigError, ValueError):
+    """Features a matcher cannot match (another extractor's, or two different extractors'). A
+    :class:`~maploc.errors.ConfigError` (the CLI prints it as one line) and a ``ValueError`` (the contract of
+    :meth:`FeatureMatcher.match`)."""
 
 
 def _as_float32(a: Any) -> np.ndarray:
@@ -119,6 +126,11 @@ class LocalFeatureExtractor(Encoder):
     def extract(self, image: Tensor) -> LocalFeatures:
         """Features of one ``(3, H, W)`` float RGB image in ``[0, 1]``."""
 
+    def options(self) -> dict[str, Any]:
+        """The constructor options that change the features (JSON-serialisable), for cache keys such as
+        :class:`maploc_features.cache.FeatureCache`; ``{}`` unless a subclass says more."""
+        return {}
+
     def forward(self, images: Tensor) -> Mapping[str, Tensor]:  # type: ignore[override]
         """Batch form: ``(B, 3, H, W)`` -> padded ``keypoints (B, N, 2)``, ``descriptors (B, N, D)``, ``scores
         (B, N)`` (``-inf`` scores mark padding)."""
@@ -151,5 +163,22 @@ class FeatureMatcher(Matcher):
         """Matches of ``query_features`` (features0) against one map image's ``map_representation`` (features1).
 
         Raises:
-            ValueError: features of an extractor this matcher cannot match (names both).
+            ValueError: features of an extractor this matcher cannot match (names both); the matchers of this
+                package raise :class:`FeatureMismatchError`, a ``ValueError`` and a ``ConfigError``.
         """
+
+    def check_features(self, f0: LocalFeatures, f1: LocalFeatures) -> None:
+        """Raises :class:`FeatureMismatchError` (one line naming the extractors) unless ``f0`` and ``f1`` come
+        from the same extractor, one of :attr:`extractors` (any when empty), with descriptors of one size."""
+        if self.extractors and f0.extractor not in self.extractors:
+            raise FeatureMismatchError(
+                f"matcher {self.name!r} cannot match features of extractor {f0.extractor or '(unnamed)'!r}; it matches "
+                f"{', '.join(repr(e) for e in self.extractors)}")
+        if f0.extractor != f1.extractor:
+            raise FeatureMismatchError(
+                f"matcher {self.name!r} was given features of two extractors, {f0.extractor or '(unnamed)'!r} and "
+                f"{f1.extractor or '(unnamed)'!r}; both images need the same one")
+        if f0.descriptors.shape[1] != f1.descriptors.shape[1]:
+            raise FeatureMismatchError(
+                f"matcher {self.name!r}: descriptors of {f0.descriptors.shape[1]} and {f1.descriptors.shape[1]} "
+                f"dimensions (extractor {f0.extractor!r})")
