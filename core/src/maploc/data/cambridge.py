@@ -20,6 +20,7 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.errors import DataError
 from maploc.geometry.rotation import quaternion_to_matrix
 from maploc.types import Camera, Pose, Sample
@@ -30,6 +31,10 @@ __all__ = ["CambridgeLandmarks", "DEFAULT_FOCAL", "DEFAULT_FOCAL_WIDTH", "read_p
 DEFAULT_FOCAL = 744.375
 #: The image width :data:`DEFAULT_FOCAL` refers to, pixels.
 DEFAULT_FOCAL_WIDTH = 852
+
+#: The layout a Cambridge Landmarks root holds (said in its errors; README section "cambridge layout").
+LAYOUT = ("<root>/dataset_train.txt and dataset_test.txt (3 header lines, then 'ImageFile X Y Z W P Q R') and the "
+          "images they list, e.g. <root>/seq1/frame00001.png (the Cambridge Landmarks layout)")
 
 _SPLIT_FILES = {"train": "dataset_train.txt", "map": "dataset_train.txt", "query": "dataset_test.txt"}
 _HEADER_LINES = 3
@@ -167,19 +172,20 @@ class CambridgeLandmarks(Dataset):
 
     def __init__(self, root: Path, split: str, *, image_height: int | None = None, options: Any = None) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
-        if not self.root.is_dir():
-            raise DataError(f"{self.root}: Cambridge Landmarks folder not found")
-        list_path = self.root / _SPLIT_FILES[split]
-        self.entries = read_pose_list(list_path)
-        if not self.entries:
-            raise DataError(f"{list_path}: lists no images")
-        for image_file, _, lineno in self.entries:
-            if not (self.root / image_file).is_file():
-                raise DataError(f"{self.root / image_file}: image not found (listed in {list_path}, line {lineno})")
-        calibration = self.root / "calibration.txt"
-        self._calibration = calibration if calibration.is_file() else None
-        nvm = self.root / "reconstruction.nvm"
-        self._nvm_focals = read_nvm_focals(nvm) if self._calibration is None and nvm.is_file() else None
+        with expected_layout(self.name, LAYOUT):
+            if not self.root.is_dir():
+                raise DataError(f"{self.root}: Cambridge Landmarks folder not found")
+            list_path = self.root / _SPLIT_FILES[split]
+            self.entries = read_pose_list(list_path)
+            if not self.entries:
+                raise DataError(f"{list_path}: lists no images")
+            for image_file, _, lineno in self.entries:
+                if not (self.root / image_file).is_file():
+                    raise DataError(f"{self.root / image_file}: image not found (listed in {list_path}, line {lineno})")
+            calibration = self.root / "calibration.txt"
+            self._calibration = calibration if calibration.is_file() else None
+            nvm = self.root / "reconstruction.nvm"
+            self._nvm_focals = read_nvm_focals(nvm) if self._calibration is None and nvm.is_file() else None
 
     def __len__(self) -> int:
         return len(self.entries)

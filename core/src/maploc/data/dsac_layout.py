@@ -13,10 +13,15 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.errors import DataError
 from maploc.types import Sample
 
 __all__ = ["DSACLayout"]
+
+#: The layout a DSAC* root holds (said in its errors; README section "dsac layout").
+LAYOUT = ("<root>/train/ and <root>/test/, each with rgb/, calibration/ and poses/ (optional depth/), "
+          "the files of one frame paired by sorted order (DSAC*'s layout)")
 
 _SPLIT_FOLDERS = {"train": "train", "map": "train", "query": "test"}
 #: DSAC*'s README calls the training folder ``training/`` while its scripts write ``train/``.
@@ -72,21 +77,22 @@ class DSACLayout(Dataset):
 
     def __init__(self, root: Path, split: str, *, image_height: int | None = None, options: Any = None) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
-        base = self.root / _SPLIT_FOLDERS[split]
-        alias = _ALIASES.get(_SPLIT_FOLDERS[split])
-        if not base.is_dir() and alias is not None and (self.root / alias).is_dir():
-            base = self.root / alias
-        if not base.is_dir():
-            raise DataError(f"{base}: DSAC* split folder not found (expected {self.root}/train and {self.root}/test)")
-        self.rgb_files = io.list_files(base / "rgb", io.IMAGE_EXTENSIONS)
-        if not self.rgb_files:
-            raise DataError(f"{base / 'rgb'}: no images")
-        self.calibration_files = self._paired(base / "calibration")
-        self.pose_files = self._paired(base / "poses")
-        self.depth_files = self._paired(base / "depth") if (base / "depth").is_dir() else None
-        self.init_files = self._paired(base / "init") if (base / "init").is_dir() else None
-        self.eye_files = self._paired(base / "eye") if (base / "eye").is_dir() else None
-        self.has_depth = self.depth_files is not None  # type: ignore[misc]
+        with expected_layout(self.name, LAYOUT):
+            base = self.root / _SPLIT_FOLDERS[split]
+            alias = _ALIASES.get(_SPLIT_FOLDERS[split])
+            if not base.is_dir() and alias is not None and (self.root / alias).is_dir():
+                base = self.root / alias
+            if not base.is_dir():
+                raise DataError(f"{base}: DSAC* split folder not found (expected {self.root}/train and {self.root}/test)")
+            self.rgb_files = io.list_files(base / "rgb", io.IMAGE_EXTENSIONS)
+            if not self.rgb_files:
+                raise DataError(f"{base / 'rgb'}: no images")
+            self.calibration_files = self._paired(base / "calibration")
+            self.pose_files = self._paired(base / "poses")
+            self.depth_files = self._paired(base / "depth") if (base / "depth").is_dir() else None
+            self.init_files = self._paired(base / "init") if (base / "init").is_dir() else None
+            self.eye_files = self._paired(base / "eye") if (base / "eye").is_dir() else None
+            self.has_depth = self.depth_files is not None  # type: ignore[misc]
 
     def _paired(self, folder: Path) -> list[Path]:
         files = io.list_files(folder)

@@ -23,6 +23,7 @@ import attrs
 
 from maploc.config import at_least
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.data.two_pass import PlaceRecognitionDataset, aligned_truth
 from maploc.errors import DataError
 
@@ -30,6 +31,10 @@ __all__ = ["GardensPoint", "GardensPointOptions", "TRAVERSALS"]
 
 #: The traversal folders of the dataset.
 TRAVERSALS: tuple[str, ...] = ("day_left", "day_right", "night_right")
+#: The layout a Gardens Point root holds (said in its errors; README section "gardens-point layout").
+LAYOUT = ("<root>/day_left/, <root>/day_right/ and <root>/night_right/, each with Image000.jpg, Image001.jpg, ... "
+          "numbered from 0, frame i of every folder at the same place (as distributed)")
+
 _FRAME_RE = re.compile(r"^Image(\d+)\.jpe?g$", re.IGNORECASE)
 
 
@@ -89,12 +94,13 @@ class GardensPoint(PlaceRecognitionDataset):
                  options: GardensPointOptions | None = None) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
         o = self.options
-        ref = read_traversal(self.root / o.ref_traversal)
-        query = read_traversal(self.root / o.query_traversal)
-        if len(ref) != len(query):
-            raise DataError(
-                f"{self.root / o.query_traversal}: {len(query)} frames, but {self.root / o.ref_traversal} has "
-                f"{len(ref)}; Gardens Point traversals are aligned by index and must have the same length"
-            )
-        self._setup(ref, query, aligned_truth(len(query), len(ref), o.frame_tolerance),
-                    o.ref_traversal, o.query_traversal)
+        with expected_layout(self.name, LAYOUT):
+            ref = read_traversal(self.root / o.ref_traversal)
+            query = read_traversal(self.root / o.query_traversal)
+            if len(ref) != len(query):
+                raise DataError(
+                    f"{self.root / o.query_traversal}: {len(query)} frames, but {self.root / o.ref_traversal} has "
+                    f"{len(ref)}; Gardens Point traversals are aligned by index and must have the same length"
+                )
+            self._setup(ref, query, aligned_truth(len(query), len(ref), o.frame_tolerance),
+                        o.ref_traversal, o.query_traversal)

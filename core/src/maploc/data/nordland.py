@@ -23,6 +23,7 @@ import attrs
 
 from maploc.config import at_least
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.data.two_pass import PlaceRecognitionDataset, aligned_truth
 from maploc.errors import DataError
 
@@ -30,6 +31,9 @@ __all__ = ["Nordland", "NordlandOptions", "SEASONS"]
 
 #: The season folders of the dataset.
 SEASONS: tuple[str, ...] = ("spring", "summer", "fall", "winter")
+#: The layout a Nordland root holds (said in its errors; README section "nordland layout").
+LAYOUT = ("one folder of frames per season, <root>/summer/, <root>/winter/ (and spring/, fall/), with the same file "
+          "names (e.g. images-00001.png) in every season (the down-sampled distribution)")
 
 
 @attrs.frozen(kw_only=True)
@@ -65,22 +69,23 @@ class Nordland(PlaceRecognitionDataset):
                  options: NordlandOptions | None = None) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
         o = self.options
-        ref_dir, query_dir = self.root / o.ref_season, self.root / o.query_season
-        ref = {p.name: p for p in io.list_files(ref_dir, io.IMAGE_EXTENSIONS)}
-        query = {p.name: p for p in io.list_files(query_dir, io.IMAGE_EXTENSIONS)}
-        if not o.allow_missing:
-            for name in sorted(ref):
-                if name not in query:
-                    raise DataError(f"{query_dir / name}: missing (frame of {ref_dir.name}/ not in "
-                                    f"{query_dir.name}/; seasons are aligned by file name)")
-            for name in sorted(query):
-                if name not in ref:
-                    raise DataError(f"{ref_dir / name}: missing (frame of {query_dir.name}/ not in "
-                                    f"{ref_dir.name}/; seasons are aligned by file name)")
-        common = sorted(set(ref) & set(query))
-        if not common:
-            raise DataError(f"{ref_dir} and {query_dir} share no frame names")
-        ref_files = [ref[n] for n in common]
-        query_files = [query[n] for n in common]
-        self._setup(ref_files, query_files, aligned_truth(len(common), len(common), o.frame_tolerance),
-                    o.ref_season, o.query_season)
+        with expected_layout(self.name, LAYOUT):
+            ref_dir, query_dir = self.root / o.ref_season, self.root / o.query_season
+            ref = {p.name: p for p in io.list_files(ref_dir, io.IMAGE_EXTENSIONS)}
+            query = {p.name: p for p in io.list_files(query_dir, io.IMAGE_EXTENSIONS)}
+            if not o.allow_missing:
+                for name in sorted(ref):
+                    if name not in query:
+                        raise DataError(f"{query_dir / name}: missing (frame of {ref_dir.name}/ not in "
+                                        f"{query_dir.name}/; seasons are aligned by file name)")
+                for name in sorted(query):
+                    if name not in ref:
+                        raise DataError(f"{ref_dir / name}: missing (frame of {query_dir.name}/ not in "
+                                        f"{ref_dir.name}/; seasons are aligned by file name)")
+            common = sorted(set(ref) & set(query))
+            if not common:
+                raise DataError(f"{ref_dir} and {query_dir} share no frame names")
+            ref_files = [ref[n] for n in common]
+            query_files = [query[n] for n in common]
+            self._setup(ref_files, query_files, aligned_truth(len(common), len(common), o.frame_tolerance),
+                        o.ref_season, o.query_season)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.errors import DataError
 from maploc.types import Camera, Pose, Sample
 
@@ -31,6 +32,10 @@ DEPTH_FOCAL = 585.0
 PRINCIPAL_POINT = (320.0, 240.0)
 #: Raw depth values without a measurement (7-Scenes writes 65535 where the Kinect saw nothing).
 INVALID_DEPTH = (0, 65535)
+
+#: The layout a 7-Scenes root holds (said in its errors; README section "7scenes layout").
+LAYOUT = ("<root>/TrainSplit.txt and TestSplit.txt ('sequenceN' lines) and <root>/seq-NN/frame-NNNNNN.color.png "
+          "with frame-NNNNNN.pose.txt (4x4 camera-to-world) and frame-NNNNNN.depth.png (the original 7-Scenes layout)")
 
 _SPLIT_FILES = {"train": "TrainSplit.txt", "map": "TrainSplit.txt", "query": "TestSplit.txt"}
 _SEQUENCE_RE = re.compile(r"^sequence\s*0*(\d+)$", re.IGNORECASE)
@@ -165,14 +170,15 @@ class SevenScenes(Dataset):
     ) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
         self.load_depth = self.options.load_depth if load_depth is None else load_depth
-        if not self.root.is_dir():
-            raise DataError(f"{self.root}: 7-Scenes folder not found")
-        self.sequences = self.read_split_file(self.root / _SPLIT_FILES[split])
-        self._frames: list[tuple[str, int, Path]] = []
-        for seq in self.sequences:
-            self._frames.extend(self._list_sequence(seq))
-        if not self._frames:
-            raise DataError(f"{self.root}: no frames in the {split} split (sequences {', '.join(self.sequences)})")
+        with expected_layout(self.name, LAYOUT):
+            if not self.root.is_dir():
+                raise DataError(f"{self.root}: 7-Scenes folder not found")
+            self.sequences = self.read_split_file(self.root / _SPLIT_FILES[split])
+            self._frames: list[tuple[str, int, Path]] = []
+            for seq in self.sequences:
+                self._frames.extend(self._list_sequence(seq))
+            if not self._frames:
+                raise DataError(f"{self.root}: no frames in the {split} split (sequences {', '.join(self.sequences)})")
 
     @staticmethod
     def read_split_file(path: Path) -> list[str]:

@@ -26,6 +26,7 @@ import attrs
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.errors import DataError
 from maploc.types import Camera, Sample
 
@@ -94,6 +95,12 @@ def aligned_truth(num_queries: int, num_refs: int, frame_tolerance: int) -> list
     """Ground truth of frame-aligned traversals: query ``i`` matches references ``i - k .. i + k``."""
     return [tuple(range(max(0, i - frame_tolerance), min(num_refs, i + frame_tolerance + 1)))
             for i in range(num_queries)]
+
+
+#: The layout a two-pass root holds (said in its errors; README section "two-pass layout").
+LAYOUT = ("<root>/ref/ and <root>/query/ of images (sorted by file name) and <root>/ground_truth.csv "
+          "(header 'query,matching_refs'); the names are the options data.ref_folder, data.query_folder and "
+          "data.ground_truth")
 
 
 class PlaceRecognitionDataset(Dataset):
@@ -230,7 +237,8 @@ class TwoPass(PlaceRecognitionDataset):
                  options: TwoPassOptions | None = None) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
         o = self.options
-        ref = io.list_files(self.root / o.ref_folder, io.IMAGE_EXTENSIONS)
-        query = io.list_files(self.root / o.query_folder, io.IMAGE_EXTENSIONS)
-        truth = read_ground_truth(self.root / o.ground_truth, len(query), len(ref))
-        self._setup(ref, query, truth, o.ref_folder, o.query_folder)
+        with expected_layout(self.name, LAYOUT):
+            ref = io.list_files(self.root / o.ref_folder, io.IMAGE_EXTENSIONS)
+            query = io.list_files(self.root / o.query_folder, io.IMAGE_EXTENSIONS)
+            truth = read_ground_truth(self.root / o.ground_truth, len(query), len(ref))
+            self._setup(ref, query, truth, o.ref_folder, o.query_folder)

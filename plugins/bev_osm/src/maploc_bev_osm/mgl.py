@@ -42,12 +42,16 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.config import at_least
+from maploc.data.layouts import layout_hint
 from maploc.errors import ConfigError, DataError
 from maploc.types import DEFAULT_CONDITION, Camera, Pose, Pose2, Sample
 
 __all__ = ["MGLDataset", "MGLOptions"]
 
 _OSM_SUFFIXES = (".osm.pbf", ".osm", ".osm.bz2")
+#: What ``--data-root`` of mgl names (said in its errors; README section "mgl layout").
+LAYOUT = ("one MapillaryGeoLocalization location folder, <root>/dump.json and <root>/images/<view id>.jpg, with its "
+          "OSM file in <root>/../osm/ or <root>/ (or -o data.osm=PATH)")
 
 
 @attrs.frozen(kw_only=True)
@@ -90,7 +94,7 @@ class MGLDataset(Dataset):
         self.folder = Path(root)
         dump_path = self.folder / "dump.json"
         if not dump_path.is_file():
-            raise DataError(f"{self.folder}: no dump.json (an MGL location folder holds dump.json and images/)")
+            raise DataError(f"{self.folder}: no dump.json; {layout_hint(self.name, LAYOUT)}")
         try:
             dump = json.loads(dump_path.read_text())
         except (OSError, ValueError) as exc:
@@ -173,7 +177,8 @@ class MGLDataset(Dataset):
             if len(found) > 1:
                 raise DataError(f"{folder}: several OSM files ({', '.join(p.name for p in found)}); choose one with "
                                 "-o data.osm=PATH")  # fmt: skip
-        raise DataError(f"{self.folder}: no OSM file in ../osm/ or here; give one with -o data.osm=PATH")
+        raise DataError(f"{self.folder}: no OSM file in ../osm/ or here; give one with -o data.osm=PATH; "
+                        f"{layout_hint(self.name, LAYOUT)}")
 
     @cached_property
     def georef(self) -> Any:

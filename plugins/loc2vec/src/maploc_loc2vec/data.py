@@ -58,6 +58,7 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.config import at_least, greater_than, in_range
+from maploc.data.layouts import expected_layout
 from maploc.data.split import SpatialSplit
 from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose2, Sample
@@ -170,6 +171,10 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
+#: What ``--data-root`` of osm-tiles names (said in its errors; README section "osm-tiles layout").
+LAYOUT = "an OpenStreetMap file (.osm.pbf, .osm or .osm.bz2) or a folder holding one"
+
+
 def _find_osm_file(root: Path) -> Path:
     if root.is_file():
         return root
@@ -224,7 +229,8 @@ class OsmTileDataset(Dataset):
     ) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
         opts: TileOptions = self.options
-        self.raster = self._load_raster()
+        with expected_layout(self.name, LAYOUT):
+            self.raster = self._load_raster()
         self.channel_names = tuple(self.raster.class_names)
         x_min, y_min, x_max, y_max = self.raster.extent
         if min(x_max - x_min, y_max - y_min) <= 2 * opts.tile_radius_m:

@@ -19,6 +19,7 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose, Pose2, Sample
 
@@ -39,6 +40,12 @@ _TRAIN_ONLY = ("train_routes", "train_conditions")
 #: is a warning, once per folder and value).
 _READ_AS_RENDERED = ("conditions",)
 _WARNED: set[tuple[str, str, object]] = set()
+
+
+#: What ``--data-root`` of sim-city names (said in its errors; README section "sim-city layout").
+LAYOUT = ("a folder written by `maploc data render --out DIR`: render.json and traversals/<sequence>/{rgb,depth,"
+          "labels}/ with poses.txt, pose2.txt and calibration.txt; without --data-root sim-city renders into its "
+          "cache")
 
 
 class SimCity(Dataset):
@@ -100,13 +107,12 @@ class SimCity(Dataset):
     ) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
         self.options: SimCityOptions
-        if root is not None and not (self.root / "render.json").is_file():
-            raise DataError(
-                f"{self.root} is not a rendered sim-city folder (no render.json): --data-root takes a folder written "
-                "by `maploc data render --out DIR`; without --data-root sim-city renders into its cache")
         if root is not None:
-            self.folder = self.root
-            self.summary = read_render_json(self.folder)
+            with expected_layout(self.name, LAYOUT):
+                if not (self.root / "render.json").is_file():
+                    raise DataError(f"{self.root} is not a rendered sim-city folder (no render.json)")
+                self.folder = self.root
+                self.summary = read_render_json(self.folder)
             self._check_folder_options()
         else:
             self.folder = self._cached_render(self.options)
