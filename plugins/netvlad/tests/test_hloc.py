@@ -1,11 +1,11 @@
-"""hloc's pieces: depth lifting + PoseLib PnP recover an exact pose; the pose solver composed by name; mutual ratio
-matching; failures are counted."""
+"""hloc's pieces: depth lifting + PoseLib PnP recover an exact pose; the pose solver composed by name; failures are
+counted."""
 
 import numpy as np
 import torch
 
 from maploc.data.synthetic import SyntheticRoom
-from maploc_netvlad.hloc import HlocConfig, HlocMethod, lift_keypoints, mutual_ratio_matches
+from maploc_netvlad.hloc import HlocConfig, HlocMethod, lift_keypoints
 
 
 def test_lifted_keypoints_give_back_the_pose():
@@ -37,19 +37,6 @@ def test_lift_marks_invalid_depth_and_outside_points():
     X = lift_keypoints(np.array([[2.0, 1.0], [0.0, 0.0], [9.0, 9.0]]), depth, K, Pose.identity())
     np.testing.assert_allclose(X[0], [0.0, -0.1, 2.0], atol=1e-6)
     assert np.isnan(X[1]).all() and np.isnan(X[2]).all()
-
-
-def test_mutual_ratio_matches():
-    rng = np.random.default_rng(0)
-    d1 = rng.standard_normal((20, 128)).astype(np.float32)
-    perm = rng.permutation(20)
-    d0 = d1[perm] + 0.01 * rng.standard_normal((20, 128)).astype(np.float32)
-    d0 = np.concatenate([d0, d1[:1] + 0.02])  # an ambiguous near-duplicate of d1[0] fails the mutual check
-    pairs = mutual_ratio_matches(d0, d1, 0.8)
-    truth = {(i, int(perm[i])) for i in range(20)}
-    assert {tuple(p) for p in pairs.tolist()} <= truth | {(20, 0)}
-    assert len(pairs) >= 19
-    assert len(mutual_ratio_matches(d0[:1], d1, 0.8)) == 0
 
 
 def test_textureless_queries_fail_without_raising():
@@ -89,18 +76,6 @@ def test_default_solver_by_name_recovers_the_pose():
 
     few = Correspondences(points2d=c.points2d[:3], points3d=c.points3d[:3], camera=c.camera)
     assert not solver.solve([few])[0].success
-
-
-def test_builtin_poselib_solver_stands_in_for_poselib_pnp():
-    from maploc_netvlad.hloc import PoseLibPnPSolver, _keyword_names
-
-    s, c = _lifted_correspondences()
-    solver = PoseLibPnPSolver(inlier_threshold_px=1.0, max_iterations=1000, min_inliers=12)
-    assert {"inlier_threshold_px", "max_iterations", "min_inliers", "seed"} <= _keyword_names(PoseLibPnPSolver)
-    est = solver.solve([c])[0]
-    assert est.success and est.num_inliers == 100
-    np.testing.assert_allclose(est.T_cam2world.R.numpy(), s.T_cam2world.R.numpy(), atol=1e-5)
-    assert not PoseLibPnPSolver(min_inliers=101).solve([c])[0].success  # fewer inliers than asked: failed
 
 
 def test_solver_composed_by_name_from_another_plugin():
