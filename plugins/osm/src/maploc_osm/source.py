@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from maploc.errors import DataError
@@ -19,13 +20,17 @@ def is_osm_path(name: str | os.PathLike[str]) -> bool:
     return text.lower().endswith(OSM_SUFFIXES) or os.sep in text or "/" in text
 
 
-def resolve_map(map_name: str | os.PathLike[str], *, progress: bool = False) -> Path:
+def resolve_map(
+    map_name: str | os.PathLike[str], *, progress: bool | Callable[[str], None] | None = False
+) -> Path:
     """The OSM file of a map: a path to an OSM file, a folder holding one, or a sample name (fetched on first use).
 
     Args:
         map_name: ``.osm.pbf`` / ``.osm`` / ``.osm.bz2`` path, a folder, or a ``maploc.samples`` name such as
             ``helsinki-osm``.
-        progress: let the fetch print pip's progress (only when a sample is downloaded).
+        progress: only when a sample is downloaded: ``True`` lets the fetch print what it does, pip's progress
+            and the map's licence, as ``maploc data fetch`` does; a callable receives those lines instead;
+            ``False`` / ``None``: silent.
 
     Returns:
         The path of the OSM file (it exists; its content is not checked here: :func:`~.parser.parse_osm` does).
@@ -40,7 +45,7 @@ def resolve_map(map_name: str | os.PathLike[str], *, progress: bool = False) -> 
             raise DataError(f"{path}: OSM file not found")
         from maploc.data.fetch import fetch
 
-        path = fetch(os.fspath(map_name), progress=print if progress else None)
+        path = fetch(os.fspath(map_name), progress=print if progress is True else (progress or None))
     if path.is_file():
         return path
     found = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(OSM_SUFFIXES))

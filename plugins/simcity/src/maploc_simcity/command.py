@@ -98,7 +98,7 @@ def render_command(
     train_routes: int = 0,
     train_conditions: Sequence[str] = (),
     layouts: Sequence[str] = LAYOUTS,
-    progress: bool = True,
+    progress: bool | None = True,
     sheet_columns: int = 6,
 ) -> Path:
     """Renders ``traversals`` traversals of one route of a map under each condition, into ``out``.
@@ -131,7 +131,7 @@ def render_command(
         train_conditions: the conditions the training routes cycle through (see above); empty = the first of
             ``conditions``.
         layouts: which of :data:`LAYOUTS` to write besides ``traversals``.
-        progress: show a tqdm progress bar (on stderr).
+        progress: show a tqdm progress bar (on stderr); ``None``: only when stderr is a terminal.
         sheet_columns: frames per row of the contact sheet.
 
     Returns:
@@ -224,7 +224,7 @@ def render_command(
     total = (traversals * len(conditions) + train_routes) * frames
     with (
         Renderer(scene, camera) as renderer,
-        tqdm(total=total, desc="rendering", unit="frame", disable=not progress) as bar,
+        tqdm(total=total, desc="rendering", unit="frame", disable=None if progress is None else not progress) as bar,
     ):
         for traversal in range(traversals):
             poses = traversal_poses(route, frames, spacing_m=spacing_m, traversal=traversal, traversals=traversals,

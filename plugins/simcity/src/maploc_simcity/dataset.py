@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +41,21 @@ _TRAIN_ONLY = ("train_routes", "train_conditions")
 #: is a warning, once per folder and value).
 _READ_AS_RENDERED = ("conditions",)
 _WARNED: set[tuple[str, str, object]] = set()
+#: The cached renders this process has announced (one line each, with the map's attribution).
+_ANNOUNCED: set[str] = set()
+
+
+def _map_needs_fetch(map_name: str) -> bool:
+    """Whether ``map_name`` is a sample that is not in the cache yet (a path never is)."""
+    from maploc.data.fetch import is_fetched
+    from maploc_osm import is_osm_path
+
+    if Path(map_name).expanduser().exists() or is_osm_path(map_name):
+        return False
+    try:
+        return not is_fetched(map_name)
+    except DataError:  # an unknown name: resolve_map says so, listing the known ones
+        return False
 
 
 #: What ``--data-root`` of sim-city names (said in its errors; README section "sim-city layout").
@@ -94,6 +110,12 @@ class SimCity(Dataset):
     name: ClassVar[str] = "sim-city"
     default_sample: ClassVar[str | None] = None
     needs_root: ClassVar[bool] = False
+    #: Receives one line per stage while sim-city prepares its frames without ``--data-root`` (fetching the map
+    #: with its licence, rendering, the cached render it reads, with the map's attribution, once per process);
+    #: ``None``: silent.
+    say: ClassVar[Callable[[str], None] | None] = print
+    #: The rendering progress bar (tqdm, on stderr): ``None`` = only when stderr is a terminal.
+    progress_bar: ClassVar[bool | None] = None
     has_depth: ClassVar[bool] = True
     Options: ClassVar[type] = SimCityOptions
 
@@ -224,16 +246,31 @@ class SimCity(Dataset):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def _cached_render(self, options: SimCityOptions) -> Path:
+        """The cache folder of ``options``' render, fetched and rendered on first use (saying each stage)."""
         from maploc.data.fetch import cache_root
-        from maploc_osm import file_sha256, resolve_map
+        from maploc_osm import ATTRIBUTION, file_sha256, resolve_map
 
-        osm_path = resolve_map(options.map)
+        say = type(self).say or (lambda _line: None)
+        fetching = _map_needs_fetch(options.map)
+        if fetching:
+            say(f"sim-city: fetching the OSM map {options.map!r} (first use only) ...")
+        osm_path = resolve_map(options.map, progress=say if fetching else None)  # the fetch says the licence
         target = cache_root() / "sim-city" / self.cache_key(options, file_sha256(osm_path))
         if (target / "render.json").is_file():
+            if str(target) not in _ANNOUNCED:
+                _ANNOUNCED.add(str(target))
+                say(f"sim-city: reading the render of {options.map} in {target} (map data {ATTRIBUTION})")
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+        total = options.frames * (options.traversals * len(options.conditions) + options.train_routes)
+        attribution = "" if fetching else f" (map data {ATTRIBUTION})"
+        say(f"sim-city: rendering {total} frames of {options.map} ({', '.join(options.conditions)}; "
+            f"{options.traversals} traversal{'s' if options.traversals != 1 else ''}) into {target}, first use "
+            f"only{attribution} ...")  # fmt: skip
+        _ANNOUNCED.add(str(target))
         logger.info("rendering sim-city %s into %s (first use only)", options.render_options(), target)
+        t0 = time.perf_counter()
         try:
             render_command(
                 str(osm_path), options.frames, list(options.conditions), work, seed=options.seed,
@@ -241,7 +278,7 @@ class SimCity(Dataset):
                 spacing_m=options.spacing_m, lateral_offset_m=options.lateral_offset_m,
                 train_routes=options.train_routes, train_conditions=list(options.train_conditions),
                 layouts=("traversals",),
-                progress=False,
+                progress=type(self).progress_bar,
             )  # fmt: skip
             try:
                 os.replace(work, target)
@@ -251,6 +288,7 @@ class SimCity(Dataset):
         finally:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
+        say(f"sim-city: rendered {total} frames in {time.perf_counter() - t0:.1f} s")
         return target
 
     # ---- samples -------------------------------------------------------------------------------------------------
