@@ -129,7 +129,8 @@ def _header(argv: list[str], threads: int) -> list[str]:
         kornia_version = kornia.__version__
     except ImportError:
         kornia_version = "not installed"
-    dirty = " (+ uncommitted changes)" if run(["git", "status", "--porcelain", "--", "plugins/features", "benchmarks"]) else ""
+    dirty = " (+ uncommitted changes)" if run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                                         "plugins/features", "benchmarks"]) else ""
     return [
         f"command:  python benchmarks/bench_features.py {shlex.join(argv)}",
         f"commit:   {run(['git', 'rev-parse', '--short', 'HEAD'])}{dirty}",
