@@ -40,7 +40,8 @@ from maploc.data import io
 from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose, Sample
 
-__all__ = ["Strecha", "StrechaCamera", "PosedSplitOptions", "read_strecha_camera", "split_names", "LAYOUT"]
+__all__ = ["Strecha", "StrechaCamera", "PosedSplitOptions", "read_strecha_camera", "split_names", "query_image_names",
+           "LAYOUT"]
 
 #: one line on the expected layout, appended to every layout error
 LAYOUT = ("expected a Strecha scene folder: images/NNNN.jpg and gt_dense_cameras/NNNN.jpg.camera (see 'Layout, per "
@@ -48,7 +49,8 @@ LAYOUT = ("expected a Strecha scene folder: images/NNNN.jpg and gt_dense_cameras
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def _query_images(value: Any) -> tuple[str, ...]:
+def query_image_names(value: Any) -> tuple[str, ...]:
+    """The ``query_images`` option as a tuple of names: a list, or one comma-separated string."""
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     return tuple(str(v) for v in value)
@@ -68,7 +70,7 @@ class PosedSplitOptions:
     """
 
     split: Literal["loo", "fixed"] = "loo"
-    query_images: str | tuple[str, ...] = attrs.field(default=(), converter=_query_images)
+    query_images: str | tuple[str, ...] = attrs.field(default=(), converter=query_image_names)
 
 
 def split_names(names: Sequence[str], split: str, options: PosedSplitOptions, where: str) -> tuple[list[int], bool]:

@@ -38,7 +38,8 @@ from maploc.errors import ConfigError, DataError
 from .types import FeatureMatcher, LocalFeatures
 
 __all__ = ["PosedView", "SfMOptions", "TriangulatedMap", "view_pairs", "match_pairs", "build_tracks", "triangulate",
-           "write_colmap_model", "all_pairs", "PairMatches"]
+           "write_colmap_model", "all_pairs", "PairMatches",
+           "COLMAP_PIXEL_OFFSET"]
 
 #: ``(i, j) -> (M, 2)`` int64 keypoint index pairs (index in image i, index in image j), ``i < j``
 PairMatches = Mapping[tuple[int, int], np.ndarray]
@@ -49,10 +50,11 @@ class PosedView:
     """One image of a posed set.
 
     Attributes:
-        name: unique image name (the COLMAP image name).
+        name: unique image name.
         K: ``(3, 3)`` float64 pinhole intrinsics, pixels (OpenCV pixel centres), no skew.
         width, height: image size, pixels (the size the keypoints are in).
         R_cam2world: ``(3, 3)`` float64. t_cam2world: ``(3,)`` float64 camera centre, metres.
+        image_file: the image's path relative to its image folder, the COLMAP image name (``""``: ``name``).
     """
 
     name: str
@@ -61,13 +63,14 @@ class PosedView:
     height: int
     R_cam2world: np.ndarray = attrs.field(converter=lambda a: np.asarray(a, dtype=np.float64).reshape(3, 3))
     t_cam2world: np.ndarray = attrs.field(converter=lambda a: np.asarray(a, dtype=np.float64).reshape(3))
+    image_file: str = ""
 
     @classmethod
-    def of(cls, name: str, camera: Any, T_cam2world: Any) -> PosedView:
+    def of(cls, name: str, camera: Any, T_cam2world: Any, image_file: str = "") -> PosedView:
         """From a :class:`maploc.types.Camera` and a :class:`maploc.types.Pose`."""
         return cls(name=name, K=camera.K.detach().cpu().double().numpy(), width=int(camera.width),
                    height=int(camera.height), R_cam2world=T_cam2world.R.detach().cpu().double().numpy(),
-                   t_cam2world=T_cam2world.t.detach().cpu().double().numpy())
+                   t_cam2world=T_cam2world.t.detach().cpu().double().numpy(), image_file=image_file)
 
     @property
     def R_world2cam(self) -> np.ndarray:
@@ -297,10 +300,15 @@ def _pycolmap() -> Any:
     return pycolmap
 
 
-def _colmap_camera(pycolmap: Any, v: PosedView, camera_id: int) -> Any:
+#: COLMAP puts pixel centres at half-integers (the top-left pixel's centre is (0.5, 0.5)); maploc, as OpenCV, at
+#: integers: COLMAP pixel = maploc pixel + 0.5
+COLMAP_PIXEL_OFFSET = 0.5
+
+
+def _colmap_camera(pycolmap: Any, v: PosedView, camera_id: int, offset: float = 0.0) -> Any:
     K = v.K
     return pycolmap.Camera(model="PINHOLE", width=v.width, height=v.height,
-                           params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]], camera_id=camera_id)
+                           params=[K[0, 0], K[1, 1], K[0, 2] + offset, K[1, 2] + offset], camera_id=camera_id)
 
 
 def _cam_from_world(pycolmap: Any, v: PosedView) -> Any:
@@ -398,9 +406,9 @@ def write_colmap_model(views: Sequence[PosedView], keypoints: Sequence[np.ndarra
     for i, v in enumerate(views):
         if i in tmap.excluded:
             continue
-        rec.add_camera_with_trivial_rig(_colmap_camera(pycolmap, v, i + 1))
-        image = pycolmap.Image(name=v.name, keypoints=np.asarray(keypoints[i], dtype=np.float64).reshape(-1, 2),
-                               camera_id=i + 1, image_id=i + 1)
+        rec.add_camera_with_trivial_rig(_colmap_camera(pycolmap, v, i + 1, COLMAP_PIXEL_OFFSET))
+        kp = np.asarray(keypoints[i], dtype=np.float64).reshape(-1, 2) + COLMAP_PIXEL_OFFSET
+        image = pycolmap.Image(name=v.image_file or v.name, keypoints=kp, camera_id=i + 1, image_id=i + 1)
         rec.add_image_with_trivial_frame(image, _cam_from_world(pycolmap, v))
     for p, track in enumerate(tmap.tracks):
         t = pycolmap.Track()

@@ -136,8 +136,9 @@ class HlocMap:
             lifted = None if s.depth is None else lift_keypoints(
                 feats.keypoints.astype(np.float64), s.depth, s.camera.K, s.T_cam2world)
             have_depth.append(s.depth is not None)
-            images.append(MapImage(name=s.name, features=feats, view=PosedView.of(s.name, s.camera, s.T_cam2world),
-                                   lifted=lifted))
+            image_file = str(s.extras.get("image_name") or Path(str(s.extras.get("image_path") or s.name)).name)
+            images.append(MapImage(name=s.name, features=feats, lifted=lifted,
+                                   view=PosedView.of(s.name, s.camera, s.T_cam2world, image_file=image_file)))
             globals_.append(global_fn(s.image.float()[None]))
             meta.append(SampleMeta.of(s))
         resolved = mode if mode != "auto" else ("depth" if all(have_depth) else "triangulated")
