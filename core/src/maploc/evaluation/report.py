@@ -153,31 +153,47 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
 _save = save_figure
 
 
+#: Errors that span more than this ratio (largest / smallest positive finite error) get a log x axis.
+LOG_AXIS_SPAN = 100.0
+
+
 def _cdf_panel(ax: Any, errors: Any, xlabel: str, thresholds: Sequence[float] = ()) -> None:
-    """Draws the percent of all queries with error <= x; failures (``inf``) lie beyond the axis."""
+    """Draws the percent of all queries with error <= x; failures (``inf``) lie beyond the axis.
+
+    A linear x axis from 0, unless the finite positive errors span more than two decades
+    (:data:`LOG_AXIS_SPAN`, e.g. centimetres to kilometres): then a log axis over all of them (errors of 0
+    at its left end).
+    """
     errors = np.asarray(errors, dtype=np.float64).reshape(-1)
     n = errors.size
     finite = np.sort(errors[np.isfinite(errors)])
     failed = n - finite.size
-    if finite.size:
+    positive = finite[finite > 0]
+    log_x = positive.size >= 2 and positive[-1] > LOG_AXIS_SPAN * positive[0]
+    label = f"{n} queries ({failed} failed)"
+    if log_x:
+        xmin, xmax = positive[0] / 1.5, positive[-1] * 1.5
+        y = 100.0 * np.arange(1, finite.size + 1) / n
+        ax.step(np.r_[xmin, np.maximum(finite, xmin), xmax], np.r_[0.0, y, y[-1]], where="post", label=label)
+        ax.set_xscale("log")
+    elif finite.size:
         # The axis ends at the largest error, or at 3x the 90th percentile when a few outliers
         # would squash the curve; larger errors, like failures, lie beyond it.
         top = min(float(finite[-1]), 3.0 * float(np.percentile(finite, 90)))
-        xmax = top * 1.05 if top > 0 else 1.0
+        xmin, xmax = 0.0, top * 1.05 if top > 0 else 1.0
         y = 100.0 * np.arange(1, finite.size + 1) / n
-        ax.step(np.r_[0.0, finite, xmax], np.r_[0.0, y, y[-1]], where="post",
-                label=f"{n} queries ({failed} failed)")
+        ax.step(np.r_[0.0, finite, xmax], np.r_[0.0, y, y[-1]], where="post", label=label)
     else:
-        xmax = 1.0
-        ax.plot([0.0, xmax], [0.0, 0.0], label=f"{n} queries ({failed} failed)")
+        xmin, xmax = 0.0, 1.0
+        ax.plot([0.0, xmax], [0.0, 0.0], label=label)
     for t in thresholds:
-        if t <= xmax:
+        if xmin <= t <= xmax:
             ax.axvline(t, color="0.7", linestyle=":", linewidth=1)
-    ax.set_xlim(0.0, xmax)
+    ax.set_xlim(xmin, xmax)
     ax.set_ylim(0.0, 100.0)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(f"{xlabel}, log scale" if log_x else xlabel)
     ax.set_ylabel("queries within error (%)")
-    ax.grid(True, alpha=0.3)
+    ax.grid(True, alpha=0.3, which="both" if log_x else "major")
     ax.legend(loc="lower right")
 
 
@@ -199,8 +215,9 @@ def plot_error_cdf(
 
     The y axis is the percent of **all** queries; a failed query (error ``inf``) lies beyond the x
     axis, so a curve ends below 100 % by the share of failures. The x axis ends at the largest
-    finite error, or at three times the 90th percentile when outliers lie further. The legend gives the number of
-    queries and of failures.
+    finite error, or at three times the 90th percentile when outliers lie further; where the errors span more
+    than two decades (e.g. centimetres to kilometres) it is logarithmic and shows them all. The legend gives the
+    number of queries and of failures.
 
     Args:
         path: the ``.png`` file to write (atomically).

@@ -19,7 +19,7 @@ from maploc.config import at_least, greater_than
 from maploc.types import PoseEstimate, Retrieval
 
 __all__ = ["EvalConfig", "SINGLE_FRAME", "estimate", "pr_curves", "plot_pr_curves", "plot_difference_matrix",
-           "plot_examples"]
+           "example_pairs", "plot_examples"]
 
 #: The name of the single-frame (``ds = 1``) baseline's predictions (``RUN/predictions/single_frame.txt``).
 SINGLE_FRAME = "single_frame"
@@ -145,8 +145,50 @@ def plot_difference_matrix(
     return path
 
 
-def plot_examples(run_dir: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> Path | None:
-    """Query / matched reference images side by side; ``pairs`` of ``(query (H, W, 3), ref, caption)``."""
+def example_pairs(
+    queries: Any, map_data: Any, map_metas: Sequence[Any], estimates: Sequence[PoseEstimate],
+    distance_threshold_m: float, count: int,
+) -> list[tuple[np.ndarray, np.ndarray, str, bool]]:
+    """``count`` queries spread over the run and their matches, for :func:`plot_examples`.
+
+    A match is right when it is a true match of the query by the core's ground truth
+    (:func:`maploc.evaluation.evaluate.truth_matrix`: within ``distance_threshold_m`` metres, or the dataset's
+    index ground truth), the rule the scores use.
+
+    Returns:
+        ``(query image (H, W, 3), matched map image (H, W, 3), caption, right)`` per example.
+    """
+    from maploc.evaluation.evaluate import truth_matrix
+
+    pairs: list[tuple[np.ndarray, np.ndarray, str, bool]] = []
+    if not count or not estimates:
+        return pairs
+    for i in np.linspace(0, len(estimates) - 1, num=min(count, len(estimates))).astype(int):
+        e = estimates[int(i)]
+        if e.retrieval is None or not len(e.retrieval):
+            continue
+        j = int(e.retrieval.indices[0])
+        right = bool(truth_matrix([queries.metadata(int(i))], map_metas, distance_threshold_m)[0, j])
+        q, r = queries[int(i)], map_data[j]
+        caption = f"{q.name} -> {map_metas[j].name} (confidence {e.confidence:.2f})"
+        pairs.append((q.image.permute(1, 2, 0).numpy(), r.image.permute(1, 2, 0).numpy(), caption, right))
+    return pairs
+
+
+def plot_examples(
+    run_dir: Path, pairs: Sequence[tuple[Any, ...]], distance_threshold_m: float | None = None
+) -> Path | None:
+    """Query / matched reference images side by side, each match framed green (right) or red (wrong).
+
+    Args:
+        run_dir: writes ``examples.png`` here.
+        pairs: ``(query (H, W, 3), ref, caption)`` or ``(query, ref, caption, right)`` (see :func:`example_pairs`);
+            without ``right`` the match is not marked.
+        distance_threshold_m: the success radius said in the title (``None``: not said).
+
+    Returns:
+        The path, or ``None`` for no pairs.
+    """
     if not pairs:
         return None
     import matplotlib
@@ -157,12 +199,25 @@ def plot_examples(run_dir: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray, s
     from maploc.evaluation.report import save_figure
 
     fig, axes = plt.subplots(len(pairs), 2, figsize=(6, 2.2 * len(pairs)), squeeze=False)
-    for row, (q, r, caption) in zip(axes, pairs):
+    for row, pair in zip(axes, pairs):
+        q, r, caption = pair[:3]
+        right = pair[3] if len(pair) > 3 else None
         row[0].imshow(q)
         row[1].imshow(r)
-        row[0].set_title(caption, fontsize=7, loc="left")
+        if right is not None:
+            caption = f"{'RIGHT' if right else 'WRONG'}: {caption}"
+            for spine in row[1].spines.values():
+                spine.set_edgecolor("green" if right else "red")
+                spine.set_linewidth(4)
+        row[0].set_title(caption, fontsize=7, loc="left", color="black" if right is None else
+                         ("darkgreen" if right else "darkred"))  # fmt: skip
         for ax in row:
-            ax.axis("off")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    title = "query (left) and its match (right)"
+    if distance_threshold_m is not None:
+        title += f"; green: a true match (within {distance_threshold_m:g} m), red: wrong"
+    fig.suptitle(title, fontsize=8)
     path = run_dir / "examples.png"
     save_figure(fig, path)
     plt.close(fig)
