@@ -52,16 +52,18 @@ def test_pose6dof_hand_computed():
     assert m["median_translation_cm"] == approx(10.75)
     assert m["recall_1cm_1deg"] == approx(25.0)
     assert m["recall_2cm_2deg"] == approx(50.0)
+    assert m["recall_5cm_1deg"] == approx(25.0)  # q1 is within 5 cm but 1.5 deg off
     assert m["recall_5cm_5deg"] == approx(50.0)
     assert m["recall_10cm_10deg"] == approx(50.0)
     assert m["recall_25cm_2deg"] == approx(50.0)
     assert m["recall_50cm_5deg"] == approx(75.0)
+    assert m["recall_1m_5deg"] == approx(75.0)
     assert m["recall_5m_10deg"] == approx(75.0)
     assert m["time_per_query_ms"] == approx(250.0)
     assert list(m) == [
         "num_queries", "num_failed", "median_translation_cm", "median_rotation_deg", "recall_1cm_1deg",
-        "recall_2cm_2deg", "recall_5cm_5deg", "recall_10cm_10deg", "recall_25cm_2deg", "recall_50cm_5deg",
-        "recall_5m_10deg", "time_per_query_ms",
+        "recall_2cm_2deg", "recall_5cm_1deg", "recall_5cm_5deg", "recall_10cm_10deg", "recall_25cm_2deg",
+        "recall_50cm_5deg", "recall_1m_5deg", "recall_5m_10deg", "time_per_query_ms",
     ]
     assert all(type(v) in (int, float) for v in m.values())
     assert type(m["num_queries"]) is int and type(m["recall_1cm_1deg"]) is float

@@ -52,10 +52,12 @@ __all__ = [
 POSE6DOF_THRESHOLDS: tuple[tuple[str, float, float], ...] = (
     ("recall_1cm_1deg", 0.01, 1.0),
     ("recall_2cm_2deg", 0.02, 2.0),
+    ("recall_5cm_1deg", 0.05, 1.0),
     ("recall_5cm_5deg", 0.05, 5.0),
     ("recall_10cm_10deg", 0.10, 10.0),
     ("recall_25cm_2deg", 0.25, 2.0),
     ("recall_50cm_5deg", 0.50, 5.0),
+    ("recall_1m_5deg", 1.0, 5.0),
     ("recall_5m_10deg", 5.0, 10.0),
 )
 
