@@ -129,8 +129,9 @@ def _header(argv: list[str], threads: int) -> list[str]:
         kornia_version = kornia.__version__
     except ImportError:
         kornia_version = "not installed"
-    dirty = " (+ uncommitted changes)" if run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                                         "plugins/features", "benchmarks"]) else ""
+    used = ["benchmarks/bench_features.py", *(f"plugins/features/src/maploc_features/{m}.py"
+                                               for m in ("types", "extractors", "matchers", "weights"))]
+    dirty = " (+ uncommitted changes to the code measured)" if run(["git", "status", "--porcelain", "--", *used]) else ""
     return [
         f"command:  python benchmarks/bench_features.py {shlex.join(argv)}",
         f"commit:   {run(['git', 'rev-parse', '--short', 'HEAD'])}{dirty}",
