@@ -13,9 +13,10 @@ import pytest
 
 pycolmap = pytest.importorskip("pycolmap")
 
+from maploc_features.colmap_dataset import ColmapDataset  # noqa: E402
+
 from maploc.config import structure_dataset_options  # noqa: E402
 from maploc.errors import DataError  # noqa: E402
-from maploc_features.colmap_dataset import ColmapDataset  # noqa: E402
 
 
 def _write(root: Path, model: str = "PINHOLE", params=(100.0, 110.0, 32.0, 24.0), n: int = 3,

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from maploc_features.sfm import (COLMAP_PIXEL_OFFSET, PosedView, SfMOptions, all_pairs, build_tracks, triangulate,
-                                 view_pairs, write_colmap_model)
+from maploc_features.sfm import (
+    COLMAP_PIXEL_OFFSET,
+    PosedView,
+    SfMOptions,
+    all_pairs,
+    build_tracks,
+    triangulate,
+    view_pairs,
+    write_colmap_model,
+)
 
 K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
 

@@ -70,7 +70,8 @@ class HlocConfig:
         features: the local-feature extractor, a ``maploc.encoders`` entry point of maploc-features (``sift``,
             ``xfeat``, ``aliked``; ``maploc list --kind encoders``).
         matcher: the matcher, a ``maploc.matchers`` entry point (``mnn`` for any features, ``lightglue`` for
-            ``aliked``, ``lighterglue`` for ``xfeat``); a pair the matcher cannot match is refused before any work.
+            ``aliked``, ``lighterglue`` for ``xfeat``); a pair the matcher cannot match is refused when the config
+            is built (:class:`~maploc.errors.ConfigError`), before any data is read.
         max_keypoints: keypoints per image, passed to the extractor (hloc's SIFT kept 2000).
         resize_max: longer image side (pixels) the extractor detects at (``None``: the dataset's resolution);
             keypoints stay in the dataset's pixels.
@@ -116,6 +117,10 @@ class HlocConfig:
     ransac_max_iterations: int = attrs.field(default=10000, validator=at_least(10))
     min_inliers: int = attrs.field(default=12, validator=at_least(4))
     data: DataConfig = DataConfig()
+
+    def __attrs_post_init__(self) -> None:
+        # an extractor/matcher pair the matcher cannot match is refused with the config, before any data is read
+        check_pair(self.features, self.matcher)
 
 
 class HlocMethod(Method[HlocConfig]):
