@@ -24,6 +24,7 @@ EPILOG = """examples:
   maploc run --method nn-retrieval             run a method on its default real sample
   maploc run --method dsac -o mode=rgbd --out runs/dsac-rgbd
   maploc run --config runs/dsac-rgbd/config.yaml   repeat a run
+  maploc eval runs/seqslam-x                   build the map, localize, score again (checkpoint or saved config)
   maploc evaluate runs/dsac-rgbd               score a run's predictions again (from the files alone)
   maploc config show --method nn-retrieval     the resolved config and its presets
   maploc data fetch 7scenes-stairs             fetch a sample dataset into the cache
@@ -43,7 +44,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, training: bool, eval_only: b
     )
     what.add_argument("--out", type=Path, help="run directory (default: runs/<method>-<timestamp>)")
     if eval_only:
-        what.add_argument("--checkpoint", type=Path, required=True, help="checkpoint to evaluate (a .ckpt file)")
+        what.add_argument("--checkpoint", type=Path, help="checkpoint to evaluate (a .ckpt file)")
     where = p.add_argument_group("where and how")
     where.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="accelerator (default: cpu)")
     where.add_argument("--devices", type=int, default=1, help="number of devices / processes (default: 1)")
@@ -96,9 +97,14 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     _add_run_options(p, training=True)
     p = sub.add_parser("train", help="train only (writes checkpoints)", description="Train a method; no evaluation.")
     _add_run_options(p, training=True)
-    p = sub.add_parser("eval", help="evaluate a checkpoint", description=(
-        "Load a checkpoint, build the map, localize and evaluate. Method, dataset and config come from "
-        "the checkpoint and its run's config.yaml unless given."))
+    p = sub.add_parser("eval", help="evaluate a run or a checkpoint (build the map, localize, score)", description=(
+        "Build the map, localize and evaluate again, into --out (default: a new run folder). `maploc eval RUN`: "
+        "the run's newest checkpoint, or, for a method that does not train (seqslam, nn-retrieval, hloc), the "
+        "run's saved config.yaml alone. `--checkpoint FILE`: those weights. Method, dataset and config come from "
+        "the run's config.yaml and the checkpoint unless given. (`maploc evaluate RUN` re-scores the saved "
+        "predictions without running the method.)"))
+    p.add_argument("run", nargs="?", type=Path, metavar="RUN",
+                   help="a run folder (holds config.yaml, and checkpoints/ for a method that trains)")
     _add_run_options(p, training=False, eval_only=True)
 
     p = sub.add_parser("evaluate", help="score saved predictions again (no method plugin needed)", description=(
@@ -248,6 +254,86 @@ def cmd_run(args: argparse.Namespace, stages: tuple[str, ...]) -> int:
     return 0
 
 
+def _saved_method_trains(saved: dict[str, Any]) -> bool:
+    """Whether a run's saved config (``config.yaml``) trains: a ``train`` section asking for steps or epochs."""
+    train = (saved.get("config") or {}).get("train")
+    return isinstance(train, dict) and (int(train.get("max_steps") or 0) > 0 or int(train.get("epochs") or 0) > 0)
+
+
+def _newest_checkpoint(run: Path) -> Path | None:
+    ckpt_dir = run / "checkpoints"
+    candidates = sorted(ckpt_dir.glob("step-*.ckpt")) + ([ckpt_dir / "last.ckpt"] if (ckpt_dir / "last.ckpt").is_file() else [])
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+
+
+def prepare_eval(args: argparse.Namespace) -> argparse.Namespace:
+    """Turns ``maploc eval RUN`` / ``--checkpoint FILE`` into what the runner takes (``--checkpoint`` and/or
+    ``--config``), before any work starts.
+
+    * ``RUN`` with a checkpoint: its newest one (``last.ckpt`` or ``step-*.ckpt``), as ``--checkpoint``;
+    * ``RUN`` of a method that does not train (its saved config has no ``train`` steps): the run's
+      ``config.yaml`` as ``--config`` (build the map, localize and score again, no weights);
+    * ``--checkpoint FILE`` that does not exist, of a method that does not train: says so and what to run.
+
+    Raises:
+        ConfigError: neither RUN nor --checkpoint; RUN is not a run folder, or a training run without a
+            checkpoint; a checkpoint path of a method that has none.
+    """
+    from maploc.engine.runner import load_run_config
+    from maploc.errors import ConfigError
+
+    run = args.run
+    if run is None and args.checkpoint is None:
+        raise ConfigError("maploc eval needs a run folder (`maploc eval RUN`) or weights (`--checkpoint FILE`)")
+    if run is not None:
+        if not run.is_dir():
+            raise ConfigError(f"{run} is not a run folder (it does not exist or is a file); "
+                              "`maploc eval RUN` takes the folder a `maploc run` wrote")
+        saved = load_run_config(run)
+        if args.checkpoint is None:
+            args.checkpoint = _newest_checkpoint(run)
+        if args.checkpoint is None:
+            if _saved_method_trains(saved):
+                raise ConfigError(
+                    f"{run} has no checkpoint (checkpoints/last.ckpt or step-*.ckpt), and method {saved['method']!r} "
+                    f"trains: finish its training with `maploc run --out {run} --resume`, or re-score its "
+                    f"predictions with `maploc evaluate {run}`")
+            if args.config is None:
+                args.config = run / "config.yaml"
+        elif args.config is None and args.checkpoint.resolve().parent.parent != run.resolve():
+            args.config = run / "config.yaml"
+        return args
+    checkpoint = args.checkpoint
+    if not checkpoint.exists():
+        source = checkpoint.resolve().parent.parent if checkpoint.parent.name == "checkpoints" else None
+        saved = load_run_config(source) if source is not None and (source / "config.yaml").is_file() else {}
+        method = args.method or saved.get("method")
+        trains = _saved_method_trains(saved) if saved else _method_config_trains(method)
+        if method and trains is False:
+            where = source if source is not None else "RUN"
+            raise ConfigError(
+                f"{checkpoint} does not exist: method {method!r} does not train, so its runs have no checkpoint; "
+                f"`maploc eval {where}` builds the map, localizes and scores again from the run's config.yaml, "
+                f"and `maploc evaluate {where}` re-scores its saved predictions")
+    return args
+
+
+def _method_config_trains(method: str | None) -> bool | None:
+    """Whether ``method`` learns (its config has a ``train`` section; ``None``: unknown or no method)."""
+    if not method:
+        return None
+    import attrs
+
+    from maploc.errors import MaplocError
+    from maploc.plugins import load_component
+
+    try:
+        cls = load_component("methods", method)
+    except MaplocError:
+        return None
+    return attrs.has(cls.Config) and "train" in attrs.fields_dict(cls.Config)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from maploc.engine.runner import evaluate_predictions
 
@@ -351,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return cmd_run(args, ("fit",))
         if args.command == "eval":
-            return cmd_run(args, ("map", "localize"))
+            return cmd_run(prepare_eval(args), ("map", "localize"))
         if args.command == "evaluate":
             return cmd_evaluate(args)
         if args.command == "config":
