@@ -18,7 +18,7 @@ import numpy as np
 
 from maploc.api import Dataset
 
-__all__ = ["retrieval_plots", "recall_curve"]
+__all__ = ["retrieval_plots", "recall_curve", "recall_title"]
 
 #: recall@N is plotted for N = 1 .. MAX_N
 MAX_N = 20
@@ -41,6 +41,13 @@ def recall_curve(ranked: list[tuple[int, ...]], truth: np.ndarray, max_n: int) -
         r = np.asarray(r[:max_n], dtype=np.int64)
         hits[i, : len(r)] = truth[i, r]
     return 100.0 * np.cumsum(hits, axis=1).clip(max=1).mean(axis=0)
+
+
+def recall_title(method_name: str, num_queries: int, test_blocks: bool) -> str:
+    """The title of ``recall_at_n_conditions.png``: which queries it shows (the subset the core's tables score)."""
+    subset = "the test blocks' queries" if test_blocks else "every query"
+    return (f"{method_name}: recall@N per condition, {num_queries} scored queries ({subset}, as in the report's "
+            "condition tables; N = 1 is their recall_at_1)")
 
 
 def _ranked(estimates: list[Any]) -> list[tuple[int, ...]]:
@@ -84,14 +91,14 @@ def retrieval_plots(method: Any, run_dir: Path, queries: Dataset) -> list[Path]:
         color = f"C{j % 10}"
         sub = truth[mask]
         ax.plot(n, recall_curve([own[i] for i in np.flatnonzero(mask)], sub, MAX_N), "-", color=color,
-                label=f"{method.name} {c}")
+                label=f"{method.name} {c} ({int(mask.sum())} queries)")
         ax.plot(n, recall_curve([thumbs[i] for i in np.flatnonzero(mask)], sub, MAX_N), "--", color=color,
                 label=f"thumbnails {c}")
         ax.plot(n, random_ranking_recall(sub.sum(axis=1), sub.shape[1], list(n)), ":", color=color,
                 label=f"chance {c}")
     ax.set_xlabel("N (retrieved map images)")
     ax.set_ylabel(f"recall@N within {threshold:g} m (%)")
-    ax.set_title(f"{len(metas)} scored queries" + (" (test blocks)" if method.split is not None else ""), fontsize=8)
+    ax.set_title(recall_title(method.name, len(metas), method.split is not None), fontsize=8)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)

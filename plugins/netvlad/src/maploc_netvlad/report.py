@@ -32,7 +32,9 @@ def sections(method: Any) -> list[tuple[str, str]]:
         lines.append(f"training {k}: {v:{fmt}}" if isinstance(v, float) else f"training {k}: {v}")
     folder = method.index_dir()
     if method.reused_index is not None:
-        lines.append(f"map index reused from {method.reused_index} (the map was not encoded)")
+        n = len(method.map_meta or ())
+        lines.append(f"map index reused from {method.reused_index}: the descriptors of its run; the {n} map images "
+                     "were read for the thumbnails baseline only, not encoded by the network")
     elif folder is not None and (folder.parent / "checkpoints").is_dir():
         lines.append(f"map index saved in {folder}; `maploc eval --checkpoint {folder.parent}/checkpoints/last.ckpt` "
                      "reuses it")
