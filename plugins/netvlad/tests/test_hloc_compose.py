@@ -123,6 +123,10 @@ def test_features_are_cached_per_image_in_the_run_folder(tmp_path):
     third = HlocMethod(attrs.evolve(cfg, max_keypoints=100))
     third.build_map(data, RunContext(run_dir=tmp_path))
     assert third.store.misses == 3 and len(list((tmp_path / "features").iterdir())) == 2
+    # the same names at another resolution are other images: extracted, never read back in the wrong pixels
+    smaller = HlocMethod(cfg)
+    smaller.build_map(_PlaneViews(n=3, width=128, height=96), RunContext(run_dir=tmp_path))
+    assert smaller.store.misses == 3 and smaller.map.images[0].features.image_size == (128, 96)
     assert (tmp_path / "map_model" / "points3D.bin").is_file()
 
 

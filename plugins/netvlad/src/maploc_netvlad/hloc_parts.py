@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -188,63 +187,59 @@ def lift_keypoints(keypoints: np.ndarray, depth: torch.Tensor, K: torch.Tensor, 
 
 
 class FeatureStore:
-    """Local features per image, computed once: in memory, and as ``.npz`` files under ``folder`` (the run
-    folder's ``features/<extractor>-<options hash>/``) when one is given, so that a second run with another
-    matcher or solver in the same folder does not extract again.
+    """Local features per image, computed once: in memory, and on disk in maploc-features'
+    :class:`~maploc_features.cache.FeatureCache` under ``folder`` (the run folder's ``features/``; one sub-folder
+    per extractor configuration) when one is given, so that a second run with another matcher or solver in the
+    same folder does not extract again.
 
-    An image is keyed by its name and a hash of its pixels (8-bit), so two different images with one name (a map
-    and a query image of two splits) never share features, and the same image in the map and the query split of a
-    leave-one-out dataset does.
+    An image is stored under its name and a hash of its pixels (8-bit) and size, so two different images with one
+    name (another ``image_height``, a map and a query image of two splits) never share features, and the same
+    image in the map and the query split of a leave-one-out dataset does.
 
     Args:
         extractor: a ``LocalFeatureExtractor``. folder: the cache root, or ``None`` (memory only).
 
     Attributes:
-        hits / misses: images read from the cache / extracted.
+        cache: the on-disk cache (``None`` without a folder).
+        hits / misses: images read from memory or disk / extracted.
     """
 
     def __init__(self, extractor: Any, folder: Path | None) -> None:
+        from maploc_features.cache import FeatureCache
+
         self.extractor = extractor
-        options = json.dumps({"name": extractor.name, **extractor.options()}, sort_keys=True, default=str)
-        self.folder = None if folder is None else Path(folder) / (
-            f"{extractor.name}-{hashlib.sha1(options.encode()).hexdigest()[:10]}")
-        if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / "options.json").write_text(options + "\n")
+        self.cache = None if folder is None else FeatureCache.for_extractor(Path(folder), extractor)
         self._memory: dict[str, Any] = {}
         self.hits = 0
         self.misses = 0
 
     @staticmethod
     def key(name: str, image: torch.Tensor) -> str:
+        """``<name>-<16 hex digits of the pixels' hash>`` (``/`` in ``name`` kept: a sub-folder of the cache)."""
         pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         digest = hashlib.blake2b(pixels.tobytes(), digest_size=8)
         digest.update(repr(tuple(pixels.shape)).encode())
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-60:]
-        return f"{safe}-{digest.hexdigest()}"
+        parts = [p for p in str(name).replace("\\", "/").split("/") if p not in ("", ".", "..")] or ["image"]
+        return "/".join(parts) + f"-{digest.hexdigest()}"
 
     @torch.no_grad()
     def get(self, name: str, image: torch.Tensor) -> Any:
-        """The ``LocalFeatures`` of ``image`` (``(3, H, W)`` float RGB in [0, 1])."""
-        from maploc_features.types import LocalFeatures
+        """The ``LocalFeatures`` of ``image`` (``(3, H, W)`` float RGB in [0, 1]).
 
+        Raises:
+            DataError: an unreadable cached file (it names the file; delete it to extract again).
+        """
         key = self.key(name, image)
         if key in self._memory:
             self.hits += 1
             return self._memory[key]
-        path = None if self.folder is None else self.folder / f"{key}.npz"
-        if path is not None and path.is_file():
-            try:
-                feats = LocalFeatures.load(path)
-            except (OSError, ValueError, KeyError):  # a truncated file of an interrupted run: extract again
-                feats = None
-            if feats is not None:
-                self.hits += 1
-                self._memory[key] = feats
-                return feats
-        feats = self.extractor.extract(image)
-        self.misses += 1
-        if path is not None:
-            feats.save(path)
+        feats = None if self.cache is None else self.cache.load(key)
+        if feats is not None:
+            self.hits += 1
+        else:
+            feats = self.extractor.extract(image)
+            self.misses += 1
+            if self.cache is not None:
+                self.cache.save(key, feats)
         self._memory[key] = feats
         return feats
