@@ -70,13 +70,19 @@ def _assert_same_metrics(name: str, first: dict[str, float], again: dict[str, fl
         assert same, f"{name}: evaluating the checkpoint gave {k} = {b}, the run that wrote it {a}"
 
 
-def check_method(name: str, tmp_path: Path, *, train_steps: int = 2) -> dict[str, float]:
+def check_method(
+    name: str, tmp_path: Path, *, train_steps: int = 2, max_queries: int | None = 4,
+) -> dict[str, float]:
     """Runs the method end to end on its ``conformance_dataset`` with its ``conformance_overrides``:
     a short training (if it trains), checkpoint written and loadable with weights_only, build_map,
     localize (one estimate per query), evaluation and the run directory; then, for a method that
     trained, the same evaluation from the checkpoint alone (what ``maploc eval --checkpoint`` does),
     which must give the same metrics (all but times); and ``maploc evaluate RUN``, which must
-    reproduce ``metrics.json`` exactly from the predictions files. Returns the metrics of the first run."""
+    reproduce ``metrics.json`` exactly from the predictions files. Returns the metrics of the first run.
+
+    ``max_queries``: the queries evaluated (``data.max_queries``, for a method whose config has a
+    ``data`` section); ``None`` evaluates all of them, e.g. to assert the method's accuracy on the
+    returned metrics (``metrics["recall_5cm_5deg"]``, percent)."""
     import math
 
     from maploc.engine import EngineConfig, load_checkpoint
@@ -87,8 +93,8 @@ def check_method(name: str, tmp_path: Path, *, train_steps: int = 2) -> dict[str
     config_fields = {f.name for f in attrs.fields(cls.Config)}
     if "train" in config_fields:
         overrides += [f"train.max_steps={train_steps}", "train.checkpoint_every=1"]
-    if "data" in config_fields:
-        overrides += ["data.max_queries=4"]
+    if "data" in config_fields and max_queries is not None:
+        overrides += [f"data.max_queries={max_queries}"]
     out = Path(tmp_path) / f"conformance-{name}"
     result = execute(
         RunSpec(method=name, dataset=cls.conformance_dataset, overrides=tuple(overrides), out=out,
