@@ -13,8 +13,8 @@ Configurations (``N`` swept over ``--iterations``):
   frames per call (time per frame = call time / batch). DSAC*'s default is ``H=64``.
 * ``maploc H=h adaptive p``: the same with the test-time adaptive stop at confidence ``p``
   (:mod:`maploc_dsac.solvers.adaptive`; a deviation from DSAC*, never used in training).
-The anchors are maploc_dsac's pose solvers ``poselib-pnp``, ``pycolmap-pnp`` and ``opencv-pnp``
-(:mod:`maploc_dsac.pnp_solvers`, the same calls as below):
+The anchors are the pose solvers ``poselib-pnp``, ``pycolmap-pnp`` and ``opencv-pnp`` of maploc-features
+(:mod:`maploc_features.solvers`, the same calls as below):
 
 * ``poselib default``: ``poselib.estimate_absolute_pose`` with its defaults (LO-RANSAC, adaptive
   termination, bundle adjustment), threshold set; ``poselib N it``: ``min_iterations = max_iterations = N``.
@@ -145,7 +145,7 @@ def run_per_frame(solve: Callable, frames, repeats: int):
 
 def anchor_solver(family: str, iterations: int | None, threshold: float) -> Callable:
     """``solve(frame)`` of a PnP anchor: the ``opencv-pnp``, ``poselib-pnp`` and ``pycolmap-pnp`` pose
-    solvers of maploc_dsac (their ``solve_arrays``, without the tensor conversion of ``solve``).
+    solvers of maploc-features (their ``solve_arrays``, without the tensor conversion of ``solve``).
     ``iterations=None``: the library's defaults; else ``min = max = iterations`` (OpenCV: at confidence
     ``1 - 1e-12``, so the bound stays at ``iterations`` while outliers remain)."""
     from maploc_features.solvers import OpenCVPnPSolver, PoseLibPnPSolver, PycolmapPnPSolver
