@@ -170,3 +170,34 @@ def test_truncated_camera_file_and_wrong_image_size(tmp_path):
     data = Strecha(root, "map")
     with pytest.raises(DataError, match="states 128x96 but .* is 64x48"):
         data.validate()
+
+
+def test_cli_refuses_a_folder_without_cameras_before_any_work(run_cli, tmp_path):
+    root = _write_scene(tmp_path / "scene")
+    shutil.rmtree(root / "gt_dense_cameras")
+    out = tmp_path / "run"
+    proc = run_cli("run", "--method", "nn-retrieval", "--dataset", "strecha", "--data-root", str(root), "--out",
+                   str(out), "--no-progress")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "no 'gt_dense_cameras' folder" in lines[0] and "Layout, per scene" in lines[0]
+    assert not out.exists()
+
+
+def test_cli_runs_a_leave_one_out_split(run_cli, tmp_path):
+    """nn-retrieval (which supports leave-one-out) on a 3-image scene: every image is a query, none retrieves
+    itself."""
+    import csv
+
+    root = _write_scene(tmp_path / "scene")
+    out = tmp_path / "run"
+    proc = run_cli("run", "--method", "nn-retrieval", "--dataset", "strecha", "--data-root", str(root), "--out",
+                   str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader(open(out / "predictions" / "nn-retrieval.csv")))
+    assert [r["name"] for r in rows] == ["0000", "0001", "0002"]
+    # the estimate is another image's pose: camera i sits at x = 0.5 i, so t_world2cam = (-0.5 i', 0, 0), i' != i
+    lines = (out / "predictions" / "nn-retrieval.txt").read_text().splitlines()[1:]
+    for i, line in enumerate(lines):
+        name, *values = line.split()
+        assert name == f"{i:04d}" and abs(float(values[4]) + 0.5 * i) > 0.25, line
