@@ -31,8 +31,8 @@ __all__ = ["ColmapDataset", "ColmapOptions", "LAYOUT", "read_model"]
 
 #: the layout, said in every layout error
 LAYOUT = ("expected a COLMAP model folder (cameras, images, points3D as .bin or .txt: <root>/sparse/0, <root>/sparse "
-          "or <root>) and the images it names under <root>/images (see the colmap section of "
-          "plugins/features/README.md)")
+          "or <root>) and the images it names under <root>/images (see `python -m pydoc "
+          "maploc_features.colmap_dataset`)")
 #: camera models read as a pinhole camera: name -> (indices of fx, fy, cx, cy in params, the distortion indices)
 _PINHOLE_LIKE = {
     "SIMPLE_PINHOLE": ((0, 0, 1, 2), ()),
