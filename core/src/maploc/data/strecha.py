@@ -37,15 +37,18 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose, Sample
 
 __all__ = ["Strecha", "StrechaCamera", "PosedSplitOptions", "read_strecha_camera", "split_names", "query_image_names",
-           "LAYOUT"]
+           "LAYOUT", "LAYOUT_ANCHOR"]
 
-#: one line on the expected layout, appended to every layout error
-LAYOUT = ("expected a Strecha scene folder: images/NNNN.jpg and gt_dense_cameras/NNNN.jpg.camera (see 'Layout, per "
-          "scene' in ../shared/data/strecha/README.md)")
+#: the layout a Strecha root holds, appended to every layout error (:func:`maploc.data.layouts.expected_layout`)
+LAYOUT = ("one scene folder: <root>/images/NNNN.jpg and <root>/gt_dense_cameras/NNNN.jpg.camera (9 lines: K, zero "
+          "distortion, R camera->world, centre C in metres, W H)")
+#: where the layout is described: the data's own README (section "Layout, per scene")
+LAYOUT_ANCHOR = "../shared/data/strecha/README.md, 'Layout, per scene'"
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -152,12 +155,12 @@ def read_strecha_camera(path: Path) -> StrechaCamera:
     if len(lines) != len(expected):
         last = lines[-1][0] if lines else 1
         raise DataError(f"{path}, line {last}: a .camera file has 9 lines (K, distortion, R, C, W H), got "
-                        f"{len(lines)}; {LAYOUT}")
+                        f"{len(lines)}")
     rows = []
     for (lineno, line), n, w in zip(lines, expected, what):
         values = io._parse_floats(path, lineno, line)
         if len(values) != n:
-            raise DataError(f"{path}, line {lineno}: expected {n} numbers ({w}), got {len(values)}; {LAYOUT}")
+            raise DataError(f"{path}, line {lineno}: expected {n} numbers ({w}), got {len(values)}")
         rows.append(values)
     K = np.asarray(rows[0:3], dtype=np.float64)
     if K[0, 0] <= 0 or K[1, 1] <= 0 or K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0 or K[2, 2] != 1:
@@ -165,7 +168,7 @@ def read_strecha_camera(path: Path) -> StrechaCamera:
                         f"last row 0 0 1, got {K.tolist()}")
     if any(v != 0 for v in rows[3]):
         raise DataError(f"{path}, line {lines[3][0]}: radial distortion {rows[3]} is not zero; maploc reads "
-                        f"undistorted Strecha images only (undistort them first); {LAYOUT}")
+                        f"undistorted Strecha images only (undistort them first)")
     R = np.asarray(rows[4:7], dtype=np.float64)
     io.check_rotation(R, f"{path}, lines {lines[4][0]}-{lines[6][0]}")
     width, height = rows[8]
@@ -196,7 +199,8 @@ class Strecha(Dataset):
     Raises:
         DataError: ``root`` is not a folder, has no ``images`` or ``gt_dense_cameras`` folder or no image, an image
             has no ``.camera`` file, a ``.camera`` file is malformed or has distortion (file and line): one line
-            naming the problem and the expected layout; raised by the constructor, before any image is read.
+            naming the problem and, appended by :func:`maploc.data.layouts.expected_layout`, the layout and where it
+            is described; raised by the constructor, before any image is read.
         ConfigError: bad split options (see :func:`split_names`).
         ValueError: for an unknown split.
     """
@@ -209,20 +213,21 @@ class Strecha(Dataset):
     def __init__(self, root: Path, split: str, *, image_height: int | None = None,
                  options: PosedSplitOptions | None = None) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
-        if self.root is None or not self.root.is_dir():
-            raise DataError(f"{self.root}: Strecha scene folder not found; {LAYOUT}")
-        for sub in ("images", "gt_dense_cameras"):
-            if not (self.root / sub).is_dir():
-                raise DataError(f"{self.root}: no '{sub}' folder; {LAYOUT}")
-        images = io.list_files(self.root / "images", _IMAGE_SUFFIXES)
-        if not images:
-            raise DataError(f"{self.root / 'images'}: no .jpg/.png image; {LAYOUT}")
-        all_entries = []
-        for image in images:
-            camera_path = self.root / "gt_dense_cameras" / (image.name + ".camera")
-            if not camera_path.is_file():
-                raise DataError(f"{image}: no camera file {camera_path}; {LAYOUT}")
-            all_entries.append((image, camera_path, read_strecha_camera(camera_path)))
+        with expected_layout(self.name, LAYOUT, LAYOUT_ANCHOR):
+            if self.root is None or not self.root.is_dir():
+                raise DataError(f"{self.root}: Strecha scene folder not found")
+            for sub in ("images", "gt_dense_cameras"):
+                if not (self.root / sub).is_dir():
+                    raise DataError(f"{self.root}: no '{sub}' folder")
+            images = io.list_files(self.root / "images", _IMAGE_SUFFIXES)
+            if not images:
+                raise DataError(f"{self.root / 'images'}: no .jpg/.png image")
+            all_entries = []
+            for image in images:
+                camera_path = self.root / "gt_dense_cameras" / (image.name + ".camera")
+                if not camera_path.is_file():
+                    raise DataError(f"{image}: no camera file {camera_path}")
+                all_entries.append((image, camera_path, read_strecha_camera(camera_path)))
         all_names = [PurePosixPath(e[0].name).stem for e in all_entries]
         indices, self.leave_one_out = split_names(all_names, split, self.options, f"strecha {self.root}")
         self._entries = [all_entries[i] for i in indices]

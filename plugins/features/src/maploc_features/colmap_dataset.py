@@ -23,16 +23,18 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
+from maploc.data.layouts import expected_layout
 from maploc.data.strecha import query_image_names, split_names
 from maploc.errors import DataError
 from maploc.types import Camera, Pose, Sample
 
-__all__ = ["ColmapDataset", "ColmapOptions", "LAYOUT", "read_model"]
+__all__ = ["ColmapDataset", "ColmapOptions", "LAYOUT", "LAYOUT_ANCHOR", "read_model"]
 
 #: the layout, said in every layout error
-LAYOUT = ("expected a COLMAP model folder (cameras, images, points3D as .bin or .txt: <root>/sparse/0, <root>/sparse "
-          "or <root>) and the images it names under <root>/images (see `python -m pydoc "
-          "maploc_features.colmap_dataset`)")
+LAYOUT = ("a COLMAP model (cameras, images, points3D as .bin or .txt) in <root>/sparse/0, <root>/sparse or <root>, "
+          "and the images it names under <root>/images")
+#: where the layout is described (the plugin README documents its datasets in their modules)
+LAYOUT_ANCHOR = "python -m pydoc maploc_features.colmap_dataset"
 #: camera models read as a pinhole camera: name -> (indices of fx, fy, cx, cy in params, the distortion indices)
 _PINHOLE_LIKE = {
     "SIMPLE_PINHOLE": ((0, 0, 1, 2), ()),
@@ -75,7 +77,7 @@ def read_model(root: Path, model: str | None) -> tuple[Path, Any]:
     """``(model folder, pycolmap.Reconstruction)``.
 
     Raises:
-        DataError: no model folder, or one pycolmap cannot read (one line, with :data:`LAYOUT`).
+        DataError: no model folder, or one pycolmap cannot read (one line).
     """
     import pycolmap
 
@@ -83,12 +85,11 @@ def read_model(root: Path, model: str | None) -> tuple[Path, Any]:
     folder = next((root / c for c in candidates if _has_model(root / c)), None)
     if folder is None:
         looked = ", ".join(str(root / c) for c in candidates)
-        raise DataError(f"{root}: no COLMAP model (cameras + images .bin/.txt) in {looked}; {LAYOUT}")
+        raise DataError(f"{root}: no COLMAP model (cameras + images .bin/.txt) in {looked}")
     try:
         rec = pycolmap.Reconstruction(str(folder))
     except Exception as e:  # noqa: BLE001 - pycolmap raises ValueError/RuntimeError on a malformed model
-        raise DataError(f"{folder}: pycolmap cannot read the model: {str(e).splitlines()[0] if str(e) else e!r}; "
-                        f"{LAYOUT}") from None
+        raise DataError(f"{folder}: pycolmap cannot read the model: {str(e).splitlines()[0] if str(e) else e!r}") from None
     return folder, rec
 
 
@@ -142,28 +143,29 @@ class ColmapDataset(Dataset):
     def __init__(self, root: Path, split: str, *, image_height: int | None = None,
                  options: ColmapOptions | None = None) -> None:
         super().__init__(root, split, image_height=image_height, options=options)
-        if self.root is None or not self.root.is_dir():
-            raise DataError(f"{self.root}: folder not found; {LAYOUT}")
-        self.model_dir, rec = read_model(self.root, self.options.model)
-        image_dir = self.root / self.options.images
-        if not image_dir.is_dir():
-            raise DataError(f"{image_dir}: image folder not found; {LAYOUT}")
-        Ks = {cid: _camera_K(cam, str(self.model_dir)) for cid, cam in rec.cameras.items()}
-        entries = []
-        for image_id, image in rec.images.items():
-            if not image.has_pose:
-                continue
-            path = image_dir / image.name
-            if not path.is_file():
-                raise DataError(f"{path}: image {image.name!r} (id {image_id}) of the model {self.model_dir} is not "
-                                f"in the image folder {image_dir}; {LAYOUT}")
-            M = np.asarray(image.cam_from_world().matrix(), dtype=np.float64)
-            cam = rec.cameras[image.camera_id]
-            R = M[:, :3].T
-            entries.append((image.name, path, int(image_id), Ks[image.camera_id],
-                            (int(cam.width), int(cam.height)), R, -R @ M[:, 3]))
-        if not entries:
-            raise DataError(f"{self.model_dir}: the model has no registered image; {LAYOUT}")
+        with expected_layout(self.name, LAYOUT, LAYOUT_ANCHOR):
+            if self.root is None or not self.root.is_dir():
+                raise DataError(f"{self.root}: folder not found")
+            self.model_dir, rec = read_model(self.root, self.options.model)
+            image_dir = self.root / self.options.images
+            if not image_dir.is_dir():
+                raise DataError(f"{image_dir}: image folder not found")
+            Ks = {cid: _camera_K(cam, str(self.model_dir)) for cid, cam in rec.cameras.items()}
+            entries = []
+            for image_id, image in rec.images.items():
+                if not image.has_pose:
+                    continue
+                path = image_dir / image.name
+                if not path.is_file():
+                    raise DataError(f"{path}: image {image.name!r} (id {image_id}) of the model {self.model_dir} is not "
+                                    f"in the image folder {image_dir}")
+                M = np.asarray(image.cam_from_world().matrix(), dtype=np.float64)
+                cam = rec.cameras[image.camera_id]
+                R = M[:, :3].T
+                entries.append((image.name, path, int(image_id), Ks[image.camera_id],
+                                (int(cam.width), int(cam.height)), R, -R @ M[:, 3]))
+            if not entries:
+                raise DataError(f"{self.model_dir}: the model has no registered image")
         entries.sort(key=lambda e: e[0])
         names = [_stem(e[0]) for e in entries]
         indices, self.leave_one_out = split_names(names, split, self.options, f"colmap {self.root}")
