@@ -51,8 +51,8 @@ REFERENCE_ROWS = ("chance", "prior", "coverage")
 
 #: The columns of the report tables, per family.
 HEADLINE: dict[str, tuple[str, ...]] = {
-    "pose6dof": ("num_queries", "num_failed", "median_translation_cm", "median_rotation_deg", "recall_5cm_5deg",
-                 "recall_25cm_2deg", "recall_50cm_5deg", "recall_5m_10deg"),
+    "pose6dof": ("num_queries", "num_failed", "median_translation_cm", "median_rotation_deg", "recall_5cm_1deg",
+                 "recall_5cm_5deg", "recall_25cm_2deg", "recall_50cm_5deg", "recall_1m_5deg", "recall_5m_10deg"),
     "se2": ("num_queries", "median_position_error_m", "recall_1m", "recall_3m", "recall_5m", "median_yaw_error_deg",
             "recall_1deg", "recall_5deg"),
     "retrieval": ("num_queries", "recall_at_1", "recall_at_5", "recall_at_10", "recall_at_20"),
