@@ -119,3 +119,21 @@ def test_keypoints_at_the_default_size():
     room = SyntheticRoom(None, "map")
     counts = [len(detector.detect(grey_u8(room[i].image))) for i in range(len(room))]
     assert min(counts) >= 15, counts
+
+
+def test_metadata_and_validate_render_nothing():
+    """The evaluation reads every map frame's pose through ``metadata``: it must not render at high resolutions."""
+    from maploc.api import SampleMeta
+
+    room = SyntheticRoom(None, "map", image_height=240)
+    seen = []
+    room.validate(progress=seen.append)
+    metas = [room.metadata(i) for i in range(len(room))]
+    assert room._cache == {} and seen[-1] == len(room)
+    for i in (0, 47):
+        expected = SampleMeta.of(room[i])
+        assert (metas[i].name, metas[i].sequence, metas[i].timestamp, metas[i].condition) == (
+            expected.name, expected.sequence, expected.timestamp, expected.condition)
+        assert torch.equal(metas[i].T_cam2world.matrix(), expected.T_cam2world.matrix())
+    with pytest.raises(IndexError):
+        room.metadata(48)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from maploc.api import Dataset
+from maploc.api import Dataset, SampleMeta
 from maploc.types import Camera, Pose, Sample
 
 __all__ = ["SyntheticRoom", "render_room", "look_pose"]
@@ -242,3 +242,17 @@ class SyntheticRoom(Dataset):
             image=image, camera=self.camera, T_cam2world=pose, depth=depth,
             name=f"{self.split}/{index:04d}", sequence=self.split, timestamp=float(index),
         )
+
+    def metadata(self, index: int) -> SampleMeta:
+        """Name, pose, sequence and timestamp of frame ``index`` without rendering it (the evaluation reads
+        every map frame's pose)."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return SampleMeta(name=f"{self.split}/{index:04d}", T_cam2world=self.poses[index], sequence=self.split,
+                          timestamp=float(index))
+
+    def validate(self, progress: Callable[[int], None] | None = None) -> None:
+        """Nothing to check: the frames are generated, their poses finite by construction (rendering every
+        frame here would cost more than the run itself at high resolutions)."""
+        if progress is not None:
+            progress(len(self))
