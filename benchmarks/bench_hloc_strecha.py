@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -41,14 +40,13 @@ def _cpu() -> str:
 
 
 def _run(cmd: list[str], log: Path) -> tuple[float, float, int]:
-    """Runs ``cmd``; returns (wall s, peak RSS MiB of the child, exit code)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Runs ``cmd``; returns (wall s, peak RSS MiB of that child process, exit code)."""
     t0 = time.perf_counter()
     with open(log, "w") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, (peak if peak > before else float("nan")) / 1024.0, rc
+    return wall, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status)
 
 
 def _fmt(metrics: dict, key: str, fmt: str) -> str:
