@@ -4,11 +4,33 @@ checkpoint, eval from the checkpoint with the same metrics, ``maploc evaluate RU
 import json
 
 import numpy as np
+import torch
 
 from maploc.data.split import SpatialSplit
 from maploc.testing.conformance import check_dataset, check_method
 from maploc_loc2vec.data import SyntheticTileDataset
 from maploc_loc2vec.method import VARIANTS
+
+
+def _triplet_distances(run, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``d(a, p)`` and ``d(a, n)`` of the named queries' held-out triplets, with the embedding of the run's
+    checkpoint (the network's forward pass; the distances in NumPy)."""
+    from maploc.config import structure
+    from maploc.engine import load_checkpoint
+    from maploc.engine.runner import load_run_config
+    from maploc_loc2vec.method import Loc2VecConfig, Loc2VecMethod
+
+    method = Loc2VecMethod(structure(Loc2VecConfig, load_run_config(run / "config.yaml")["config"]))
+    method.model = method.configure_model()
+    method.model.load_state_dict(load_checkpoint(run / "checkpoints" / "last.ckpt")["model"])
+    method.model.eval()
+    queries = SyntheticTileDataset(None, "query")
+    by_name = {queries.metadata(i).name: i for i in range(len(queries))}
+    samples = [queries[by_name[n]] for n in names]
+    with torch.no_grad():
+        a, p, n = (method.model.embed(method.query_tiles(samples, key), 64).double().numpy()
+                   for key in ("tile", "positive_tile", "negative_tile"))
+    return np.linalg.norm(a - p, axis=1), np.linalg.norm(a - n, axis=1)
 
 
 def test_loc2vec_conformance(tmp_path):
@@ -34,14 +56,19 @@ def test_loc2vec_conformance(tmp_path):
     np.testing.assert_array_equal(split.assignment, SyntheticTileDataset(None, "map").blocks.assignment)
     assert metrics["num_queries_outside_test_region"] == 0
     assert (tmp_path / "conformance-loc2vec-eval" / "split.json").read_text() == (out / "split.json").read_text()
-    # the held-out triplet of each query is a column of the method's predictions CSV
+    # the held-out triplet of each query is a column of the method's predictions CSV: d(a, p) < d(a, n) with the
+    # checkpoint's embedding, recomputed here; the report's accuracy is the percent of true rows
     header, *rows = (out / "predictions" / "loc2vec.csv").read_text().splitlines()
     assert header.split(",")[-1] == "triplet_correct" and len(rows) == 4
-    assert all(r.split(",")[-1] in ("true", "false") for r in rows)
+    names, column = [r.split(",")[0] for r in rows], [r.split(",")[-1] for r in rows]
+    d_ap, d_an = _triplet_distances(out, names)
+    assert column == ["true" if a < n else "false" for a, n in zip(d_ap, d_an)], (d_ap, d_an)
+    assert np.all(np.abs(d_ap - d_an) > 1e-4)  # no near-tie: the recomputation decides every row
+    accuracy = 100.0 * column.count("true") / 4
     report = (out / "report.txt").read_text()
     assert "raw_pca (baseline)" in report and "chance (reference)" in report and "learned_north_up " in report
     assert "== Spatial split ==" in report and "left 0 queries outside" in report
-    assert "== Indexes" in report and "held-out triplet accuracy of the query triplets" in report
+    assert "== Indexes" in report and f"held-out triplet accuracy of the query triplets: {accuracy:.1f}% (4 triplets)" in report
     for name in ("embeddings_pca.png", "embeddings_tsne.png", "nearest_neighbours.png", "interpolation.png",
                  "split.png"):
         assert (out / name).stat().st_size > 1000, name

@@ -71,6 +71,22 @@ def test_localize_returns_ranked_map_indices_with_scores(mapped):
     np.testing.assert_allclose([e.retrieval.scores for e in estimates[:4]], scores, rtol=1e-6)
 
 
+def test_triplet_correct_on_constructed_triplets_with_known_answers(mapped):
+    """``triplet_correct`` (the held-out triplet accuracy's rows) on triplets whose answer is known for any
+    embedding that is a function of its input and tells two different tiles apart: positive = the anchor tile
+    itself (``d(a, p) = 0``): true; negative = the anchor tile: false. A collapsed or input-ignoring embedding
+    (every distance equal) gets the first wrong, one compared the other way round the second."""
+    import attrs
+
+    method, _, queries, _ = mapped
+    batch = [queries[i] for i in range(4)]
+    same_positive = [attrs.evolve(q, extras={**q.extras, "positive_tile": q.extras["tile"]}) for q in batch]
+    same_negative = [attrs.evolve(q, extras={**q.extras, "positive_tile": q.extras["negative_tile"],
+                                             "negative_tile": q.extras["tile"]}) for q in batch]  # fmt: skip
+    assert [e.extras["triplet_correct"] for e in method.localize(same_positive, RunContext())] == [True] * 4
+    assert [e.extras["triplet_correct"] for e in method.localize(same_negative, RunContext())] == [False] * 4
+
+
 def test_variants_are_the_other_indexes_in_query_order(mapped):
     method, map_data, queries, _ = mapped
     batch = [queries[i] for i in range(4)]
