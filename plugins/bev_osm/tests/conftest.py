@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,48 @@ def city_osm(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("city") / "city.osm"
     path.write_text(city_osm_xml(), encoding="utf-8")
     return path
+
+
+def se2_rows_by_hand(predictions: Path, truth: dict[str, tuple[float, float, float]]) -> dict[str, float]:
+    """The core's se2 rows recounted from a run's predictions files and the true poses ``name -> (x m, y m,
+    yaw rad)``: for the method and each variant, recall within 1/3/5 m and 1/3/5 deg and the medians; the
+    ``prior:`` row (the prior's centre as the estimate) and the ``chance:`` row (a position uniform over the prior's
+    square, by a 1001 x 1001 midpoint grid; a yaw uniform over the circle: ``2 a / 360``). Keys as in metrics.json."""
+    import csv
+    import json
+
+    import numpy as np
+
+    manifest = json.loads((predictions / "manifest.json").read_text())
+    out: dict[str, float] = {}
+    names = [manifest["method"], *manifest.get("variants", {})]
+    for name in names:
+        rows = [line.split() for line in (predictions / f"{name}.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]  # fmt: skip
+        pos = np.array([math.hypot(float(x) - truth[q][0], float(y) - truth[q][1]) for q, x, y, _ in rows])
+        yaw = np.array([abs((math.radians(float(a)) - truth[q][2] + math.pi) % (2 * math.pi) - math.pi)
+                        for q, _, _, a in rows])  # fmt: skip
+        yaw = np.degrees(yaw)
+        prefix = "" if name == manifest["method"] else f"{name}:"
+        for d in (1, 3, 5):
+            out[f"{prefix}recall_{d}m"] = 100.0 * float((pos <= d).mean())
+            out[f"{prefix}recall_{d}deg"] = 100.0 * float((yaw <= d).mean())
+        out[f"{prefix}median_position_error_m"] = float(np.median(pos))
+        out[f"{prefix}median_yaw_error_deg"] = float(np.median(yaw))
+    with open(predictions / f"{manifest['method']}.csv", newline="") as f:
+        priors = {r["name"]: (float(r["prior_x_m"]), float(r["prior_y_m"]), float(r["prior_halfwidth_m"]))
+                  for r in csv.DictReader(f)}  # fmt: skip
+    prior_err = np.array([math.hypot(px - truth[q][0], py - truth[q][1]) for q, (px, py, _) in priors.items()])
+    u = (np.arange(1001) + 0.5) / 1001 * 2 - 1  # midpoints of [-1, 1]
+    chance = {d: [] for d in (1, 3, 5)}
+    for q, (px, py, half) in priors.items():
+        gx, gy = np.meshgrid(px + half * u - truth[q][0], py + half * u - truth[q][1])
+        dist = np.hypot(gx, gy)
+        for d in chance:
+            chance[d].append(float((dist <= d).mean()))
+    for d in (1, 3, 5):
+        out[f"prior:recall_{d}m"] = 100.0 * float((prior_err <= d).mean())
+        out[f"chance:recall_{d}m"] = 100.0 * float(np.mean(chance[d]))
+        out[f"chance:recall_{d}deg"] = 100.0 * 2 * d / 360
+    out["prior:median_position_error_m"] = float(np.median(prior_err))
+    return out
