@@ -9,6 +9,10 @@ This is what ``maploc run`` / ``train`` / ``eval`` call; it can be used from Pyt
 A run directory holds ``config.yaml`` (enough to repeat the run with ``maploc run --config``),
 ``metrics.json``, ``results.csv``, plots, ``report.txt``, ``metrics.jsonl`` (training scalars),
 ``tensorboard/`` and ``checkpoints/``.
+
+The localize-and-score stage and what it prints (stage lines, headline, tables) are in
+:mod:`maploc.engine.reporting`; ``maploc evaluate`` (scoring saved predictions again) in
+:mod:`maploc.engine.rescore`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from typing import Any
 import attrs
 import yaml
 
-from maploc.api import SampleMeta
 from maploc.config import (
     DataConfig,
     apply_overrides,
@@ -36,13 +39,15 @@ from maploc.config import (
     with_dataset_defaults,
 )
 from maploc.engine.engine import Engine, EngineConfig, FitResult
-from maploc.errors import CheckpointError, ConfigError, DataError, MaplocError
+from maploc.engine.reporting import evaluation_setup, localize_and_evaluate
+from maploc.engine.rescore import evaluate_predictions
+from maploc.errors import CheckpointError, ConfigError, DataError
 from maploc.files import atomic_write_text
 from maploc.plugins import get_plugin_manager, load_component
 
 __all__ = [
     "RunSpec", "RunResult", "execute", "resolve_spec", "load_run_config", "default_run_dir", "check_run_dir",
-    "evaluation_setup",
+    "evaluation_setup", "evaluate_predictions",
 ]
 
 log = logging.getLogger(__name__)
@@ -507,161 +512,13 @@ def _execute(
         # `maploc eval --checkpoint` reproduces the metrics of the run that wrote the checkpoint.
         engine.fabric.seed_everything(spec.engine.seed, verbose=False)
         t0 = time.perf_counter()
+        say(f"Building the map of {len(map_data)} images ({spec.method}) ...")
         method.build_map(map_data, context)
-        say(f"Built the map from {len(map_data)} images in {time.perf_counter() - t0:.1f} s")
+        say(f"Map ready in {time.perf_counter() - t0:.1f} s")
     if query_data is not None:
         assert map_data is not None
-        metrics, report = _localize_and_evaluate(
-            method, map_data, query_data, data_cfg, run_dir, pm, engine.config.progress, context, dataset_name
+        metrics, report = localize_and_evaluate(
+            method, map_data, query_data, data_cfg, run_dir, pm, engine.config.progress, context, dataset_name, say
         )
         say(report)
     return RunResult(run_dir=run_dir, metrics=metrics, fit=fit_result, report=report)
-
-
-def evaluation_setup(method_config: Any) -> tuple[tuple[float, ...], int | None]:
-    """The distance thresholds (primary first) and the frame tolerance a method's config asks for:
-    ``eval.distance_threshold_m`` (default 25 m), ``eval.fine_threshold_m`` when it has one, and
-    ``eval.frame_tolerance``."""
-    ev = getattr(method_config, "eval", None)
-    thresholds = [float(getattr(ev, "distance_threshold_m", 25.0))]
-    fine = getattr(ev, "fine_threshold_m", None)
-    if fine is not None and float(fine) not in thresholds:
-        thresholds.append(float(fine))
-    tolerance = getattr(ev, "frame_tolerance", None)
-    return tuple(thresholds), None if tolerance is None else int(tolerance)
-
-
-def _localize_and_evaluate(
-    method: Any, map_data: Any, query_data: Any, data_cfg: DataConfig, run_dir: Path, pm: Any, progress: bool,
-    context: Any, dataset_name: str,
-) -> tuple[dict[str, float], str]:
-    from tqdm.auto import tqdm
-
-    from maploc.evaluation import write_report
-    from maploc.evaluation.scoring import Manifest, score_run, write_run_predictions
-
-    n = len(query_data)
-    if data_cfg.max_queries is not None:
-        n = min(n, data_cfg.max_queries)
-    estimates: list[Any] = []
-    metas: list[Any] = []
-    batch_size = max(1, int(method.localize_batch_size))
-    bar = tqdm(total=n, desc=f"localize {method.name}", unit="query", disable=not progress, dynamic_ncols=True)
-    for start in range(0, n, batch_size):
-        batch = [query_data[i] for i in range(start, min(n, start + batch_size))]
-        t0 = time.perf_counter()
-        out = method.localize(batch, context)
-        elapsed = (time.perf_counter() - t0) / len(batch)
-        if len(out) != len(batch):
-            raise MaplocError(f"{method.name}.localize returned {len(out)} estimates for {len(batch)} queries")
-        estimates.extend(e if e.seconds > 0 else attrs.evolve(e, seconds=elapsed) for e in out)
-        metas.extend(SampleMeta.of(q) for q in batch)
-        bar.update(len(batch))
-    bar.close()
-
-    thresholds, tolerance = evaluation_setup(method.config)
-    map_meta = [map_data.metadata(i) for i in range(len(map_data))]
-    variants = dict(method.variants(metas, estimates, context) or {})
-    manifest = Manifest(family=method.metric_family, method=method.name, dataset=dataset_name, num_queries=n,
-                        distance_thresholds_m=thresholds, frame_tolerance=tolerance)
-    write_run_predictions(run_dir / "predictions", manifest, [q.name for q in metas], [m.name for m in map_meta],
-                          estimates, variants)
-    # the metrics come from the files just written, as `maploc evaluate RUN` computes them
-    scored = score_run(run_dir / "predictions", metas, map_meta, run_dir=run_dir)
-    metrics = scored.metrics
-    write_report(run_dir, scored.evaluation_result(), method.metric_family, f"{method.name} on {type(query_data).__name__}")
-    method.plots(run_dir, query_data, estimates)
-    report = _report_text(method.name, scored, method.report_sections(run_dir, metrics) or [], pm, run_dir)
-    atomic_write_text(run_dir / "report.txt", report + "\n")
-    return metrics, report
-
-
-def _report_text(method_name: str, scored: Any, method_sections: Sequence[tuple[str, str]], pm: Any,
-                 run_dir: Path) -> str:
-    sections = [("Results (scored from predictions/; the full list is in metrics.json)", scored.tables)]
-    sections.extend(method_sections)
-    if pm is not None:
-        for group in pm.hook.maploc_report_sections(run_dir=run_dir, metrics=scored.metrics, method_name=method_name):
-            sections.extend(group or [])
-    return "\n\n".join(f"== {title} ==\n{body}" for title, body in sections)
-
-
-def evaluate_predictions(
-    *, run_dir: Path | None = None, predictions: Path | None = None, dataset: str | None = None,
-    data_root: Path | None = None, overrides: Sequence[str] = (), family: str | None = None,
-    distance_thresholds_m: Sequence[float] | None = None, out: Path | None = None,
-    say: Callable[[str], None] = print,
-) -> RunResult:
-    """``maploc evaluate``: scores saved predictions again, from the files alone (the method's plugin
-    need not be installed; the dataset's must be).
-
-    Either ``run_dir`` (a run folder: its ``config.yaml`` names the dataset, data root and options,
-    ``predictions/manifest.json`` the family and variants) or ``predictions`` (one ``.txt`` file of
-    any tool) with ``dataset`` (and optionally ``data_root``, ``-o data.<key>=value`` overrides,
-    ``family`` when the file's format is ambiguous, and the distance thresholds).
-
-    Writes ``metrics.json``, ``results.csv``, the family's plot and ``report.txt`` into ``out``
-    (default: ``run_dir``, or the predictions file's folder).
-
-    Raises:
-        ConfigError: neither or both inputs, a missing dataset name, bad overrides, an unwritable ``out``.
-        PredictionsError: a file that cannot be scored (one line naming the file and line).
-        DataError, PluginError: the dataset cannot be opened.
-    """
-    from maploc.config import parse_overrides
-    from maploc.evaluation import write_report
-    from maploc.evaluation.predictions import infer_family
-    from maploc.evaluation.scoring import load_manifest, score_file, score_run
-
-    if (run_dir is None) == (predictions is None):
-        raise ConfigError("give a run folder (maploc evaluate RUN) or --predictions FILE --dataset NAME, not both")
-    options: dict[str, Any] = {}
-    image_height = None
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        saved = load_run_config(run_dir)
-        manifest = load_manifest(run_dir / "predictions")
-        dataset = dataset or saved.get("dataset") or manifest.dataset
-        root = data_root if data_root is not None else (Path(saved["data_root"]) if saved.get("data_root") else None)
-        data_section = (saved.get("config") or {}).get("data") or {}
-        options = dict(data_section.get("options") or {})
-        image_height = data_section.get("image_height")
-    else:
-        if not dataset:
-            raise ConfigError("--predictions needs --dataset NAME (see `maploc list --kind datasets`)")
-        predictions = Path(predictions)  # type: ignore[arg-type]
-        if not predictions.is_file():
-            raise ConfigError(f"predictions file {predictions} does not exist")
-        root = data_root
-    parsed = parse_overrides(list(overrides))
-    unknown = [k for k in parsed if k != "data"]
-    if unknown:
-        raise ConfigError(f"maploc evaluate takes only -o data.<key>=value overrides, got {unknown[0]!r}")
-    data_over = dict(parsed.get("data", {}))
-    image_height = data_over.pop("image_height", image_height)
-    data_over.pop("max_queries", None)
-    options.update(data_over)
-    dataset_cls = load_component("datasets", str(dataset))
-    dataset_options = structure_dataset_options(dataset_cls, options)
-    target = Path(out) if out is not None else (run_dir if run_dir is not None else Path(predictions).parent)  # type: ignore[arg-type]
-    check_run_dir(target)
-    root_path = _resolve_data_root(dataset_cls, root, say)
-    make = lambda split: dataset_cls(root_path, split, image_height=image_height, options=dataset_options)  # noqa: E731
-    query_data, map_data = make("query"), make("map")
-    query_meta = [query_data.metadata(i) for i in range(len(query_data))]
-    map_meta = [map_data.metadata(i) for i in range(len(map_data))]
-    if run_dir is not None:
-        scored = score_run(run_dir / "predictions", query_meta, map_meta, run_dir=run_dir)
-        family_name = manifest.family
-        title = f"{manifest.method} on {dataset} (re-scored)"
-        name = manifest.method
-    else:
-        family_name = family or infer_family(predictions)  # type: ignore[arg-type]
-        thresholds = tuple(distance_thresholds_m or (25.0,))
-        scored = score_file(predictions, family_name, query_meta, map_meta, distance_thresholds_m=thresholds)  # type: ignore[arg-type]
-        title = f"{Path(predictions).name} on {dataset}"  # type: ignore[arg-type]
-        name = Path(predictions).stem  # type: ignore[arg-type]
-    write_report(target, scored.evaluation_result(), family_name, title)
-    report = _report_text(name, scored, [], None, target)
-    atomic_write_text(target / "report.txt", report + "\n")
-    return RunResult(run_dir=target, metrics=scored.metrics, fit=None, report=report)
