@@ -26,7 +26,7 @@ from maploc_dsac.transpose.fusion import FusionOptions, SceneModel, fuse_rgbd, p
 pytestmark = pytest.mark.open3d  # Open3D (and on Linux libusb-1.0): skipped with the reason where missing
 
 DEPTH_TOL = 0.02
-COLOR_MAE_TOL = 8.0  # /255
+COLOR_MAE_TOL = 16.0  # /255: the textured synthetic room gives 9.2-12.1 at the true poses (3 cm voxels, 160x120), 29.7 at 3 deg of yaw
 VALID_MIN = 0.95
 
 
@@ -84,6 +84,8 @@ def test_a_wrong_pose_fails_the_same_checks(room, error):
     assert depth_err > DEPTH_TOL or mae > COLOR_MAE_TOL
     if error == "forward":
         assert depth_err > DEPTH_TOL
+    else:
+        assert mae > COLOR_MAE_TOL
 
 
 def test_scene_coordinates_are_the_back_projected_depth(room):
