@@ -11,7 +11,7 @@ import pytest
 
 from maploc_bev_osm.osm_split import split_osm
 
-from .conftest import ORIGIN, city_osm_xml
+from .conftest import ORIGIN, city_osm_xml, se2_rows_by_hand
 
 TINY = ("model.cell_m=2.0", "model.bev_depth_m=8.0", "search.crop_m=32.0", "search.max_offset_m=4.0",
         "search.num_yaws_train=8", "search.num_yaws_eval=16", "train.batch_size=2", "train.max_steps=2",
@@ -82,6 +82,40 @@ def test_simcity_render_reads_as_mgl(two_maps, tmp_path, monkeypatch):
     assert mgl_query[0].image.shape == (3, 48, 64) and mgl_train.map_raster(1.0).mask("building").any()
 
 
+def _printed_rows(out: str) -> dict[str, dict[str, str]]:
+    """The "all scored queries" table printed by ``maploc eval``: row name -> {column: cell text}."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("-- all scored queries --"))
+    header = lines[start + 1].split()
+    assert header[0] == "row", lines[start + 1]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.strip() or line.startswith(("--", "==")):
+            break
+        cells = line.split()
+        name = cells[0]
+        values = cells[-(len(header) - 1):]
+        rows[name] = dict(zip(header[1:], values))
+    return rows
+
+
+def _truth(run) -> dict[str, tuple[float, float, float]]:
+    """Query name -> true (x, y, yaw) of the dataset the run read (its config.yaml)."""
+    from pathlib import Path
+
+    from maploc.config import structure_dataset_options
+    from maploc.engine.runner import load_run_config
+    from maploc.plugins import load_component
+
+    cfg = load_run_config(run / "config.yaml")
+    cls = load_component("datasets", cfg["dataset"])
+    data = cfg["config"]["data"]
+    queries = cls(Path(cfg["data_root"]), "query", image_height=data["image_height"],
+                  options=structure_dataset_options(cls, data.get("options") or {}))  # fmt: skip
+    metas = (queries.metadata(i) for i in range(len(queries)))
+    return {m.name: (m.pose2.x, m.pose2.y, m.pose2.yaw) for m in metas}
+
+
 @pytest.mark.slow
 def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, monkeypatch):
     monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
@@ -102,9 +136,20 @@ def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, m
     status, out, err = maploc_main("eval", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data-root", str(test_render),
                    "--out", str(tmp_path / "eval"), "--no-progress")  # fmt: skip
     assert status == 0, err[-2000:]
-    assert "recall" in out
 
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # the printed table holds metrics.json's numbers, row by row, and they are the predictions files recounted
+    printed = _printed_rows(out)
+    assert {"bev_osm", "fused", "road_snap", "chance", "prior"} <= set(printed), out
+    for row, cells in printed.items():
+        prefix = "" if row == "bev_osm" else f"{row}:"
+        for column, text in cells.items():
+            if text != "-":
+                assert float(text) == pytest.approx(metrics[prefix + column], rel=0.01, abs=0.006), (row, column)
+    truth = _truth(tmp_path / "eval")
+    for key, value in se2_rows_by_hand(tmp_path / "eval" / "predictions", truth).items():
+        tol = 0.05 if key.startswith("chance:") and key.endswith("m") else 1e-6
+        assert metrics[key] == pytest.approx(value, abs=tol), key
     assert metrics["num_queries"] == 18  # t1_day, t0_night, t1_night of the north render (it has no training routes)
     assert not (tmp_path / "eval" / "split.json").exists() and "num_queries_outside_test_region" not in metrics
     # the core's per-condition rows: the method, its variants and the reference rows
