@@ -1,7 +1,8 @@
 """SeqSLAM's vectorised search against a self-contained NumPy oracle written from the paper, and its bad-input
 errors.
 
-The oracle (:func:`seqslam_oracle`) imports nothing from ``maploc_seqslam``: Milford & Wyeth, ICRA 2012, Sec. III-A
+The oracle (:func:`seqslam_oracle`) calls nothing of ``maploc_seqslam`` (it reads the fields of a ``SearchParams``
+only): Milford & Wyeth, ICRA 2012, Sec. III-A
 (difference matrix: mean absolute difference of the descriptors), III-B (local contrast enhancement, Eq. 1-2: each
 difference normalised by the mean and standard deviation of the ``R_window`` differences around it along the
 reference axis) and III-C (straight trajectories of ``d_s`` frames at velocities ``V_min .. V_max``, Eq. 3-4, the
