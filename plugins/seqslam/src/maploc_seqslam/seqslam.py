@@ -246,16 +246,8 @@ def plot_all(method: Any, run_dir: Path, queries: Dataset, estimates: Sequence[P
             f"{method.name}, first {n} queries"))
     k = method.config.eval.examples
     if k and method._map is not None:
-        pairs = []
-        for i in np.linspace(0, len(estimates) - 1, num=min(k, len(estimates))).astype(int):
-            e = estimates[int(i)]
-            if e.retrieval is None or not len(e.retrieval):
-                continue
-            j = e.retrieval.indices[0]
-            q, r = queries[int(i)], method._map[j]
-            caption = f"{q.name} -> {map_metas[j].name} (confidence {e.confidence:.2f})"
-            pairs.append((q.image.permute(1, 2, 0).numpy(), r.image.permute(1, 2, 0).numpy(), caption))
-        path = common.plot_examples(run_dir, pairs)
+        pairs = common.example_pairs(queries, method._map, map_metas, estimates, threshold, k)
+        path = common.plot_examples(run_dir, pairs, threshold)
         if path is not None:
             paths.append(path)
     return paths

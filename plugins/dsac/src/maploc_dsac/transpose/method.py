@@ -91,6 +91,17 @@ class TransPoseMethod(DSACMethod):
     #: ``(map_data, SynthOptions, cache_dir) -> Path`` of a DSAC*-layout folder; tests may replace it.
     synthesize: ClassVar[Any] = None
 
+    @classmethod
+    def check_runtime(cls) -> None:
+        """Imports Open3D (the TSDF fusion), which this module imports lazily; ``maploc list --check`` calls it.
+
+        Raises:
+            DataError: Open3D cannot be imported (not installed, or libusb-1.0 missing on Linux), naming the fix.
+        """
+        from maploc_dsac.transpose.fusion import _open3d
+
+        _open3d()
+
     def __init__(self, config: TransPoseConfig) -> None:
         super().__init__(config)
         self.config: TransPoseConfig
