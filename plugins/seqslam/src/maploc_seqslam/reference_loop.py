@@ -1,7 +1,8 @@
-"""A straightforward per-query NumPy implementation of SeqSLAM's matching, the baseline and oracle
-of :mod:`maploc_seqslam.search` (same conventions, see that module's docstring; the two must give
-identical matches). One query at a time: its difference row, contrast enhancement, then a loop
-over velocities and sequence steps. Used by the equivalence test and ``benchmarks/bench_seqslam.py``.
+"""A straightforward per-query NumPy implementation of SeqSLAM's matching: the speed baseline of
+:mod:`maploc_seqslam.search` in ``benchmarks/bench_seqslam.py`` (same conventions, see that module's
+docstring; the two must give identical matches). One query at a time: its difference row, contrast
+enhancement, then a loop over velocities and sequence steps. It is not the tests' oracle: that is a
+self-contained NumPy implementation in ``tests/test_search.py``, against which this loop is checked.
 """
 
 from __future__ import annotations
