@@ -126,7 +126,7 @@ def test_bad_folders_are_one_line_errors(tmp_path):
     shutil.rmtree(root / "gt_dense_cameras")
     with pytest.raises(DataError) as e:
         Strecha(root, "query")
-    assert "no 'gt_dense_cameras' folder" in _one_line(e) and "Layout, per scene" in str(e.value)
+    assert "no 'gt_dense_cameras' folder" in _one_line(e) and "README.md#strecha-layout" in str(e.value)
 
     root = _write_scene(tmp_path / "scene2")
     shutil.rmtree(root / "images")
@@ -180,7 +180,7 @@ def test_cli_refuses_a_folder_without_cameras_before_any_work(run_cli, tmp_path)
                    str(out), "--no-progress")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "no 'gt_dense_cameras' folder" in lines[0] and "Layout, per scene" in lines[0]
+    assert len(lines) == 1 and "no 'gt_dense_cameras' folder" in lines[0] and "README.md#strecha-layout" in lines[0]
     assert not out.exists()
 
 

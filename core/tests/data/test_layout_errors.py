@@ -111,3 +111,14 @@ def test_cli_names_the_layout_before_any_work(run_cli, tmp_path):
     assert "the dsac dataset expects <root>/train/ and <root>/test/" in lines[0]
     assert lines[0].endswith("(see README.md#dsac-layout)")
     assert not (tmp_path / "run").exists()
+
+
+def test_strecha_and_colmap_errors_name_a_readme_section_that_exists(tmp_path):
+    from maploc.data.strecha import LAYOUT_ANCHOR, Strecha
+
+    anchors = readme_anchors()
+    assert LAYOUT_ANCHOR == readme_anchor("strecha") and LAYOUT_ANCHOR.partition("#")[2] in anchors
+    with pytest.raises(DataError, match="README.md#strecha-layout"):
+        Strecha(tmp_path, "map")
+    colmap = pytest.importorskip("maploc_features.colmap_dataset")
+    assert colmap.LAYOUT_ANCHOR == readme_anchor("colmap") and colmap.LAYOUT_ANCHOR.partition("#")[2] in anchors

@@ -37,7 +37,7 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
-from maploc.data.layouts import expected_layout
+from maploc.data.layouts import expected_layout, readme_anchor
 from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose, Sample
 
@@ -47,8 +47,8 @@ __all__ = ["Strecha", "StrechaCamera", "PosedSplitOptions", "read_strecha_camera
 #: the layout a Strecha root holds, appended to every layout error (:func:`maploc.data.layouts.expected_layout`)
 LAYOUT = ("one scene folder: <root>/images/NNNN.jpg and <root>/gt_dense_cameras/NNNN.jpg.camera (9 lines: K, zero "
           "distortion, R camera->world, centre C in metres, W H)")
-#: where the layout is described: the data's own README (section "Layout, per scene")
-LAYOUT_ANCHOR = "../shared/data/strecha/README.md, 'Layout, per scene'"
+#: where the layout is described: the README's "strecha layout" section
+LAYOUT_ANCHOR = readme_anchor("strecha")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 

@@ -23,7 +23,7 @@ import torch
 
 from maploc.api import Dataset, SampleMeta
 from maploc.data import io
-from maploc.data.layouts import expected_layout
+from maploc.data.layouts import expected_layout, readme_anchor
 from maploc.data.strecha import query_image_names, split_names
 from maploc.errors import DataError
 from maploc.types import Camera, Pose, Sample
@@ -33,8 +33,8 @@ __all__ = ["ColmapDataset", "ColmapOptions", "LAYOUT", "LAYOUT_ANCHOR", "read_mo
 #: the layout, said in every layout error
 LAYOUT = ("a COLMAP model (cameras, images, points3D as .bin or .txt) in <root>/sparse/0, <root>/sparse or <root>, "
           "and the images it names under <root>/images")
-#: where the layout is described (the plugin README documents its datasets in their modules)
-LAYOUT_ANCHOR = "python -m pydoc maploc_features.colmap_dataset"
+#: where the layout is described: the README's "colmap layout" section
+LAYOUT_ANCHOR = readme_anchor("colmap")
 #: camera models read as a pinhole camera: name -> (indices of fx, fy, cx, cy in params, the distortion indices)
 _PINHOLE_LIKE = {
     "SIMPLE_PINHOLE": ((0, 0, 1, 2), ()),
