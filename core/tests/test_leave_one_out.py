@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from maploc.api import RunContext, SampleMeta
@@ -43,3 +44,20 @@ def test_coverage_row_leaves_out_the_query_own_image():
     t = np.array([m.T_cam2world.t.numpy() for m in metas])
     nearest_other = np.sort(np.linalg.norm(t[:, None] - t[None], axis=2), axis=1)[:, 1]
     assert np.isclose(cov["median_translation_cm"], 100 * np.median(nearest_other), rtol=1e-5)
+
+
+@pytest.mark.data
+def test_runner_refuses_a_method_without_leave_one_out_support_in_one_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fountain = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "strecha" / "fountain-P11"
+    if not fountain.is_dir():
+        pytest.skip(f"the Strecha scenes are not at {fountain.resolve()}")
+    proc = subprocess.run([sys.executable, "-m", "maploc.cli", "run", "--method", "template", "--dataset", "strecha",
+                           "--data-root", str(fountain), "--out", "/nonexistent-never-created"],
+                          capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "leave-one-out" in lines[0] and "'template'" in lines[0]
