@@ -8,7 +8,8 @@ Pipeline (each step usable on its own):
 2. :func:`plan_route` walks the road graph; :func:`traversal_poses` places cameras every few metres (1.5-2 m
    high, looking along the road, seeded jitter), frame indices aligned by place across traversals.
 3. :class:`Renderer` draws RGB, metric z-depth and semantic labels offscreen with moderngl (EGL: Mesa's
-   llvmpipe on a CPU, the GPU driver elsewhere) under a :class:`Condition` (day, overcast, dusk, night, autumn).
+   llvmpipe on a CPU, the GPU driver elsewhere) under a :class:`Condition` (day, overcast, dusk, night, autumn;
+   the held-out smog), or one drawn by :func:`sample_conditions` for training (``train_conditions=random``).
 4. :func:`render_command` (``maploc data render``) writes traversals, DSAC* and map-localization layouts and a
    contact sheet; :class:`SimCity` (dataset ``sim-city``) reads them, rendering on first use into the cache.
 
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     from .gl import RenderError, RenderParameterError, create_gl_context
     from .labels import GROUND_LABEL, GROUND_PRIORITY, LABEL_NAMES, SKY_LABEL, ground_labels, label_id
     from .options import SimCityOptions
+    from .condition_sheet import sampled_conditions_sheet
     from .renderer import RenderedFrame, Renderer
+    from .sampler import DISTRIBUTIONS, HELD_OUT, ConditionDistribution, outside_sampler_range, sample_conditions
     from .scene import Scene, build_scene, building_height
     from .tags import building_tags
     from .trajectory import Route, ViewPose, plan_route, traversal_offsets, traversal_poses
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "CONDITIONS": "conditions",
     "Condition": "conditions",
+    "ConditionDistribution": "sampler",
+    "DISTRIBUTIONS": "sampler",
+    "HELD_OUT": "sampler",
     "GROUND_LABEL": "labels",
     "GROUND_PRIORITY": "labels",
     "LABEL_NAMES": "labels",
@@ -68,20 +74,26 @@ _EXPORTS: dict[str, str] = {
     "opengl_view": "camera",
     "plan_route": "trajectory",
     "pose_yaw": "camera",
+    "outside_sampler_range": "sampler",
     "render_command": "command",
     "resolve_map": "command",
+    "sample_conditions": "sampler",
+    "sampled_conditions_sheet": "condition_sheet",
     "traversal_offsets": "trajectory",
     "traversal_poses": "trajectory",
 }
 
 __all__ = [
     "CONDITIONS",
+    "DISTRIBUTIONS",
     "GROUND_LABEL",
+    "HELD_OUT",
     "GROUND_PRIORITY",
     "LABEL_NAMES",
     "LAYOUTS",
     "SKY_LABEL",
     "Condition",
+    "ConditionDistribution",
     "RenderError",
     "RenderParameterError",
     "RenderedFrame",
@@ -104,8 +116,11 @@ __all__ = [
     "plan_route",
     "pose_yaw",
     "building_tags",
+    "outside_sampler_range",
     "render_command",
     "resolve_map",
+    "sample_conditions",
+    "sampled_conditions_sheet",
     "traversal_offsets",
     "traversal_poses",
 ]

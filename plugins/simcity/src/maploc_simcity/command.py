@@ -10,16 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from maploc.errors import DataError
 from maploc_osm.source import resolve_map
 
 from .camera import make_camera
-from .conditions import CONDITIONS, get_condition
+from .conditions import CONDITIONS, Condition, get_condition
 from .gl import RenderParameterError
 from .labels import LABEL_NAMES
 from .renderer import Renderer
+from .sampler import DISTRIBUTIONS, sample_conditions
 from .scene import build_scene
 from .trajectory import plan_route, traversal_poses
 from .writers import (
@@ -45,6 +47,8 @@ LAYOUTS: tuple[str, ...] = ("traversals", "dsac", "mgl")
 MGL_RASTER_RESOLUTION_M = 0.5
 #: Version of the output format (``render.json`` ``format``); part of the SimCity cache key.
 FORMAT_VERSION = 1
+#: ``train_conditions`` value: draw the training routes' conditions from :func:`.sampler.sample_conditions`.
+RANDOM = "random"
 
 
 def _condition_names(names: Sequence[str], option: str) -> list[str]:
@@ -75,7 +79,12 @@ def _check_options(frames: Any, conditions: Sequence[str], traversals: Any, spac
         raise RenderParameterError(f"conditions must name at least one of {', '.join(CONDITIONS)}")
     if train_conditions and not train_routes:
         raise RenderParameterError("train_conditions applies to the extra training routes: set train_routes >= 1 too")
-    _condition_names(train_conditions, "train_conditions")
+    if RANDOM in train_conditions:
+        if len(train_conditions) > 1:
+            raise RenderParameterError(f"train_conditions {RANDOM!r} draws every condition; name it alone, got "
+                                       f"{list(train_conditions)}")  # fmt: skip
+    else:
+        _condition_names(train_conditions, "train_conditions")
     unknown = [layout for layout in layouts if layout not in LAYOUTS]
     if unknown:
         raise RenderParameterError(f"unknown layouts {unknown}; known: {', '.join(LAYOUTS)}")
@@ -97,6 +106,9 @@ def render_command(
     lateral_offset_m: float = 1.2,
     train_routes: int = 0,
     train_conditions: Sequence[str] = (),
+    condition_distribution: str = "day-to-night",
+    condition_seed: int = 0,
+    random_per: str = "view",
     layouts: Sequence[str] = LAYOUTS,
     progress: bool | None = True,
     sheet_columns: int = 6,
@@ -129,7 +141,13 @@ def render_command(
             are spread evenly over ``[-lateral_offset_m, +lateral_offset_m]`` (one traversal: on the centreline).
         train_routes: extra training routes of ``frames`` frames each (see above), in [0, 1000].
         train_conditions: the conditions the training routes cycle through (see above); empty = the first of
-            ``conditions``.
+            ``conditions``; ``["random"]``: every view of the training routes (or every route, ``random_per``) under
+            its own condition drawn by :func:`.sampler.sample_conditions` (sequences ``r<k>_random``, each with a
+            ``conditions.json`` of the parameters of its frames).
+        condition_distribution: the sampler's distribution (:data:`.sampler.DISTRIBUTIONS`), with ``random``.
+        condition_seed: the sampler's seed, with ``random``: view ``i`` of route ``k`` takes draw
+            ``(k - 1) * frames + i`` (``random_per="view"``) or route ``k`` draw ``k - 1`` (``"route"``).
+        random_per: ``view`` or ``route``, with ``random``.
         layouts: which of :data:`LAYOUTS` to write besides ``traversals``.
         progress: show a tqdm progress bar (on stderr); ``None``: only when stderr is a terminal.
         sheet_columns: frames per row of the contact sheet.
@@ -151,8 +169,17 @@ def render_command(
     train_conditions = [str(c).strip() for c in train_conditions]
     conditions = _check_options(frames, conditions, traversals, spacing_m, layouts, lateral_offset_m, train_routes,
                                 train_conditions)  # fmt: skip
+    if condition_distribution not in DISTRIBUTIONS:
+        raise RenderParameterError(f"unknown condition_distribution {condition_distribution!r}; known: "
+                                   f"{', '.join(DISTRIBUTIONS)}")  # fmt: skip
+    if random_per not in ("view", "route"):
+        raise RenderParameterError(f"random_per must be 'view' or 'route', got {random_per!r}")
+    if isinstance(condition_seed, bool) or not isinstance(condition_seed, (int, np.integer)) or condition_seed < 0:
+        raise RenderParameterError(f"condition_seed must be a non-negative integer, got {condition_seed!r}")
     cycle = train_conditions or conditions[:1]  # route k renders under cycle[(k - 1) % len(cycle)]
     route_conditions = [cycle[(k - 1) % len(cycle)] for k in range(1, train_routes + 1)]
+    sampled = _sampled_conditions(train_conditions, train_routes, frames, condition_distribution, condition_seed,
+                                  random_per)  # fmt: skip
     camera = make_camera(width, height, fov_deg)
     out = Path(out)
     osm_path = resolve_map(map_name)
@@ -195,6 +222,9 @@ def render_command(
             "lateral_offset_m": float(lateral_offset_m),
             "train_routes": int(train_routes),
             "train_conditions": train_conditions,
+            "condition_distribution": condition_distribution,
+            "condition_seed": int(condition_seed),
+            "random_per": random_per,
             "layouts": ["traversals", *[layout for layout in LAYOUTS[1:] if layout in layouts]],
         },
         "camera": {"K": K.tolist(), "width": camera.width, "height": camera.height, "model": "PINHOLE"},
@@ -257,7 +287,8 @@ def render_command(
                                     seed=seed, start_m=start_m, max_offset_m=lateral_offset_m, stream=k)  # fmt: skip
             for view in poses:
                 r0 = time.perf_counter()
-                frame = renderer.render(view.T_cam2world, route_conditions[k - 1])
+                condition = sampled[k - 1][view.index] if sampled else route_conditions[k - 1]
+                frame = renderer.render(view.T_cam2world, condition)
                 render_seconds += time.perf_counter() - r0
                 record = FrameRecord(frame=frame, view=view, traversal=traversal, condition=route_conditions[k - 1],
                                      route=k)  # fmt: skip
@@ -265,6 +296,10 @@ def render_command(
                 if mgl is not None:
                     mgl.write(record, rgb_path)
                 bar.update(1)
+            if sampled:
+                _json(out / "traversals" / sequence_name(0, RANDOM, k) / "conditions.json",
+                      {"distribution": DISTRIBUTIONS[condition_distribution].to_dict(), "seed": int(condition_seed),
+                       "per": random_per, "frames": [attrs.asdict(c) for c in sampled[k - 1]]})  # fmt: skip
     timings["render_s"] = render_seconds
     timings["render_fps"] = total / max(render_seconds, 1e-9)
     timings["write_s"] = time.perf_counter() - t - render_seconds
@@ -291,6 +326,18 @@ def render_command(
     _json(out / "render.json", summary)  # written last: its presence marks a complete render
     logger.info("rendered %d frames in %.1f s (%.1f fps): %s", total, timings["total_s"], timings["render_fps"], out)
     return out
+
+
+def _sampled_conditions(train_conditions: Sequence[str], train_routes: int, frames: int, distribution: str,
+                        seed: int, per: str) -> list[list[Condition]]:
+    """Per training route, the condition of each frame (``[]`` unless ``train_conditions`` is ``random``)."""
+    if list(train_conditions) != [RANDOM]:
+        return []
+    if per == "route":
+        drawn = sample_conditions(train_routes, seed, distribution)
+        return [[c] * frames for c in drawn]
+    drawn = sample_conditions(train_routes * frames, seed, distribution)
+    return [drawn[k * frames : (k + 1) * frames] for k in range(train_routes)]
 
 
 def read_render_json(folder: Path) -> dict[str, Any]:

@@ -6,7 +6,10 @@ only the colours do.
 
 Names: ``day`` (sun high, blue sky with clouds), ``overcast`` (grey sky, flat light, haze), ``dusk`` (sun low
 and orange, lamps and some windows lit), ``night`` (dark ambient, stars, street lamps lighting the ground and
-the facades, many lit windows), ``autumn`` (day light, foliage in autumn colours, some leaves on the ground).
+the facades, many lit windows), ``autumn`` (day light, foliage in autumn colours, some leaves on the ground): the
+five evaluation conditions, inside the range of the training-condition sampler (:mod:`.sampler`). ``smog`` (dense
+brown-orange haze: fog 0.035 per metre, sky light red/blue 2.8) is held out: outside that range, a query condition
+that measures generalisation.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class Condition:
     exposure: float = 1.0
 
 
-#: The named conditions.
+#: The named conditions (five for evaluation, and the held-out ``smog``).
 CONDITIONS: Final[dict[str, Condition]] = {
     "day": Condition(
         name="day",
@@ -142,6 +145,21 @@ CONDITIONS: Final[dict[str, Condition]] = {
         fog_color=(0.75, 0.78, 0.82),
         fog_density=0.002,
         foliage=1.0,
+    ),
+    # Held out from training: outside the range of the condition sampler (maploc_simcity.sampler, whose tests
+    # check it): fog far denser than it draws and a brown-orange colour cast of the sky light.
+    "smog": Condition(
+        name="smog",
+        sun_direction=_direction(210.0, 30.0),
+        sun_color=(0.55, 0.40, 0.22),
+        sky_light=(0.50, 0.36, 0.18),
+        ground_light=(0.22, 0.16, 0.09),
+        sky_zenith=(0.52, 0.40, 0.24),
+        sky_horizon=(0.70, 0.55, 0.34),
+        sun_glow=(0.5, 0.3, 0.1),
+        clouds=0.8,
+        fog_color=(0.62, 0.48, 0.30),
+        fog_density=0.035,
     ),
 }
 

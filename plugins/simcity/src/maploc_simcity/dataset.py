@@ -25,7 +25,8 @@ from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose, Pose2, Sample
 
 from .command import FORMAT_VERSION, read_render_json, render_command
-from .options import RENDER_FIELDS, SimCityOptions
+from .options import RANDOM, RANDOM_FIELDS, RENDER_FIELDS, SimCityOptions
+from .sampler import DISTRIBUTIONS
 from .writers import parse_sequence_name, read_depth_cm, read_traversal_rows, sequence_name
 
 __all__ = ["SimCity", "SimCityOptions"]
@@ -36,7 +37,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: ``maploc data render`` flags whose names differ from the option's
 _RENDER_FLAGS = {"fov_deg": "fov", "spacing_m": "spacing", "lateral_offset_m": "lateral-offset"}
 #: Render options that change only the ``train`` split (the extra training routes).
-_TRAIN_ONLY = ("train_routes", "train_conditions")
+_TRAIN_ONLY = ("train_routes", "train_conditions", *RANDOM_FIELDS)
 #: Render options a rendered folder is read with as it holds them (its splits come from what it has; a difference
 #: is a warning, once per folder and value).
 _READ_AS_RENDERED = ("conditions",)
@@ -172,6 +173,8 @@ class SimCity(Dataset):
         rendered = dict(self.summary["options"], map=self.summary["map"]["name"])
         rendered.setdefault("train_routes", 0)  # renders made before the options existed
         rendered.setdefault("train_conditions", [])
+        for name in RANDOM_FIELDS:  # renders made before the sampler existed
+            rendered.setdefault(name, getattr(SimCityOptions(), name))
         defaults = SimCityOptions()
         for name in RENDER_FIELDS:
             value, default = getattr(self.options, name), getattr(defaults, name)
@@ -238,9 +241,16 @@ class SimCity(Dataset):
     def cache_key(options: SimCityOptions, map_sha256: str) -> str:
         """The render cache key: a hash of every render option (the map by its file's SHA-256 ``map_sha256``, so one
         file named by sample or by path is one render) and the format version. The split options are not in it: they
-        choose among the sequences of the same render."""
+        choose among the sequences of the same render. With ``train_conditions=random`` the key also covers the
+        sampler: every parameter of its distribution (so a change of its ranges is a new render), its seed and
+        ``random_per``; otherwise those options are left out (they change nothing)."""
         payload = dict(options.render_options(), map=map_sha256, format=FORMAT_VERSION)
-        for name in _TRAIN_ONLY:  # added after renders were cached: left out of the key while unset
+        if tuple(options.train_conditions) == (RANDOM,):
+            payload["condition_distribution"] = DISTRIBUTIONS[options.condition_distribution].to_dict()
+        else:
+            for name in RANDOM_FIELDS:
+                del payload[name]
+        for name in ("train_routes", "train_conditions"):  # added after renders were cached: left out while unset
             if not payload[name]:
                 del payload[name]  # renders without these options keep the keys they had before the options
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -277,6 +287,8 @@ class SimCity(Dataset):
                 traversals=options.traversals, width=options.width, height=options.height, fov_deg=options.fov_deg,
                 spacing_m=options.spacing_m, lateral_offset_m=options.lateral_offset_m,
                 train_routes=options.train_routes, train_conditions=list(options.train_conditions),
+                condition_distribution=options.condition_distribution, condition_seed=options.condition_seed,
+                random_per=options.random_per,
                 layouts=("traversals",),
                 progress=type(self).progress_bar,
             )  # fmt: skip

@@ -14,7 +14,7 @@ from maploc.hookspecs import hookimpl
 __all__ = ["maploc_commands"]
 
 #: Condition names, repeated here so that ``--help`` needs no import of the renderer (checked by a test).
-CONDITION_NAMES = ("day", "overcast", "dusk", "night", "autumn")
+CONDITION_NAMES = ("day", "overcast", "dusk", "night", "autumn", "smog")
 
 
 def _split(text: str) -> list[str]:
@@ -46,13 +46,29 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--train-conditions", default="", metavar="C1,C2",
-        help="conditions the training routes cycle through (route k under the ((k-1) mod n)-th), e.g. day,overcast; "
-        "default: the first of --conditions",
+        help="conditions the training routes cycle through (route k under the ((k-1) mod n)-th), e.g. day,overcast, "
+        "or 'random': each training view drawn from the condition sampler (see --random-per); default: the first "
+        "of --conditions",
+    )  # fmt: skip
+    parser.add_argument(
+        "--condition-distribution", default="day-to-night", metavar="NAME",
+        help="the sampler's distribution with --train-conditions random / --contact-sheet: day-to-night or "
+        "daylight (default: day-to-night)",
+    )  # fmt: skip
+    parser.add_argument("--condition-seed", type=int, default=0, help="the sampler's seed (default: 0)")
+    parser.add_argument(
+        "--random-per", default="view", choices=("view", "route"),
+        help="with --train-conditions random: a condition per training view or per route (default: view)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--contact-sheet", type=Path, default=None, metavar="OUT.png",
+        help="instead of a render: one pose under 16 sampled training conditions, a captioned 4x4 grid "
+        "(uses --map, --seed, --condition-seed, --condition-distribution, --width, --height, --fov)",
     )  # fmt: skip
     parser.add_argument("--layouts", default="traversals,dsac,mgl", help="comma-separated: traversals,dsac,mgl")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scene, the route and the camera noise")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (created; needed unless --contact-sheet)")
 
 
 def _check_out_folder(out: Path) -> None:
@@ -72,9 +88,36 @@ def _check_out_folder(out: Path) -> None:
         raise ConfigError(f"--out {out}: folder {existing} is not writable")
 
 
-def _run_render(args: argparse.Namespace) -> int:
-    from maploc.errors import DataError
+def _run_contact_sheet(args: argparse.Namespace) -> int:
+    from maploc.errors import ConfigError, DataError
 
+    out = Path(args.contact_sheet)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--contact-sheet {out}: give a .png file")
+    _check_out_folder(out.parent)
+    from .condition_sheet import sampled_conditions_sheet
+
+    try:
+        sampled_conditions_sheet(args.map, out, seed=args.condition_seed, distribution=args.condition_distribution,
+                                 scene_seed=args.seed, width=args.width, height=args.height, fov_deg=args.fov)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot write the contact sheet: {exc.strerror or exc}") from None
+    print(f"wrote {out}  (16 sampled conditions; map data © OpenStreetMap contributors, ODbL 1.0)")
+    return 0
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from maploc.errors import ConfigError, DataError
+
+    from .sampler import DISTRIBUTIONS
+
+    if args.condition_distribution not in DISTRIBUTIONS:
+        raise ConfigError(f"--condition-distribution {args.condition_distribution!r}: unknown; known: "
+                          f"{', '.join(DISTRIBUTIONS)}")  # fmt: skip
+    if args.contact_sheet is not None:
+        return _run_contact_sheet(args)
+    if args.out is None:
+        raise ConfigError("maploc data render needs --out DIR (or --contact-sheet OUT.png)")
     _check_out_folder(Path(args.out))
     from .command import render_command
 
@@ -83,7 +126,8 @@ def _run_render(args: argparse.Namespace) -> int:
             args.map, frames=args.frames, conditions=_split(args.conditions), out=args.out, seed=args.seed,
             traversals=args.traversals, width=args.width, height=args.height, fov_deg=args.fov,
             spacing_m=args.spacing, lateral_offset_m=args.lateral_offset, train_routes=args.train_routes,
-            train_conditions=_split(args.train_conditions),
+            train_conditions=_split(args.train_conditions), condition_distribution=args.condition_distribution,
+            condition_seed=args.condition_seed, random_per=args.random_per,
             layouts=_split(args.layouts),
             progress=not args.no_progress,
         )  # fmt: skip

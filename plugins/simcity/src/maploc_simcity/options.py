@@ -11,8 +11,12 @@ from maploc.config import at_least, greater_than, in_range
 from maploc.errors import ConfigError
 
 from .conditions import CONDITIONS
+from .sampler import DISTRIBUTIONS
 
-__all__ = ["RENDER_FIELDS", "SPLIT_FIELDS", "SimCityOptions"]
+#: The ``train_conditions`` value that draws the training routes' conditions from the sampler.
+RANDOM = "random"
+
+__all__ = ["RANDOM", "RANDOM_FIELDS", "RENDER_FIELDS", "SPLIT_FIELDS", "SimCityOptions"]
 
 
 def _names(value: Any) -> tuple[str, ...]:
@@ -34,6 +38,31 @@ def _known_conditions(allow_empty: bool) -> Any:
             )
         if len(set(value)) != len(value):
             raise ConfigError(f"config key 'data.{attribute.name}' repeats a condition: {list(value)}")
+
+    return check
+
+
+def _train_conditions(instance: Any, attribute: attrs.Attribute, value: Iterable[str]) -> None:
+    """Named conditions as for ``conditions`` (may be empty), or ``random`` alone."""
+    value = tuple(value)
+    if RANDOM in value:
+        if len(value) > 1:
+            raise ConfigError(f"config key 'data.{attribute.name}': {RANDOM!r} draws every condition; name it alone, "
+                              f"got {','.join(value)}")  # fmt: skip
+        return
+    _known_conditions(allow_empty=True)(instance, attribute, value)
+
+
+def _known_distribution(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in DISTRIBUTIONS:
+        raise ConfigError(f"config key 'data.{attribute.name}': unknown distribution {value!r}; known: "
+                          f"{', '.join(DISTRIBUTIONS)}")  # fmt: skip
+
+
+def _one_of(*choices: str) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        if value not in choices:
+            raise ConfigError(f"config key 'data.{attribute.name}' must be one of {', '.join(choices)}, got {value!r}")
 
     return check
 
@@ -73,7 +102,13 @@ class SimCityOptions:
             which needs ``map_condition`` to be that first condition (unless ``train_conditions`` is set).
         train_conditions: the conditions the extra training routes cycle through (route ``k`` under
             ``train_conditions[(k - 1) % n]``, e.g. ``day,overcast``); empty (the default) = the first of
-            ``conditions``. They need not be among ``conditions``: they render training routes only.
+            ``conditions``. They need not be among ``conditions``: they render training routes only. ``random``:
+            each view (or each route, ``random_per``) of the training routes under its own condition drawn by
+            :func:`.sampler.sample_conditions` (sequences ``r<k>_random``; needs ``train_routes`` >= 1).
+        condition_distribution: the sampler's distribution with ``train_conditions=random``: ``day-to-night``
+            (default) or ``daylight`` (:data:`.sampler.DISTRIBUTIONS`).
+        condition_seed: the sampler's seed with ``train_conditions=random`` (>= 0).
+        random_per: ``view`` (default: every training view its own condition) or ``route`` (one per route).
 
     Split options (:data:`SPLIT_FIELDS`; they choose sequences of the same render, so they are not in its key):
 
@@ -99,9 +134,10 @@ class SimCityOptions:
     spacing_m: float = attrs.field(default=4.0, validator=greater_than(0.0))
     lateral_offset_m: float = attrs.field(default=1.2, validator=in_range(0.0, 10.0))
     train_routes: int = attrs.field(default=0, validator=in_range(0, 1000))
-    train_conditions: tuple[str, ...] | str = attrs.field(
-        default=(), converter=_names, validator=_known_conditions(allow_empty=True)
-    )
+    train_conditions: tuple[str, ...] | str = attrs.field(default=(), converter=_names, validator=_train_conditions)
+    condition_distribution: str = attrs.field(default="day-to-night", validator=_known_distribution)
+    condition_seed: int = attrs.field(default=0, validator=at_least(0))
+    random_per: str = attrs.field(default="view", validator=_one_of("view", "route"))
     map_condition: str = attrs.field(default="day", validator=_known_condition)
     query_conditions: tuple[str, ...] | str = attrs.field(
         default=(), converter=_names, validator=_known_conditions(allow_empty=True)
@@ -119,7 +155,9 @@ def _plain(value: Any) -> Any:
 #: Options that change the rendered images: every one is hashed into the cache key.
 RENDER_FIELDS: tuple[str, ...] = (
     "map", "frames", "traversals", "conditions", "seed", "width", "height", "fov_deg", "spacing_m", "lateral_offset_m",
-    "train_routes", "train_conditions",
+    "train_routes", "train_conditions", "condition_distribution", "condition_seed", "random_per",
 )  # fmt: skip
+#: Render options that matter only with ``train_conditions=random`` (left out of the cache key otherwise).
+RANDOM_FIELDS: tuple[str, ...] = ("condition_distribution", "condition_seed", "random_per")
 #: Options that only choose which rendered sequences form the splits.
 SPLIT_FIELDS: tuple[str, ...] = ("map_condition", "query_conditions")
