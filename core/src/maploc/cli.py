@@ -28,6 +28,7 @@ EPILOG = """examples:
   maploc evaluate runs/dsac-rgbd               score a run's predictions again (from the files alone)
   maploc config show --method nn-retrieval     the resolved config and its presets
   maploc data fetch 7scenes-stairs             fetch a sample dataset into the cache
+  maploc bench smoke                           every installed method on tiny data, one report
 """
 
 
@@ -126,6 +127,17 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
                    help="dataset option, as for maploc run (repeatable)")
     p.add_argument("--out", type=Path, help="write the scores here instead of into the run folder")
 
+    p = sub.add_parser("bench", help="run a suite of methods x datasets x seeds; one table and page", description=(
+        "Run every method of a suite on its datasets and seeds (reusing finished runs with the same config), "
+        "score each from its predictions files, write BENCH/results.csv, report.md and index.html (docs/bench.md)."))
+    p.add_argument("suite", nargs="?", metavar="SUITE", help="a shipped suite's name (--list) or a suite YAML file")
+    p.add_argument("--out", type=Path, help="bench folder (default: bench/<suite name>)")
+    p.add_argument("--list", action="store_true", help="list the shipped suites")
+    p.add_argument("--skip-missing", action="store_true", help="run the valid jobs and list the others as skipped")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="these seeds instead of the suite's")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="accelerator (default: cpu)")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch and OpenCV (0: theirs)")
+
     p = sub.add_parser("config", help="show configs and presets")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     c = csub.add_parser("show", help="print the resolved config of a method as YAML")
@@ -159,7 +171,7 @@ def _plugin_commands(pm: Any) -> list[Any]:
     from maploc.commands import Command
     from maploc.errors import PluginError
 
-    core = {("list",), ("run",), ("train",), ("eval",), ("evaluate",), ("config",), ("data",), ("data", "list"),
+    core = {("list",), ("bench",), ("run",), ("train",), ("eval",), ("evaluate",), ("config",), ("data",), ("data", "list"),
             ("data", "fetch")}
     owner: dict[tuple[str, ...], str] = {path: "maploc-core" for path in core}
     out = []
@@ -442,6 +454,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_evaluate(args)
         if args.command == "config":
             return cmd_config(args)
+        if args.command == "bench":
+            from maploc.bench.command import cmd_bench
+
+            return cmd_bench(args)
         if args.command == "data":
             return cmd_data(args)
         parser.error(f"unknown command {args.command}")
