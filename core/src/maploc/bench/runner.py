@@ -19,7 +19,7 @@ import yaml
 
 from maploc.bench.report import Record, write_reports
 from maploc.bench.suite import Job, Suite, plan_jobs
-from maploc.errors import DataError
+from maploc.errors import DataError, MaplocError
 
 __all__ = ["resolve_job", "is_reusable", "run_suite", "BenchResult"]
 
@@ -165,8 +165,13 @@ def run_suite(
                         say(f"{what}: FAILED after {time.perf_counter() - t0:.1f} s: {type(e).__name__}: {line}")
                         continue
                 status = "ran"
-            scored = evaluate_predictions(run_dir=run_dir, out=out / "scores" / job.key, say=lambda s: None)
-            manifest = load_manifest(run_dir / "predictions")
+            try:
+                scored = evaluate_predictions(run_dir=run_dir, out=out / "scores" / job.key, say=lambda s: None)
+                manifest = load_manifest(run_dir / "predictions")
+            except MaplocError as e:
+                failed.append(f"{job.key}: scoring failed: {e}")
+                say(f"{what}: {status}, but scoring its predictions failed: {e}")
+                continue
             records.append(Record(job=job, family=manifest.family, metrics=dict(scored.metrics),
                                   variants=dict(manifest.variants), run_dir=run_dir))
             say(f"{what}: {status} in {time.perf_counter() - t0:.1f} s; {_headline(scored.metrics, manifest.family)}")
