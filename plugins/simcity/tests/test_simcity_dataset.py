@@ -17,7 +17,7 @@ from maploc.config import parse_overrides, structure_dataset_options
 from maploc.errors import ConfigError, DataError
 from maploc_simcity import SimCity, SimCityOptions
 from maploc_simcity import dataset as dataset_module
-from maploc_simcity.options import RENDER_FIELDS, SPLIT_FIELDS
+from maploc_simcity.options import RANDOM_FIELDS, RENDER_FIELDS, SPLIT_FIELDS
 
 
 # ---- options ----------------------------------------------------------------------------------------------------
@@ -70,7 +70,8 @@ def test_cache_key_changes_with_every_render_option() -> None:
         "height": 241, "fov_deg": 71.0, "spacing_m": 4.5, "lateral_offset_m": 1.0, "train_routes": 2,
         "train_conditions": ("overcast",),
     }  # fmt: skip
-    assert set(changed) | {"map"} == set(RENDER_FIELDS)
+    # The sampler's options change the key only with train_conditions=random (test_sampler.py checks them).
+    assert set(changed) | {"map"} | set(RANDOM_FIELDS) == set(RENDER_FIELDS)
     for name, value in changed.items():
         assert SimCity.cache_key(attrs.evolve(base, **{name: value}), "0" * 64) != key, name
     # The map enters by its file's SHA-256: the same file by sample name or by path is one render; another is not.
@@ -172,7 +173,8 @@ def test_cache_key_without_training_routes_is_the_key_from_before_the_option() -
     from maploc_simcity.command import FORMAT_VERSION
 
     options = SimCityOptions()
-    before = {k: v for k, v in options.render_options().items() if k not in ("train_routes", "train_conditions")}
+    added = ("train_routes", "train_conditions", *RANDOM_FIELDS)
+    before = {k: v for k, v in options.render_options().items() if k not in added}
     payload = dict(before, map="0" * 64, format=FORMAT_VERSION)
     expected = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     assert SimCity.cache_key(options, "0" * 64) == expected

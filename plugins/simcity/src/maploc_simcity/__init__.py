@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .camera import camera_pose, make_camera, opengl_projection, opengl_view, pose_yaw
     from .command import LAYOUTS, render_command, resolve_map
+    from .condition_sheet import sampled_conditions_sheet
     from .conditions import CONDITIONS, Condition, get_condition
     from .dataset import SimCity
     from .gl import RenderError, RenderParameterError, create_gl_context
     from .labels import GROUND_LABEL, GROUND_PRIORITY, LABEL_NAMES, SKY_LABEL, ground_labels, label_id
     from .options import SimCityOptions
-    from .condition_sheet import sampled_conditions_sheet
     from .renderer import RenderedFrame, Renderer
     from .sampler import DISTRIBUTIONS, HELD_OUT, ConditionDistribution, outside_sampler_range, sample_conditions
     from .scene import Scene, build_scene, building_height

@@ -68,7 +68,14 @@ def sampled_conditions_sheet(
     from .trajectory import plan_route, traversal_poses
     from .writers import _png
 
-    if isinstance(n, bool) or int(n) != n or n < 1 or isinstance(columns, bool) or int(columns) != columns or columns < 1:
+    if (
+        isinstance(n, bool)
+        or int(n) != n
+        or n < 1
+        or isinstance(columns, bool)
+        or int(columns) != columns
+        or columns < 1
+    ):
         raise ValueError(f"n and columns must be positive integers, got n={n!r}, columns={columns!r}")
     dist = get_distribution(distribution)
     camera = make_camera(width, height, fov_deg)

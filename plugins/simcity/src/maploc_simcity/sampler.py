@@ -91,7 +91,9 @@ def get_distribution(distribution: str | ConditionDistribution) -> ConditionDist
     try:
         return DISTRIBUTIONS[distribution]
     except KeyError:
-        raise ValueError(f"unknown condition distribution {distribution!r}; known: {', '.join(DISTRIBUTIONS)}") from None
+        raise ValueError(
+            f"unknown condition distribution {distribution!r}; known: {', '.join(DISTRIBUTIONS)}"
+        ) from None
 
 
 def _smoothstep(a: float, b: float, x: float) -> float:
@@ -151,9 +153,7 @@ def _one(rng: np.random.Generator, dist: ConditionDistribution, index: int) -> C
     )
 
 
-def sample_conditions(
-    n: int, seed: int, distribution: str | ConditionDistribution = "day-to-night"
-) -> list[Condition]:
+def sample_conditions(n: int, seed: int, distribution: str | ConditionDistribution = "day-to-night") -> list[Condition]:
     """``n`` rendering conditions drawn from ``distribution``, deterministic in ``(n, seed, distribution)``; the
     first ``m`` of ``n`` draws equal the ``m`` draws of ``sample_conditions(m, seed)``.
 
@@ -203,7 +203,9 @@ def sun_elevation_deg(condition: Condition) -> float:
 HELD_OUT: Final[Condition] = CONDITIONS["smog"]
 
 
-def outside_sampler_range(condition: Condition, distribution: str | ConditionDistribution = "day-to-night") -> list[str]:
+def outside_sampler_range(
+    condition: Condition, distribution: str | ConditionDistribution = "day-to-night"
+) -> list[str]:
     """Why ``condition`` cannot be drawn from ``distribution`` (empty: it may lie inside its range).
 
     Checks the fog density against the distribution's range, the sky light's red/blue ratio against
