@@ -164,3 +164,13 @@ def test_mean_and_spread_on_a_constructed_case(tmp_path: Path) -> None:
     assert "## d — condition night (retrieval)" in report and "| m | 3 | 30 ± 10 |" in report
     with open(tmp_path / "out" / "results.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 3 * 4  # 3 seeds x (m/all, m/night, snap, chance)
+
+
+def test_a_data_root_not_laid_out_as_the_dataset_expects_is_refused_before_any_run(tmp_path: Path) -> None:
+    (tmp_path / "not-a-scene").mkdir()
+    (tmp_path / "s.yaml").write_text("methods: [{method: nn-retrieval}]\n"
+                                     "datasets: [{dataset: strecha, data_root: not-a-scene, split: loo}]\n")
+    r = _bench("s.yaml", "--out", "b", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "nn-retrieval on strecha: " in r.stderr and "no 'images' folder" in r.stderr
+    assert not (tmp_path / "b").exists()

@@ -120,7 +120,7 @@ def tables(records: Sequence[Record]) -> list[tuple[str, str, str, list[str], li
     """One table per dataset x condition x family, in suite order: ``(dataset, condition, family,
     columns, [(row label, seeds, [cell, ...])], {row label: [mean of each RECALL_CURVES metric]})``.
 
-    Rows: each method, then its variants and baselines (``method: row``), then the reference rows;
+    Rows: each method followed by its variants and baselines (``method: row``), then the reference rows;
     a reference row equal in every method is shown once (``chance``), else per method (``chance [m]``).
     """
     from maploc.evaluation.scoring import HEADLINE
@@ -140,8 +140,8 @@ def tables(records: Sequence[Record]) -> list[tuple[str, str, str, list[str], li
         rows = [r for r in long if (r["dataset"], r["condition"], r["family"]) == (dataset, condition, family)]
         columns = [c for c in HEADLINE.get(family, ()) if any(c in r for r in rows)]
         groups: dict[str, list[dict[str, Any]]] = {}
-        order = {"method": 0, "variant": 1, "baseline": 1, "reference": 2}
-        for r in sorted(rows, key=lambda r: (order[r["kind"]], )):
+        method_order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
+        for r in sorted(rows, key=lambda r: (r["kind"] == "reference", method_order[r["method"]], r["kind"] != "method")):
             if r["kind"] == "reference":
                 label = r["row"]
             elif r["kind"] == "method":

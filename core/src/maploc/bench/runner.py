@@ -43,7 +43,8 @@ def resolve_job(job: Job) -> dict[str, Any]:
     Raises:
         PluginError: an uninstalled method or dataset (naming the installed ones), a plugin that cannot run here.
         ConfigError: an unknown preset, override key or dataset option (naming the valid ones), a bad value.
-        DataError: a data root that does not exist, or a dataset without a sample and no data root.
+        DataError: a data root that does not exist or is not laid out as the dataset expects, or a dataset
+            without a sample and no data root.
     """
     from maploc.config import (
         DataConfig,
@@ -62,9 +63,11 @@ def resolve_job(job: Job) -> dict[str, Any]:
     dataset_cls = load_component("datasets", job.dataset)
     config = with_dataset_defaults(config, getattr(method_cls, "dataset_defaults", {}), job.dataset)
     data_cfg = getattr(config, "data", None) or DataConfig()
-    structure_dataset_options(dataset_cls, data_cfg.options)
-    if job.data_root is not None and not job.data_root.exists():
-        raise DataError(f"data root {job.data_root} of dataset {job.dataset_label!r} does not exist")
+    options = structure_dataset_options(dataset_cls, data_cfg.options)
+    if job.data_root is not None:
+        if not job.data_root.exists():
+            raise DataError(f"data root {job.data_root} of dataset {job.dataset_label!r} does not exist")
+        _open_dataset(dataset_cls, job.data_root, data_cfg.image_height, options)
     if job.data_root is None and getattr(dataset_cls, "needs_root", True) and not getattr(
             dataset_cls, "default_sample", None):
         raise DataError(f"dataset {job.dataset!r} has no default sample; give data_root in the suite")
@@ -73,6 +76,22 @@ def resolve_job(job: Job) -> dict[str, Any]:
     normalised = yaml.safe_load(dump_yaml(saved))  # as config.yaml will read back (tuples -> lists)
     normalised["seed"] = job.seed
     return normalised
+
+
+_opened: dict[tuple[Any, ...], None] = {}
+
+
+def _open_dataset(dataset_cls: Any, root: Path, image_height: Any, options: Any) -> None:
+    """Opens the query split of a dataset on disk (its layout is checked; no image is read), once per
+    dataset, root, image height and options.
+
+    Raises:
+        DataError: a folder that is not laid out as the dataset expects.
+    """
+    key = (dataset_cls, str(root), image_height, repr(options))
+    if key not in _opened:
+        dataset_cls(root, "query", image_height=image_height, options=options)
+        _opened[key] = None
 
 
 def is_reusable(run_dir: Path, expected: dict[str, Any]) -> bool:
