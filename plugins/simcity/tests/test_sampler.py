@@ -244,3 +244,34 @@ def test_contact_sheet(city_file, tmp_path) -> None:
         sheet[pad + r * (36 + band + pad) :][:36, pad + c * (48 + pad) :][:, :48] for r in range(4) for c in range(4)
     ]
     assert len({t.tobytes() for t in tiles}) == 16  # 16 different conditions
+
+
+@pytest.mark.egl
+def test_cached_render_with_random_conditions(city_file, tmp_path, monkeypatch) -> None:
+    """``-o data.train_conditions=random`` without ``--data-root``: the training routes render into the cache under
+    sampled conditions; another condition seed is another cached render, the same options reuse it."""
+    monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(SimCity, "say", None)
+    options = SimCityOptions(map=str(city_file), frames=2, traversals=1, conditions="day", width=32, height=24,
+                             train_routes=1, train_conditions="random")  # fmt: skip
+    train = SimCity(None, "train", options=options)
+    assert [s for s, _ in train.items] == ["t0_day", "r1_random", "r1_random"]  # even frames of t0 + the route
+    recorded = json.loads((train.folder / "traversals" / "r1_random" / "conditions.json").read_text())
+    assert recorded["seed"] == 0 and recorded["distribution"]["name"] == "day-to-night"
+    assert SimCity(None, "train", options=options).folder == train.folder
+    reseeded = SimCity(None, "train", options=attrs.evolve(options, condition_seed=1))
+    assert reseeded.folder != train.folder
+    assert not np.array_equal(reseeded[1].image.numpy(), train[1].image.numpy())  # same pose, another draw
+
+
+@pytest.mark.egl
+def test_held_out_smog_as_the_query_condition(city_file, tmp_path) -> None:
+    out = render_command(str(city_file), 2, ["day", "night", "smog"], tmp_path / "out", seed=1, width=32, height=24,
+                         layouts=("traversals",), progress=False)  # fmt: skip
+    options = SimCityOptions(conditions="day,night,smog", query_conditions="smog", frames=2, traversals=1)
+    query = SimCity(out, "query", options=options)
+    assert [s for s, _ in query.items] == ["t0_smog", "t0_smog"] and query[0].condition == "smog"
+    without = SimCity(out, "query", options=attrs.evolve(options, query_conditions="night"))
+    assert {s for s, _ in without.items} == {"t0_night"}
+    with pytest.raises(ConfigError, match="render it too: maploc data render --conditions day,night,smog,dusk$"):
+        SimCity(out, "query", options=attrs.evolve(options, query_conditions="dusk"))

@@ -80,7 +80,9 @@ class SimCity(Dataset):
     Splits (sequences are ``t<traversal>_<condition>``, frame ``i`` of every sequence at the same place; the
     extra training routes of option ``train_routes`` are ``r<k>_<condition>``):
 
-    * ``map`` and ``train``: traversal 0 under ``map_condition``; ``train`` also holds every extra training route;
+    * ``map`` and ``train``: traversal 0 under ``map_condition``; ``train`` also holds every extra training route
+      (``r<k>_random`` with ``train_conditions=random``: each view under a condition of :mod:`.sampler`, whose
+      parameters ``r<k>_random/conditions.json`` records);
     * ``query``: every other sequence, or those of ``query_conditions`` when set (the map sequence excluded);
     * with a single sequence (one traversal, one condition): ``map``/``train`` are its even frames, ``query`` its
       odd frames.
@@ -221,7 +223,9 @@ class SimCity(Dataset):
         if missing:
             raise ConfigError(
                 f"data.query_conditions names {missing[0]!r}, not among the rendered conditions "
-                f"({', '.join(self.conditions)})"
+                f"({', '.join(self.conditions)}); render it too: "
+                + (f"-o data.conditions={','.join(self.conditions)},{missing[0]}" if self.folder != self.root
+                   else f"maploc data render --conditions {','.join(self.conditions)},{missing[0]}")
             )
         map_sequence = sequence_name(0, opts.map_condition)
         main = [s for s in self.sequences if parse_sequence_name(s)[0] == 0]
