@@ -174,3 +174,14 @@ def test_a_data_root_not_laid_out_as_the_dataset_expects_is_refused_before_any_r
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "nn-retrieval on strecha: " in r.stderr and "no 'images' folder" in r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_data_root_expands_variables_with_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from maploc.bench.suite import _data_root
+
+    monkeypatch.delenv("MAPLOC_BENCH_TEST_ROOT", raising=False)
+    assert _data_root("${MAPLOC_BENCH_TEST_ROOT:-../data}/scene") == Path("../data/scene")
+    monkeypatch.setenv("MAPLOC_BENCH_TEST_ROOT", "/srv/x")
+    assert _data_root("${MAPLOC_BENCH_TEST_ROOT:-../data}/scene") == Path("/srv/x/scene")
+    assert _data_root("$MAPLOC_BENCH_TEST_ROOT/s") == Path("/srv/x/s")
+    assert _data_root(None) is None

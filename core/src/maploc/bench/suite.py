@@ -8,7 +8,8 @@ A suite is a YAML mapping (every key optional but ``datasets``/``methods`` or ``
     datasets:
       - label: strecha-loo              # the name used in tables (default: the dataset's name)
         dataset: strecha                # a dataset entry point (see `maploc list --kind datasets`)
-        data_root: ../shared/data/strecha   # optional: ~ and $VARS expanded, relative to the working dir
+        data_root: ${MAPLOC_STRECHA:-../shared/data/strecha}/fountain-P11  # optional: ~, $VAR, ${VAR:-default};
+                                        # relative to the working dir
         split: loo                      # optional: shorthand for -o data.split=loo
         options: [data.query_images=...]    # -o data.KEY=VALUE applied to every method on this dataset
     methods:
