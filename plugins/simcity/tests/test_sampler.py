@@ -275,3 +275,12 @@ def test_held_out_smog_as_the_query_condition(city_file, tmp_path) -> None:
     assert {s for s, _ in without.items} == {"t0_night"}
     with pytest.raises(ConfigError, match="render it too: maploc data render --conditions day,night,smog,dusk$"):
         SimCity(out, "query", options=attrs.evolve(options, query_conditions="dusk"))
+
+
+def test_random_without_training_routes_is_one_line_before_any_work(maploc_main, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
+    status, stdout, stderr = maploc_main("run", "--method", "nn-retrieval", "--dataset", "sim-city",
+                                         "-o", "data.train_conditions=random")  # fmt: skip
+    assert status == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert "data.train_conditions=random applies to the extra training routes: set -o data.train_routes=N" in stderr
+    assert "rendering" not in stdout and not (tmp_path / "cache" / "sim-city").exists()

@@ -60,13 +60,14 @@ def sampled_conditions_sheet(
     """
     import cv2
 
+    from maploc.errors import DataError
+    from maploc.files import atomic_write_bytes
     from maploc_osm import ATTRIBUTION, parse_osm
     from maploc_osm.source import resolve_map
 
     from .renderer import Renderer
     from .scene import build_scene
     from .trajectory import plan_route, traversal_poses
-    from .writers import _png
 
     if (
         isinstance(n, bool)
@@ -107,4 +108,7 @@ def sampled_conditions_sheet(
                 cv2.LINE_AA)  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return _png(out, sheet[:, :, ::-1])
+    ok, encoded = cv2.imencode(".png", sheet[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:  # pragma: no cover - OpenCV encodes every uint8 array
+        raise DataError(f"{out}: could not encode the PNG")
+    return atomic_write_bytes(out, encoded.tobytes())

@@ -265,6 +265,11 @@ class SimCity(Dataset):
         from maploc_osm import ATTRIBUTION, file_sha256, resolve_map
 
         say = type(self).say or (lambda _line: None)
+        if options.train_conditions and not options.train_routes:
+            raise ConfigError(
+                f"data.train_conditions={_show(options.train_conditions)} applies to the extra training routes: set "
+                "-o data.train_routes=N (N >= 1) too"
+            )
         fetching = _map_needs_fetch(options.map)
         if fetching:
             say(f"sim-city: fetching the OSM map {options.map!r} (first use only) ...")
