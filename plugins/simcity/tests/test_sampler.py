@@ -284,3 +284,17 @@ def test_random_without_training_routes_is_one_line_before_any_work(maploc_main,
     assert status == 2 and len(stderr.strip().splitlines()) == 1, stderr
     assert "data.train_conditions=random applies to the extra training routes: set -o data.train_routes=N" in stderr
     assert "rendering" not in stdout and not (tmp_path / "cache" / "sim-city").exists()
+
+
+@pytest.mark.egl
+def test_rendered_folder_checks_the_sampler_options_only_when_it_sampled(city_file, tmp_path) -> None:
+    kwargs = dict(seed=1, traversals=1, width=32, height=24, train_routes=1, layouts=("traversals",), progress=False)
+    named = render_command(str(city_file), 2, ["day"], tmp_path / "named", train_conditions=["day"], **kwargs)
+    random = render_command(str(city_file), 2, ["day"], tmp_path / "random", train_conditions=["random"], **kwargs)
+    options = SimCityOptions(conditions="day", frames=2, traversals=1, train_routes=1, condition_seed=3)
+    assert len(SimCity(named, "train", options=attrs.evolve(options, train_conditions="day"))) == 3
+    with pytest.raises(
+        ConfigError, match="data.condition_seed=3 but .* was rendered with condition_seed=0.*--condition-seed 3"
+    ):
+        SimCity(random, "train", options=attrs.evolve(options, train_conditions="random"))
+    assert len(SimCity(random, "query", options=options)) == 1  # the map and query splits hold no training route

@@ -182,6 +182,8 @@ class SimCity(Dataset):
             value, default = getattr(self.options, name), getattr(defaults, name)
             if name not in rendered or value == default or (name in _TRAIN_ONLY and self.split != "train"):
                 continue
+            if name in RANDOM_FIELDS and list(rendered["train_conditions"]) != [RANDOM]:
+                continue  # the sampler's options change nothing in a render without sampled conditions
             have = tuple(rendered[name]) if isinstance(value, tuple) else rendered[name]
             if value == have:
                 continue
