@@ -130,7 +130,7 @@ def render_command(
         map_name: a sample name (``helsinki-osm``, fetched on first use), or the path of an OSM file.
         frames: frames per traversal and condition.
         conditions: names from :data:`.conditions.CONDITIONS` (``day``, ``overcast``, ``dusk``, ``night``,
-            ``autumn``).
+            ``autumn``, the held-out ``smog``).
         out: the output folder (created; existing files of the same names are replaced).
         seed: seed of the scene's random draws, the route and the camera noise.
         traversals: traversals of the route (lateral offsets spread over +-``lateral_offset_m``).

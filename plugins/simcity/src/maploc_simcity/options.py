@@ -89,7 +89,7 @@ class SimCityOptions:
         frames: frames per traversal and condition (>= 1).
         traversals: traversals of the route (>= 1); traversal ``t`` runs at its own lateral offset.
         conditions: lighting conditions rendered for every traversal, from ``day``, ``overcast``, ``dusk``,
-            ``night``, ``autumn`` (a list, ``[day,night]``, or a comma-separated string, ``day,night``).
+            ``night``, ``autumn`` and the held-out ``smog`` (outside the training sampler's range) (a list, ``[day,night]``, or a comma-separated string, ``day,night``).
         seed: seed of the scene, the route and the camera noise (>= 0).
         width, height: image size in pixels, in [8, 8192].
         fov_deg: horizontal field of view in degrees, in [10, 150].
