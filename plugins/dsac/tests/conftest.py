@@ -23,6 +23,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=(
         f"Open3D cannot be imported ({_open3d_problem()}); install maploc-dsac[transpose] and, on Debian/Ubuntu, "
-        "the system library: apt install libusb-1.0-0"))
+        "the system libraries: apt install libusb-1.0-0 libegl1"))
     for item in marked:
         item.add_marker(skip)

@@ -13,8 +13,8 @@ TSDF meshes are oriented towards observed free space), or hits farther than the 
 ``depth_max_m`` is invalid: depth 0, scene coordinates 0, colour black, ``valid`` false. Holes are
 never filled.
 
-Open3D is imported lazily (it takes ~1 s to import); on Linux it needs the system library
-``libusb-1.0`` (Debian/Ubuntu package ``libusb-1.0-0``).
+Open3D is imported lazily (it takes ~1 s to import); on Linux it needs the system libraries
+``libusb-1.0`` and ``libEGL`` (Debian/Ubuntu packages ``libusb-1.0-0`` and ``libegl1``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _open3d() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise DataError(
             f"TransPose fusion needs Open3D: pip install './plugins/dsac[transpose]' (or 'maploc-dsac[transpose]'); "
-            f"on Linux also the system library libusb-1.0 (apt-get install libusb-1.0-0): {exc}"
+            f"on Linux also the system libraries libusb-1.0 and libEGL (apt-get install libusb-1.0-0 libegl1): {exc}"
         ) from exc
     return o3d
 
