@@ -160,8 +160,9 @@ def test_list_check_reports_broken_plugins(run_cli, tmp_path):
     assert proc.returncode == 0 and "broken" in proc.stdout  # listing imports nothing
     proc = run_cli("list", "--check", env=env)
     assert proc.returncode == 1
-    failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED")]
-    assert len(failed) == 2
+    # only maploc-broken's two entries: another component may also fail where its system library is missing
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED") and "maploc-broken" in line]
+    assert len(failed) == 2, proc.stdout
     assert any("libfoo.so not found" in line for line in failed)
     assert any("gone_mod" in line for line in failed)
     assert "ok      maploc.methods   nn-retrieval" in proc.stdout

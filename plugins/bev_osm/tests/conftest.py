@@ -106,3 +106,30 @@ def se2_rows_by_hand(predictions: Path, truth: dict[str, tuple[float, float, flo
         out[f"chance:recall_{d}deg"] = 100.0 * 2 * d / 360
     out["prior:median_position_error_m"] = float(np.median(prior_err))
     return out
+
+
+_GL: dict[str, str | None] = {}
+
+
+def _gl_unavailable() -> str | None:
+    """Why sim-city cannot render here (no offscreen OpenGL context), or ``None``; tried once per session."""
+    if "reason" not in _GL:
+        try:
+            from maploc_simcity.gl import create_gl_context
+
+            ctx = create_gl_context()
+        except Exception as exc:  # noqa: BLE001 - RenderError or whatever a broken driver raises
+            _GL["reason"] = f"sim-city cannot render here (no offscreen OpenGL context): {exc}"
+        else:
+            ctx.release()
+            _GL["reason"] = None
+    return _GL["reason"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``egl`` (they render sim-city views) skip with the reason where no OpenGL context exists."""
+    if item.get_closest_marker("egl") is not None:
+        reason = _gl_unavailable()
+        if reason is not None:
+            pytest.skip(reason)

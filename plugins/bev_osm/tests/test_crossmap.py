@@ -58,6 +58,7 @@ def _render(osm, out, train_routes=0):
 
 
 @pytest.mark.slow
+@pytest.mark.egl
 def test_simcity_render_reads_as_mgl(two_maps, tmp_path, monkeypatch):
     from maploc_bev_osm.mgl import MGLDataset
     from maploc_simcity.dataset import SimCity
@@ -117,6 +118,7 @@ def _truth(run) -> dict[str, tuple[float, float, float]]:
 
 
 @pytest.mark.slow
+@pytest.mark.egl
 def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, monkeypatch):
     monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
     south, north = two_maps

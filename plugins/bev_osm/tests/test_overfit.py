@@ -23,6 +23,7 @@ TINY = ["model.cell_m=2.0", "model.bev_depth_m=12.0", "search.crop_m=32.0", "sea
 
 
 @pytest.mark.slow
+@pytest.mark.egl
 def test_overfits_a_few_rendered_views(tmp_path, city_osm, monkeypatch):
     from maploc_simcity.command import render_command
     from maploc_simcity.dataset import SimCity

@@ -68,6 +68,7 @@ def test_helsinki_scene(scene) -> None:
     assert 2.5 <= tops.min() and tops.max() < 200 and 8 < np.median(tops) < 30
 
 
+@pytest.mark.egl
 def test_helsinki_labels_agree_with_the_osm_raster(frames, osm_map, scene) -> None:
     day, _ = frames
     resolution = scene.ground_georef.resolution_m
@@ -81,6 +82,7 @@ def test_helsinki_labels_agree_with_the_osm_raster(frames, osm_map, scene) -> No
         assert (labels == label_id(name)).mean() > 0.002, name
 
 
+@pytest.mark.egl
 def test_helsinki_multiview_consistency(frames) -> None:
     day, _ = frames
     depth_errors, colours = [], []
@@ -97,6 +99,7 @@ def test_helsinki_multiview_consistency(frames) -> None:
     assert len(colours) > 10 and np.median(colours) < 6.0
 
 
+@pytest.mark.egl
 def test_helsinki_night_is_dark_with_lights(frames) -> None:
     day, night = frames
     for d, n in zip(day[::8], night):
@@ -105,6 +108,7 @@ def test_helsinki_night_is_dark_with_lights(frames) -> None:
     assert np.mean([(n.rgb.max(-1) > 150).mean() for n in night]) > 0.002  # lit windows and lamps
 
 
+@pytest.mark.egl
 def test_render_command_day_and_night(tmp_path) -> None:
     out = render_command("helsinki-osm", 12, ["day", "night"], tmp_path / "helsinki", traversals=2, progress=False)
     summary = json.loads((out / "render.json").read_text())
