@@ -108,22 +108,12 @@ def se2_rows_by_hand(predictions: Path, truth: dict[str, tuple[float, float, flo
     return out
 
 
-_GL: dict[str, str | None] = {}
-
-
 def _gl_unavailable() -> str | None:
     """Why sim-city cannot render here (no offscreen OpenGL context), or ``None``; tried once per session."""
-    if "reason" not in _GL:
-        try:
-            from maploc_simcity.gl import create_gl_context
+    from maploc_simcity.gl import offscreen_gl_problem
 
-            ctx = create_gl_context()
-        except Exception as exc:  # noqa: BLE001 - RenderError or whatever a broken driver raises
-            _GL["reason"] = f"sim-city cannot render here (no offscreen OpenGL context): {exc}"
-        else:
-            ctx.release()
-            _GL["reason"] = None
-    return _GL["reason"]
+    reason = offscreen_gl_problem()
+    return None if reason is None else f"sim-city cannot render here (no offscreen OpenGL context): {reason}"
 
 
 @pytest.hookimpl(tryfirst=True)

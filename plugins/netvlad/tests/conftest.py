@@ -7,22 +7,12 @@ import pytest
 #: the real two-pass corridor set beside the repository (../shared/data/corridor)
 CORRIDOR = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "corridor"
 
-_GL: dict[str, str | None] = {}
-
-
 def gl_unavailable() -> str | None:
     """Why sim-city cannot render here (no offscreen OpenGL), or ``None``; tried once per session."""
-    if "reason" not in _GL:
-        try:
-            from maploc_simcity.gl import create_gl_context
+    from maploc_simcity.gl import offscreen_gl_problem
 
-            ctx = create_gl_context()
-        except Exception as exc:  # noqa: BLE001 - RenderError or whatever a broken driver raises
-            _GL["reason"] = f"sim-city cannot render here (no offscreen OpenGL context): {exc}"
-        else:
-            ctx.release()
-            _GL["reason"] = None
-    return _GL["reason"]
+    reason = offscreen_gl_problem()
+    return None if reason is None else f"sim-city cannot render here (no offscreen OpenGL context): {reason}"
 
 
 @pytest.fixture

@@ -20,8 +20,6 @@ from pathlib import Path
 import pyproj
 import pytest
 
-_GL_STATE: dict[str, str | None] = {}
-
 LAT0, LON0 = 60.17, 24.94
 GEOD = pyproj.Geod(ellps="WGS84")
 HALF = 120.0  # the map spans [-HALF, HALF]^2 metres
@@ -164,17 +162,10 @@ def rendered(city_file, tmp_path_factory) -> Path:
 
 def _gl_unavailable() -> str | None:
     """``None`` when an OpenGL context can be created here, else why not (checked once per session)."""
-    if "reason" not in _GL_STATE:
-        from maploc_simcity.gl import create_gl_context
+    from maploc_simcity.gl import offscreen_gl_problem
 
-        try:
-            ctx = create_gl_context()
-        except Exception as exc:  # RenderError, or anything a broken driver raises
-            _GL_STATE["reason"] = f"no offscreen OpenGL context (EGL): {exc}"
-        else:
-            ctx.release()
-            _GL_STATE["reason"] = None
-    return _GL_STATE["reason"]
+    reason = offscreen_gl_problem()
+    return None if reason is None else f"no offscreen OpenGL context (EGL): {reason}"
 
 
 @pytest.hookimpl(tryfirst=True)

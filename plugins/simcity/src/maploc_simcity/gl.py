@@ -11,7 +11,7 @@ from maploc.errors import MaplocError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INSTALL_HINT", "RenderError", "RenderParameterError", "create_gl_context"]
+__all__ = ["INSTALL_HINT", "RenderError", "RenderParameterError", "create_gl_context", "offscreen_gl_problem"]
 
 #: What to install for headless rendering on Debian / Ubuntu, and on Fedora.
 INSTALL_HINT = (
@@ -92,3 +92,21 @@ def create_gl_context(backend: str | None = None) -> Any:
             f"rendering needs libEGL with a working driver (Mesa's libgl1-mesa-dri and libgbm1 on a CPU machine); "
             f"{INSTALL_HINT}"
         ) from exc
+
+
+_GL_PROBE: dict[str, str | None] = {}
+
+
+def offscreen_gl_problem() -> str | None:
+    """Why no offscreen OpenGL context can be created here (the error of :func:`create_gl_context`, which names
+    the missing library and its package), or ``None`` when one can. Tried once per process; for tests and checks
+    that skip with the reason instead of failing."""
+    if "reason" not in _GL_PROBE:
+        try:
+            ctx = create_gl_context()
+        except Exception as exc:  # noqa: BLE001 - RenderError, or anything a broken driver raises
+            _GL_PROBE["reason"] = str(exc) or type(exc).__name__
+        else:
+            ctx.release()
+            _GL_PROBE["reason"] = None
+    return _GL_PROBE["reason"]
