@@ -1,60 +1,112 @@
-"""Accuracy against time per frame of the DSAC* RANSAC (maploc_dsac.solvers) and three PnP anchors:
-PoseLib, pycolmap and OpenCV, each swept over its iteration budget.
+"""Accuracy against CPU time per frame of the DSAC* RANSAC (maploc_dsac.solvers) and three PnP anchors
+(PoseLib, pycolmap, OpenCV), all swept on the same iteration grid and each also with its own adaptive stop.
 
 Synthetic 640x480 frames (rendered from a random camera, not real images): one correspondence per
 8x8 cell (80 x 60 = 4,800), 1 px pixel noise, a fraction of the scene coordinates replaced by random
 points in the scene's bounding box. Every solver gets the same correspondences, the same intrinsics
-and the same inlier threshold (``--threshold`` px), and runs on ``--threads`` CPU threads (default 1).
+and the same inlier threshold (``--threshold`` px), on ``--threads`` CPU threads (default 1; the
+OpenMP/BLAS thread variables are set before numpy, torch and OpenCV are imported).
 
-Configurations (``N`` swept over ``--iterations``):
+Curves (one point per budget ``N`` of ``--iterations``, the same grid for every solver, default x2 steps):
 
-* ``maploc H=h``: :class:`DSACRansac` (DSAC*'s rules: ``h`` hypotheses, redraws of self-inconsistent
-  minimal sets, soft inlier scoring, argmax, LM refinement with inlier re-collection), ``--batch``
-  frames per call (time per frame = call time / batch). DSAC*'s default is ``H=64``.
-* ``maploc H=h adaptive p``: the same with the test-time adaptive stop at confidence ``p``
-  (:mod:`maploc_dsac.solvers.adaptive`; a deviation from DSAC*, never used in training).
-The anchors are the pose solvers ``poselib-pnp``, ``pycolmap-pnp`` and ``opencv-pnp`` of maploc-features
-(:mod:`maploc_features.solvers`, the same calls as below):
+* ``maploc b1``: :class:`DSACRansac` (DSAC*'s rules: ``N`` hypotheses, redraws of self-inconsistent
+  minimal sets, soft inlier scoring, argmax, LM refinement with inlier re-collection), one call per
+  frame. The minimal sets it drew (redraws included) are printed beside it.
+* ``maploc b<B>``: the same, ``--batch`` frames per call; its time per frame is the call's time
+  divided by ``B`` (the frames of a call share it; stated as such). Same seeds per frame as ``b1``,
+  so the poses are the same and only the time differs.
+* ``poselib``: ``poselib.estimate_absolute_pose`` (LO-RANSAC, bundle adjustment), ``min = max = N`` iterations.
+* ``pycolmap``: ``pycolmap.estimate_and_refine_absolute_pose``, ``min = max = N`` trials.
+* ``opencv``: ``cv2.solvePnPRansac`` (``SOLVEPNP_P3P``, 4-point sets as DSAC*) at confidence ``1 - 1e-12``
+  (the bound stays at ``N`` while outliers remain), then ``cv2.solvePnPRefineLM`` on its inliers.
 
-* ``poselib default``: ``poselib.estimate_absolute_pose`` with its defaults (LO-RANSAC, adaptive
-  termination, bundle adjustment), threshold set; ``poselib N it``: ``min_iterations = max_iterations = N``.
-* ``pycolmap default`` / ``pycolmap N it``: ``pycolmap.estimate_and_refine_absolute_pose`` (LO-RANSAC
-  with P3P, then non-linear refinement), defaults or ``min_num_trials = max_num_trials = N``.
-* ``cv2 N it``: ``cv2.solvePnPRansac`` with ``SOLVEPNP_P3P`` (4-point sets, as DSAC*), confidence
-  ``1 - 1e-12`` (the bound stays at ``N`` while outliers remain; OpenCV stops early only when a
-  hypothesis has no outliers), then ``cv2.solvePnPRefineLM`` on its inliers.
+Single points, each solver's own adaptive stop:
 
-Columns: wall ms per frame (median over frames and repeats), CPU ms per frame (this process, all
-threads), share of frames within 5 cm and 5 deg, median rotation (deg) and translation (cm) errors.
-Below each outlier ratio's table: the fastest configuration (by CPU time: every solver runs on one
-thread) of each family that reaches the best share any configuration reached there, with its median
-errors: the time each needs at equal accuracy.
-A plot of share and median rotation error against time is written to ``--plot``.
+* ``maploc b1/b<B> adaptive p H=h``: ``DSACRansac(num_hypotheses=h, adaptive_confidence=p)`` for each ``h``
+  of ``--adaptive-hypotheses`` (:mod:`maploc_dsac.solvers.adaptive`; a deviation from DSAC*, test time only).
+* ``poselib default``: PoseLib's defaults (success probability 0.9999, 1,000 to 100,000 iterations).
+* ``pycolmap default``: COLMAP's defaults (confidence 0.99999, 100 to 10,000 trials).
+* ``opencv p=--opencv-confidence``: OpenCV's adaptive bound at that confidence, 10,000 iterations at most.
 
-    pip install -e "plugins/dsac[bench]"                 # poselib, pycolmap
-    python benchmarks/bench_ransac.py                    # 16 frames, 0/50/80 % outliers
-    python benchmarks/bench_ransac.py --frames 32 --repeats 3 --plot /tmp/ransac.png
+The anchors are the ``poselib-pnp``, ``pycolmap-pnp`` and ``opencv-pnp`` solvers of maploc-features
+(their ``solve_arrays``). A curve's sweep ends early once ``--stop-after-full`` consecutive budgets
+put every frame within 5 cm / 5 deg (larger budgets only cost more) or once a budget costs more
+than ``--max-cpu-ms`` per frame; the skipped budgets are listed.
 
-Wall-clock times depend on the machine's load (printed); the CPU column is less affected. Not a
-test: it prints tables and asserts nothing.
+Per outlier ratio: a table of every configuration (CPU ms per frame: mean and median over frames,
+wall ms mean, share within 5 cm / 5 deg, median errors), then for each curve and adaptive point the
+least mean CPU ms at which it puts at least 95 % and 100 % of the frames within 5 cm / 5 deg ("not
+reached" with its best share otherwise). The same table for all ratios closes the output, and
+``--plot`` gets the accuracy-time curves (one panel per outlier ratio).
+
+    pip install -e "plugins/dsac[bench]"                 # poselib, pycolmap, matplotlib
+    nice python benchmarks/bench_ransac.py --threads 1 --frames 64 --plot /tmp/ransac.png
+
+The header prints the command, commit, CPU model, threads, load average and date. Times are CPU
+time of this process (every solver on one thread): far less disturbed than wall-clock time by other
+jobs on a loaded machine, but not immune to it. Not a test: it prints tables and asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
 import os
+import platform
+import shlex
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-
-from maploc_dsac.solvers import DSACRansac
-
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 CONF_MAX = 1.0 - 1e-12  # OpenCV asserts 0 < confidence < 1
+CURVES = ("maploc b1", "maploc batched", "poselib", "pycolmap", "opencv")
+FAILED = (180.0, math.inf)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=64, help="frames per outlier ratio (a multiple of --batch)")
+    parser.add_argument("--batch", type=int, default=16, help="frames per call of the batched maploc curve")
+    parser.add_argument("--threshold", type=float, default=10.0, help="inlier threshold, px")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.5, 0.8, 0.9])
+    parser.add_argument("--iterations", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+                        help="the budget grid of every curve: maploc hypotheses, anchor iterations")
+    parser.add_argument("--adaptive-confidence", type=float, default=0.999, help="maploc's adaptive stop")
+    parser.add_argument("--adaptive-hypotheses", type=int, nargs="+", default=[64, 256],
+                        help="maploc's budgets H with the adaptive stop (DSAC*'s H is 64)")
+    parser.add_argument("--opencv-confidence", type=float, default=0.999, help="OpenCV's adaptive point")
+    parser.add_argument("--stop-after-full", type=int, default=2,
+                        help="end a curve after this many consecutive budgets at 100 %% (0: never)")
+    parser.add_argument("--max-cpu-ms", type=float, default=500.0,
+                        help="end a curve after a budget costing more CPU ms per frame than this")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", default="/tmp/bench_ransac.png", help="PNG path; empty: no plot")
+    parser.add_argument("--anchors", nargs="*", default=["poselib", "pycolmap", "cv2"],
+                        help="PnP anchors to run (poselib, pycolmap, cv2); one that is not installed is skipped")
+    args = parser.parse_args(argv)
+    if args.frames < 1 or args.batch < 1 or args.frames % args.batch:
+        parser.error(f"--frames ({args.frames}) must be a positive multiple of --batch ({args.batch})")
+    if args.threads < 1 or min(args.iterations) < 1:
+        parser.error("--threads and --iterations must be positive")
+    return args
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None:  # before numpy / torch / OpenCV start their thread pools
+    for var in THREAD_VARS:
+        os.environ[var] = str(ARGS.threads)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from maploc_dsac.solvers import DSACRansac  # noqa: E402
 
 
 def make_frame(rng: np.random.Generator, outlier_ratio: float, noise_px: float = 1.0, stride: int = 8):
@@ -82,9 +134,6 @@ def errors(R_est, t_est, R_gt, t_gt):
     return math.degrees(2.0 * math.asin(min(chord, 1.0))), float(np.linalg.norm(t_est - t_gt))
 
 
-FAILED = (180.0, math.inf)
-
-
 class Timer:
     """Wall-clock and process CPU time of a block."""
 
@@ -96,63 +145,49 @@ class Timer:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def run_maploc(solver: DSACRansac, frames, batch: int, repeats: int, device: str = "cpu"):
-    """Times ``solver`` on ``batch`` frames per call. On CUDA the inputs are on the device before the clock
-    starts (as in training, where the network's output is there), one untimed call warms up the kernels,
-    and the clock stops after ``torch.cuda.synchronize``."""
-    X = torch.tensor(np.stack([f[4] for f in frames]), dtype=torch.float32, device=device)
-    uv = torch.tensor(np.stack([f[3] for f in frames]), dtype=torch.float32, device=device)
-    K = torch.tensor(np.stack([f[0] for f in frames]), dtype=torch.float32, device=device)
+def run_maploc(solver: DSACRansac, frames, batch: int):
+    """Times ``solver`` on ``batch`` frames per call; each frame of a call is charged call time / batch.
+    Returns per-frame wall and CPU seconds, errors, and the mean minimal sets drawn per frame."""
+    X = torch.tensor(np.stack([f[4] for f in frames]), dtype=torch.float32)
+    uv = torch.tensor(np.stack([f[3] for f in frames]), dtype=torch.float32)
+    K = torch.tensor(np.stack([f[0] for f in frames]), dtype=torch.float32)
     seeds = torch.arange(len(frames), dtype=torch.int64)
     walls, cpus, errs, sets = [], [], [], []
-    cuda = device.startswith("cuda")
-    if cuda:
-        solver(X[:batch], uv[:batch], K[:batch], seed=seeds[:batch])
-        torch.cuda.synchronize()
-    for rep in range(repeats):
-        for start in range(0, len(frames), batch):
-            sl = slice(start, start + batch)
-            with Timer() as tm:
-                res = solver(X[sl], uv[sl], K[sl], seed=seeds[sl])
-                if cuda:
-                    torch.cuda.synchronize()
-            b = X[sl].shape[0]
-            walls += [tm.wall / b] * b
-            cpus += [tm.cpu / b] * b
-            if rep == 0:
-                sets += res.num_minimal_sets.tolist()
-                for j in range(b):
-                    f = frames[start + j]
-                    ok = bool(res.success[j])
-                    R, t = res.R_cam2world[j].double().cpu().numpy(), res.t_cam2world[j].double().cpu().numpy()
-                    errs.append(errors(R, t, f[1], f[2]) if ok else FAILED)
+    for start in range(0, len(frames), batch):
+        sl = slice(start, start + batch)
+        with Timer() as tm:
+            res = solver(X[sl], uv[sl], K[sl], seed=seeds[sl])
+        b = X[sl].shape[0]
+        walls += [tm.wall / b] * b
+        cpus += [tm.cpu / b] * b
+        sets += res.num_minimal_sets.tolist()
+        for j in range(b):
+            f = frames[start + j]
+            R, t = res.R_cam2world[j].double().numpy(), res.t_cam2world[j].double().numpy()
+            errs.append(errors(R, t, f[1], f[2]) if bool(res.success[j]) else FAILED)
     return walls, cpus, errs, statistics.mean(sets)
 
 
-def run_per_frame(solve: Callable, frames, repeats: int):
+def run_per_frame(solve: Callable, frames):
     """``solve(frame) -> (R_cam2world, t_cam2world) | None`` timed frame by frame."""
     walls, cpus, errs = [], [], []
-    for rep in range(repeats):
-        for f in frames:
-            with Timer() as tm:
-                out = solve(f)
-            walls.append(tm.wall)
-            cpus.append(tm.cpu)
-            if rep == 0:
-                errs.append(FAILED if out is None else errors(out[0], out[1], f[1], f[2]))
+    for f in frames:
+        with Timer() as tm:
+            out = solve(f)
+        walls.append(tm.wall)
+        cpus.append(tm.cpu)
+        errs.append(FAILED if out is None else errors(out[0], out[1], f[1], f[2]))
     return walls, cpus, errs
 
 
-def anchor_solver(family: str, iterations: int | None, threshold: float) -> Callable:
-    """``solve(frame)`` of a PnP anchor: the ``opencv-pnp``, ``poselib-pnp`` and ``pycolmap-pnp`` pose
-    solvers of maploc-features (their ``solve_arrays``, without the tensor conversion of ``solve``).
-    ``iterations=None``: the library's defaults; else ``min = max = iterations`` (OpenCV: at confidence
-    ``1 - 1e-12``, so the bound stays at ``iterations`` while outliers remain)."""
+def anchor_solver(family: str, iterations: int | None, threshold: float, confidence: float = CONF_MAX) -> Callable:
+    """``solve(frame)`` of a PnP anchor (maploc-features' ``solve_arrays``). ``iterations=None``: the
+    library's defaults (OpenCV: 10,000 at most, stopping at ``confidence``); else ``min = max = iterations``."""
     from maploc_features.solvers import OpenCVPnPSolver, PoseLibPnPSolver, PycolmapPnPSolver
 
     budget = {} if iterations is None else {"min_iterations": iterations, "max_iterations": iterations}
-    if family == "cv2":
-        solver = OpenCVPnPSolver(inlier_threshold_px=threshold, confidence=CONF_MAX, **budget)
+    if family == "opencv":
+        solver = OpenCVPnPSolver(inlier_threshold_px=threshold, confidence=confidence, **budget)
     elif family == "poselib":
         solver = PoseLibPnPSolver(inlier_threshold_px=threshold, **budget)
     else:
@@ -166,88 +201,216 @@ def anchor_solver(family: str, iterations: int | None, threshold: float) -> Call
     return solve
 
 
-def summarize(name: str, family: str, walls, cpus, errs, note: str = "") -> dict:
+def summarize(name: str, curve: str, budget: int | None, walls, cpus, errs, note: str = "") -> dict:
     rot = np.array([e[0] for e in errs])
     trans = np.array([e[1] for e in errs])
-    within = float(np.mean((rot <= 5.0) & (trans <= 0.05)))
-    return {"name": name, "family": family, "ms": 1e3 * statistics.median(walls), "cpu_ms": 1e3 * statistics.median(cpus),
-            "within": within, "rot": float(np.median(rot)), "trans_cm": 100.0 * float(np.median(trans)), "note": note}
+    return {"name": name, "curve": curve, "budget": budget, "wall_ms": 1e3 * statistics.mean(walls),
+            "cpu_ms": 1e3 * statistics.mean(cpus), "cpu_med_ms": 1e3 * statistics.median(cpus),
+            "within": float(np.mean((rot <= 5.0) & (trans <= 0.05))), "rot": float(np.median(rot)),
+            "trans_cm": 100.0 * float(np.median(trans)), "errs": errs, "note": note}
 
 
-def print_table(ratio: float, rows: list[dict], key: str = "cpu_ms") -> None:
-    print(f"\n== {100 * ratio:.0f} % outliers ==")
-    print(f"{'configuration':<34} {'ms/frame':>9} {'CPU ms':>8} {'5cm/5deg':>9} {'med deg':>8} {'med cm':>7}  note")
+def print_row(r: dict) -> None:
+    print(f"{r['name']:<36} {r['cpu_ms']:>9.2f} {r['cpu_med_ms']:>9.2f} {r['wall_ms']:>9.2f} "
+          f"{100 * r['within']:>7.1f}% {min(r['rot'], 180.0):>8.4f} {min(r['trans_cm'], 1e4):>8.3f}  {r['note']}",
+          flush=True)
+
+
+def header_row() -> None:
+    print(f"{'configuration':<36} {'CPU mean':>9} {'CPU med':>9} {'wall':>9} {'5cm/5deg':>8} {'med deg':>8} "
+          f"{'med cm':>8}  note (ms per frame)", flush=True)
+
+
+def sweep(label: str, budgets: list[int], run: Callable[[int], dict], args) -> list[dict]:
+    """Runs ``run(budget)`` over the grid until the curve is full ``--stop-after-full`` times in a row or
+    too costly; prints each row and what was skipped."""
+    rows, full = [], 0
+    for i, n in enumerate(budgets):
+        r = run(n)
+        rows.append(r)
+        print_row(r)
+        full = full + 1 if r["within"] >= 1.0 else 0
+        rest = budgets[i + 1:]
+        if rest and args.stop_after_full and full >= args.stop_after_full:
+            print(f"  ({label}: {full} budgets in a row at 100 %; not run: {', '.join(map(str, rest))})")
+            break
+        if rest and r["cpu_ms"] > args.max_cpu_ms:
+            print(f"  ({label}: {r['cpu_ms']:.0f} CPU ms per frame > --max-cpu-ms {args.max_cpu_ms:g}; "
+                  f"not run: {', '.join(map(str, rest))})")
+            break
+    return rows
+
+
+def reach(rows: list[dict], share: float) -> dict | None:
+    """The cheapest row (mean CPU ms per frame) with at least ``share`` of frames within 5 cm / 5 deg."""
+    ok = [r for r in rows if r["within"] >= share - 1e-9]
+    return min(ok, key=lambda r: r["cpu_ms"]) if ok else None
+
+
+def groups(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows by curve: the swept curves, then each adaptive point on its own."""
+    out: dict[str, list[dict]] = {}
     for r in rows:
-        print(f"{r['name']:<34} {r['ms']:>9.2f} {r['cpu_ms']:>8.2f} {100 * r['within']:>8.0f}% {r['rot']:>8.4f} "
-              f"{r['trans_cm']:>7.3f}  {r['note']}")
-    best = max(r["within"] for r in rows)
-    # Every solver runs on one thread: CPU time per frame is its compute cost, and is far less
-    # disturbed than wall-clock time by other processes on a loaded machine. With maploc on a GPU the
-    # comparison is wall-clock (``key="ms"``): CPU time says nothing about GPU work.
-    label = "CPU ms" if key == "cpu_ms" else "wall ms"
-    print(f"-- fastest configuration ({label}) of each family reaching {100 * best:.0f} % within 5 cm / 5 deg:")
-    fastest = {}
-    for r in rows:
-        if r["within"] >= best and (r["family"] not in fastest or r[key] < fastest[r["family"]][key]):
-            fastest[r["family"]] = r
-    for family, r in sorted(fastest.items(), key=lambda kv: kv[1][key]):
-        print(f"   {family:<9} {r['name']:<34} {r[key]:>8.2f} ms  median {r['rot']:.4f} deg / {r['trans_cm']:.3f} cm")
-    anchors = [r for f, r in fastest.items() if f != "maploc"]
-    if "maploc" in fastest and anchors:
-        a = min(anchors, key=lambda r: r[key])
-        m = fastest["maploc"]
-        verdict = "maploc leads" if m[key] <= a[key] else "maploc trails"
-        print(f"   {verdict}: {m[key]:.2f} ms vs {a['name']} {a[key]:.2f} ms ({a[key] / m[key]:.2f}x)")
+        out.setdefault(r["curve"], []).append(r)
+    return out
 
 
-def plot(path: str, results: dict[float, list[dict]]) -> None:
+def reach_cell(rows: list[dict], share: float) -> str:
+    r = reach(rows, share)
+    if r is None:
+        return f"not reached (best {100 * max(x['within'] for x in rows):.1f} %)"
+    at = f"N={r['budget']}" if r["budget"] is not None else "adaptive"
+    return f"{r['cpu_ms']:.2f} ms ({at})"
+
+
+def print_reach(ratio: float, rows: list[dict]) -> None:
+    print(f"-- {100 * ratio:.0f} % outliers: least mean CPU ms per frame at which each curve / adaptive point "
+          "puts >= 95 % and 100 % of frames within 5 cm / 5 deg (under load)")
+    g = groups(rows)
+    for name, rs in g.items():
+        print(f"   {name:<34} 95 %: {reach_cell(rs, 0.95):<34} 100 %: {reach_cell(rs, 1.0)}")
+    for share in (0.95, 1.0):
+        best = sorted(((reach(rs, share), name) for name, rs in g.items() if reach(rs, share)),
+                      key=lambda x: x[0]["cpu_ms"])
+        if best:
+            line = ", ".join(f"{name} {r['cpu_ms']:.2f}" for r, name in best[:3])
+            print(f"   cheapest to {100 * share:.0f} %: {line} ms")
+    print(flush=True)
+
+
+def consistency(rows: list[dict], batch: int) -> None:
+    """maploc b1 and b<B> use the same per-frame seeds: report whether their poses agree."""
+    b1 = {r["budget"]: r for r in rows if r["curve"] == "maploc b1"}
+    bb = {r["budget"]: r for r in rows if r["curve"] == f"maploc b{batch}"}
+    common = sorted(set(b1) & set(bb))
+    diffs = [n for n in common
+             if not np.allclose(np.array(b1[n]["errs"]), np.array(bb[n]["errs"]), rtol=0.0, atol=1e-3)]
+    if common:
+        print(f"   maploc b1 vs b{batch} (same seeds): budgets whose per-frame errors differ by more than "
+              f"1e-3 deg or m: {len(diffs)} of {len(common)}" + (f" (N = {diffs})" if diffs else ""))
+
+
+def plot(path: str, results: dict[float, list[dict]], batch: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from maploc.evaluation.report import save_figure
 
     ratios = sorted(results)
-    fig, axes = plt.subplots(2, len(ratios), figsize=(5 * len(ratios), 8), squeeze=False)
+    fig, axes = plt.subplots(1, len(ratios), figsize=(4.6 * len(ratios), 4.4), squeeze=False, sharey=True)
+    colors = {"maploc b1": "C0", f"maploc b{batch}": "C1", "poselib": "C2", "pycolmap": "C3", "opencv": "C4"}
+    by_length = sorted(colors, key=len, reverse=True)
+    marks = ["*", "P", "D", "X"]
+    ms_all = [r["cpu_ms"] for rows in results.values() for r in rows]
+    lo, hi = 10 ** math.floor(math.log10(min(ms_all))), 10 ** math.ceil(math.log10(max(ms_all)))
+    handles: dict[str, object] = {}
     for j, ratio in enumerate(ratios):
-        families: dict[str, list[dict]] = {}
-        for r in results[ratio]:
-            families.setdefault(r["family"] + (" adaptive" if "adaptive" in r["name"] else ""), []).append(r)
-        for fam, rows in families.items():
-            rows = sorted(rows, key=lambda r: r["cpu_ms"])
-            ms = [r["cpu_ms"] for r in rows]
-            axes[0, j].plot(ms, [100 * r["within"] for r in rows], "o-", label=fam)
-            axes[1, j].plot(ms, [min(r["rot"], 180.0) for r in rows], "o-", label=fam)
-        for i, label in enumerate(["% within 5 cm / 5 deg", "median rotation error (deg)"]):
-            axes[i, j].set_xscale("log")
-            axes[i, j].set_xlabel("CPU ms per frame (1 thread)")
-            axes[i, j].set_ylabel(label)
-            axes[i, j].grid(True, which="both", alpha=0.3)
-        axes[1, j].set_yscale("log")
-        axes[0, j].set_title(f"{100 * ratio:.0f} % outliers")
-        axes[0, j].legend(fontsize=8)
+        ax = axes[0, j]
+        seen: dict[str, int] = {}
+        for name, rs in groups(results[ratio]).items():
+            base = next((c for c in by_length if name.startswith(c)), None)
+            if rs[0]["budget"] is not None:
+                rs = sorted(rs, key=lambda r: r["budget"])
+                (h,) = ax.plot([r["cpu_ms"] for r in rs], [100 * r["within"] for r in rs], "o-", ms=3,
+                               color=colors.get(base), label=f"{name}: N on the grid")
+            else:
+                k = seen[base] = seen.get(base, -1) + 1
+                (h,) = ax.plot([rs[0]["cpu_ms"]], [100 * rs[0]["within"]], marks[k % len(marks)], ms=10,
+                               color=colors.get(base), markeredgecolor="k", label=name)
+            handles.setdefault(h.get_label(), h)
+        ax.axhline(95, color="grey", lw=0.7, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("CPU ms per frame (mean; 1 thread; under load)")
+        ax.set_title(f"{100 * ratio:.0f} % outliers")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].set_ylabel("% of frames within 5 cm / 5 deg")
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=8,
+               bbox_to_anchor=(0.5, -0.02 - 0.045 * math.ceil(len(handles) / 3)))
+    fig.suptitle("RANSAC accuracy against CPU time per frame, synthetic 640x480 frames, 4,800 correspondences")
     save_figure(fig, path)
-    print(f"\nplot: {path}")
+    print(f"plot: {path}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--threshold", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.5, 0.8])
-    parser.add_argument("--iterations", type=int, nargs="+", default=[16, 64, 256, 1024, 4096])
-    parser.add_argument("--hypotheses", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--confidences", type=float, nargs="+", default=[0.99, 0.999])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", default="/tmp/bench_ransac.png")
-    parser.add_argument("--device", default="cpu", help="where maploc's solver runs (cpu, cuda); the anchors run on the CPU")
-    parser.add_argument("--anchors", nargs="*", default=["poselib", "pycolmap", "cv2"],
-                        help="PnP anchors to run (poselib, pycolmap, cv2); an anchor that is not installed is skipped")
-    args = parser.parse_args()
+def header(args) -> None:
+    root = Path(__file__).resolve().parents[1]
+
+    def sh(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+
+    commit = sh(["git", "rev-parse", "--short", "HEAD"])
+    dirty = sh(["git", "status", "--porcelain", "--", "benchmarks/bench_ransac.py", "plugins/dsac/src",
+                "plugins/features/src"])
+    cpu = next((ln.split(":", 1)[1].strip() for ln in sh(["lscpu"]).splitlines() if ln.startswith("Model name")),
+               platform.processor() or "unknown")
+    versions = [f"torch {torch.__version__}", f"opencv {cv2.__version__}"]
+    for mod in ("poselib", "pycolmap"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            versions.append(f"{mod} not installed")
+    la = os.getloadavg()
+    print(f"command: {shlex.join([os.path.basename(sys.executable)] + sys.argv)}")
+    print(f"commit: {commit}" + (" (uncommitted changes in the benchmark or solvers)" if dirty else ""))
+    print(f"CPU model: {cpu}; {os.cpu_count()} cores visible")
+    print(f"threads: {args.threads} (torch {torch.get_num_threads()}, OpenCV {cv2.getNumThreads()}, "
+          + ", ".join(f"{v}={os.environ.get(v)}" for v in THREAD_VARS) + ")")
+    print(f"niceness: {os.nice(0)}")
+    print(f"load average at start: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (1/5/15 min; other jobs share the cores)")
+    print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+    print(f"versions: {', '.join(versions)}, python {platform.python_version()}")
+    print(f"{args.frames} frames per outlier ratio, 4,800 correspondences, 1 px noise, threshold {args.threshold} px; "
+          f"grid N = {' '.join(map(str, args.iterations))}; maploc batched = {args.batch} frames per call "
+          f"(time per frame = call / {args.batch}); all times CPU ms per frame under load", flush=True)
+
+
+def maploc_row(frames, n: int, batch: int, threshold: float, p: float | None = None) -> dict:
+    """maploc with ``n`` hypotheses, ``batch`` frames per call, the adaptive stop at ``p`` if given."""
+    solver = DSACRansac("rgb", num_hypotheses=n, inlier_threshold=threshold, adaptive_confidence=p)
+    w, c, e, sets = run_maploc(solver, frames, batch)
+    curve = f"maploc b{batch}" + (f" adaptive {p} H={n}" if p else "")
+    name = f"maploc b{batch} " + (f"adaptive {p} H={n}" if p else f"H={n}")
+    return summarize(name, curve, None if p else n, w, c, e, f"{sets:.0f} minimal sets")
+
+
+def anchor_row(frames, family: str, n: int | None, threshold: float, label: str, confidence: float = CONF_MAX) -> dict:
+    return summarize(label, label if n is None else family, n,
+                     *run_per_frame(anchor_solver(family, n, threshold, confidence), frames))
+
+
+def run_ratio(frames, args, anchors: list[str]) -> list[dict]:
+    """Every curve on the grid, then every adaptive point, on one outlier ratio's frames."""
+    thr, B, grid = args.threshold, args.batch, sorted(args.iterations)
+    rows: list[dict] = []
+    rows += sweep("maploc b1", grid, lambda n: maploc_row(frames, n, 1, thr), args)
+    rows += sweep(f"maploc b{B}", grid, lambda n: maploc_row(frames, n, B, thr), args)
+    for fam in ("poselib", "pycolmap", "opencv"):
+        if ("cv2" if fam == "opencv" else fam) in anchors:
+            rows += sweep(fam, grid, lambda n, fam=fam: anchor_row(frames, fam, n, thr, f"{fam} {n} it"), args)
+    for H in args.adaptive_hypotheses:
+        for batch in (1, B):
+            rows.append(maploc_row(frames, H, batch, thr, args.adaptive_confidence))
+            print_row(rows[-1])
+    for fam, label in (("poselib", "poselib default (p=0.9999)"), ("pycolmap", "pycolmap default (p=0.99999)")):
+        if fam in anchors:
+            rows.append(anchor_row(frames, fam, None, thr, label))
+            print_row(rows[-1])
+    if "cv2" in anchors:
+        p = args.opencv_confidence
+        rows.append(anchor_row(frames, "opencv", None, thr, f"opencv p={p} (<=10000 it)", p))
+        print_row(rows[-1])
+    return rows
+
+
+def main(args: argparse.Namespace) -> None:
     anchors = []
     for name in args.anchors:
         try:
@@ -257,43 +420,41 @@ def main() -> None:
             print(f"skipping anchor {name}: not installed (pip install -e './plugins/dsac[bench]')")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    load = os.getloadavg()[0]
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"{args.frames} frames x {args.repeats} repeats, 4,800 correspondences, 1 px noise, threshold "
-          f"{args.threshold} px, {args.threads} thread(s); maploc on {where}, anchors on the CPU; "
-          f"load average {load:.1f} on {os.cpu_count()} cores")
+    header(args)
+    warm = make_frame(np.random.default_rng(-1 % 2**32), 0.5)  # untimed: torch's first-call set-up
+    run_maploc(DSACRansac("rgb", num_hypotheses=8, inlier_threshold=args.threshold), [warm], 1)
+    t_start = time.perf_counter()
+    B = args.batch
     results: dict[float, list[dict]] = {}
     for ratio in args.ratios:
         rng = np.random.default_rng(args.seed)
         frames = [make_frame(rng, ratio) for _ in range(args.frames)]
-        rows = []
-        for H in args.hypotheses:
-            w, c, e, sets = run_maploc(DSACRansac("rgb", num_hypotheses=H, inlier_threshold=args.threshold),
-                                       frames, args.batch, args.repeats, args.device)
-            rows.append(summarize(f"maploc H={H} batch {args.batch}", "maploc", w, c, e, f"{sets:.0f} minimal sets"))
-        for p in args.confidences:
-            H = max(args.hypotheses)
-            solver = DSACRansac("rgb", num_hypotheses=H, inlier_threshold=args.threshold, adaptive_confidence=p)
-            w, c, e, sets = run_maploc(solver, frames, args.batch, args.repeats, args.device)
-            rows.append(summarize(f"maploc H={H} adaptive {p} batch {args.batch}", "maploc", w, c, e,
-                                  f"{sets:.0f} minimal sets"))
-        for family in ("poselib", "pycolmap"):
-            if family in anchors:
-                w, c, e = run_per_frame(anchor_solver(family, None, args.threshold), frames, args.repeats)
-                rows.append(summarize(f"{family} default", family, w, c, e))
-        for n in args.iterations:
-            for family in ("poselib", "pycolmap", "cv2"):
-                if family not in anchors:
-                    continue
-                w, c, e = run_per_frame(anchor_solver(family, n, args.threshold), frames, args.repeats)
-                label = f"cv2 P3P {n} it + RefineLM" if family == "cv2" else f"{family} {n} it"
-                rows.append(summarize(label, family, w, c, e))
+        print(f"\n== {100 * ratio:.0f} % outliers, {len(frames)} frames ==")
+        header_row()
+        rows = run_ratio(frames, args, anchors)
         results[ratio] = rows
-        print_table(ratio, rows, "ms" if args.device.startswith("cuda") else "cpu_ms")
-    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+        print()
+        print_reach(ratio, rows)
+        consistency(rows, B)
+        print(f"   load average now: {os.getloadavg()[0]:.2f}; elapsed {time.perf_counter() - t_start:.0f} s",
+              flush=True)
+
+    print("\n== summary: least mean CPU ms per frame to put 95 % / 100 % of frames within 5 cm / 5 deg "
+          "(under load; N = budget on the shared grid) ==")
+    names = list(dict.fromkeys(name for rows in results.values() for name in groups(rows)))
+    for share in (0.95, 1.0):
+        print(f"\n-- {100 * share:.0f} % of frames --")
+        print(f"{'solver':<36}" + "".join(f"{f'{100 * r:.0f} % outliers':>36}" for r in results))
+        for name in names:
+            cells = [reach_cell(groups(results[r]).get(name, []), share) if name in groups(results[r]) else "not run"
+                     for r in results]
+            print(f"{name:<36}" + "".join(f"{c:>36}" for c in cells))
+    la = os.getloadavg()
+    print(f"\nload average at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; "
+          f"wall time {time.perf_counter() - t_start:.0f} s")
     if args.plot:
-        plot(args.plot, results)
+        plot(args.plot, results, B)
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)
