@@ -47,6 +47,10 @@ def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
      "unknown config key 'top_kk'; valid keys at this level:"),
     ("methods: [{method: nn-retrieval, prest: fast}]\ndatasets: [{dataset: synthetic-room}]\n",
      "unknown key 'prest'; valid keys: label, method, preset"),
+    ("methods: [{method: nn-retrieval}]\ndatasets: [{dataset: synthetic-room, shared_split: maybe}]\n",
+     "datasets[0].shared_split must be true or false"),
+    ("methods: [{method: nn-retrieval}]\ndatasets: [{dataset: synthetic-room, distance_thresholds_m: [25, -1]}]\n",
+     "datasets[0].distance_thresholds_m must be a non-empty list of positive metres"),
 ])
 def test_bad_suite_is_refused_in_one_line_before_any_run(tmp_path: Path, suite: str, expected: str) -> None:
     (tmp_path / "s.yaml").write_text(suite)
@@ -185,3 +189,29 @@ def test_data_root_expands_variables_with_defaults(monkeypatch: pytest.MonkeyPat
     assert _data_root("${MAPLOC_BENCH_TEST_ROOT:-../data}/scene") == Path("/srv/x/scene")
     assert _data_root("$MAPLOC_BENCH_TEST_ROOT/s") == Path("/srv/x/s")
     assert _data_root(None) is None
+
+
+def test_runs_of_a_dataset_share_the_split_they_saved_and_different_splits_are_named(tmp_path: Path) -> None:
+    """The bench scores every run of a dataset on the one split its learned runs saved; runs that
+    saved different splits are reported as not comparable (and get no shared split)."""
+    import json
+
+    from maploc.bench.runner import shared_splits
+    from maploc.bench.suite import DatasetScoring
+
+    def run(dataset: str, method: str, split: dict | None) -> tuple[Job, Path, str]:
+        job = Job(dataset_label=dataset, method_label=method, method=method, dataset="sim-city", preset="default",
+                  overrides=(), data_root=None, seed=0)
+        d = tmp_path / job.key
+        d.mkdir(parents=True)
+        if split is not None:
+            (d / "split.json").write_text(json.dumps(split))
+        return job, d, "ran"
+
+    a, b = {"format": "x", "codes": [0, 1, 2]}, {"format": "x", "codes": [2, 1, 0]}
+    finished = [run("same", "seqslam", None), run("same", "netvlad", a), run("same", "deepseqslam", a),
+                run("differ", "netvlad", a), run("differ", "deepseqslam", b), run("none", "seqslam", None),
+                run("off", "netvlad", a)]
+    shared, problems = shared_splits(finished, {"off": DatasetScoring(shared_split=False)})
+    assert shared == {"same": tmp_path / "same/netvlad/seed-0/split.json"}
+    assert len(problems) == 1 and problems[0].startswith("differ: the runs saved different spatial splits")

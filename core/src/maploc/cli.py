@@ -122,7 +122,11 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     p.add_argument("--family", choices=("pose6dof", "se2", "retrieval", "sequence"),
                    help="metric family of --predictions (default: from the file's header or column count)")
     p.add_argument("--distance-threshold-m", type=float, action="append", default=None, metavar="D",
-                   help="retrieval/sequence with --predictions: match radius in metres (repeatable; default 25)")
+                   help="retrieval/sequence: match radius in metres (repeatable, the first is the primary one; "
+                        "--predictions default 25; a run folder: replaces its manifest's radii)")
+    p.add_argument("--split", type=Path, metavar="SPLIT_JSON",
+                   help="score only the queries in the test blocks of this saved spatial split (another run's "
+                        "split.json) instead of the run's own")
     p.add_argument("-o", "--override", action="append", default=[], metavar="data.KEY=VALUE",
                    help="dataset option, as for maploc run (repeatable)")
     p.add_argument("--out", type=Path, help="write the scores here instead of into the run folder")
@@ -352,6 +356,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_predictions(
         run_dir=args.run, predictions=args.predictions, dataset=args.dataset, data_root=args.data_root,
         overrides=args.override, family=args.family, distance_thresholds_m=args.distance_threshold_m, out=args.out,
+        split=args.split,
     )
     print(result.report)
     return 0

@@ -256,3 +256,37 @@ def test_frame_tolerance_keeps_split_positions_per_condition(tmp_path):
     m = score_run(tmp_path / "predictions", queries, map_metas).metrics
     assert m["recall_at_1"] == 100.0 and m["a/recall_at_1"] == 100.0 and m["b/recall_at_1"] == 100.0
     assert m["chance:b/recall_at_1"] == pytest.approx(100 / 8)
+
+
+def test_a_given_split_replaces_the_runs_own_and_radii_replace_the_manifests(tmp_path):
+    """``score_run(split=...)`` scores only that split's test-block queries even when the run saved
+    none (how `maploc bench` scores an untrained method beside a learned one); ``distance_thresholds_m``
+    replaces the manifest's radii, and a sequence run gets R@1 at the second radius."""
+    from maploc.data.split import SpatialSplit
+
+    map_metas = _metas(np.arange(0, 400, 4.0), "m")  # 100 frames along x, 4 m apart
+    queries = _metas(np.arange(2, 380, 8.0), "q")  # 48 queries between the map frames
+    # each query's estimate: the map frame 14 m ahead of it: a hit within 25 m, a miss within 10 m
+    ests = [PoseEstimate(retrieval=Retrieval(indices=[int(q.pose2.x // 4) + 4], scores=[1.0]),
+                         confidence=1.0) for q in queries]
+    manifest = Manifest(family="sequence", method="seq", dataset="fake", num_queries=48, distance_thresholds_m=(10.0,))
+    write_run_predictions(tmp_path / "predictions", manifest, [q.name for q in queries], [m.name for m in map_metas],
+                          ests, {})
+    own = score_run(tmp_path / "predictions", queries, map_metas).metrics
+    assert own["num_queries"] == 48 and "num_queries_outside_test_region" not in own
+    assert own["recall_at_1"] == 0.0  # 14 m > 10 m
+
+    split = SpatialSplit.from_points(np.array([[m.pose2.x, 0.0] for m in map_metas]), block_size_m=60,
+                                     success_radius_m=25, footprint_m=0, val_fraction=0.1, test_fraction=0.2, seed=0)
+    xy = np.array([[q.pose2.x, 0.0] for q in queries])
+    in_test = int(np.count_nonzero(split.mask(xy, "test")))
+    assert 0 < in_test < 48
+    (tmp_path / "other.json").write_text(json.dumps(split.to_dict()))
+    for given in (split, tmp_path / "other.json"):
+        m = score_run(tmp_path / "predictions", queries, map_metas, split=given,
+                      distance_thresholds_m=(25.0, 10.0)).metrics
+        assert m["num_queries"] == in_test and m["num_queries_outside_test_region"] == 48 - in_test
+        assert m["recall_at_1"] == 100.0 and m["recall_at_1_within_10m"] == 0.0
+        assert 0.0 < m["chance:recall_at_1_within_10m"] < m["chance:recall_at_1"]
+    with pytest.raises(Exception, match="not found"):
+        score_run(tmp_path / "predictions", queries, map_metas, split=tmp_path / "missing.json")

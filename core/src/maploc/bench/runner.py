@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from maploc.bench.report import Record, write_reports
 from maploc.bench.suite import Job, Suite, plan_jobs
 from maploc.errors import DataError, MaplocError
 
-__all__ = ["resolve_job", "is_reusable", "run_suite", "BenchResult"]
+__all__ = ["resolve_job", "is_reusable", "run_suite", "shared_splits", "BenchResult"]
 
 #: The keys of a run's ``config.yaml`` that must equal the job's for the run to be reused.
 _COMPARED = ("method", "preset", "dataset", "data_root", "config")
@@ -131,69 +131,153 @@ def run_suite(
     """Checks every job (before any run), runs or reuses each, scores each from its predictions files,
     and writes ``out/results.csv``, ``out/report.md`` and ``out/index.html``.
 
-    A run that raises is reported (one line) and the others go on; Ctrl-C stops after writing the
-    reports of the runs finished so far (they are reused by the next call) and re-raises.
+    Scoring comes after every run: on a dataset whose runs saved a spatial split (``split.json``: the
+    learned methods hold test blocks out of training), every run of that dataset, the untrained ones
+    included, is scored on the test blocks of that one split, so that every row counts the same
+    queries (suite key ``shared_split``, default on). Runs that saved different splits are not
+    comparable: each is then scored on its own, and the report lists the dataset under the failures.
+
+    A run that raises is reported (one line) and the others go on; Ctrl-C stops the runs, scores and
+    reports the ones finished so far (they are reused by the next call) and re-raises.
 
     Raises:
         ConfigError, PluginError, DataError: a bad job, before any run (unless ``skip_missing``).
         KeyboardInterrupt: after the reports of the finished runs were written.
     """
-    import shutil
-
-    from maploc.engine import EngineConfig
-    from maploc.engine.runner import RunSpec, check_run_dir, evaluate_predictions, execute
-    from maploc.evaluation.scoring import load_manifest
+    from maploc.bench.suite import dataset_scoring
 
     planned, skipped = plan_jobs(suite, seeds=seeds, skip_missing=skip_missing, resolve=resolve_job)
+    from maploc.engine.runner import check_run_dir
+
     check_run_dir(out)
     for line in skipped:
         say(f"skipped: {line}")
-    records: list[Record] = []
+    finished: list[tuple[Job, Path, str]] = []
     failed: list[str] = []
-    total = len(planned)
+    records: list[Record] = []
     try:
-        for i, (job, expected) in enumerate(planned, 1):
-            run_dir = out / "runs" / job.key
-            log_path = out / "logs" / f"{job.key}.log"
-            t0 = time.perf_counter()
-            what = f"[{i}/{total}] {job.method_label} on {job.dataset_label}, seed {job.seed}"
-            if is_reusable(run_dir, expected):
-                status = "reused"
-            else:
-                if run_dir.exists():
-                    shutil.rmtree(run_dir)  # unfinished, or another config: run it again
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                with open(log_path, "w", encoding="utf-8") as log:
-                    def tee(s: str, log: Any = log) -> None:
-                        log.write(s + "\n")
-                        log.flush()
-
-                    try:
-                        execute(RunSpec(method=job.method, dataset=job.dataset, data_root=job.data_root,
-                                        preset=job.preset, overrides=job.overrides, out=run_dir,
-                                        engine=EngineConfig(accelerator=device, seed=job.seed, progress=False)),
-                                say=tee)
-                    except Exception as e:  # noqa: BLE001 - one failed run must not stop the suite
-                        from maploc.engine.engine import TrainingInterrupted
-
-                        if isinstance(e, TrainingInterrupted):  # Ctrl-C while training
-                            raise KeyboardInterrupt from e
-                        line = str(e).splitlines()[0] if str(e) else type(e).__name__
-                        tee(f"FAILED: {type(e).__name__}: {line}")
-                        failed.append(f"{job.key}: {type(e).__name__}: {line} (log: {log_path})")
-                        say(f"{what}: FAILED after {time.perf_counter() - t0:.1f} s: {type(e).__name__}: {line}")
-                        continue
-                status = "ran"
-            try:
-                scored = evaluate_predictions(run_dir=run_dir, out=out / "scores" / job.key, say=lambda s: None)
-                manifest = load_manifest(run_dir / "predictions")
-            except MaplocError as e:
-                failed.append(f"{job.key}: scoring failed: {e}")
-                say(f"{what}: {status}, but scoring its predictions failed: {e}")
-                continue
-            records.append(Record(job=job, family=manifest.family, metrics=dict(scored.metrics),
-                                  variants=dict(manifest.variants), run_dir=run_dir))
-            say(f"{what}: {status} in {time.perf_counter() - t0:.1f} s; {_headline(scored.metrics, manifest.family)}")
+        _run_jobs(planned, out, device, say, finished, failed)
     finally:
+        records = _score_jobs(finished, out, dataset_scoring(suite), say, failed)
         write_reports(suite, out, records, skipped=skipped, failed=failed)
     return BenchResult(records=records, skipped=skipped, failed=failed)
+
+
+def _run_jobs(planned: Sequence[tuple[Job, Any]], out: Path, device: str, say: Callable[[str], None],
+              finished: list[tuple[Job, Path, str]], failed: list[str]) -> None:
+    """Runs (or reuses) every job, appending ``(job, run_dir, "ran"|"reused")`` to ``finished``."""
+    import json
+    import shutil
+
+    from maploc.engine import EngineConfig
+    from maploc.engine.runner import RunSpec, execute
+
+    total = len(planned)
+    for i, (job, expected) in enumerate(planned, 1):
+        run_dir = out / "runs" / job.key
+        log_path = out / "logs" / f"{job.key}.log"
+        t0 = time.perf_counter()
+        what = f"[{i}/{total}] {job.method_label} on {job.dataset_label}, seed {job.seed}"
+        if is_reusable(run_dir, expected):
+            status = "reused"
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # unfinished, or another config: run it again
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "w", encoding="utf-8") as log:
+                def tee(s: str, log: Any = log) -> None:
+                    log.write(s + "\n")
+                    log.flush()
+
+                try:
+                    execute(RunSpec(method=job.method, dataset=job.dataset, data_root=job.data_root,
+                                    preset=job.preset, overrides=job.overrides, out=run_dir,
+                                    engine=EngineConfig(accelerator=device, seed=job.seed, progress=False)),
+                            say=tee)
+                except Exception as e:  # noqa: BLE001 - one failed run must not stop the suite
+                    from maploc.engine.engine import TrainingInterrupted
+
+                    if isinstance(e, TrainingInterrupted):  # Ctrl-C while training
+                        raise KeyboardInterrupt from e
+                    line = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    tee(f"FAILED: {type(e).__name__}: {line}")
+                    failed.append(f"{job.key}: {type(e).__name__}: {line} (log: {log_path})")
+                    say(f"{what}: FAILED after {time.perf_counter() - t0:.1f} s: {type(e).__name__}: {line}")
+                    continue
+            status = "ran"
+        finished.append((job, run_dir, status))
+        try:
+            own = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            family = json.loads((run_dir / "predictions" / "manifest.json").read_text(encoding="utf-8"))["family"]
+            headline = _headline(own, family)
+        except (OSError, ValueError, KeyError, TypeError):
+            headline = ""
+        say(f"{what}: {status} in {time.perf_counter() - t0:.1f} s" + (f"; {headline} (its own split)"
+                                                                        if headline else ""))
+
+
+def _split_dict(run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = run_dir / "split.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def shared_splits(finished: Sequence[tuple[Job, Path, str]], scoring: Mapping[str, Any]) -> tuple[
+        dict[str, Path], list[str]]:
+    """``(dataset label -> the split.json every run of it is scored on, problems)``: for each dataset with
+    ``shared_split``, the split its runs saved when they all saved the same one (compared as saved);
+    a dataset whose runs saved different splits is left out and named in ``problems``."""
+    by_dataset: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for job, run_dir, _ in finished:
+        rule = scoring.get(job.dataset_label)
+        if rule is not None and not rule.shared_split:
+            continue
+        saved = _split_dict(run_dir)
+        if saved is not None:
+            by_dataset.setdefault(job.dataset_label, []).append((run_dir / "split.json", saved))
+    shared: dict[str, Path] = {}
+    problems: list[str] = []
+    for label, found in by_dataset.items():
+        first_path, first = found[0]
+        other = next(((p, d) for p, d in found[1:] if d != first), None)
+        if other is None:
+            shared[label] = first_path
+        else:
+            problems.append(f"{label}: the runs saved different spatial splits ({first_path} and {other[0]}), so "
+                            "their rows count different queries; each run was scored on its own split (give the "
+                            "methods the same split options, or set shared_split: false to accept this)")
+    return shared, problems
+
+
+def _score_jobs(finished: Sequence[tuple[Job, Path, str]], out: Path, scoring: Mapping[str, Any],
+                say: Callable[[str], None], failed: list[str]) -> list[Record]:
+    """Scores every finished run from its predictions files (on its dataset's shared split and radii)."""
+    from maploc.engine.runner import evaluate_predictions
+    from maploc.evaluation.scoring import load_manifest
+
+    shared, problems = shared_splits(finished, scoring)
+    failed.extend(problems)
+    for label, path in shared.items():
+        say(f"scoring every run on {label} on the test blocks of {path}")
+    records = []
+    for job, run_dir, _ in finished:
+        rule = scoring.get(job.dataset_label)
+        try:
+            scored = evaluate_predictions(
+                run_dir=run_dir, out=out / "scores" / job.key, say=lambda s: None,
+                split=shared.get(job.dataset_label),
+                distance_thresholds_m=rule.distance_thresholds_m if rule is not None else None)
+            manifest = load_manifest(run_dir / "predictions")
+        except MaplocError as e:
+            failed.append(f"{job.key}: scoring failed: {e}")
+            say(f"{job.key}: scoring its predictions failed: {e}")
+            continue
+        records.append(Record(job=job, family=manifest.family, metrics=dict(scored.metrics),
+                              variants=dict(manifest.variants), run_dir=run_dir))
+    return records

@@ -12,6 +12,11 @@ A suite is a YAML mapping (every key optional but ``datasets``/``methods`` or ``
                                         # relative to the working dir
         split: loo                      # optional: shorthand for -o data.split=loo
         options: [data.query_images=...]    # -o data.KEY=VALUE applied to every method on this dataset
+        shared_split: true              # optional (default true): when runs on this dataset saved a spatial
+                                        # split (RUN/split.json), every run is scored on the test blocks of
+                                        # that one split (they must agree), so all rows count the same queries
+        distance_thresholds_m: [25, 10] # optional: retrieval/sequence match radii every run is scored at
+                                        # (the first is the primary one); default: each run's own
     methods:
       - label: hloc-sift                # the name used in tables (default: the method's name)
         method: hloc                    # a method entry point
@@ -35,6 +40,7 @@ every ``*.yaml`` file in that package is a suite named by its stem. A core suite
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -48,13 +54,14 @@ import yaml
 
 from maploc.errors import ConfigError, MaplocError
 
-__all__ = ["Job", "Suite", "SUITES_GROUP", "list_suites", "find_suite", "load_suite", "plan_jobs"]
+__all__ = ["Job", "Suite", "DatasetScoring", "SUITES_GROUP", "list_suites", "find_suite", "load_suite", "plan_jobs",
+           "dataset_scoring"]
 
 #: Entry-point group through which plugins ship suites (a package holding ``*.yaml`` suite files).
 SUITES_GROUP = "maploc.bench_suites"
 
 _SUITE_KEYS = ("name", "description", "seeds", "datasets", "methods", "conformance")
-_DATASET_KEYS = ("label", "dataset", "data_root", "split", "options")
+_DATASET_KEYS = ("label", "dataset", "data_root", "split", "options", "shared_split", "distance_thresholds_m")
 _METHOD_KEYS = ("label", "method", "preset", "overrides", "datasets", "seeds")
 _CONFORMANCE_KEYS = ("methods", "train_steps", "max_queries")
 
@@ -95,6 +102,31 @@ class Suite:
     description: str
     source: Path
     raw: Mapping[str, Any] = attrs.field(eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class DatasetScoring:
+    """How the runs on one dataset of a suite are scored.
+
+    Attributes:
+        shared_split: score every run on the one spatial split the dataset's runs saved (``split.json``).
+        distance_thresholds_m: retrieval / sequence match radii in metres (first = primary), or ``None``
+            for each run's own.
+    """
+
+    shared_split: bool = True
+    distance_thresholds_m: tuple[float, ...] | None = None
+
+
+def dataset_scoring(suite: Suite) -> dict[str, DatasetScoring]:
+    """``dataset label -> DatasetScoring`` of the suite's datasets (conformance jobs get the defaults)."""
+    out = {}
+    for d in _list(suite.raw.get("datasets"), "datasets"):
+        radii = d.get("distance_thresholds_m")
+        out[str(d.get("label") or d["dataset"])] = DatasetScoring(
+            shared_split=bool(d.get("shared_split", True)),
+            distance_thresholds_m=tuple(float(r) for r in radii) if radii else None)
+    return out
 
 
 def _shipped() -> dict[str, tuple[str, Callable[[], str]]]:
@@ -169,6 +201,16 @@ def load_suite(text: str, source: Path) -> Suite:
         if not isinstance(d, dict) or "dataset" not in d:
             raise ConfigError(f"suite {source}: datasets[{i}] must be a mapping with a 'dataset' key")
         _check_keys(d, _DATASET_KEYS, f"suite {source}: datasets[{i}]")
+        if not isinstance(d.get("shared_split", True), bool):
+            raise ConfigError(f"suite {source}: datasets[{i}].shared_split must be true or false, "
+                              f"got {d['shared_split']!r}")
+        if d.get("distance_thresholds_m") is not None:
+            radii = d["distance_thresholds_m"]
+            if not isinstance(radii, list) or not radii or not all(
+                    isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r > 0
+                    for r in radii):
+                raise ConfigError(f"suite {source}: datasets[{i}].distance_thresholds_m must be a non-empty list "
+                                  f"of positive metres, got {radii!r}")
     for i, m in enumerate(_list(raw.get("methods"), f"suite {source}: methods")):
         if not isinstance(m, dict) or "method" not in m:
             raise ConfigError(f"suite {source}: methods[{i}] must be a mapping with a 'method' key")

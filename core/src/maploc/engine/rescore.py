@@ -25,7 +25,7 @@ def evaluate_predictions(
     *, run_dir: Path | None = None, predictions: Path | None = None, dataset: str | None = None,
     data_root: Path | None = None, overrides: Sequence[str] = (), family: str | None = None,
     distance_thresholds_m: Sequence[float] | None = None, out: Path | None = None,
-    say: Callable[[str], None] = print,
+    split: Path | None = None, say: Callable[[str], None] = print,
 ) -> RunResult:
     """``maploc evaluate``: scores saved predictions again, from the files alone (the method's plugin
     need not be installed; the dataset's must be).
@@ -36,7 +36,9 @@ def evaluate_predictions(
     ``family`` when the file's format is ambiguous, and the distance thresholds).
 
     Writes ``metrics.json``, ``results.csv``, the family's plot and ``report.txt`` into ``out``
-    (default: ``run_dir``, or the predictions file's folder).
+    (default: ``run_dir``, or the predictions file's folder). ``split``: score only the queries in the
+    test blocks of this saved split (another run's ``split.json``) instead of the run's own; with
+    ``run_dir``, ``distance_thresholds_m`` replaces the manifest's thresholds.
 
     Raises:
         ConfigError: neither or both inputs, a missing dataset name, bad overrides, an unwritable ``out``.
@@ -79,6 +81,11 @@ def evaluate_predictions(
     options.update(data_over)
     dataset_cls = load_component("datasets", str(dataset))
     dataset_options = structure_dataset_options(dataset_cls, options)
+    split_obj = None
+    if split is not None:
+        from maploc.evaluation.scoring import load_split_file
+
+        split_obj = load_split_file(split)
     target = Path(out) if out is not None else (run_dir if run_dir is not None else Path(predictions).parent)  # type: ignore[arg-type]
     check_run_dir(target)
     root_path = _resolve_data_root(dataset_cls, root, say)
@@ -87,14 +94,16 @@ def evaluate_predictions(
     query_meta = [query_data.metadata(i) for i in range(len(query_data))]
     map_meta = [map_data.metadata(i) for i in range(len(map_data))]
     if run_dir is not None:
-        scored = score_run(run_dir / "predictions", query_meta, map_meta, run_dir=run_dir)
+        scored = score_run(run_dir / "predictions", query_meta, map_meta, run_dir=run_dir, split=split_obj,
+                           distance_thresholds_m=distance_thresholds_m)
         family_name = manifest.family
         title = f"{manifest.method} on {dataset} (re-scored)"
         name = manifest.method
     else:
         family_name = family or infer_family(predictions)  # type: ignore[arg-type]
         thresholds = tuple(distance_thresholds_m or (25.0,))
-        scored = score_file(predictions, family_name, query_meta, map_meta, distance_thresholds_m=thresholds)  # type: ignore[arg-type]
+        scored = score_file(predictions, family_name, query_meta, map_meta, distance_thresholds_m=thresholds,  # type: ignore[arg-type]
+                            split=split_obj)
         title = f"{Path(predictions).name} on {dataset}"  # type: ignore[arg-type]
         name = Path(predictions).stem  # type: ignore[arg-type]
     write_report(target, scored.evaluation_result(), family_name, title)

@@ -42,7 +42,7 @@ from maploc.evaluation.predictions import PredictionsError, read_predictions, wr
 from maploc.files import atomic_write_text
 
 __all__ = ["Manifest", "ScoreResult", "MANIFEST", "REFERENCE_ROWS", "write_run_predictions", "load_manifest",
-           "score_run", "score_file", "format_tables", "query_xy"]
+           "score_run", "score_file", "format_tables", "query_xy", "load_split_file"]
 
 #: The manifest's file name inside ``RUN/predictions/``.
 MANIFEST = "manifest.json"
@@ -178,12 +178,24 @@ def query_xy(meta: Any) -> tuple[float, float]:
 def _load_split(run_dir: Path | None) -> Any:
     if run_dir is None or not (run_dir / "split.json").is_file():
         return None
+    return load_split_file(run_dir / "split.json")
+
+
+def load_split_file(path: str | os.PathLike[str]) -> Any:
+    """The :class:`~maploc.data.split.SpatialSplit` saved in ``path`` (a run's ``split.json``).
+
+    Raises:
+        DataError: the file is missing or is not a saved split (one line naming the file).
+    """
     from maploc.data.split import SpatialSplit
 
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file {path} not found (a run's split.json)")
     try:
-        return SpatialSplit.from_dict(json.loads((run_dir / "split.json").read_text(encoding="utf-8")))
+        return SpatialSplit.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError, KeyError) as e:
-        raise DataError(f"{run_dir / 'split.json'}: not a spatial split ({e})") from None
+        raise DataError(f"{path}: not a spatial split ({e})") from None
 
 
 def _prefixed(row: str, condition: str | None, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -204,6 +216,11 @@ def _score(family: str, queries: Sequence[Any], estimates: Sequence[Any], map_me
             extra = evaluate(family, queries, estimates, map_samples=map_metas, distance_threshold_m=d).metrics
             for n in _m.RETRIEVAL_NS:
                 metrics[f"recall_at_{n}_within_{d:g}m"] = extra[f"recall_at_{n}"]
+    elif family == "sequence":
+        for d in thresholds[1:]:
+            extra = evaluate(family, queries, estimates, map_samples=map_metas, distance_threshold_m=d,
+                             frame_tolerance=manifest.frame_tolerance, query_indices=indices).metrics
+            metrics[f"recall_at_1_within_{d:g}m"] = extra["recall_at_1"]
     return result, metrics
 
 
@@ -232,6 +249,8 @@ def _reference_rows(family: str, queries: Sequence[Any], map_metas: Sequence[Any
                 p = _ref.random_match_precision(hits, m)
                 chance["recall_at_1"] = p
                 chance["pr_auc"] = p / 100.0
+            else:
+                chance[f"recall_at_1_within_{d:g}m"] = _ref.random_match_precision(hits, m)
         out["chance"] = chance
     elif family == "se2":
         prior = _prior_columns(csv_rows)
@@ -286,6 +305,7 @@ def _prior_columns(rows: Sequence[Mapping[str, str]]) -> tuple[np.ndarray, np.nd
 def score_run(
     pred_dir: str | os.PathLike[str], query_metas: Sequence[Any], map_metas: Sequence[Any] | None, *,
     manifest: Manifest | None = None, run_dir: str | os.PathLike[str] | None = None,
+    split: Any = None, distance_thresholds_m: Sequence[float] | None = None,
 ) -> ScoreResult:
     """Scores every predictions file of a run.
 
@@ -296,6 +316,11 @@ def score_run(
         map_metas: the map split's metadata (``retrieval``, ``sequence``, ``pose6dof`` coverage).
         manifest: default: read from ``pred_dir``.
         run_dir: where ``split.json`` may be (default: ``pred_dir``'s parent).
+        split: score on this :class:`~maploc.data.split.SpatialSplit` (or the path of a saved one)
+            instead of the run's own ``split.json`` (``maploc bench`` scores every run of a dataset on
+            the same test blocks; ``maploc evaluate RUN --split FILE``).
+        distance_thresholds_m: retrieval / sequence: replace the manifest's thresholds (metres; the
+            first is the primary one), so that runs of different methods are scored alike.
 
     Returns:
         The :class:`ScoreResult`.
@@ -306,6 +331,11 @@ def score_run(
     """
     pred_dir = Path(pred_dir)
     manifest = manifest or load_manifest(pred_dir)
+    if distance_thresholds_m is not None:
+        thresholds = tuple(float(d) for d in distance_thresholds_m)
+        if not thresholds or not all(math.isfinite(d) and d > 0 for d in thresholds):
+            raise DataError(f"distance thresholds must be positive metres, got {list(distance_thresholds_m)}")
+        manifest = attrs.evolve(manifest, distance_thresholds_m=thresholds)
     run_dir = Path(run_dir) if run_dir is not None else pred_dir.parent
     if len(query_metas) < manifest.num_queries:
         raise DataError(f"the run scored {manifest.num_queries} queries but the dataset has {len(query_metas)}: "
@@ -314,7 +344,10 @@ def score_run(
     names = [q.name for q in queries_all]
     map_names = [m.name for m in map_metas] if map_metas is not None else None
     family = manifest.family
-    split = _load_split(run_dir)
+    if split is None:
+        split = _load_split(run_dir)
+    elif isinstance(split, (str, os.PathLike)):
+        split = load_split_file(split)
     keep = np.ones(len(queries_all), dtype=bool)
     extra_metrics: dict[str, float] = {}
     if split is not None:
@@ -394,6 +427,8 @@ def format_tables(family: str, metrics: Mapping[str, float], table_rows: Sequenc
     columns = list(HEADLINE[family])
     if family == "retrieval":
         columns += [f"recall_at_{n}_within_{d:g}m" for d in manifest.distance_thresholds_m[1:] for n in (1, 5)]
+    elif family == "sequence":
+        columns += [f"recall_at_1_within_{d:g}m" for d in manifest.distance_thresholds_m[1:]]
     out = []
     for condition in conditions:
         mid = "" if condition is None else f"{condition}/"
@@ -414,18 +449,18 @@ def format_tables(family: str, metrics: Mapping[str, float], table_rows: Sequenc
     if family in ("retrieval", "sequence"):
         head += f"; a match is a map sample within {manifest.distance_thresholds_m[0]:g} m"
     if "num_queries_outside_test_region" in metrics:
-        head += (f"; scored: the queries in the test blocks of split.json "
+        head += (f"; scored: the queries in the test blocks of the spatial split "
                  f"({int(metrics['num_queries_outside_test_region'])} queries outside them not scored)")
     return head + "\n" + "\n\n".join(out)
 
 
 def score_file(
     path: str | os.PathLike[str], family: str, query_metas: Sequence[Any], map_metas: Sequence[Any] | None, *,
-    distance_thresholds_m: Sequence[float] = (25.0,), frame_tolerance: int | None = None,
+    distance_thresholds_m: Sequence[float] = (25.0,), frame_tolerance: int | None = None, split: Any = None,
 ) -> ScoreResult:
     """Scores a single predictions file (``maploc evaluate --predictions FILE``) over every query of
     the split: a manifest is made up for it (the file's stem as the method name)."""
     path = Path(path)
     manifest = Manifest(family=family, method=path.stem, dataset="", num_queries=len(query_metas),
                         distance_thresholds_m=tuple(distance_thresholds_m), frame_tolerance=frame_tolerance)
-    return score_run(path.parent, query_metas, map_metas, manifest=manifest, run_dir=path.parent)
+    return score_run(path.parent, query_metas, map_metas, manifest=manifest, run_dir=path.parent, split=split)
