@@ -68,7 +68,7 @@ def test_cache_key_changes_with_every_render_option() -> None:
     changed = {
         "frames": 101, "traversals": 3, "conditions": ("night", "day"), "seed": 1, "width": 321,
         "height": 241, "fov_deg": 71.0, "spacing_m": 4.5, "lateral_offset_m": 1.0, "train_routes": 2,
-        "train_conditions": ("overcast",),
+        "train_conditions": ("overcast",), "speed_profile": "varying",
     }  # fmt: skip
     # The sampler's options change the key only with train_conditions=random (test_sampler.py checks them).
     assert set(changed) | {"map"} | set(RANDOM_FIELDS) == set(RENDER_FIELDS)
@@ -78,7 +78,8 @@ def test_cache_key_changes_with_every_render_option() -> None:
     assert SimCity.cache_key(attrs.evolve(base, map="/data/Helsinki.osm.pbf"), "0" * 64) == key
     assert SimCity.cache_key(base, "1" * 64) != key
     # The split options choose among the rendered sequences: the same render serves them all.
-    assert SimCity.cache_key(attrs.evolve(base, map_condition="night", query_conditions=("day",)), "0" * 64) == key
+    split = dict(map_condition="night", query_conditions=("day",), query_traversals=(1,))
+    assert SimCity.cache_key(attrs.evolve(base, **split), "0" * 64) == key
 
 
 def test_cli_option_typo_is_one_line(maploc_main, tmp_path, monkeypatch) -> None:
@@ -173,10 +174,11 @@ def test_cache_key_without_training_routes_is_the_key_from_before_the_option() -
     from maploc_simcity.command import FORMAT_VERSION
 
     options = SimCityOptions()
-    added = ("train_routes", "train_conditions", *RANDOM_FIELDS)
+    added = ("train_routes", "train_conditions", *RANDOM_FIELDS, "speed_profile")
     before = {k: v for k, v in options.render_options().items() if k not in added}
     payload = dict(before, map="0" * 64, format=FORMAT_VERSION)
     expected = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     assert SimCity.cache_key(options, "0" * 64) == expected
     assert SimCity.cache_key(attrs.evolve(options, train_routes=1), "0" * 64) != expected
     assert SimCity.cache_key(attrs.evolve(options, train_conditions="day,overcast"), "0" * 64) != expected
+    assert SimCity.cache_key(attrs.evolve(options, speed_profile="varying"), "0" * 64) != expected

@@ -23,7 +23,7 @@ from .labels import LABEL_NAMES
 from .renderer import Renderer
 from .sampler import DISTRIBUTIONS, sample_conditions
 from .scene import build_scene
-from .trajectory import plan_route, traversal_poses
+from .trajectory import SPEED_PROFILES, plan_route, traversal_poses
 from .writers import (
     DEPTH_SCALE_M,
     DSACWriter,
@@ -109,6 +109,7 @@ def render_command(
     condition_distribution: str = "day-to-night",
     condition_seed: int = 0,
     random_per: str = "view",
+    speed_profile: str = "constant",
     layouts: Sequence[str] = LAYOUTS,
     progress: bool | None = True,
     sheet_columns: int = 6,
@@ -148,6 +149,10 @@ def render_command(
         condition_seed: the sampler's seed, with ``random``: view ``i`` of route ``k`` takes draw
             ``(k - 1) * frames + i`` (``random_per="view"``) or route ``k`` draw ``k - 1`` (``"route"``).
         random_per: ``view`` or ``route``, with ``random``.
+        speed_profile: ``constant`` (frame ``i`` of every traversal at the same place) or ``varying``: traversals
+            ``>= 1`` of the route at a smoothly varying speed, frames 0.65 to 1.35 times ``spacing_m`` apart over
+            the same stretch of road (:func:`.trajectory.frame_arc_lengths`); traversal 0 and the training routes
+            keep the constant spacing. ``render.json`` records it under ``options`` only when ``varying``.
         layouts: which of :data:`LAYOUTS` to write besides ``traversals``.
         progress: show a tqdm progress bar (on stderr); ``None``: only when stderr is a terminal.
         sheet_columns: frames per row of the contact sheet.
@@ -172,6 +177,8 @@ def render_command(
     if condition_distribution not in DISTRIBUTIONS:
         raise RenderParameterError(f"unknown condition_distribution {condition_distribution!r}; known: "
                                    f"{', '.join(DISTRIBUTIONS)}")  # fmt: skip
+    if speed_profile not in SPEED_PROFILES:
+        raise RenderParameterError(f"speed_profile must be one of {', '.join(SPEED_PROFILES)}, got {speed_profile!r}")
     if random_per not in ("view", "route"):
         raise RenderParameterError(f"random_per must be 'view' or 'route', got {random_per!r}")
     if isinstance(condition_seed, bool) or not isinstance(condition_seed, (int, np.integer)) or condition_seed < 0:
@@ -226,6 +233,8 @@ def render_command(
             "condition_seed": int(condition_seed),
             "random_per": random_per,
             "layouts": ["traversals", *[layout for layout in LAYOUTS[1:] if layout in layouts]],
+            # recorded only when not constant: constant renders keep the render.json they had before the option
+            **({"speed_profile": speed_profile} if speed_profile != "constant" else {}),
         },
         "camera": {"K": K.tolist(), "width": camera.width, "height": camera.height, "model": "PINHOLE"},
         "label_names": list(LABEL_NAMES),
@@ -258,7 +267,8 @@ def render_command(
     ):
         for traversal in range(traversals):
             poses = traversal_poses(route, frames, spacing_m=spacing_m, traversal=traversal, traversals=traversals,
-                                    seed=seed, start_m=start_m, max_offset_m=lateral_offset_m)  # fmt: skip
+                                    seed=seed, start_m=start_m, max_offset_m=lateral_offset_m,
+                                    speed_profile=speed_profile)  # fmt: skip
             for condition in conditions:
                 row: list[np.ndarray] = []
                 labels_row: list[np.ndarray] = []

@@ -25,7 +25,7 @@ from maploc.errors import ConfigError, DataError
 from maploc.types import Camera, Pose, Pose2, Sample
 
 from .command import FORMAT_VERSION, read_render_json, render_command
-from .options import RANDOM, RANDOM_FIELDS, RENDER_FIELDS, SimCityOptions
+from .options import RANDOM, RANDOM_FIELDS, RENDER_FIELDS, SimCityOptions, check_query_traversals
 from .sampler import DISTRIBUTIONS
 from .writers import parse_sequence_name, read_depth_cm, read_traversal_rows, sequence_name
 
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: ``maploc data render`` flags whose names differ from the option's
 _RENDER_FLAGS = {"fov_deg": "fov", "spacing_m": "spacing", "lateral_offset_m": "lateral-offset"}
+#: Render options added after renders were cached, with the value a render made before them has (left out of the
+#: cache key and of ``render.json`` at that value, so that those renders keep their keys and bytes).
+_ADDED_WITH_DEFAULT = {"speed_profile": "constant"}
 #: Render options that change only the ``train`` split (the extra training routes).
 _TRAIN_ONLY = ("train_routes", "train_conditions", *RANDOM_FIELDS)
 #: Render options a rendered folder is read with as it holds them (its splits come from what it has; a difference
@@ -77,20 +80,22 @@ class SimCity(Dataset):
       :func:`maploc.data.fetch.cache_root`, ``$MAPLOC_DATA``). The key hashes every render option
       (:data:`.options.RENDER_FIELDS`), the map file's SHA-256 and the format version.
 
-    Splits (sequences are ``t<traversal>_<condition>``, frame ``i`` of every sequence at the same place; the
-    extra training routes of option ``train_routes`` are ``r<k>_<condition>``):
+    Splits (sequences are ``t<traversal>_<condition>``, frame ``i`` of every sequence at the same place, except
+    with ``speed_profile=varying``, where traversals ``>= 1`` vary their speed (``pose2`` / ``T_cam2world`` are
+    always the true places); the extra training routes of option ``train_routes`` are ``r<k>_<condition>``):
 
     * ``map`` and ``train``: traversal 0 under ``map_condition``; ``train`` also holds every extra training route
       (``r<k>_random`` with ``train_conditions=random``: each view under a condition of :mod:`.sampler`, whose
       parameters ``r<k>_random/conditions.json`` records);
-    * ``query``: every other sequence, or those of ``query_conditions`` when set (the map sequence excluded);
+    * ``query``: every other sequence of the route, or those of ``query_conditions`` and of ``query_traversals``
+      when set (the map sequence excluded);
     * with a single sequence (one traversal, one condition): ``map``/``train`` are its even frames, ``query`` its
       odd frames.
 
     Samples: ``image`` RGB, ``camera``, ``T_cam2world`` (OpenCV camera frame, world = OSM map frame with z up,
     metres), ``depth`` (metres, 0 = sky or beyond 655 m), ``pose2`` (map-frame x, y metres, yaw radians),
     ``name`` ``<sequence>/<index>``, ``sequence``, ``timestamp`` = frame index (the same place in every
-    sequence). ``extras``: ``labels`` (``(H, W)`` uint8 :data:`.labels.LABEL_NAMES` values, resized with the
+    sequence with the constant speed profile). ``extras``: ``labels`` (``(H, W)`` uint8 :data:`.labels.LABEL_NAMES` values, resized with the
     image by nearest neighbour), ``condition`` (always set), ``traversal``, ``route`` (0 = the main route),
     ``index``, ``rgb_path``, ``georef``
     (the map frame, a dict of :class:`maploc_osm.GeoReference`) and ``map_source``.
@@ -102,7 +107,8 @@ class SimCity(Dataset):
         options: a :class:`SimCityOptions` (``None``: its defaults).
 
     Raises:
-        ConfigError: ``map_condition`` / ``query_conditions`` not among the rendered conditions, an empty query
+        ConfigError: ``map_condition`` / ``query_conditions`` not among the rendered conditions,
+            ``query_traversals`` outside the rendered traversals (before rendering, too), an empty query
             split, a render option that disagrees with the rendered folder given as ``root``, or (``train`` split)
             extra training routes rendered under another condition than ``map_condition``.
         DataError: the map cannot be read or has no roads; a rendered folder is incomplete (names the file).
@@ -175,6 +181,8 @@ class SimCity(Dataset):
         rendered = dict(self.summary["options"], map=self.summary["map"]["name"])
         rendered.setdefault("train_routes", 0)  # renders made before the options existed
         rendered.setdefault("train_conditions", [])
+        for name, value in _ADDED_WITH_DEFAULT.items():  # renders made before the option (or at its default)
+            rendered.setdefault(name, value)
         for name in RANDOM_FIELDS:  # renders made before the sampler existed
             rendered.setdefault(name, getattr(SimCityOptions(), name))
         defaults = SimCityOptions()
@@ -229,17 +237,21 @@ class SimCity(Dataset):
                 + (f"-o data.conditions={','.join(self.conditions)},{missing[0]}" if self.folder != self.root
                    else f"maploc data render --conditions {','.join(self.conditions)},{missing[0]}")
             )
+        check_query_traversals(opts.query_traversals, int(self.summary["options"]["traversals"]))
         map_sequence = sequence_name(0, opts.map_condition)
         main = [s for s in self.sequences if parse_sequence_name(s)[0] == 0]
         queries = tuple(
             s for s in main
             if s != map_sequence and (not opts.query_conditions or _condition_of(s) in opts.query_conditions)
+            and (not opts.query_traversals or parse_sequence_name(s)[1] in opts.query_traversals)
         )  # fmt: skip
         if len(main) > 1 and not queries:
+            chosen = [f"condition(s) {', '.join(opts.query_conditions)}"] if opts.query_conditions else []
+            chosen += [f"traversal(s) {', '.join(map(str, opts.query_traversals))}"] if opts.query_traversals else []
             raise ConfigError(
-                f"the sim-city query split is empty: the only sequences of condition(s) "
-                f"{', '.join(opts.query_conditions)} are the map's ({map_sequence}); render more traversals "
-                "(-o data.traversals=2) or choose other query_conditions"
+                f"the sim-city query split is empty: the only sequences of {' and '.join(chosen) or 'the render'} "
+                f"are the map's ({map_sequence}); render more traversals (-o data.traversals=2) or choose other "
+                "query_conditions / query_traversals"
             )
         return map_sequence, queries
 
@@ -249,7 +261,8 @@ class SimCity(Dataset):
         file named by sample or by path is one render) and the format version. The split options are not in it: they
         choose among the sequences of the same render. With ``train_conditions=random`` the key also covers the
         sampler: every parameter of its distribution (so a change of its ranges is a new render), its seed and
-        ``random_per``; otherwise those options are left out (they change nothing)."""
+        ``random_per``; otherwise those options are left out (they change nothing). Options added later
+        (``speed_profile``) are left out at their default, so that renders cached before them keep their keys."""
         payload = dict(options.render_options(), map=map_sha256, format=FORMAT_VERSION)
         if tuple(options.train_conditions) == (RANDOM,):
             payload["condition_distribution"] = DISTRIBUTIONS[options.condition_distribution].to_dict()
@@ -259,6 +272,9 @@ class SimCity(Dataset):
         for name in ("train_routes", "train_conditions"):  # added after renders were cached: left out while unset
             if not payload[name]:
                 del payload[name]  # renders without these options keep the keys they had before the options
+        for name, value in _ADDED_WITH_DEFAULT.items():
+            if payload[name] == value:
+                del payload[name]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def _cached_render(self, options: SimCityOptions) -> Path:
@@ -272,6 +288,7 @@ class SimCity(Dataset):
                 f"data.train_conditions={_show(options.train_conditions)} applies to the extra training routes: set "
                 "-o data.train_routes=N (N >= 1) too"
             )
+        check_query_traversals(options.query_traversals, options.traversals)  # before any fetch or rendering
         fetching = _map_needs_fetch(options.map)
         if fetching:
             say(f"sim-city: fetching the OSM map {options.map!r} (first use only) ...")
@@ -299,7 +316,7 @@ class SimCity(Dataset):
                 spacing_m=options.spacing_m, lateral_offset_m=options.lateral_offset_m,
                 train_routes=options.train_routes, train_conditions=list(options.train_conditions),
                 condition_distribution=options.condition_distribution, condition_seed=options.condition_seed,
-                random_per=options.random_per,
+                random_per=options.random_per, speed_profile=options.speed_profile,
                 layouts=("traversals",),
                 progress=type(self).progress_bar,
             )  # fmt: skip

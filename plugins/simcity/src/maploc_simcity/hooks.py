@@ -40,6 +40,11 @@ def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
         help="traversals are spread over +-M metres around the road centreline (default: 1.2)",
     )  # fmt: skip
     parser.add_argument(
+        "--speed-profile", default="constant", choices=("constant", "varying"),
+        help="constant: frame i of every traversal at the same place; varying: traversals >= 1 at a smoothly "
+        "varying speed, frames 0.65-1.35 x --spacing apart (default: constant)",
+    )  # fmt: skip
+    parser.add_argument(
         "--train-routes", type=int, default=0, metavar="N",
         help="also render N extra routes (own starts and headings) under the first condition, for training only "
         "(sequences r1_<condition> ...; default: 0)",
@@ -127,7 +132,7 @@ def _run_render(args: argparse.Namespace) -> int:
             traversals=args.traversals, width=args.width, height=args.height, fov_deg=args.fov,
             spacing_m=args.spacing, lateral_offset_m=args.lateral_offset, train_routes=args.train_routes,
             train_conditions=_split(args.train_conditions), condition_distribution=args.condition_distribution,
-            condition_seed=args.condition_seed, random_per=args.random_per,
+            condition_seed=args.condition_seed, random_per=args.random_per, speed_profile=args.speed_profile,
             layouts=_split(args.layouts),
             progress=not args.no_progress,
         )  # fmt: skip

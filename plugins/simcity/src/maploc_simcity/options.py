@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
+import numpy as np
 
 from maploc.config import at_least, greater_than, in_range
 from maploc.errors import ConfigError
@@ -13,10 +14,12 @@ from maploc.errors import ConfigError
 from .conditions import CONDITIONS
 from .sampler import DISTRIBUTIONS
 
+#: :data:`.trajectory.SPEED_PROFILES`, repeated so that the options import no geometry library (a test checks).
+SPEED_PROFILES: tuple[str, ...] = ("constant", "varying")
 #: The ``train_conditions`` value that draws the training routes' conditions from the sampler.
 RANDOM = "random"
 
-__all__ = ["RANDOM", "RANDOM_FIELDS", "RENDER_FIELDS", "SPLIT_FIELDS", "SimCityOptions"]
+__all__ = ["RANDOM", "RANDOM_FIELDS", "RENDER_FIELDS", "SPLIT_FIELDS", "SimCityOptions", "check_query_traversals"]
 
 
 def _names(value: Any) -> tuple[str, ...]:
@@ -24,6 +27,50 @@ def _names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split(",")
     return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def _indices(value: Any) -> Any:
+    """Traversal indices: a list (``[1, 2]``), one integer, or a comma-separated string (``1,2`` or ``[1,2]``), as a
+    tuple of ints; anything that is not an integer is left for :func:`_traversal_indices` to report."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value),)
+    if isinstance(value, str):
+        value = [v for v in value.strip().strip("[]").split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        return value
+    out: list[Any] = []
+    for v in value:
+        if isinstance(v, str) and v.strip().lstrip("+-").isdigit():
+            v = int(v.strip())
+        out.append(int(v) if isinstance(v, np.integer) else v)
+    return tuple(out)
+
+
+def _traversal_indices(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Integers >= 0, none repeated (the upper bound, the rendered traversals, is checked by
+    :func:`check_query_traversals`)."""
+    if not isinstance(value, tuple) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise ConfigError(f"config key 'data.{attribute.name}' expects traversal indices (e.g. [1] or 1,2), "
+                          f"got {value!r}")  # fmt: skip
+    if any(v < 0 for v in value):
+        raise ConfigError(f"config key 'data.{attribute.name}': traversal indices are >= 0, got {list(value)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"config key 'data.{attribute.name}' repeats a traversal: {list(value)}")
+
+
+def check_query_traversals(query_traversals: Iterable[int], traversals: int) -> None:
+    """Every index of ``query_traversals`` is a traversal of a render of ``traversals`` traversals.
+
+    Raises:
+        ConfigError: an index outside ``[0, traversals)`` (the message names the valid range).
+    """
+    bad = [t for t in query_traversals if not 0 <= t < traversals]
+    if bad:
+        raise ConfigError(
+            f"data.query_traversals names traversal {bad[0]}, but the render has {traversals} traversal"
+            f"{'s' if traversals != 1 else ''}: valid indices are 0 to {traversals - 1} (in [0, {traversals})); "
+            f"render more (-o data.traversals={bad[0] + 1}) or choose among them"
+        )
 
 
 def _known_conditions(allow_empty: bool) -> Any:
@@ -109,6 +156,13 @@ class SimCityOptions:
             (default) or ``daylight`` (:data:`.sampler.DISTRIBUTIONS`).
         condition_seed: the sampler's seed with ``train_conditions=random`` (>= 0).
         random_per: ``view`` (default: every training view its own condition) or ``route`` (one per route).
+        speed_profile: ``constant`` (default: frame ``i`` of every traversal at the same place, ``spacing_m``
+            apart) or ``varying``: traversals ``k >= 1`` drive at a smoothly varying speed, frames
+            ``spacing_m * (1 + 0.35 sin(2 pi P u + phi_k))`` apart (``u`` = frame time in [0, 1], ``P`` whole
+            cycles of about 200 m, ``phi_k`` seeded), so consecutive frames are ``0.65`` to ``1.35`` times
+            ``spacing_m`` apart and cover exactly the map traversal's stretch of road
+            (:func:`.trajectory.frame_arc_lengths`); traversal 0 (the map) and the extra training routes keep the
+            constant spacing. In the cache key only when ``varying`` (constant renders keep their keys).
 
     Split options (:data:`SPLIT_FIELDS`; they choose sequences of the same render, so they are not in its key):
 
@@ -117,6 +171,11 @@ class SimCityOptions:
             split; it must be among the rendered conditions.
         query_conditions: the conditions whose sequences form the ``query`` split (the map sequence excluded);
             empty (the default) = every sequence but the map's.
+        query_traversals: the traversals whose sequences form the ``query`` split (with ``query_conditions``; the
+            map sequence excluded), indices in ``[0, traversals)`` (a list, ``[1]``, or ``1,2``); empty (the
+            default) = every traversal. E.g. ``map_condition=day, query_traversals=[1],
+            query_conditions=[day,night]``: queries ``t1_day`` and ``t1_night`` against the map ``t0_day``. An
+            index outside the render's traversals is a :class:`~maploc.errors.ConfigError` naming the range.
     """
 
     map: str = attrs.field(default="helsinki-osm", validator=_non_empty)
@@ -138,9 +197,14 @@ class SimCityOptions:
     condition_distribution: str = attrs.field(default="day-to-night", validator=_known_distribution)
     condition_seed: int = attrs.field(default=0, validator=at_least(0))
     random_per: str = attrs.field(default="view", validator=_one_of("view", "route"))
+    speed_profile: str = attrs.field(default="constant", validator=_one_of(*SPEED_PROFILES))
     map_condition: str = attrs.field(default="day", validator=_known_condition)
     query_conditions: tuple[str, ...] | str = attrs.field(
         default=(), converter=_names, validator=_known_conditions(allow_empty=True)
+    )
+    # int and str admit `-o data.query_traversals=1` and `=1,2`; the value is always a tuple of ints.
+    query_traversals: tuple[int, ...] | int | str = attrs.field(
+        default=(), converter=_indices, validator=_traversal_indices
     )
 
     def render_options(self) -> dict[str, Any]:
@@ -155,9 +219,9 @@ def _plain(value: Any) -> Any:
 #: Options that change the rendered images: every one is hashed into the cache key.
 RENDER_FIELDS: tuple[str, ...] = (
     "map", "frames", "traversals", "conditions", "seed", "width", "height", "fov_deg", "spacing_m", "lateral_offset_m",
-    "train_routes", "train_conditions", "condition_distribution", "condition_seed", "random_per",
+    "train_routes", "train_conditions", "condition_distribution", "condition_seed", "random_per", "speed_profile",
 )  # fmt: skip
 #: Render options that matter only with ``train_conditions=random`` (left out of the cache key otherwise).
 RANDOM_FIELDS: tuple[str, ...] = ("condition_distribution", "condition_seed", "random_per")
 #: Options that only choose which rendered sequences form the splits.
-SPLIT_FIELDS: tuple[str, ...] = ("map_condition", "query_conditions")
+SPLIT_FIELDS: tuple[str, ...] = ("map_condition", "query_conditions", "query_traversals")

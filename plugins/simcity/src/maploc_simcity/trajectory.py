@@ -10,6 +10,10 @@ the same arc length ``s_i`` (aligned by place, as in Gardens Point or Nordland),
 from the centreline (metres, positive to the left of the direction of travel) and at 1.5-2 m height, looking along
 the road (the heading of the route smoothed over +-``heading_window_m``) with seeded yaw jitter and small pitch
 and roll noise. Everything is a function of the seed.
+
+With the **varying speed profile** (:data:`SPEED_PROFILES`, :func:`frame_arc_lengths`) every traversal but the
+map traversal 0 drives at a smoothly varying speed instead: its frames are no longer at the map's places (frame
+``i`` of traversal ``k >= 1`` is near, not at, frame ``i`` of traversal 0), as in a real revisit of a route.
 """
 
 from __future__ import annotations
@@ -30,7 +34,24 @@ from maploc_osm.classes import WAY_CLASSES
 from .camera import camera_pose
 from .gl import RenderParameterError
 
-__all__ = ["Route", "ViewPose", "plan_route", "traversal_offsets", "traversal_poses"]
+__all__ = [
+    "SPEED_AMPLITUDE",
+    "SPEED_PERIOD_M",
+    "SPEED_PROFILES",
+    "Route",
+    "ViewPose",
+    "frame_arc_lengths",
+    "plan_route",
+    "traversal_offsets",
+    "traversal_poses",
+]
+
+#: Speed profiles of :func:`frame_arc_lengths`: ``constant`` (every traversal at the map's places) or ``varying``.
+SPEED_PROFILES: tuple[str, ...] = ("constant", "varying")
+#: Relative amplitude ``A`` of the varying speed profile: frame spacing in ``spacing_m * [1 - A, 1 + A]``.
+SPEED_AMPLITUDE = 0.35
+#: Target period ``L`` of the varying speed profile along the route, metres (rounded to whole cycles per traversal).
+SPEED_PERIOD_M = 200.0
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -234,6 +255,70 @@ def traversal_offsets(traversals: int, max_offset_m: float = 1.2) -> np.ndarray:
     return np.zeros(1) if traversals == 1 else np.linspace(-max_offset_m, max_offset_m, traversals)
 
 
+def frame_arc_lengths(
+    frames: int,
+    *,
+    spacing_m: float = 4.0,
+    start_m: float = 5.0,
+    speed_profile: str = "constant",
+    traversal: int = 0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Arc lengths of the ``frames`` frames of one traversal along its route, metres.
+
+    ``constant`` (and traversal 0, the map traversal, under either profile): ``s_i = start_m + i * spacing_m``.
+
+    ``varying``, traversal ``k >= 1``: the traversal covers the same stretch of road as traversal 0, from
+    ``start_m`` to ``start_m + D`` with ``D = (frames - 1) * spacing_m``, at a speed that varies smoothly with time.
+    With ``u_i = i / (frames - 1)`` (frame time, 0 to 1), ``P = max(1, round(D / SPEED_PERIOD_M))`` whole speed
+    cycles per traversal, ``A = SPEED_AMPLITUDE = 0.35`` and a phase ``phi_k`` uniform in ``[0, 2 pi)`` drawn from
+    ``numpy.random.default_rng([seed, 307, k])``::
+
+        s_i = start_m + D * (u_i - A / (2 pi P) * (cos(2 pi P u_i + phi_k) - cos(phi_k)))
+
+    i.e. the speed (the derivative of ``s`` in frames) is ``spacing_m * (1 + A * sin(2 pi P u + phi_k))``, a sine
+    of period ``D / P`` metres along the route (about ``SPEED_PERIOD_M`` = 200 m; 198 m for the dataset's default
+    100 frames at 4 m). The spacing between consecutive frames, the mean speed over their interval, therefore stays
+    within ``[(1 - A) spacing_m, (1 + A) spacing_m]`` = ``[0.65, 1.35] * spacing_m`` (2.6 to 5.4 m at 4 m); frames
+    stay in order. Because ``P`` is whole, the last frame lands exactly where traversal 0's does: no traversal runs
+    past the map traversal's end (nor needs a longer route than today's). Frame ``i`` is at most
+    ``A D / (pi P)`` metres (about 22 m, 5-6 frames, at the default period) along the road from map frame ``i``.
+    With one frame, ``s_0 = start_m``; with two, the spacing is ``spacing_m`` (one whole cycle averages out).
+
+    Args:
+        frames: number of frames (>= 1).
+        spacing_m: the mean distance between consecutive frames, metres (> 0).
+        start_m: arc length of frame 0, metres.
+        speed_profile: one of :data:`SPEED_PROFILES`.
+        traversal: the traversal's index (>= 0); 0 keeps the constant spacing.
+        seed: the dataset's seed (with ``traversal``, the phase ``phi_k``).
+
+    Returns:
+        ``(frames,)`` float64 arc lengths, increasing, metres.
+
+    Raises:
+        RenderParameterError: an unknown ``speed_profile``, or ``frames`` / ``spacing_m`` / ``traversal`` out of range.
+    """
+    if speed_profile not in SPEED_PROFILES:
+        raise RenderParameterError(f"speed_profile must be one of {', '.join(SPEED_PROFILES)}, got {speed_profile!r}")
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise RenderParameterError(f"frames must be a positive integer, got {frames!r}")
+    if not (isinstance(spacing_m, (int, float)) and math.isfinite(spacing_m) and spacing_m > 0):
+        raise RenderParameterError(f"spacing_m must be a positive number of metres, got {spacing_m!r}")
+    if isinstance(traversal, bool) or not isinstance(traversal, (int, np.integer)) or traversal < 0:
+        raise RenderParameterError(f"traversal must be a non-negative integer, got {traversal!r}")
+    if speed_profile == "constant" or traversal == 0 or frames == 1:
+        return start_m + spacing_m * np.arange(frames)
+    span = (frames - 1) * spacing_m
+    cycles = max(1, round(span / SPEED_PERIOD_M))
+    phase = float(np.random.default_rng([seed, 307, int(traversal)]).uniform(0.0, 2.0 * math.pi))
+    u = np.arange(frames) / (frames - 1)
+    a = SPEED_AMPLITUDE / (2.0 * math.pi * cycles)
+    g = u - a * (np.cos(2.0 * math.pi * cycles * u + phase) - math.cos(phase))
+    g[-1] = 1.0  # exactly traversal 0's last place (the formula gives 1 up to rounding)
+    return start_m + span * g
+
+
 def traversal_poses(
     route: Route,
     frames: int,
@@ -250,6 +335,7 @@ def traversal_poses(
     roll_std_deg: float = 1.0,
     heading_window_m: float = 4.0,
     stream: int = 0,
+    speed_profile: str = "constant",
 ) -> list[ViewPose]:
     """The camera poses of one traversal of a route (see the module docstring).
 
@@ -268,9 +354,12 @@ def traversal_poses(
         heading_window_m: half length of the chord that smooths the heading, metres.
         stream: the noise's random stream (0 for the main route; the extra training route's index for the others,
             so that they do not repeat the main route's noise).
+        speed_profile: ``constant`` or ``varying``: where the frames lie along the route (:func:`frame_arc_lengths`;
+            ``varying`` moves the frames of traversals ``>= 1`` only). Poses are at the frames' true places.
 
     Returns:
-        ``frames`` poses, frame ``i`` at arc length ``start_m + i * spacing_m``.
+        ``frames`` poses, frame ``i`` at arc length ``start_m + i * spacing_m`` (``constant``) or at
+        :func:`frame_arc_lengths`' ``s_i`` (``varying``).
 
     Raises:
         RenderParameterError: a parameter is out of range (named), or the route is too short.
@@ -292,7 +381,8 @@ def traversal_poses(
             f"the route is {route.length:.1f} m long but {frames} frames every {spacing_m} m need {needed:.1f} m"
         )
     rng = np.random.default_rng([seed, 101, traversal] if stream == 0 else [seed, 101, traversal, int(stream)])
-    s = start_m + spacing_m * np.arange(frames)
+    s = frame_arc_lengths(frames, spacing_m=spacing_m, start_m=start_m, speed_profile=speed_profile,
+                          traversal=traversal, seed=seed)  # fmt: skip
     base_height = rng.uniform(lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo))
     height = np.clip(base_height + rng.normal(0.0, 0.02, frames), lo, hi)
     offset = traversal_offsets(traversals, max_offset_m)[traversal] + np.clip(rng.normal(0.0, 0.08, frames), -0.2, 0.2)
