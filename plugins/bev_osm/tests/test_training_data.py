@@ -71,16 +71,17 @@ def test_road_snap_baseline_moves_the_prior_to_the_nearest_road() -> None:
 
 
 def test_variants_baselines_and_the_prior_columns() -> None:
-    """Each query writes its prior (``prior_x_m``, ``prior_y_m``, ``prior_halfwidth_m`` = the square it guarantees);
-    ``variants`` gives the fused output and the baselines from the same priors and map; a failed query fails in
-    every variant."""
+    """Each query writes its prior (``prior_x_m``, ``prior_y_m``, ``prior_halfwidth_m`` = the square it guarantees,
+    the per-sequence drifting offset); ``variants`` gives the fused output and the baselines from the same priors
+    and map; a failed query fails in every variant."""
     import math
 
     import numpy as np
 
     from maploc.api import SampleMeta
     from maploc.types import PoseEstimate
-    from maploc_bev_osm.data import north_up_crop, prior_offset
+    from maploc_bev_osm.baselines import admissible_cells, road_direction_yaw
+    from maploc_bev_osm.data import cell_of, north_up_crop, sequence_prior_offset
     from maploc_bev_osm.method import random_yaw, road_snap
     from maploc_bev_osm.report import report_sections
     from maploc_bev_osm.synthetic import SyntheticBEVOSM
@@ -93,31 +94,47 @@ def test_variants_baselines_and_the_prior_columns() -> None:
     data = SyntheticBEVOSM(None, "query", image_height=48)
     method.build_map(data)
     queries = [data[i] for i in range(4)]
+    assert len({q.sequence for q in queries}) == 1
     estimates = method.localize(queries)
     metas = [SampleMeta.of(q) for q in queries]
-    offsets = [prior_offset(q.name, 6.0) for q in queries]
+    offsets = [sequence_prior_offset(q.sequence, q.timestamp, 6.0) for q in queries]
     for q, e, (ox, oy) in zip(queries, estimates, offsets):
         assert e.success and e.extras["prior_halfwidth_m"] == 6.0
         assert (e.extras["prior_x_m"], e.extras["prior_y_m"]) == pytest.approx((q.pose2.x + ox, q.pose2.y + oy))
         assert abs(e.extras["prior_x_m"] - q.pose2.x) <= 6.0 and abs(e.extras["prior_y_m"] - q.pose2.y) <= 6.0
     variants = method.variants(metas, estimates)
-    assert set(variants) == {"fused", "fused_prior", "road_snap", "prior_only"}
-    assert not variants["fused"].baseline and all(variants[k].baseline for k in ("fused_prior", "road_snap", "prior_only"))
+    assert set(variants) == {"fused", "fused_prior", "fused_road_snap", "road_snap", "road_direction",
+                             "admissible_random", "prior_only"}  # fmt: skip
+    assert not variants["fused"].baseline and all(v.baseline for k, v in variants.items() if k != "fused")
     for k, q in enumerate(queries):
         # exact odometry: the mean of the window's priors moved to the query = truth + the mean of their offsets
         window = offsets[max(0, k - 2):k + 1]
         mean = np.mean(window, axis=0)
         p = variants["fused_prior"].estimates[k].pose2
         assert (p.x, p.y) == pytest.approx((q.pose2.x + mean[0], q.pose2.y + mean[1]), abs=1e-4)
+        fs = variants["fused_road_snap"].estimates[k].pose2
+        fcrop = north_up_crop(method.raster, p.x, p.y, method.crop_cells, require_features=False)
+        assert (fs.x, fs.y) == pytest.approx(road_snap(fcrop, p.x, p.y, 2.0), abs=1e-6)
         cx, cy = estimates[k].extras["prior_x_m"], estimates[k].extras["prior_y_m"]
-        snap = road_snap(north_up_crop(method.raster, cx, cy, method.crop_cells), cx, cy, 2.0)
+        crop = north_up_crop(method.raster, cx, cy, method.crop_cells)
+        snap = road_snap(crop, cx, cy, 2.0)
         s = variants["road_snap"].estimates[k].pose2
         assert (s.x, s.y) == pytest.approx(snap) and s.yaw == pytest.approx(random_yaw(q.name))
+        d = variants["road_direction"].estimates[k].pose2
+        want = road_direction_yaw(crop, 5.0)
+        assert (d.x, d.y) == pytest.approx(snap) and d.yaw == pytest.approx(random_yaw(q.name) if want is None else want)
+        a = variants["admissible_random"].estimates[k]
+        rows, cols = admissible_cells(crop, 6.0, 2.0)
+        r, c = cell_of(a.pose2.x, a.pose2.y, cx, cy, method.crop_cells, 2.0)
+        assert any(abs(r - rr) < 1e-6 and abs(c - cc) < 1e-6 for rr, cc in zip(rows, cols))
+        assert 0.0 <= a.extras["expected_recall_1m"] <= a.extras["expected_recall_5m"] <= 100.0
     assert math.isfinite(variants["fused"].estimates[3].pose2.yaw)
     failed = method.variants(metas, [PoseEstimate.failed(), *estimates[1:]])
     assert all(not v.estimates[0].success and v.estimates[1].success for v in failed.values())
     text = report_sections(method, {})[0][1]
-    assert "half-side 6 m" in text and "every query is scored" in text
+    assert "half-side 6 m" in text and "every query is scored" in text and "Admissible chance" in text
+    mean5 = np.mean([variants["admissible_random"].estimates[k].extras["expected_recall_5m"] for k in range(4)])
+    assert method.admissible_chance()["recall_5m"] == pytest.approx(mean5)
     single = BEVOSMMethod(apply_overrides(BEVOSMConfig(), [*tiny, "fusion.frames=1"]))
     single._side = method._side
-    assert set(single.variants(metas, estimates)) == {"road_snap", "prior_only"}
+    assert set(single.variants(metas, estimates)) == {"road_snap", "road_direction", "admissible_random", "prior_only"}

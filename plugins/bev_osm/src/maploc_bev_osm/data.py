@@ -16,7 +16,7 @@ from maploc.config import at_least, greater_than, in_range
 from maploc.errors import DataError
 
 __all__ = ["CropError", "SplitConfig", "cell_of", "map_extent", "north_up_crop", "prior_offset", "raster_of",
-           "spatial_split", "training_footprint_m"]
+           "sequence_prior_offset", "spatial_split", "training_footprint_m"]
 
 
 class CropError(ValueError):
@@ -45,12 +45,66 @@ def raster_of(dataset: Any, cell_m: float) -> Any:
     return load_map_raster(info["name"], cell_m, origin=(georef["origin_lat"], georef["origin_lon"]))
 
 
-def prior_offset(name: str, max_offset_m: float, seed: int = 0) -> tuple[float, float]:
-    """A reproducible position-prior offset (east, north metres), uniform in ``[-max, max]^2``, from the query
-    name (as a GPS prior would be off); independent of the order queries come in."""
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+def _uniform_pair(key: str) -> tuple[float, float]:
+    """Two reproducible uniforms in ``[0, 1)`` from a string."""
+    digest = hashlib.sha256(key.encode()).digest()
     u = np.frombuffer(digest[:8], dtype=np.uint32).astype(np.float64) / 2**32
-    return float((2 * u[0] - 1) * max_offset_m), float((2 * u[1] - 1) * max_offset_m)
+    return float(u[0]), float(u[1])
+
+
+def prior_offset(name: str, max_offset_m: float, seed: int = 0) -> tuple[float, float]:
+    """An independent position-prior offset per query (east, north metres), uniform in ``[-max, max]^2``, from the
+    query name. Not the evaluation prior any more (:func:`sequence_prior_offset` is): kept for callers that want
+    one independent draw per name."""
+    u0, u1 = _uniform_pair(f"{seed}:{name}")
+    return float((2 * u0 - 1) * max_offset_m), float((2 * u1 - 1) * max_offset_m)
+
+
+#: Frame indices of one sequence wrap at this value (a timestamp in seconds since an epoch would otherwise need a
+#: random walk of a billion steps); sim-city, the synthetic set and MGL give frame indices far below it.
+WALK_PERIOD = 2**16
+
+
+def _fold(v: np.ndarray, bound: float) -> np.ndarray:
+    """Reflects values into ``[-bound, bound]`` (a random walk between two mirrors)."""
+    if bound <= 0:
+        return np.zeros_like(v)
+    return bound - np.abs(np.mod(v + bound, 4 * bound) - 2 * bound)
+
+
+def sequence_prior_offset(sequence: str, index: float, max_offset_m: float, *, drift_step_m: float = 0.5,
+                          drift_max_m: float = 4.0, seed: int = 0) -> tuple[float, float]:  # fmt: skip
+    """The position-prior offset (east, north metres) of frame ``index`` of a sequence: a GPS-like error that is
+    shared by the frames of a sequence and drifts slowly along it.
+
+    ``offset(i) = base + walk(i)``: ``base`` is one uniform draw per sequence in ``[-(max - b), max - b]^2`` and
+    ``walk`` a Gaussian random walk (step standard deviation ``drift_step_m`` per frame, each axis, starting at 0 at
+    frame 0) reflected into ``[-b, b]^2``, with ``b = min(drift_max_m, max_offset_m / 2)``. Hence every offset lies
+    in ``[-max_offset_m, max_offset_m]^2`` (the truth is inside the prior's square region), consecutive frames'
+    offsets differ by about ``drift_step_m`` per axis, and different sequences have independent offsets. Both draws
+    are reproducible from ``(seed, sequence)`` alone, whatever order the queries come in.
+
+    Args:
+        sequence: the sequence name (a query without one passes its own name: an independent offset per query).
+        index: the frame index (``Sample.timestamp``; rounded, negative values count as 0, wraps at
+            :data:`WALK_PERIOD`).
+        max_offset_m: half-side of the square region around the prior that holds the truth, metres.
+        drift_step_m: per-frame step of the walk, metres (0 = a constant offset per sequence).
+        drift_max_m: largest excursion of the walk from the sequence's base offset, metres.
+        seed: seed.
+    """
+    bound = min(drift_max_m, max_offset_m / 2) if drift_step_m > 0 else 0.0
+    u0, u1 = _uniform_pair(f"prior-base:{seed}:{sequence}")
+    half = max_offset_m - bound
+    base = np.array([(2 * u0 - 1) * half, (2 * u1 - 1) * half])
+    n = int(max(0, round(index))) % WALK_PERIOD
+    walk = np.zeros(2)
+    if bound > 0 and n > 0:
+        digest = hashlib.sha256(f"prior-walk:{seed}:{sequence}".encode()).digest()
+        steps = np.random.default_rng(int.from_bytes(digest[:8], "little")).normal(0.0, drift_step_m, (n, 2))
+        walk = _fold(steps.sum(axis=0), bound)
+    off = np.clip(base + walk, -max_offset_m, max_offset_m)
+    return float(off[0]), float(off[1])
 
 
 def north_up_crop(raster: Any, x: float, y: float, size: int, *, require_features: bool = True) -> np.ndarray:

@@ -25,12 +25,13 @@ from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
 from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_range
 from maploc.types import Pose2, PoseEstimate, Sample
 
+from .baselines import ROAD_DIRECTION_RADIUS_M, admissible_draw, admissible_recall, road_direction_yaw, road_snap
 from .data import (
     CropError,
     SplitConfig,
     north_up_crop,
-    prior_offset,
     raster_of,
+    sequence_prior_offset,
     spatial_split,
     training_footprint_m,
     xy_of,
@@ -39,7 +40,7 @@ from .geometry import RectificationError, gravity_rectify
 from .matching import expectation_pose, fuse_log_volumes
 from .model import BEVOSMModel, ModelConfig
 
-__all__ = ["AugmentConfig", "BEVOSMConfig", "BEVOSMMethod"]
+__all__ = ["AugmentConfig", "BEVOSMConfig", "BEVOSMMethod", "road_snap"]
 
 
 @attrs.frozen(kw_only=True)
@@ -48,17 +49,22 @@ class SearchConfig:
 
     Attributes:
         crop_m: side of the north-up map crop searched around the position prior, metres.
-        max_offset_m: the prior is the true position plus a uniform offset in ``[-max, max]^2`` metres (east, north;
-            a GPS-like prior, drawn reproducibly from the query name), so the truth lies in the axis-aligned square
-            of half-side ``max_offset_m`` around the prior (the inner half of the north-up crop): written per query
-            as ``prior_halfwidth_m``, the region of the core's ``chance:`` row. Training crops are offset the same
-            way.
+        max_offset_m: the prior is the true position plus an offset in ``[-max, max]^2`` metres (east, north),
+            so the truth lies in the axis-aligned square of half-side ``max_offset_m`` around the prior (the inner
+            half of the north-up crop): written per query as ``prior_halfwidth_m``, the region of the core's
+            ``chance:`` row. The offset is GPS-like: one per query sequence plus a slow random walk along it
+            (:func:`.data.sequence_prior_offset`), so the frames fused by ``fused`` share a correlated prior
+            instead of averaging independent ones. Training crops draw their own uniform offsets.
+        prior_drift_m: per-frame step (standard deviation, each axis, metres) of the prior's random walk along a
+            sequence (0 = one constant offset per sequence).
+        prior_drift_max_m: largest excursion of the walk from the sequence's base offset, metres (at most half of
+            ``max_offset_m`` is used, so the truth stays in the square).
         num_yaws_train: yaw bins in training (OrienterNet: 64; the CPU default 32 halves the matching cost, which
             dominates a training step).
         num_yaws_eval: yaw bins at evaluation (OrienterNet: 256).
         window: half-size (cells, yaw bins) of the expectation around the argmax.
         max_tilt_deg: largest camera roll/pitch that gravity rectification accepts (beyond: a counted failure).
-        seed: seed of the prior offsets.
+        seed: seed of the prior offsets, the odometry noise and the random baselines.
         rot90: training augmentation (OrienterNet's code has it as an option): each training crop is turned by a
             random multiple of 90 degrees, the target cell and yaw with it, so that the model cannot learn the
             headings of the training route as a yaw prior (a route driven one way teaches "always east").
@@ -66,6 +72,8 @@ class SearchConfig:
 
     crop_m: float = attrs.field(default=64.0, validator=greater_than(0))
     max_offset_m: float = attrs.field(default=16.0, validator=at_least(0))
+    prior_drift_m: float = attrs.field(default=0.5, validator=at_least(0))
+    prior_drift_max_m: float = attrs.field(default=4.0, validator=at_least(0))
     num_yaws_train: int = attrs.field(default=32, validator=at_least(4))
     num_yaws_eval: int = attrs.field(default=256, validator=at_least(4))
     window: int = attrs.field(default=2, validator=at_least(0))
@@ -120,10 +128,16 @@ class AugmentConfig:
 class FusionConfig:
     """Sequential fusion of consecutive frames (OrienterNet, Sec. 3.5).
 
+    The relative poses come from simulated odometry, never from the ground truth alone: each step between two
+    consecutive fused frames is the true relative pose (in the earlier frame's body frame: forward, left, yaw) plus
+    Gaussian noise, and the steps are composed, so the error of an earlier frame's relative pose grows with the
+    number of steps back (drift, and a yaw error turns later steps). The noise of a step is drawn from
+    ``(search.seed, sequence, the two frame indices)``: every query that fuses that step sees the same odometry.
+
     Attributes:
         frames: frames fused (1 = off): the query and the ``frames - 1`` before it in its traversal.
-        odometry_noise_m: standard deviation of the noise added to each relative position, metres.
-        odometry_noise_deg: standard deviation of the noise added to each relative yaw, degrees.
+        odometry_noise_m: standard deviation of the noise on each step's forward and left motion, metres.
+        odometry_noise_deg: standard deviation of the noise on each step's yaw change, degrees.
     """
 
     frames: int = attrs.field(default=4, validator=at_least(1))
@@ -162,27 +176,6 @@ class BEVOSMConfig:
     data: DataConfig = DataConfig(image_height=96)
 
 
-def road_snap(crop: np.ndarray, centre_x: float, centre_y: float, cell_m: float) -> tuple[float, float]:
-    """The non-learned baseline: the position prior (the crop centre) moved to the nearest OSM ``road`` cell of the
-    crop, map-frame ``(x, y)`` metres (the centre itself when the crop has no road). Street-level cameras are on
-    roads, so this is what a map-matching GPS filter would give from the same prior and map.
-
-    Args:
-        crop: ``(C, S, S)`` north-up class raster (:func:`.data.north_up_crop`, maploc-osm's class order).
-        centre_x, centre_y: the crop centre, metres.
-        cell_m: cell size, metres.
-    """
-    from maploc_osm import CLASS_NAMES
-
-    size = crop.shape[-1]
-    rows, cols = np.nonzero(crop[CLASS_NAMES.index("road")])
-    if not len(rows):
-        return centre_x, centre_y
-    mid = size / 2 - 0.5
-    k = int(np.argmin((rows - mid) ** 2 + (cols - mid) ** 2))
-    return xy_of(float(rows[k]), float(cols[k]), centre_x, centre_y, size, cell_m)
-
-
 class _Subset(torch.utils.data.Dataset):
     def __init__(self, data: Any, indices: list[int]) -> None:
         self.data, self.indices = data, indices
@@ -199,7 +192,8 @@ class _Subset(torch.utils.data.Dataset):
 
 def random_yaw(name: str, seed: int = 0) -> float:
     """A reproducible uniform heading in ``[-pi, pi)`` radians from a query name: the yaw of the position-only
-    baselines (``road_snap``, ``prior_only``, ``fused_prior``), whose yaw columns are thus at chance level."""
+    baselines (``road_snap``, ``prior_only``, ``fused_prior``, ``fused_road_snap``; ``road_direction`` where no road
+    direction is found), whose yaw columns are thus at chance level."""
     digest = hashlib.sha256(f"yaw:{seed}:{name}".encode()).digest()
     return (int.from_bytes(digest[:8], "little") / 2**64 * 2 - 1) * math.pi
 
@@ -382,7 +376,11 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         return [self._localize_one(q) for q in queries]
 
     def _prior(self, q: Sample) -> tuple[float, float]:
-        ox, oy = prior_offset(q.name, self.config.search.max_offset_m, self.config.search.seed)
+        """The position prior of a query: truth + :func:`.data.sequence_prior_offset` of its sequence (its own name
+        when it has none) at its frame index (``timestamp``)."""
+        s = self.config.search
+        ox, oy = sequence_prior_offset(q.sequence or q.name, q.timestamp or 0.0, s.max_offset_m,
+                                       drift_step_m=s.prior_drift_m, drift_max_m=s.prior_drift_max_m, seed=s.seed)  # fmt: skip
         assert q.pose2 is not None
         return q.pose2.x + ox, q.pose2.y + oy
 
@@ -420,16 +418,70 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         log_prior = out["map"]["log_prior"][0].cpu()
         pr, pc = divmod(int(log_prior.argmax()), size)
         fused, fused_prior = self._fuse(q, log_volume, (cx, cy))
-        self._side[q.name] = {"prior_only": xy_of(pr, pc, cx, cy, size, cell), "road_snap": road_snap(crop, cx, cy, cell),
-                              "fused": fused, "fused_prior": fused_prior}  # fmt: skip
+        self._side[q.name] = {"prior_only": xy_of(pr, pc, cx, cy, size, cell), **self._baselines(q, crop, (cx, cy)),
+                              "fused": fused, "fused_prior": fused_prior,
+                              "fused_road_snap": self._snap_at(fused_prior)}  # fmt: skip
         return PoseEstimate(pose2=Pose2(x=x, y=y, yaw=float(yaw)), confidence=float(log_volume.max().exp()),
                             seconds=time.perf_counter() - t0, extras=prior)  # fmt: skip
 
+    def _baselines(self, q: Sample, crop: np.ndarray, centre: tuple[float, float]) -> dict[str, Any]:
+        """The single-frame baselines of a query from its prior crop (:mod:`.baselines`)."""
+        from maploc.evaluation.metrics import SE2_POSITION_THRESHOLDS_M
+
+        cfg = self.config
+        cell, hw = cfg.model.cell_m, cfg.search.max_offset_m
+        snap = road_snap(crop, centre[0], centre[1], cell)
+        assert q.pose2 is not None
+        return {
+            "road_snap": snap,
+            "road_direction": (*snap, road_direction_yaw(crop, max(2.0, ROAD_DIRECTION_RADIUS_M / cell))),
+            "admissible_random": admissible_draw(crop, centre[0], centre[1], cell, hw, q.name, cfg.search.seed),
+            "admissible_recall": dict(zip(SE2_POSITION_THRESHOLDS_M, admissible_recall(
+                crop, centre[0], centre[1], cell, hw, (q.pose2.x, q.pose2.y), SE2_POSITION_THRESHOLDS_M))),
+            "truth_xy": (q.pose2.x, q.pose2.y),
+        }  # fmt: skip
+
+    def _snap_at(self, xy: tuple[float, float]) -> tuple[float, float]:
+        """``xy`` moved to the nearest road cell of a crop centred there (``xy`` itself off the raster)."""
+        try:
+            crop = north_up_crop(self.raster, xy[0], xy[1], self.crop_cells, require_features=False)
+        except CropError:
+            return xy
+        return road_snap(crop, xy[0], xy[1], self.config.model.cell_m)
+
+    def _odometry_step(self, sequence: str, a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float]:
+        """The odometry from frame ``a`` to the later frame ``b`` (``(forward, left, dyaw)`` in ``a``'s body frame,
+        metres and radians): the true relative pose plus seeded Gaussian noise (:class:`FusionConfig`)."""
+        cfg = self.config
+        pa, pb = a["pose2"], b["pose2"]
+        c, s = math.cos(pa.yaw), math.sin(pa.yaw)
+        dx, dy = pb.x - pa.x, pb.y - pa.y
+        fwd, left, dyaw = c * dx + s * dy, -s * dx + c * dy, pb.yaw - pa.yaw
+        digest = hashlib.sha256(f"odometry:{cfg.search.seed}:{sequence}:{a['t']}:{b['t']}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        n = rng.normal(0.0, 1.0, 3)
+        return (fwd + cfg.fusion.odometry_noise_m * n[0], left + cfg.fusion.odometry_noise_m * n[1],
+                dyaw + math.radians(cfg.fusion.odometry_noise_deg) * n[2])  # fmt: skip
+
+    def _relative_poses(self, sequence: str, frames: list[dict[str, Any]]) -> list[tuple[float, float, float]]:
+        """Each frame's pose in the last frame's body frame ``(forward, left, dyaw)`` as the composed noisy
+        odometry steps give it (the last frame: zeros)."""
+        poses = [(0.0, 0.0, 0.0)]  # frame poses in the first frame's body frame, by composing the steps
+        for a, b in zip(frames, frames[1:]):
+            f, lf, dyaw = self._odometry_step(sequence, a, b)
+            x, y, yaw = poses[-1]
+            poses.append((x + math.cos(yaw) * f - math.sin(yaw) * lf, y + math.sin(yaw) * f + math.cos(yaw) * lf,
+                          yaw + dyaw))  # fmt: skip
+        xl, yl, yawl = poses[-1]
+        c, s = math.cos(yawl), math.sin(yawl)
+        return [(c * (x - xl) + s * (y - yl), -s * (x - xl) + c * (y - yl), yaw - yawl) for x, y, yaw in poses]
+
     def _fuse(self, q: Sample, log_volume: torch.Tensor, centre: tuple[float, float]
               ) -> tuple[tuple[float, float, float], tuple[float, float]]:  # fmt: skip
-        """Fused pose of the query with its previous frames (odometry = true relative poses plus seeded noise), and
-        the ``fused_prior`` baseline: the mean of the fused frames' priors, each moved to the query by the same
-        noisy odometry (turned by the query's true heading: an advantage the fused matcher does not have).
+        """Fused pose of the query with its previous frames (relative poses from noisy odometry,
+        :meth:`_relative_poses`), and the ``fused_prior`` baseline: the mean of the fused frames' priors, each
+        moved to the query by the same noisy relative poses (turned into the map frame by the query's true heading:
+        an advantage the fused matcher does not have).
 
         Returns:
             ``((x, y, yaw), (x_prior, y_prior))``: map-frame metres and radians.
@@ -446,19 +498,7 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         if len(frames) > 1:
             last = q.pose2
             assert last is not None
-            digest = hashlib.sha256(f"odometry:{cfg.search.seed}:{q.name}".encode()).digest()
-            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-            rel = []
-            for h in frames:
-                dx, dy = h["pose2"].x - last.x, h["pose2"].y - last.y
-                c, s = math.cos(last.yaw), math.sin(last.yaw)
-                fwd, left = c * dx + s * dy, -s * dx + c * dy
-                dyaw = h["pose2"].yaw - last.yaw
-                if h is not entry:
-                    fwd += rng.normal(0, cfg.fusion.odometry_noise_m)
-                    left += rng.normal(0, cfg.fusion.odometry_noise_m)
-                    dyaw += math.radians(rng.normal(0, cfg.fusion.odometry_noise_deg))
-                rel.append((fwd, left, dyaw))
+            rel = self._relative_poses(q.sequence, frames)
             fused = fuse_log_volumes(torch.stack([h["log_volume"] for h in frames]), torch.tensor(rel),
                                      cfg.model.cell_m, torch.tensor([h["centre"] for h in frames]))  # fmt: skip
             c, s = math.cos(last.yaw), math.sin(last.yaw)
@@ -476,27 +516,42 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
         """The fused output and the baselines from the same prior and map, scored by the core beside the method's
         single-frame estimates (and the core's ``prior:`` and ``chance:`` rows):
 
-        * ``fused`` (the method): ``fusion.frames`` frames fused (OrienterNet, Sec. 3.5);
-        * ``fused_prior`` (baseline): the mean of the fused frames' priors (each frame draws its own prior, so the
-          fused matcher sees several; this baseline gets the same ones);
-        * ``road_snap`` (baseline): the prior moved to the nearest OSM road cell of its crop (no image);
-        * ``prior_only`` (baseline): the argmax of the learned OSM log-prior over the crop (no image).
+        * ``fused`` (the method): ``fusion.frames`` frames fused (OrienterNet, Sec. 3.5) with noisy odometry;
+        * ``fused_prior`` (baseline, the inputs of ``fused``): the mean of the fused frames' priors, each moved to
+          the query by the same noisy odometry (the priors of a sequence are correlated, so averaging them removes
+          little of their common offset);
+        * ``fused_road_snap`` (baseline, the inputs of ``fused``): ``fused_prior`` moved to the nearest road cell;
+        * ``road_snap`` (baseline, single frame): the prior moved to the nearest OSM road cell of its crop;
+        * ``road_direction`` (baseline, single frame): position of ``road_snap``, yaw along the road there
+          (:func:`.baselines.road_direction_yaw`, always the direction east of north-south: on a street grid right
+          or 180 degrees off): the fair heading baseline;
+        * ``admissible_random`` (baseline, single frame): a position drawn uniformly among the road cells inside
+          the prior's square, a uniform yaw (:func:`.baselines.admissible_draw`); each row carries the exact
+          expected recalls of that draw (``expected_recall_<d>m``, percent);
+        * ``prior_only`` (baseline, single frame): the argmax of the learned OSM log-prior over the crop.
 
-        The baselines estimate a position only: their yaw is a uniform random heading per query (:func:`random_yaw`),
-        so their yaw columns are chance level. A query the method failed fails in every variant. ``fused`` and
-        ``fused_prior`` are left out with ``fusion.frames=1``.
+        Position-only baselines get a uniform random heading per query (:func:`random_yaw`): their yaw columns are
+        chance level. A query the method failed fails in every variant. ``fused``, ``fused_prior`` and
+        ``fused_road_snap`` are left out with ``fusion.frames=1``.
         """
-        frames = self.config.fusion.frames
-        odo = f"odometry noise {self.config.fusion.odometry_noise_m:g} m / {self.config.fusion.odometry_noise_deg:g} deg"
+        cfg = self.config
+        frames = cfg.fusion.frames
+        odo = (f"odometry noise {cfg.fusion.odometry_noise_m:g} m / {cfg.fusion.odometry_noise_deg:g} deg per step, "
+               "composed")  # fmt: skip
         names = {
             "fused": (False, f"{frames} consecutive frames fused (the query and the {frames - 1} before it), {odo}"),
             "fused_prior": (True, f"mean of the {frames} fused frames' priors moved to the query by the same "
-                                  "odometry (true heading); yaw random"),
+                                  "noisy odometry (true heading); yaw random"),
+            "fused_road_snap": (True, "fused_prior moved to the nearest OSM road cell; yaw random"),
             "road_snap": (True, "the prior moved to the nearest OSM road cell of its crop; yaw random"),
+            "road_direction": (True, "road_snap position, yaw along the nearest road (the direction east of "
+                                     "north-south; 180 deg ambiguous)"),
+            "admissible_random": (True, "uniform over the road cells in the prior's square, uniform yaw; rows carry "
+                                        "the exact expected recalls (expected_recall_<d>m)"),
             "prior_only": (True, "argmax of the learned OSM log-prior over the crop (no image); yaw random"),
         }  # fmt: skip
         if frames <= 1:
-            del names["fused"], names["fused_prior"]
+            del names["fused"], names["fused_prior"], names["fused_road_snap"]
         out: dict[str, Variant] = {}
         for name, (baseline, description) in names.items():
             rows = []
@@ -506,9 +561,29 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
                     rows.append(PoseEstimate.failed(e.seconds))
                     continue
                 value = side[name]
-                yaw = value[2] if name == "fused" else random_yaw(q.name, self.config.search.seed)
-                rows.append(PoseEstimate(pose2=Pose2(x=value[0], y=value[1], yaw=yaw), seconds=e.seconds))
+                yaw = value[2] if len(value) > 2 and value[2] is not None else random_yaw(q.name, cfg.search.seed)
+                extras = {}
+                if name == "admissible_random":
+                    extras = {f"expected_recall_{d:g}m": v for d, v in side["admissible_recall"].items()}
+                rows.append(PoseEstimate(pose2=Pose2(x=value[0], y=value[1], yaw=float(yaw)), seconds=e.seconds,
+                                         extras=extras))  # fmt: skip
             out[name] = Variant(estimates=rows, baseline=baseline, description=description)
+        return out
+
+    def admissible_chance(self, names: Sequence[str] | None = None) -> dict[str, float]:
+        """The mean exact expected recalls (percent) of ``admissible_random`` over the given queries (default:
+        those localized in the test blocks of the split, or all without a split): ``{"recall_<d>m": value,
+        "num_queries": n}``; empty when no query qualifies."""
+        if names is None:
+            names = list(self._side)
+            if self.split is not None and names:
+                xy = np.array([self._side[n]["truth_xy"] for n in names], np.float64).reshape(-1, 2)
+                names = [n for n, ok in zip(names, self.split.mask(xy, "test")) if ok]
+        rows = [self._side[n]["admissible_recall"] for n in names if n in self._side]
+        if not rows:
+            return {}
+        out = {f"recall_{d:g}m": float(np.mean([r[d] for r in rows])) for d in rows[0]}
+        out["num_queries"] = float(len(rows))
         return out
 
     # ---- reporting -----------------------------------------------------------------------------------------------

@@ -20,13 +20,22 @@ def report_sections(method: Any, metrics: Mapping[str, float]) -> list[tuple[str
     cfg = method.config
     s = cfg.search
     lines = [
-        f"Search: a {s.crop_m:g} m north-up crop around a position prior = truth + a uniform offset in "
+        f"Search: a {s.crop_m:g} m north-up crop around a position prior = truth + an offset in "
         f"[-{s.max_offset_m:g}, {s.max_offset_m:g}]^2 m (the truth lies in the square of half-side "
         f"{s.max_offset_m:g} m around the prior: the region of the chance row), {cfg.model.cell_m:g} m cells, "
         f"{s.num_yaws_eval} yaw bins.",
+        f"Prior: one offset per query sequence plus a random walk along it ({s.prior_drift_m:g} m per frame, at "
+        f"most {min(s.prior_drift_max_m, s.max_offset_m / 2):g} m from the sequence's offset): the fused frames "
+        "share a correlated prior.",
         f"Fusion: {cfg.fusion.frames} frames, odometry noise {cfg.fusion.odometry_noise_m:g} m / "
-        f"{cfg.fusion.odometry_noise_deg:g} deg; every frame has its own prior (fused_prior is their mean).",
+        f"{cfg.fusion.odometry_noise_deg:g} deg per step, composed along the frames (drift); fused_prior and "
+        "fused_road_snap use the same priors and odometry.",
     ]
+    chance = method.admissible_chance()
+    if chance:
+        recalls = ", ".join(f"R@{k[len('recall_'):]} {v:.1f} %" for k, v in chance.items() if k.startswith("recall_"))
+        lines.append(f"Admissible chance (exact expected recalls of admissible_random: uniform over the road cells in "
+                     f"the prior's square), {int(chance['num_queries'])} queries: {recalls}.")
     if method.split is not None:
         lines.append(f"Split: {method.split.describe()}.")
         outside = metrics.get("num_queries_outside_test_region")
