@@ -122,11 +122,12 @@ def test_default_cache_key_is_the_key_from_before_the_option() -> None:
 def _fake_render(folder: Path, traversals: int, conditions: list[str], frames: int = 3, **options) -> Path:
     """A rendered folder as far as the splits read it: ``render.json`` (images are not opened by ``names()``)."""
     folder.mkdir(parents=True, exist_ok=True)
+    rendered = dict(frames=frames, conditions=conditions, traversals=traversals, seed=0, width=32, height=24)
+    rendered.update(fov_deg=70.0, spacing_m=4.0, lateral_offset_m=1.2, **options)
     summary = {
         "format": FORMAT_VERSION,
         "map": {"name": "tiny.osm", "source": "tiny.osm", "georef": {}},
-        "options": dict(frames=frames, conditions=conditions, traversals=traversals, seed=0, width=32, height=24,
-                        fov_deg=70.0, spacing_m=4.0, lateral_offset_m=1.2, **options),  # fmt: skip
+        "options": rendered,
         "camera": {"K": [[16.0, 0, 16.0], [0, 16.0, 12.0], [0, 0, 1]], "width": 32, "height": 24},
         "sequences": [f"t{t}_{c}" for t in range(traversals) for c in conditions],
     }
@@ -250,3 +251,19 @@ def test_readme_example_gives_the_documented_split(tmp_path) -> None:
     folder = _fake_render(tmp_path / "r", options.traversals, list(options.conditions), speed_profile="varying")
     assert _sequences(SimCity(folder, "map", options=options)) == {"t0_day"}
     assert _sequences(SimCity(folder, "query", options=options)) == {"t1_day", "t1_night", "t1_dusk", "t1_autumn"}
+
+
+@pytest.mark.egl
+def test_cached_varying_render(city_file, tmp_path, monkeypatch) -> None:
+    """Without --data-root the options reach the render: a varying render in its own cache folder."""
+    monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(SimCity, "say", None)
+    options = SimCityOptions(map=str(city_file), frames=5, conditions="day", width=32, height=24,
+                             speed_profile="varying", query_traversals=[1])  # fmt: skip
+    query = SimCity(None, "query", options=options)
+    assert query.summary["options"]["speed_profile"] == "varying" and _sequences(query) == {"t1_day"}
+    constant = SimCity(None, "query", options=attrs.evolve(options, speed_profile="constant"))
+    assert constant.folder != query.folder and "speed_profile" not in constant.summary["options"]
+    x = [query.metadata(k).pose2.x for k in range(5)], [constant.metadata(k).pose2.x for k in range(5)]
+    y = [query.metadata(k).pose2.y for k in range(5)], [constant.metadata(k).pose2.y for k in range(5)]
+    assert not np.allclose(x[0], x[1], atol=0.3) or not np.allclose(y[0], y[1], atol=0.3)
