@@ -154,3 +154,13 @@ def test_fusion_odometry_is_noisy_drifts_and_is_reproducible() -> None:
     err = np.mean([[math.hypot(a[0] - b[0], a[1] - b[1]) for a, b in zip(noisy._relative_poses(f"s{k}", frames), truth)]
                    for k in range(300)], axis=0)  # fmt: skip
     assert err[0] > err[1] > err[2] > 0.0 and err[3] == 0.0
+
+
+def test_admissible_baseline_with_an_exact_prior() -> None:
+    """A zero half-side (``search.max_offset_m=0``): no cell centre in the square; the draw is the prior itself."""
+    crop = np.zeros((len(CLASS_NAMES), 8, 8), np.uint8)
+    crop[ROAD] = 1
+    assert len(admissible_cells(crop, 0.0, 1.0)[0]) == 0
+    x, y, _ = admissible_draw(crop, 3.0, 4.0, 1.0, 0.0, "q")
+    assert (x, y) == (3.0, 4.0)
+    assert admissible_recall(crop, 3.0, 4.0, 1.0, 0.0, (3.0, 6.0), (1.0, 3.0)) == [0.0, 100.0]

@@ -106,7 +106,8 @@ def road_direction_yaw(crop: np.ndarray, radius_cells: float = 10.0) -> float | 
 def admissible_cells(crop: np.ndarray, halfwidth_m: float, cell_m: float) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, cols)`` of the admissible cells whose centres lie in the axis-aligned square of half-side
     ``halfwidth_m`` around the crop centre (the prior's region); every cell of that square when none is a road
-    (the draw is then uniform over the square, as the core's ``chance:`` row)."""
+    (the draw is then uniform over the square, as the core's ``chance:`` row). Empty when no cell centre lies in
+    the square (a half-side under half a cell: the prior is then taken as exact)."""
     size = crop.shape[-1]
     mid = size / 2 - 0.5
     r, c = np.mgrid[0:size, 0:size]
@@ -123,16 +124,18 @@ def _rng(name: str, seed: int) -> np.random.Generator:
 
 def admissible_draw(crop: np.ndarray, centre_x: float, centre_y: float, cell_m: float, halfwidth_m: float,
                     name: str, seed: int = 0) -> tuple[float, float, float]:  # fmt: skip
-    """The ``admissible_random`` baseline: a cell centre drawn uniformly among :func:`admissible_cells` and a yaw
-    uniform in ``[-pi, pi)``, reproducible from ``(seed, name)``.
+    """The ``admissible_random`` baseline: a cell centre drawn uniformly among :func:`admissible_cells` (the crop
+    centre when there is none) and a yaw uniform in ``[-pi, pi)``, reproducible from ``(seed, name)``.
 
     Returns:
         ``(x, y, yaw)``: map-frame metres and radians.
     """
     rows, cols = admissible_cells(crop, halfwidth_m, cell_m)
     rng = _rng(name, seed)
-    k = int(rng.integers(len(rows)))
     yaw = float(rng.uniform(-math.pi, math.pi))
+    if not len(rows):
+        return centre_x, centre_y, yaw
+    k = int(rng.integers(len(rows)))
     x, y = xy_of(float(rows[k]), float(cols[k]), centre_x, centre_y, crop.shape[-1], cell_m)
     return x, y, yaw
 
@@ -142,6 +145,9 @@ def admissible_recall(crop: np.ndarray, centre_x: float, centre_y: float, cell_m
     """The exact expected position recall (percent) of :func:`admissible_draw` for one query: the share of the
     admissible cells whose centres lie within each threshold of the true position ``truth_xy`` (metres)."""
     rows, cols = admissible_cells(crop, halfwidth_m, cell_m)
+    if not len(rows):
+        d0 = math.hypot(centre_x - truth_xy[0], centre_y - truth_xy[1])
+        return [100.0 * float(d0 <= t) for t in thresholds_m]
     x, y = xy_of(rows.astype(np.float64), cols.astype(np.float64), centre_x, centre_y, crop.shape[-1], cell_m)
     d = np.hypot(np.asarray(x) - truth_xy[0], np.asarray(y) - truth_xy[1])
     return [100.0 * float(np.mean(d <= t)) for t in thresholds_m]
