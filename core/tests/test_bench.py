@@ -215,3 +215,15 @@ def test_runs_of_a_dataset_share_the_split_they_saved_and_different_splits_are_n
     shared, problems = shared_splits(finished, {"off": DatasetScoring(shared_split=False)})
     assert shared == {"same": tmp_path / "same/netvlad/seed-0/split.json"}
     assert len(problems) == 1 and problems[0].startswith("differ: the runs saved different spatial splits")
+
+
+def test_dry_run_checks_and_lists_every_job_and_runs_nothing(tmp_path: Path) -> None:
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    r = _bench(str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "b"), "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("[1/4] run: nn-retrieval on synthetic-room (synthetic-room/nn-retrieval/seed-0)")
+    assert "-o data.image_height=120" in lines[2] and lines[-1] == "4 jobs checked; nothing was run (--dry-run)"
+    assert not (tmp_path / "b").exists()
+    bad = _bench(str(tmp_path / "tiny.yaml").replace("tiny", "nope"), "--dry-run", cwd=tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -141,6 +141,8 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     p.add_argument("--seeds", type=int, nargs="+", metavar="N", help="these seeds instead of the suite's")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="accelerator (default: cpu)")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch and OpenCV (0: theirs)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check every job and list what would run or be reused, then stop (runs nothing)")
 
     p = sub.add_parser("config", help="show configs and presets")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")

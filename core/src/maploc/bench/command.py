@@ -26,6 +26,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be >= 0 (0: one per core), got {args.threads}")
     suite = find_suite(args.suite)
     out = Path(args.out) if args.out is not None else Path("bench") / suite.name
+    if getattr(args, "dry_run", False):
+        from maploc.bench.runner import is_reusable, resolve_job
+        from maploc.bench.suite import plan_jobs
+
+        planned, skipped = plan_jobs(suite, seeds=args.seeds, skip_missing=args.skip_missing, resolve=resolve_job)
+        for i, (job, expected) in enumerate(planned, 1):
+            state = "reuse" if is_reusable(out / "runs" / job.key, expected) else "run"
+            extra = f" -p {job.preset}" if job.preset != "default" else ""
+            extra += "".join(f" -o {o}" for o in job.overrides)
+            print(f"[{i}/{len(planned)}] {state}: {job.method} on {job.dataset} ({job.key}), seed {job.seed}{extra}")
+        for line in skipped:
+            print(f"skipped: {line}")
+        print(f"{len(planned)} jobs checked; nothing was run (--dry-run)")
+        return 0
     if args.threads:
         import cv2
         import torch
