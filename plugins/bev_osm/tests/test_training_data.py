@@ -83,7 +83,7 @@ def test_variants_baselines_and_the_prior_columns() -> None:
     from maploc_bev_osm.baselines import admissible_cells, road_direction_yaw
     from maploc_bev_osm.data import cell_of, north_up_crop, sequence_prior_offset
     from maploc_bev_osm.method import random_yaw, road_snap
-    from maploc_bev_osm.report import report_sections
+    from maploc_bev_osm.report import admissible_chance, report_sections
     from maploc_bev_osm.synthetic import SyntheticBEVOSM
 
     tiny = ["model.cell_m=2.0", "model.bev_depth_m=8.0", "search.crop_m=32.0", "search.max_offset_m=6.0",
@@ -134,7 +134,7 @@ def test_variants_baselines_and_the_prior_columns() -> None:
     text = report_sections(method, {})[0][1]
     assert "half-side 6 m" in text and "every query is scored" in text and "Admissible chance" in text
     mean5 = np.mean([variants["admissible_random"].estimates[k].extras["expected_recall_5m"] for k in range(4)])
-    assert method.admissible_chance()["recall_5m"] == pytest.approx(mean5)
+    assert admissible_chance(method)["recall_5m"] == pytest.approx(mean5)
     single = BEVOSMMethod(apply_overrides(BEVOSMConfig(), [*tiny, "fusion.frames=1"]))
     single._side = method._side
     assert set(single.variants(metas, estimates)) == {"road_snap", "road_direction", "admissible_random", "prior_only"}

@@ -570,22 +570,6 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
             out[name] = Variant(estimates=rows, baseline=baseline, description=description)
         return out
 
-    def admissible_chance(self, names: Sequence[str] | None = None) -> dict[str, float]:
-        """The mean exact expected recalls (percent) of ``admissible_random`` over the given queries (default:
-        those localized in the test blocks of the split, or all without a split): ``{"recall_<d>m": value,
-        "num_queries": n}``; empty when no query qualifies."""
-        if names is None:
-            names = list(self._side)
-            if self.split is not None and names:
-                xy = np.array([self._side[n]["truth_xy"] for n in names], np.float64).reshape(-1, 2)
-                names = [n for n, ok in zip(names, self.split.mask(xy, "test")) if ok]
-        rows = [self._side[n]["admissible_recall"] for n in names if n in self._side]
-        if not rows:
-            return {}
-        out = {f"recall_{d:g}m": float(np.mean([r[d] for r in rows])) for d in rows[0]}
-        out["num_queries"] = float(len(rows))
-        return out
-
     # ---- reporting -----------------------------------------------------------------------------------------------
     def report_sections(self, run_dir: Path, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
         from .report import report_sections

@@ -4,10 +4,30 @@ are the core's (:mod:`maploc.evaluation.scoring`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["report_sections"]
+__all__ = ["admissible_chance", "report_sections"]
+
+
+def admissible_chance(method: Any, names: Sequence[str] | None = None) -> dict[str, float]:
+    """The mean exact expected recalls (percent) of the ``admissible_random`` baseline over the given queries
+    (default: those localized in the test blocks of the method's split, or all without a split):
+    ``{"recall_<d>m": value, ..., "num_queries": n}``; empty when no query qualifies."""
+    import numpy as np
+
+    side = method._side
+    if names is None:
+        names = list(side)
+        if method.split is not None and names:
+            xy = np.array([side[n]["truth_xy"] for n in names], np.float64).reshape(-1, 2)
+            names = [n for n, ok in zip(names, method.split.mask(xy, "test")) if ok]
+    rows = [side[n]["admissible_recall"] for n in names if n in side]
+    if not rows:
+        return {}
+    out = {f"recall_{d:g}m": float(np.mean([r[d] for r in rows])) for d in rows[0]}
+    out["num_queries"] = float(len(rows))
+    return out
 
 
 def report_sections(method: Any, metrics: Mapping[str, float]) -> list[tuple[str, str]]:
@@ -31,7 +51,7 @@ def report_sections(method: Any, metrics: Mapping[str, float]) -> list[tuple[str
         f"{cfg.fusion.odometry_noise_deg:g} deg per step, composed along the frames (drift); fused_prior and "
         "fused_road_snap use the same priors and odometry.",
     ]
-    chance = method.admissible_chance()
+    chance = admissible_chance(method)
     if chance:
         recalls = ", ".join(f"R@{k[len('recall_'):]} {v:.1f} %" for k, v in chance.items() if k.startswith("recall_"))
         lines.append(f"Admissible chance (exact expected recalls of admissible_random: uniform over the road cells in "
