@@ -19,10 +19,28 @@ place; ``confidence = 1 - mu`` with the uniqueness ratio ``mu`` of the negative 
 ``1 - S / S_second``. The same network on the last frame alone (``ds = 1``) is the
 ``single_frame`` baseline (:meth:`DeepSeqSLAM.variants`).
 
-The number of places (the classifier's size) is the reference traversal's length: ``fit`` and
-``build_map`` build the network for it; evaluating a checkpoint, the network built by
-``configure_model`` takes the classifier's size from the checkpoint's weights
-(:meth:`DeepSeqSLAMNet.load_state_dict`).
+Spatial split (``split`` section, :mod:`maploc_seqslam.split`; on by default, ``split.block_size_m=0`` turns it
+off): the paper trains on the whole reference traversal and tests on other traversals of the same places, so every
+test place was trained on. With the split, the run builds the same :class:`~maploc.data.split.SpatialSplit` as
+``netvlad`` over the map frames' positions, saves it as ``RUN/split.json`` (the core then scores only the queries in
+test blocks), and trains only on the reference frames the split allows for training, on windows whose frames are
+all allowed (a window never crosses a held-out stretch: it restarts after one, as at a sequence start).
+
+Matching, two modes:
+
+* ``split.block_size_m=0`` (the paper): the classifier's logits. The match is the most probable place
+  (scores = negative log-probabilities); the number of places (the classifier's size) is the reference
+  traversal's length: ``fit`` and ``build_map`` build the network for it; evaluating a checkpoint, the network built
+  by ``configure_model`` takes the classifier's size from the checkpoint's weights
+  (:meth:`DeepSeqSLAMNet.load_state_dict`) and needs a map of that many frames.
+* with a split: the classes are only the training frames, so the classifier cannot name a place of a test block
+  (its logit was never trained towards a positive; softmax training pushes it down). The classifier is then only
+  the training objective, and places are matched by **descriptors**: the LSTM's last output (``hidden_size``,
+  L2-normalised, :meth:`DeepSeqSLAMNet.embed`) of the query's last ``<= ds`` frames against that of every map
+  frame's window of ``<= ds`` map frames ending at it (same sequence); scores = Euclidean distance in ``[0, 2]``
+  (lower = better), and the single-frame baseline compares windows of one frame. Any map then works, of any
+  length, and the test-block frames are found without their classes. This is a departure from the paper's
+  classification, forced by the held-out places.
 """
 
 from __future__ import annotations
@@ -33,16 +51,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
 from maploc.config import DataConfig, TrainConfig, at_least, in_range
-from maploc.errors import ConfigError
+from maploc.data.split import SpatialSplit
+from maploc.errors import ConfigError, DataError
 from maploc.types import PoseEstimate, Sample
 from maploc_seqslam import common
 from maploc_seqslam.search import uniqueness
+from maploc_seqslam.split import SplitConfig, build_split, load_split, map_split_of, positions, save_split
 from maploc_seqslam.seqslam import StreamingMatcher, plot_all, single_frame_variants
 
 __all__ = ["DeepSeqSLAM", "DeepSeqSLAMConfig", "DeepSeqSLAMNet"]
@@ -70,6 +91,8 @@ class DeepSeqSLAMConfig:
         uniqueness_window: frames around the best place excluded from the second-best score.
         single_frame: also return ``ds = 1`` (the network on the last frame alone) as the
             ``single_frame`` baseline.
+        split: the spatial train / val / test split (:class:`maploc_seqslam.split.SplitConfig`; ``block_size_m=0``
+            = none, the paper's protocol and classifier matching; see the module docstring).
         train / data / eval: the generic sections.
     """
 
@@ -88,6 +111,7 @@ class DeepSeqSLAMConfig:
                                      checkpoint_every=100)
     data: DataConfig = DataConfig(image_height=48)
     eval: common.EvalConfig = common.EvalConfig()
+    split: SplitConfig = SplitConfig()
 
 
 class DeepSeqSLAMNet(nn.Module):
@@ -150,14 +174,24 @@ class DeepSeqSLAMNet(nn.Module):
         x = self.cnn((images - self.mean) / self.std)
         return self.project(x.reshape(x.shape[0], -1))
 
-    def sequence(self, descriptors: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, L, D)`` frame descriptors (+ ``(B, L)`` positions) -> ``(B, num_places)`` logits."""
+    def last_output(self, descriptors: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L, D)`` frame descriptors (+ ``(B, L)`` positions) -> ``(B, hidden_size)`` LSTM output at the
+        last frame."""
         if self.positional:
             if positions is None:
                 raise ValueError("positional=True needs positions")
             descriptors = torch.cat([descriptors, positions[..., None].to(descriptors)], -1)
         out, _ = self.lstm(descriptors)
-        return self.classify(out[:, -1])
+        return out[:, -1]
+
+    def sequence(self, descriptors: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L, D)`` frame descriptors (+ ``(B, L)`` positions) -> ``(B, num_places)`` logits."""
+        return self.classify(self.last_output(descriptors, positions))
+
+    def embed(self, descriptors: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L, D)`` frame descriptors (+ ``(B, L)`` positions) -> ``(B, hidden_size)`` L2-normalised sequence
+        descriptors (the LSTM output at the last frame; matching with a spatial split)."""
+        return F.normalize(self.last_output(descriptors, positions), dim=1)
 
     def forward(self, images: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         B, L = images.shape[:2]
@@ -212,14 +246,28 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
     metric_family: ClassVar[str] = "sequence"
     localize_batch_size: ClassVar[int] = 32
     conformance_dataset: ClassVar[str] = "synthetic-room"
+    #: the synthetic room is a few metres across, one block: too small for a spatial split guarding 25 m, so none
+    #: (the paper's classifier matching); tests/test_deepseqslam_split.py runs the split with these sizes
     conformance_overrides: ClassVar[tuple[str, ...]] = ("ds=2", "uniqueness_window=1", "train.batch_size=1",
-                                                        "block_size=2", "descriptor_dim=8", "hidden_size=8")
+                                                        "block_size=2", "descriptor_dim=8", "hidden_size=8",
+                                                        "split.block_size_m=0")
 
     def __init__(self, config: DeepSeqSLAMConfig) -> None:
         super().__init__(config)
         self._num_places: int | None = None
         self._map: Dataset | None = None
         self._train_images: torch.Tensor | None = None
+        #: the run's spatial split (``None``: no split, ``split.block_size_m=0``)
+        self.split: SpatialSplit | None = None
+        #: indices into the training split of the frames trained on (one class each, in this order)
+        self.train_frames: list[int] = []
+        self._map_descriptors: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    @property
+    def matches_descriptors(self) -> bool:
+        """``True`` with a spatial split: places are matched by the LSTM's sequence descriptors, not by the
+        classifier (see the module docstring)."""
+        return self.config.split.block_size_m > 0
 
     # -- training ----------------------------------------------------------------------------------
     def _places(self, data: Dataset) -> int:
@@ -253,37 +301,74 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
         t = self.config.train
         return t.epochs > 0 or t.max_steps > 0
 
+    def _make_split(self, train_data: Dataset, context: RunContext) -> SpatialSplit | None:
+        """The run's split from the map split of ``train_data``'s dataset, saved as ``context.run_dir /
+        "split.json"`` (``None`` with ``split.block_size_m=0``)."""
+        if self.config.split.block_size_m <= 0:
+            return None
+        map_data = map_split_of(train_data)
+        split = build_split([map_data.metadata(i) for i in range(len(map_data))], self.config.split,
+                            self.config.eval.distance_threshold_m)
+        assert split is not None
+        save_split(split, context.run_dir)
+        context.logger.info("spatial split: %s", split.describe())
+        return split
+
     def fit(self, engine: Any, train_data: Dataset, val_data: Dataset | None = None,
             context: RunContext = RunContext()) -> Any:
-        """Trains on the reference traversal (the ``train`` split = the map's frames, in order):
-        one class per frame, windows of up to ``ds`` frames ending at it.
+        """Builds the spatial split (saved as ``context.run_dir / "split.json"``; none with
+        ``split.block_size_m=0``) and trains on the reference traversal's frames it allows for training (the
+        ``train`` split = the map's frames, in order; all of them without a split): one class per frame, windows of
+        up to ``ds`` allowed frames ending at it.
 
         Raises:
-            ConfigError: if ``ds`` is longer than the traversal.
+            ConfigError: ``ds`` longer than the traversal; the split allows no training frame; a bad ``split``
+                option (the core's split checks).
+            DataError: a map frame without position; too few blocks for a split.
         """
-        n = self._places(train_data)
-        self._build(n)
-        self._train_images = torch.stack([train_data[i].image for i in range(n)])
-        self._train_sequences = [train_data.metadata(i).sequence for i in range(n)]
+        N = self._places(train_data)
+        self.split = self._make_split(train_data, context)
+        metas = [train_data.metadata(i) for i in range(N)]
+        if self.split is None:
+            frames = list(range(N))
+        else:
+            frames = [int(i) for i in np.flatnonzero(self.split.allowed(positions(metas), "train"))]
+            if not frames:
+                raise ConfigError(f"the spatial split ({self.split.describe()}) allows none of the {N} training "
+                                  "frames; lower split.block_size_m or set it to 0")
+            context.logger.info("training on %d of %d reference frames (the others are in or near held-out "
+                                "blocks)", len(frames), N)
+        self.train_frames = frames
+        self._build(len(frames))
+        self._train_images = torch.stack([train_data[i].image for i in frames])
+        # a segment: consecutive allowed frames of one sequence (a window never leaves its segment)
+        segments, seg = [], -1
+        for c, i in enumerate(frames):
+            if c == 0 or i != frames[c - 1] + 1 or metas[i].sequence != metas[frames[c - 1]].sequence:
+                seg += 1
+            segments.append(seg)
+        self._segments = torch.tensor(segments, dtype=torch.long)
+        self._frame_positions = torch.tensor(frames, dtype=torch.float32) / max(1, N - 1)
         if not self.trains:
             return None
-        return engine.fit(self, _Windows(n), None)
+        return engine.fit(self, _Windows(len(frames)), None)
 
     def _window(self, j: int, L: int) -> list[int]:
-        """Indices of the ``L`` frames ending at ``j`` in the same sequence (repeating the first)."""
-        seq = self._train_sequences[j]
+        """Classes of the ``L`` frames ending at class ``j`` in its segment (repeating the first)."""
+        seg = self._segments
         out = []
         k = j
         for _ in range(L):
             out.append(k)
-            if k > 0 and self._train_sequences[k - 1] == seq:
+            if k > 0 and seg[k - 1] == seg[k]:
                 k -= 1
         return out[::-1]
 
     def collate(self, samples: list[Any]) -> Any:
         """Sampled places ``j`` -> blocks of ``block_size`` consecutive places ``j, j + 1, ...``;
         the windows (length ``L``, drawn per step) of a block share frames, so the CNN runs once
-        per distinct frame (``frames``), with one photometric augmentation draw per block."""
+        per distinct frame (``frames``, classes = indices into :attr:`train_frames`), with one photometric
+        augmentation draw per block."""
         assert self._train_images is not None
         n = self._train_images.shape[0]
         ds = self.config.ds
@@ -299,44 +384,99 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
             frames.extend(distinct)
             images.append(augment(self._train_images[distinct][None], self.config.augment)[0])
         idx = torch.tensor(windows)
-        positions = torch.tensor(frames, dtype=torch.float32)[idx] / max(1, n - 1)
+        positions = self._frame_positions[torch.tensor(frames, dtype=torch.long)][idx]
         return {"images": torch.cat(images), "windows": idx, "positions": positions,
-                "labels": torch.tensor(labels, dtype=torch.long)}
+                "frames": torch.tensor(frames, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long)}
 
     def training_step(self, model: nn.Module, batch: Any, batch_idx: int) -> Any:
         descriptors = model.describe(batch["images"])[batch["windows"]]  # (B, L, D)
         logits = model.sequence(descriptors, batch["positions"] if self.config.positional else None)
         places = torch.arange(logits.shape[1], device=logits.device)
-        target = ((places[None, :] - batch["labels"][:, None]).abs() <= self.config.label_tolerance).float()
+        labels = batch["labels"]
+        segments = self._segments.to(logits.device)
+        target = (((places[None, :] - labels[:, None]).abs() <= self.config.label_tolerance)
+                  & (segments[None, :] == segments[labels][:, None])).float()
         target = target / target.sum(1, keepdim=True)
         loss = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
-        near = (logits.argmax(1) - batch["labels"]).abs() <= self.config.label_tolerance
+        near = target.gather(1, logits.argmax(1, keepdim=True))[:, 0] > 0
         return {"loss": loss, "top1_within_tolerance": float(near.float().mean())}
 
     # -- map and queries ---------------------------------------------------------------------------
     def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
-        """Keeps the place names (the classes are the map's frames, in order).
+        """Keeps the place names. Without a split the classes are the map's frames, in order. With a split
+        (``split.block_size_m > 0``): gets the run's split (the one ``fit`` built; under ``maploc eval
+        --checkpoint`` the checkpoint's run's ``split.json``; else built from this map) and saves it as
+        ``context.run_dir / "split.json"``, then computes every map frame's sequence descriptor (and, with
+        ``single_frame``, its one-frame descriptor).
 
         Raises:
-            ConfigError: if the map has another number of frames than the places the model was
-                trained (or loaded) for, or ``ds`` is longer than the map.
+            ConfigError: without a split, if the map has another number of frames than the places the model
+                was trained (or loaded) for; ``ds`` longer than the map.
+            DataError: a malformed saved split; a map frame without position (a split built here).
         """
         n = self._places(map_data)
-        trained = self._num_places
-        if trained is None and self.model is not None and getattr(self.model, "loaded", False):
-            trained = int(self.model.num_places)  # a checkpoint's network
-        if trained is not None and self.model is not None and n != trained:
-            raise ConfigError(
-                f"the map has {n} frames but the model was trained on a reference traversal of {trained} "
-                "places: DeepSeqSLAM classifies the training traversal's frames, so evaluate it on the same map")
-        if trained is not None:
-            self._num_places = trained
-        self._build(n)
         self._map = map_data
         self._map_metas = [map_data.metadata(i) for i in range(n)]
+        if self.matches_descriptors:
+            self._split_for_map(context)
+            if self.model is None:
+                self.configure_model()
+            self._map_descriptors = self._describe_map(map_data)
+        else:
+            trained = self._num_places
+            if trained is None and self.model is not None and getattr(self.model, "loaded", False):
+                trained = int(self.model.num_places)  # a checkpoint's network
+            if trained is not None and self.model is not None and n != trained:
+                raise ConfigError(
+                    f"the map has {n} frames but the model was trained on a reference traversal of {trained} "
+                    "places: DeepSeqSLAM classifies the training traversal's frames, so evaluate it on the same map")
+            if trained is not None:
+                self._num_places = trained
+            self._build(n)
         self._history: list[torch.Tensor] = []
         self._positions: list[float] = []
         self._stream = StreamingMatcher(self.config.eval.plot_max_queries if n <= self.config.eval.plot_max_refs else 0)
+
+    def _split_for_map(self, context: RunContext) -> None:
+        if self.split is None:
+            source = context.source_run_dir
+            if source is not None:
+                self.split = load_split(source)
+                if self.split is None:
+                    context.logger.warning(
+                        "%s holds no split.json: building the split from this map; make sure the checkpoint never "
+                        "trained on its test blocks", source)
+            if self.split is None:
+                try:
+                    self.split = build_split(self._map_metas, self.config.split,
+                                             self.config.eval.distance_threshold_m)
+                except DataError as e:
+                    raise DataError(f"{e} (the map of deepseqslam's spatial split)") from None
+            context.logger.info("spatial split: %s", self.split.describe())
+        save_split(self.split, context.run_dir)
+
+    @torch.no_grad()
+    def _describe_map(self, map_data: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(M, hidden_size)`` sequence descriptors of every map frame's window of ``<= ds`` frames ending at it
+        (same sequence), and the ``(M, hidden_size)`` one-frame descriptors (``None`` without ``single_frame``)."""
+        assert self.model is not None
+        model = self.model.eval()
+        device = next(model.parameters()).device
+        n = len(self._map_metas)
+        desc = torch.cat([model.describe(torch.stack([map_data[i].image for i in range(a, min(n, a + 32))]).to(device))
+                          for a in range(0, n, 32)])
+        pos = torch.arange(n, dtype=torch.float32, device=device) / max(1, n - 1)
+        seq_out, single_out = [], []
+        first = 0
+        for j in range(n):
+            if j == 0 or self._map_metas[j].sequence != self._map_metas[j - 1].sequence:
+                first = j
+            a = max(first, j - self.config.ds + 1)
+            p = pos[a:j + 1][None] if self.config.positional else None
+            seq_out.append(model.embed(desc[a:j + 1][None], p)[0])
+            if self.config.single_frame:
+                single_out.append(model.embed(desc[j:j + 1][None], p[:, -1:] if p is not None else None)[0])
+        return torch.stack(seq_out), torch.stack(single_out) if single_out else None
 
     @torch.no_grad()
     def localize(self, queries: Sequence[Sample], context: RunContext = RunContext()) -> list[PoseEstimate]:
@@ -363,7 +503,7 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
         result = uniqueness(scores, self.config.uniqueness_window)
         single = None
         if self.config.single_frame:
-            single = uniqueness(self._scores(model, [w[-1:] for w in windows], [p[-1:] for p in positions]),
+            single = uniqueness(self._scores(model, [w[-1:] for w in windows], [p[-1:] for p in positions], True),
                                 self.config.uniqueness_window)
         self._stream.keep([s.name for s in queries], None, scores, result.best)
         seconds = (time.perf_counter() - t0) / len(queries)
@@ -379,12 +519,23 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
             getattr(self, "_stream", None), estimates,
             "ds=1: the same CNN+LSTM on the query's last frame alone (no sequence)")
 
-    def _scores(self, model: DeepSeqSLAMNet, windows: list[torch.Tensor], positions: list[torch.Tensor]) -> torch.Tensor:
-        """Negative log-probabilities ``(B, M)`` of every place (lower = more likely)."""
+    def _scores(self, model: DeepSeqSLAMNet, windows: list[torch.Tensor], positions: list[torch.Tensor],
+                single: bool = False) -> torch.Tensor:
+        """``(B, M)`` scores of every place (lower = better): negative log-probabilities (no split), or the
+        Euclidean distances in ``[0, 2]`` between the query's and the map frames' normalised sequence
+        descriptors (with a split; ``single``: the one-frame descriptors)."""
         out = []
         for w, p in zip(windows, positions):  # windows differ in length only at sequence starts
-            logits = model.sequence(w[None], p[None].to(w.device) if self.config.positional else None)
-            out.append(-F.log_softmax(logits.float(), dim=1)[0])
+            pos = p[None].to(w.device) if self.config.positional else None
+            if self.matches_descriptors:
+                assert self._map_descriptors is not None, "build_map was not called"
+                ref = self._map_descriptors[1 if single else 0]
+                assert ref is not None
+                q = model.embed(w[None], pos).float()
+                out.append(torch.cdist(q, ref.to(q).float())[0])
+            else:
+                logits = model.sequence(w[None], pos)
+                out.append(-F.log_softmax(logits.float(), dim=1)[0])
         return torch.stack(out).cpu()
 
     def plots(self, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
