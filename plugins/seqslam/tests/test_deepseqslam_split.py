@@ -169,3 +169,22 @@ def test_no_split_keeps_the_papers_protocol(tmp_path, monkeypatch):
         d = model.describe(torch.stack([route[i].image for i in range(3)]))
         scores = -F.log_softmax(model.sequence(d[1:3][None]), dim=1)[0]
     assert estimates[2].retrieval.indices[0] == int(scores.argmin())
+
+
+def test_training_windows_at_other_velocities_stay_in_their_segment(tmp_path, monkeypatch):
+    """``v_min`` / ``v_max``: a window at velocity ``v`` holds references ``j - round(v * (L - 1 - t))``, clamped to
+    the first frame of its stretch of allowed frames (never across a held-out block)."""
+    method, fed = _fit(tmp_path, monkeypatch, "v_min=0.6", "v_max=1.4", steps=10)
+    starts = method._segment_starts
+    j = max(range(len(starts)), key=lambda c: c - starts[c])  # the class farthest into its stretch
+    assert j - starts[j] >= 6
+    assert method._window(j, 4, 2.0) == [j - 6, j - 4, j - 2, j]
+    assert method._window(j, 3, 0.6) == [j - 1, j - 1, j]  # round(1.2) = 1, round(0.6) = 1
+    first = starts[j]
+    assert method._window(first + 1, 4, 2.0) == [first, first, first, first + 1]
+    assert method._window(j, 4, 1.0) == [j - 3, j - 2, j - 1, j]
+    # the fed frames still keep clear of the held-out blocks
+    xy = _xy()
+    held = xy[method.split.split_of(xy) != SPLIT_CODES["train"]]
+    used = sorted({i for seq in fed for i in seq})
+    assert np.linalg.norm(xy[used][:, None] - held[None], axis=2).min() > 25.0

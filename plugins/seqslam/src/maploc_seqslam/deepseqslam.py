@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
-from maploc.config import DataConfig, TrainConfig, at_least, in_range
+from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_range
 from maploc.data.split import SpatialSplit
 from maploc.errors import ConfigError, DataError
 from maploc.types import PoseEstimate, Sample
@@ -67,6 +67,11 @@ from maploc_seqslam.split import SplitConfig, build_split, load_split, map_split
 from maploc_seqslam.seqslam import StreamingMatcher, plot_all, single_frame_variants
 
 __all__ = ["DeepSeqSLAM", "DeepSeqSLAMConfig", "DeepSeqSLAMNet"]
+
+
+def _check_velocities(instance: Any, attribute: Any, value: float) -> None:
+    if instance.v_min > instance.v_max:
+        raise ConfigError(f"v_min ({instance.v_min}) must be <= v_max ({instance.v_max})")
 
 
 @attrs.frozen(kw_only=True)
@@ -89,6 +94,12 @@ class DeepSeqSLAMConfig:
         label_tolerance: soft labels: the target is uniform over the places within this many
             frames of the true one (neighbouring frames show nearly the same place; 0 = one-hot).
         uniqueness_window: frames around the best place excluded from the second-best score.
+        v_min / v_max: velocities (reference frames per window step) of the training windows, one drawn uniformly
+            per block: a window of ``L`` frames ending at reference ``j`` holds references
+            ``j - round(v * (L - 1 - t))``, ``t = 0 .. L-1`` (``v < 1`` repeats frames, ``v > 1`` skips some), so that
+            the LSTM sees queries whose frame spacing differs from the map's (SeqSLAM's ``V_min .. V_max``, learnt
+            instead of searched). ``1`` / ``1`` (default): consecutive frames only, as in the paper. The map's own
+            windows (descriptor matching) are always consecutive frames.
         single_frame: also return ``ds = 1`` (the network on the last frame alone) as the
             ``single_frame`` baseline.
         split: the spatial train / val / test split (:class:`maploc_seqslam.split.SplitConfig`; ``block_size_m=0``
@@ -106,6 +117,8 @@ class DeepSeqSLAMConfig:
     block_size: int = attrs.field(default=4, validator=at_least(1))
     label_tolerance: int = attrs.field(default=2, validator=at_least(0))
     uniqueness_window: int = attrs.field(default=10, validator=at_least(0))
+    v_min: float = attrs.field(default=1.0, validator=greater_than(0))
+    v_max: float = attrs.field(default=1.0, validator=[greater_than(0), _check_velocities])
     single_frame: bool = True
     train: TrainConfig = TrainConfig(epochs=0, max_steps=600, batch_size=8, lr=1e-3, log_every=10,
                                      checkpoint_every=100)
@@ -342,27 +355,25 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
         self._build(len(frames))
         self._train_images = torch.stack([train_data[i].image for i in frames])
         # a segment: consecutive allowed frames of one sequence (a window never leaves its segment)
-        segments, seg = [], -1
+        segments, starts, seg = [], [], -1
         for c, i in enumerate(frames):
             if c == 0 or i != frames[c - 1] + 1 or metas[i].sequence != metas[frames[c - 1]].sequence:
                 seg += 1
+                first = c
             segments.append(seg)
+            starts.append(first)
         self._segments = torch.tensor(segments, dtype=torch.long)
+        self._segment_starts = starts
         self._frame_positions = torch.tensor(frames, dtype=torch.float32) / max(1, N - 1)
         if not self.trains:
             return None
         return engine.fit(self, _Windows(len(frames)), None)
 
-    def _window(self, j: int, L: int) -> list[int]:
-        """Classes of the ``L`` frames ending at class ``j`` in its segment (repeating the first)."""
-        seg = self._segments
-        out = []
-        k = j
-        for _ in range(L):
-            out.append(k)
-            if k > 0 and seg[k - 1] == seg[k]:
-                k -= 1
-        return out[::-1]
+    def _window(self, j: int, L: int, v: float = 1.0) -> list[int]:
+        """Classes of the ``L`` frames ending at class ``j`` at velocity ``v`` (``j - round(v * (L - 1 - t))``),
+        clamped to the first frame of ``j``'s segment (repeating it)."""
+        first = self._segment_starts[j]
+        return [max(first, j - int(round(v * (L - 1 - t)))) for t in range(L)]
 
     def collate(self, samples: list[Any]) -> Any:
         """Sampled places ``j`` -> blocks of ``block_size`` consecutive places ``j, j + 1, ...``;
@@ -374,9 +385,11 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
         ds = self.config.ds
         L = ds if torch.rand(()) < 0.5 else int(torch.randint(1, ds + 1, ()))
         labels, windows, frames, images = [], [], [], []
+        v_min, v_max = self.config.v_min, self.config.v_max
         for j0 in samples:
+            v = v_min + (v_max - v_min) * float(torch.rand(())) if v_max > v_min else v_min
             ends = list(range(int(j0), min(n, int(j0) + self.config.block_size)))
-            block = [self._window(j, L) for j in ends]
+            block = [self._window(j, L, v) for j in ends]
             distinct = sorted({k for w in block for k in w})
             where = {k: len(frames) + i for i, k in enumerate(distinct)}
             labels.extend(ends)
