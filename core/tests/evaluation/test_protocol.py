@@ -290,3 +290,29 @@ def test_a_given_split_replaces_the_runs_own_and_radii_replace_the_manifests(tmp
         assert 0.0 < m["chance:recall_at_1_within_10m"] < m["chance:recall_at_1"]
     with pytest.raises(Exception, match="not found"):
         score_run(tmp_path / "predictions", queries, map_metas, split=tmp_path / "missing.json")
+
+
+def test_admissible_chance_is_the_mean_of_the_expected_recalls_a_variant_wrote(tmp_path):
+    """A variant whose every row carries expected_recall_<d>m gives the core's admissible_chance row:
+    their mean over the scored queries (per condition too), beside a uniform yaw."""
+    queries = _metas([0.0, 10.0, 20.0], "q", ["day", "night", "night"])
+    ests = [PoseEstimate(pose2=Pose2(x=q.pose2.x, y=0.0, yaw=0.0)) for q in queries]
+    expected = [(10.0, 30.0, 50.0), (20.0, 40.0, 60.0), (0.0, 20.0, 100.0)]
+    draws = [PoseEstimate(pose2=Pose2(x=q.pose2.x + 7, y=0.0, yaw=0.0),
+                          extras={f"expected_recall_{d:g}m": v for d, v in zip((1, 3, 5), e)})
+             for q, e in zip(queries, expected)]
+    manifest = Manifest(family="se2", method="bev", dataset="fake", num_queries=3)
+    write_run_predictions(tmp_path / "predictions", manifest, [q.name for q in queries], [], ests,
+                          {"admissible_random": Variant(estimates=draws, baseline=True)})
+    result = score_run(tmp_path / "predictions", queries, [])
+    m = result.metrics
+    assert m["admissible_chance:recall_1m"] == pytest.approx(10.0)
+    assert m["admissible_chance:recall_5m"] == pytest.approx(70.0)
+    assert m["admissible_chance:night/recall_3m"] == pytest.approx(30.0)
+    assert m["admissible_chance:recall_5deg"] == pytest.approx(500 / 180)
+    assert "admissible_chance (reference)" in result.tables
+    # without the columns on every row there is no such row
+    draws[1] = PoseEstimate(pose2=Pose2(x=17.0, y=0.0, yaw=0.0))
+    write_run_predictions(tmp_path / "p2", manifest, [q.name for q in queries], [], ests,
+                          {"admissible_random": Variant(estimates=draws, baseline=True)})
+    assert not any(k.startswith("admissible_chance:") for k in score_run(tmp_path / "p2", queries, []).metrics)

@@ -197,12 +197,14 @@ def _svg(family: str, curves: Mapping[str, list[float]], title: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from maploc.evaluation.scoring import REFERENCE_ROWS
+
     names = RECALL_CURVES.get(family, ())
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for label, ys in curves.items():
         if not ys or all(not math.isfinite(y) for y in ys):
             continue
-        style = "--" if label.split(" [")[0] in ("chance", "prior", "coverage") else "-"
+        style = "--" if label.split(" [")[0] in REFERENCE_ROWS else "-"
         ax.plot(range(len(ys)), ys, style, marker="o", label=label)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([n.replace("recall_", "").replace("at_", "@") for n in names], rotation=20, fontsize=8)

@@ -17,7 +17,11 @@ Metric names in ``metrics.json`` (flat):
   core computes from the ground truth: ``chance:`` (retrieval, sequence, SE(2)), ``prior:``
   (SE(2), when the method wrote its prior) and ``coverage:`` (6-DoF: distance to the nearest mapping
   camera, smallest angle to one, and the share of queries with a mapping camera within each pair of
-  thresholds: the best pose retrieval could do).
+  thresholds: the best pose retrieval could do), and ``admissible_chance:`` (SE(2)): when one of the
+  run's predictions files (the method's or a variant's) carries, for every query, the exact expected
+  recall of a uniform draw over the places a camera may be (e.g. road cells inside the prior region)
+  as ``expected_recall_<d>m`` columns (percent) for every SE(2) distance threshold, their mean over the
+  scored queries; its yaw recalls are those of a uniform yaw.
 * retrieval with a second distance threshold: ``recall_at_<N>_within_<d>m`` beside ``recall_at_<N>``
   (which is within the primary threshold).
 """
@@ -47,7 +51,7 @@ __all__ = ["Manifest", "ScoreResult", "MANIFEST", "REFERENCE_ROWS", "write_run_p
 #: The manifest's file name inside ``RUN/predictions/``.
 MANIFEST = "manifest.json"
 #: Row names the core computes; a method's variant may not use them.
-REFERENCE_ROWS = ("chance", "prior", "coverage")
+REFERENCE_ROWS = ("chance", "admissible_chance", "prior", "coverage")
 
 #: The columns of the report tables, per family.
 HEADLINE: dict[str, tuple[str, ...]] = {
@@ -289,6 +293,18 @@ def _reference_rows(family: str, queries: Sequence[Any], map_metas: Sequence[Any
     return out
 
 
+def _admissible_chance(rows: Sequence[Mapping[str, str]]) -> dict[str, float]:
+    """The ``admissible_chance`` row: the mean of the per-query exact expected recalls a method wrote
+    (``expected_recall_<d>m``, percent) and the recalls of a uniform yaw."""
+    row: dict[str, float] = {"num_queries": len(rows)}
+    for d in _m.SE2_POSITION_THRESHOLDS_M:
+        row[f"recall_{d:g}m"] = float(np.mean([float(r[f"expected_recall_{d:g}m"]) for r in rows]))
+    for d, v in zip(_m.SE2_YAW_THRESHOLDS_DEG, _ref.yaw_chance_recall(_m.SE2_YAW_THRESHOLDS_DEG)):
+        row[f"recall_{d:g}deg"] = float(v)
+    row["median_yaw_error_deg"] = 90.0
+    return row
+
+
 def _prior_columns(rows: Sequence[Mapping[str, str]]) -> tuple[np.ndarray, np.ndarray, str] | None:
     """The SE(2) prior of every query from the predictions CSV, or ``None`` when the method wrote none."""
     if not rows or not all(r.get("prior_x_m") not in (None, "") for r in rows):
@@ -367,11 +383,16 @@ def score_run(
     metrics: dict[str, float] = {}
     main_result: EvaluationResult | None = None
     main_csv: list[dict[str, str]] = []
+    expected_csv: list[dict[str, str]] | None = None  # the rows carrying expected_recall_<d>m (SE(2))
     table_rows: list[tuple[str, str]] = []  # (row label, metric prefix)
     for file_name, row in order:
         estimates_all, csv_rows = read_predictions(pred_dir / f"{file_name}.txt", family, names, map_names=map_names)
         estimates = [estimates_all[i] for i in idx]
         rows_kept = [csv_rows[i] for i in idx]
+        if family == "se2" and expected_csv is None and rows_kept and all(
+                r.get(f"expected_recall_{d:g}m") not in (None, "") for r in rows_kept
+                for d in _m.SE2_POSITION_THRESHOLDS_M):
+            expected_csv = rows_kept
         for condition, members in groups:
             result, values = _score(family, [queries[k] for k in members], [estimates[k] for k in members],
                                     map_metas, manifest, [int(idx[k]) for k in members])
@@ -387,6 +408,9 @@ def score_run(
                                [main_csv[k] for k in members], [int(idx[k]) for k in members])
         for ref_row, values in refs.items():
             metrics.update(_prefixed(ref_row, condition, values))
+        if expected_csv is not None and members:
+            metrics.update(_prefixed("admissible_chance", condition,
+                                     _admissible_chance([expected_csv[k] for k in members])))
     for ref_row in REFERENCE_ROWS:
         if any(k.startswith(f"{ref_row}:") for k in metrics):
             table_rows.append((f"{ref_row} (reference)", ref_row))
