@@ -138,6 +138,15 @@ def test_split_matches_by_descriptors_and_eval_checkpoint_reloads_the_split(tmp_
     test = np.flatnonzero(split.split_of(_xy()) == SPLIT_CODES["test"])
     assert set(test) - set(method.train_frames) == set(test)
     assert [best[i] for i in test] == list(test)
+    # the plots keep the scored (test-block) queries in the PR curves
+    from maploc_seqslam import common
+
+    seen = []
+    pr_curves = common.pr_curves
+    monkeypatch.setattr(common, "pr_curves", lambda m, q, rows, t: seen.append(len(q)) or pr_curves(m, q, rows, t))
+    paths = method.plots(tmp_path / "run", _Route(None, "query"), estimates)
+    assert tmp_path / "run" / "pr_curves.png" in paths
+    assert seen == [len(test)]
     # maploc eval --checkpoint: a fresh method, the weights loaded, the source run's split saved in the new run
     state = {k: v.clone() for k, v in method.model.state_dict().items()}
     fresh = DeepSeqSLAM(method.config)

@@ -222,7 +222,8 @@ class SeqSLAM(Method[SeqSLAMConfig]):
 
 def plot_all(method: Any, run_dir: Path, queries: Dataset, estimates: Sequence[PoseEstimate]) -> list[Path]:
     """The plots both methods write (see :meth:`SeqSLAM.plots`): the ground truth is the core's
-    (:func:`maploc.evaluation.evaluate.truth_matrix`, ``eval.distance_threshold_m``)."""
+    (:func:`maploc.evaluation.evaluate.truth_matrix`, ``eval.distance_threshold_m``); with a spatial split
+    (``method.split``) the PR curves keep the queries the core scores (those in test blocks)."""
     from maploc.evaluation.evaluate import truth_matrix
 
     paths: list[Path] = []
@@ -235,8 +236,18 @@ def plot_all(method: Any, run_dir: Path, queries: Dataset, estimates: Sequence[P
     rows = {method.name: list(estimates)}
     if len(stream.single) == len(estimates):
         rows[common.SINGLE_FRAME] = stream.single
-    curves = common.pr_curves(map_metas, metas, rows, threshold)
-    paths.append(common.plot_pr_curves(run_dir, curves, method.name, f"{method.name}: precision-recall"))
+    title, pr_metas = f"{method.name}: precision-recall", metas
+    split = getattr(method, "split", None)
+    if split is not None:  # the queries the core scores: those in the spatial split's test blocks
+        from maploc_seqslam.split import positions
+
+        keep = np.asarray(split.mask(positions(metas), "test"), dtype=bool)
+        if keep.any():
+            pr_metas = [m for m, k in zip(metas, keep) if k]
+            rows = {name: [e for e, k in zip(r, keep) if k] for name, r in rows.items()}
+            title += " (test-block queries)"
+    curves = common.pr_curves(map_metas, pr_metas, rows, threshold)
+    paths.append(common.plot_pr_curves(run_dir, curves, method.name, title))
     if stream.query_names:
         n = len(stream.query_names)
         truth = truth_matrix(metas[:n], map_metas, threshold)
