@@ -63,8 +63,8 @@ from maploc.errors import ConfigError, DataError
 from maploc.types import PoseEstimate, Sample
 from maploc_seqslam import common
 from maploc_seqslam.search import uniqueness
-from maploc_seqslam.split import SplitConfig, build_split, load_split, map_split_of, positions, save_split
 from maploc_seqslam.seqslam import StreamingMatcher, plot_all, single_frame_variants
+from maploc_seqslam.split import SplitConfig, build_split, load_split, map_split_of, positions, save_split
 
 __all__ = ["DeepSeqSLAM", "DeepSeqSLAMConfig", "DeepSeqSLAMNet"]
 
