@@ -97,15 +97,24 @@ class NearestNeighbourRetrieval(Method[NNRetrievalConfig]):
     supports_leave_one_out: ClassVar[bool] = True
 
     def build_map(self, map_data: Dataset, context: RunContext = RunContext()) -> None:
-        """Computes the thumbnail descriptor of every map image. Raises ValueError if the map is empty
-        or an image has no pose."""
+        """Computes the thumbnail descriptor of every map image.
+
+        Raises:
+            DataError: the map is empty, or a map image has no pose (nn-retrieval returns the pose of the
+                nearest map image, so it needs them; a place-recognition set without poses, e.g. two-pass,
+                is scored by the retrieval methods' thumbnails baseline instead).
+        """
+        from maploc.errors import DataError
+
         if len(map_data) == 0:
-            raise ValueError("the map split is empty")
+            raise DataError("the map split is empty")
         descriptors, poses, names = [], [], []
         for i in range(len(map_data)):
             sample = map_data[i]
             if sample.T_cam2world is None:
-                raise ValueError(f"map image {sample.name} has no pose")
+                raise DataError(f"nn-retrieval returns map poses, but map image {sample.name} has none: use it on a "
+                                "dataset with posed map images (the retrieval methods' 'thumbnails' baseline is its "
+                                "counterpart for place recognition)")
             descriptors.append(self._describe([sample]))
             poses.append(sample.T_cam2world)
             names.append(sample.name)

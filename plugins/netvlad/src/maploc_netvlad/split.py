@@ -16,26 +16,19 @@ geometry):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from maploc.api import Dataset
+from maploc.data.run_split import SPLIT_FILE, build_map_split, load_split, map_split_of, positions, save_split
 from maploc.data.split import SpatialSplit
-from maploc.errors import ConfigError, DataError
-from maploc.evaluation.scoring import query_xy
-from maploc.files import atomic_write_text
 
 __all__ = ["SPLIT_FILE", "success_radius_m", "positions", "build_split", "map_split_of", "save_split", "load_split"]
 
 log = logging.getLogger(__name__)
 
-#: the file the core reads in a run folder
-SPLIT_FILE = "split.json"
+# SPLIT_FILE, positions, map_split_of, save_split and load_split are the core's (maploc.data.run_split), shared
+# with deepseqslam; they are re-exported here for the plugin's modules and tests.
 
 
 def success_radius_m(config: Any) -> float:
@@ -45,14 +38,9 @@ def success_radius_m(config: Any) -> float:
     return float(max(ev.distance_threshold_m, ev.fine_threshold_m))
 
 
-def positions(metas: Sequence[Any]) -> np.ndarray:
-    """``(N, 2)`` float64 map positions (metres; NaN where a sample has neither ``pose2`` nor ``T_cam2world``) of
-    samples or sample metadata, as the core scores them (:func:`maploc.evaluation.scoring.query_xy`)."""
-    return np.array([query_xy(m) for m in metas], dtype=np.float64).reshape(-1, 2)
-
-
 def build_split(map_metas: Sequence[Any], config: Any) -> SpatialSplit | None:
-    """The split of a run from its map frames (``None`` when ``config.split.block_size_m == 0``).
+    """The split of a run from its map frames (``None`` when ``config.split.block_size_m == 0``):
+    :func:`maploc.data.run_split.build_map_split` with the ``split`` section and :func:`success_radius_m`.
 
     Args:
         map_metas: the map split's samples or metadata (their positions fix the region and the occupied blocks).
@@ -68,52 +56,6 @@ def build_split(map_metas: Sequence[Any], config: Any) -> SpatialSplit | None:
             checks).
     """
     sc = config.split
-    if sc.block_size_m <= 0:
-        return None
-    xy = positions(map_metas)
-    bad = np.flatnonzero(~np.isfinite(xy).all(axis=1))
-    if bad.size:
-        raise DataError(f"map frame {map_metas[int(bad[0])].name!r} has no position (pose2 or T_cam2world): the "
-                        "spatial split needs one for every map frame; set split.block_size_m=0 for data without poses")
-    return SpatialSplit.from_points(
-        xy, block_size_m=sc.block_size_m, success_radius_m=success_radius_m(config), footprint_m=sc.footprint_m,
-        val_fraction=sc.val_fraction, test_fraction=sc.test_fraction, seed=sc.seed, guard_m=sc.guard_m,
-    )
-
-
-def map_split_of(train_data: Dataset) -> Dataset:
-    """The ``map`` split of the dataset ``train_data`` belongs to (same class, root, image height and options).
-
-    Raises:
-        ConfigError: the dataset cannot open its map split that way.
-    """
-    try:
-        return type(train_data)(train_data.root, "map", image_height=train_data.image_height,
-                                options=train_data.options)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"the spatial split needs the map split of {train_data!r} ({e}); set "
-                          "split.block_size_m=0 to train without one") from None
-
-
-def save_split(split: SpatialSplit, run_dir: Path | None) -> Path | None:
-    """Writes ``run_dir/split.json`` atomically (nothing without a run folder); returns its path."""
-    if run_dir is None:
-        return None
-    path = Path(run_dir) / SPLIT_FILE
-    atomic_write_text(path, json.dumps(split.to_dict()) + "\n")
-    return path
-
-
-def load_split(run_dir: Path | None) -> SpatialSplit | None:
-    """The split saved in ``run_dir`` (``None`` without a run folder or without ``split.json``).
-
-    Raises:
-        DataError: ``split.json`` exists but is not a saved split (names the file).
-    """
-    if run_dir is None or not (Path(run_dir) / SPLIT_FILE).is_file():
-        return None
-    path = Path(run_dir) / SPLIT_FILE
-    try:
-        return SpatialSplit.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, DataError) as e:
-        raise DataError(f"{path}: not a saved spatial split ({e})") from None
+    return build_map_split(map_metas, block_size_m=sc.block_size_m, success_radius_m=success_radius_m(config),
+                           footprint_m=sc.footprint_m, val_fraction=sc.val_fraction, test_fraction=sc.test_fraction,
+                           seed=sc.seed, guard_m=sc.guard_m)
