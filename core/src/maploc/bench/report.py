@@ -36,6 +36,17 @@ RECALL_CURVES: dict[str, tuple[str, ...]] = {
 
 ALL = "all"  # the condition name of the metrics over every scored query
 
+#: The columns of a second match radius, by prefix, per family (``recall_at_1_within_10m``).
+_WITHIN = {"retrieval": ("recall_at_1_within_", "recall_at_5_within_"), "sequence": ("recall_at_1_within_",)}
+
+
+def _within_order(key: str) -> tuple[float, str]:
+    """Radius first, then R@1 before R@5."""
+    try:
+        return float(key.rsplit("_within_", 1)[1].rstrip("m")), key
+    except ValueError:
+        return math.inf, key
+
 
 @attrs.frozen
 class Record:
@@ -90,6 +101,8 @@ def format_cell(values: Sequence[float], *, spread: bool = True) -> str:
     mean, sd, _ = mean_spread(values)
     if math.isnan(mean):
         return "-"
+    if sd is not None and sd <= 1e-9 * max(1.0, abs(mean)):
+        sd = 0.0  # equal in every seed up to rounding
     text = f"{mean:.4g}"
     return text if sd is None or not spread else f"{text} ± {sd:.2g}"
 
@@ -139,6 +152,9 @@ def tables(records: Sequence[Record]) -> list[tuple[str, str, str, list[str], li
     for dataset, condition, family in keys:
         rows = [r for r in long if (r["dataset"], r["condition"], r["family"]) == (dataset, condition, family)]
         columns = [c for c in HEADLINE.get(family, ()) if any(c in r for r in rows)]
+        # a second match radius (retrieval, sequence): R@1 (and R@5 for retrieval) within it
+        columns += sorted({k for r in rows for k in r if k.startswith(_WITHIN[family])}, key=_within_order) \
+            if family in _WITHIN else []
         groups: dict[str, list[dict[str, Any]]] = {}
         method_order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
         for r in sorted(rows, key=lambda r: (r["kind"] == "reference", method_order[r["method"]], r["kind"] != "method")):
@@ -158,7 +174,8 @@ def tables(records: Sequence[Record]) -> list[tuple[str, str, str, list[str], li
             else:
                 final[label] = rs
         for name, per_method in refs.items():
-            cells = {m: [format_cell([r.get(c, math.nan) for r in rs], spread=not c.startswith("num_")) for c in columns] for m, rs in per_method.items()}
+            cells = {m: [format_cell([r.get(c, math.nan) for r in rs], spread=False) for c in columns]
+                     for m, rs in per_method.items()}
             if len({tuple(v) for v in cells.values()}) == 1:
                 final[name] = next(iter(per_method.values()))
             else:
@@ -177,9 +194,16 @@ def _markdown(suite: Suite, tabs: Sequence[Any], skipped: Sequence[str],
     if suite.description:
         lines += [suite.description.strip(), ""]
     lines += ["Values: mean ± sample standard deviation over seeds (ddof 1) when a row has several seeds; recall in "
-              "percent. Reference rows (chance, prior, coverage) are computed by the core from the ground truth.", ""]
+              "percent. Reference rows (chance, admissible_chance, prior, coverage) are computed by the core from the "
+              "ground truth.", ""]
+    from maploc.bench.suite import dataset_scoring
+
+    radii = {label: rule.distance_thresholds_m for label, rule in dataset_scoring(suite).items()}
     for dataset, condition, family, columns, body, _ in tabs:
         lines += [f"## {dataset} — {'all queries' if condition == ALL else 'condition ' + condition} ({family})", ""]
+        if family in _WITHIN and radii.get(dataset):
+            lines += [f"A match: a map sample within {radii[dataset][0]:g} m of the query (`recall_at_N`), or within the "
+                      "radius in the column's name (`..._within_<d>m`).", ""]
         lines += ["| row | seeds | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
         for label, n, cells in body:
             lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
