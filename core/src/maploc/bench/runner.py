@@ -212,8 +212,8 @@ def _run_jobs(planned: Sequence[tuple[Job, Any]], out: Path, device: str, say: C
             headline = _headline(own, family)
         except (OSError, ValueError, KeyError, TypeError):
             headline = ""
-        say(f"{what}: {status} in {time.perf_counter() - t0:.1f} s" + (f"; {headline} (its own split)"
-                                                                        if headline else ""))
+        note = " (on its own split.json)" if (run_dir / "split.json").is_file() else ""
+        say(f"{what}: {status} in {time.perf_counter() - t0:.1f} s" + (f"; {headline}{note}" if headline else ""))
 
 
 def _split_dict(run_dir: Path) -> dict[str, Any] | None:
