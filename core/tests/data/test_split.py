@@ -286,3 +286,25 @@ def test_import_stays_free_of_torch():
     code = "import sys, maploc.data.split; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_outside_admits_training_positions_beyond_the_region_only_under_the_guards(seed):
+    """``allowed(xy, "train", outside=True)``: positions in no block (extra training routes beyond the map frames'
+    bounding box) are admitted when strictly farther than the guards from every test and val block; inside the
+    region nothing changes; other splits refuse the flag."""
+    rng = np.random.default_rng(seed)
+    map_xy = np.stack([np.linspace(0, 600, 150), rng.uniform(-5, 5, 150)], axis=1)
+    split = SpatialSplit.from_points(map_xy, block_size_m=60, success_radius_m=25, footprint_m=0, seed=seed % 7)
+    x0, y0, x1, y1 = split.region
+    pts = rng.uniform([x0 - 200, y0 - 200], [x1 + 200, y1 + 200], size=(2000, 2))
+    plain, wide = split.allowed(pts, "train"), split.allowed(pts, "train", outside=True)
+    inside = split.split_of(pts) != OUTSIDE
+    np.testing.assert_array_equal(wide[inside], plain[inside])
+    out = ~inside
+    expected = out & (split.distance_to(pts, "test") > split.guard_m) & (split.distance_to(pts, "val") > split.val_guard_m)
+    np.testing.assert_array_equal(wide[out], expected[out])
+    assert not plain[out].any() and expected.any()  # without the flag nothing outside is admitted
+    with pytest.raises(ValueError, match="train split only"):
+        split.allowed(pts, "val", outside=True)

@@ -463,7 +463,7 @@ class SpatialSplit:
         return {"train": (("val", self.val_guard_m), ("test", self.guard_m)), "val": (("test", self.guard_m),),
                 "test": ()}[split]
 
-    def allowed(self, xy: Any, split: str) -> np.ndarray:
+    def allowed(self, xy: Any, split: str, *, outside: bool = False) -> np.ndarray:
         """``(N,)`` bool: may a sample of ``split`` lie at each position of ``(N, 2)`` metres?
 
         True when the position is in a block of ``split`` and strictly farther than the guard from the blocks it is
@@ -471,11 +471,22 @@ class SpatialSplit:
         (``train``: :attr:`guard_m` from test blocks and :attr:`val_guard_m` from val blocks; ``val``:
         :attr:`guard_m` from test blocks; ``test``: no guard).
 
+        Args:
+            outside: ``train`` only: also admit positions outside the region (in no block), under the same guards.
+                A split built over the map frames' bounding box (:meth:`from_points`) leaves extra training routes
+                outside it; away from every test and val block by the guards, they are as safe to train on as a
+                train block.
+
         Raises:
-            ValueError: unknown split or positions not ``(N, 2)``.
+            ValueError: unknown split, ``outside`` with another split than ``train``, or positions not ``(N, 2)``.
         """
+        if outside and split != "train":
+            raise ValueError(f"outside=True is for the train split only, got {split!r}")
         pts = _points(xy)
-        ok = self.split_of(pts) == _code(split)
+        codes = self.split_of(pts)
+        ok = codes == _code(split)
+        if outside:
+            ok |= codes == OUTSIDE
         for other, guard in self._guards(split):
             if ok.any():
                 # strictly farther than the guard: a match counts at a distance <= the success radius

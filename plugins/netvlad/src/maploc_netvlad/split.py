@@ -8,7 +8,7 @@ geometry):
   :func:`maploc.evaluation.scoring.query_xy`: ``pose2`` x, y, else the camera centre's x, y, metres, map frame), with
   ``success_radius_m`` = the largest distance threshold the run reports (:func:`success_radius_m`);
 * a training image (of the training split and, with ``split.other_sequences``, of the query split) is used only where
-  ``split.allowed(xy, "train")``: it keeps at least ``success_radius_m + footprint_m`` from every test block, hence
+  ``split.allowed(xy, "train", outside=True)`` (in a train block, or beyond the map frames' region, as extra training routes are): it keeps at least ``success_radius_m + footprint_m`` from every test block, hence
   from every scored query, so no image that was trained on is a correct answer (a positive) of a scored query;
 * ``maploc eval --checkpoint RUN/checkpoints/X.ckpt`` saves the split of ``RUN`` again in its own folder (the split
   the weights were trained with), so that it scores the same queries.

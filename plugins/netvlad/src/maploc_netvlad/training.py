@@ -73,7 +73,8 @@ def load_training_images(sources: Dataset | list[Dataset], split: SpatialSplit |
         bad = np.flatnonzero(np.isnan(xyz).any(axis=1))
         if bad.size:
             raise DataError(f"{data!r}: training sample {metas[bad[0]].name!r} has no pose (T_cam2world or pose2)")
-        keep = np.ones(len(metas), dtype=bool) if split is None else split.allowed(positions(metas), "train")
+        keep = (np.ones(len(metas), dtype=bool) if split is None
+                else split.allowed(positions(metas), "train", outside=True))
         for i in np.flatnonzero(keep):
             s = data[int(i)]
             if first is None:

@@ -345,7 +345,7 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
         if self.split is None:
             frames = list(range(N))
         else:
-            frames = [int(i) for i in np.flatnonzero(self.split.allowed(positions(metas), "train"))]
+            frames = [int(i) for i in np.flatnonzero(self.split.allowed(positions(metas), "train", outside=True))]
             if not frames:
                 raise ConfigError(f"the spatial split ({self.split.describe()}) allows none of the {N} training "
                                   "frames; lower split.block_size_m or set it to 0")

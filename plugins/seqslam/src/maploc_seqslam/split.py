@@ -9,7 +9,7 @@ same queries. Rules:
   :func:`maploc.evaluation.scoring.query_xy`: ``pose2`` x, y, else the camera centre's x, y, metres, map frame), with
   ``success_radius_m`` = :attr:`SplitConfig.success_radius_m` (25 m: the largest distance the place-recognition
   tables score, netvlad's ``eval.distance_threshold_m``);
-* a training frame is used only where ``split.allowed(xy, "train")``: it keeps at least ``success_radius_m +
+* a training frame is used only where ``split.allowed(xy, "train", outside=True)`` (in a train block, or beyond the map frames' region, as extra training routes are): it keeps at least ``success_radius_m +
   footprint_m`` from every test block, hence from every scored query, so no frame that was trained on is a correct
   answer (a positive) of a scored query at any threshold up to ``success_radius_m``;
 * ``maploc eval --checkpoint RUN/checkpoints/X.ckpt`` saves the split of ``RUN`` again in its own folder (the split
