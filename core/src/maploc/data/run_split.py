@@ -23,7 +23,7 @@ from maploc.data.split import SpatialSplit
 from maploc.errors import ConfigError, DataError
 from maploc.files import atomic_write_text
 
-__all__ = ["SPLIT_FILE", "positions", "build_map_split", "map_split_of", "save_split", "load_split"]
+__all__ = ["SPLIT_FILE", "positions", "build_map_split", "map_split_of", "save_split", "load_split", "load_split_file"]
 
 #: The file the core reads in a run folder.
 SPLIT_FILE = "split.json"
@@ -90,6 +90,21 @@ def save_split(split: SpatialSplit, run_dir: str | Path | None) -> Path | None:
     return path
 
 
+def load_split_file(path: str | Path) -> SpatialSplit:
+    """The :class:`~maploc.data.split.SpatialSplit` saved in ``path`` (a run's ``split.json``).
+
+    Raises:
+        DataError: the file is missing or is not a saved split (one line naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file {path} not found (a run's split.json)")
+    try:
+        return SpatialSplit.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KeyError, DataError) as e:
+        raise DataError(f"{path}: not a saved spatial split ({e})") from None
+
+
 def load_split(run_dir: str | Path | None) -> SpatialSplit | None:
     """The split saved in ``run_dir`` (``None`` without a run folder or without ``split.json``).
 
@@ -98,8 +113,4 @@ def load_split(run_dir: str | Path | None) -> SpatialSplit | None:
     """
     if run_dir is None or not (Path(run_dir) / SPLIT_FILE).is_file():
         return None
-    path = Path(run_dir) / SPLIT_FILE
-    try:
-        return SpatialSplit.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, KeyError, DataError) as e:
-        raise DataError(f"{path}: not a saved spatial split ({e})") from None
+    return load_split_file(Path(run_dir) / SPLIT_FILE)

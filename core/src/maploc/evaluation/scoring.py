@@ -180,26 +180,21 @@ def query_xy(meta: Any) -> tuple[float, float]:
 
 
 def _load_split(run_dir: Path | None) -> Any:
-    if run_dir is None or not (run_dir / "split.json").is_file():
-        return None
-    return load_split_file(run_dir / "split.json")
+    from maploc.data.run_split import load_split
+
+    return load_split(run_dir)
 
 
 def load_split_file(path: str | os.PathLike[str]) -> Any:
-    """The :class:`~maploc.data.split.SpatialSplit` saved in ``path`` (a run's ``split.json``).
+    """The :class:`~maploc.data.split.SpatialSplit` saved in ``path`` (a run's ``split.json``):
+    :func:`maploc.data.run_split.load_split_file`.
 
     Raises:
         DataError: the file is missing or is not a saved split (one line naming the file).
     """
-    from maploc.data.split import SpatialSplit
+    from maploc.data.run_split import load_split_file as load
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"split file {path} not found (a run's split.json)")
-    try:
-        return SpatialSplit.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, KeyError) as e:
-        raise DataError(f"{path}: not a spatial split ({e})") from None
+    return load(path)
 
 
 def _prefixed(row: str, condition: str | None, metrics: Mapping[str, float]) -> dict[str, float]:
