@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_range
+from maploc.data.photometric import INPUT_NORMS, InputNorm
 
 __all__ = ["ModelConfig", "MiningConfig", "SplitConfig", "IndexConfig", "EvalConfig", "NetVLADConfig",
            "StudentModelConfig", "MobileNetVLADConfig", "SIMCITY_OPTIONS"]
@@ -31,12 +32,16 @@ class ModelConfig:
             conv5_3, 512 channels).
         num_clusters: NetVLAD clusters ``K`` (k-means initialised).
         whitening_dim: PCA-whitened output dimension learned on the map (capped at a quarter of the map size); 0 = no whitening.
+        input_norm: input photometric normalisation (:func:`maploc.data.photometric.normalize_images`):
+            ``imagenet`` (fixed ImageNet mean / std) or ``per_image`` (each image's channels standardised by their
+            own mean / std: invariant to a global exposure or colour-cast change, e.g. night against day).
     """
 
     backbone: str = "resnet18"
     layer: int = attrs.field(default=3, validator=at_least(0))
     num_clusters: int = attrs.field(default=64, validator=at_least(2))
     whitening_dim: int = attrs.field(default=512, validator=at_least(0))
+    input_norm: InputNorm = attrs.field(default="imagenet", validator=attrs.validators.in_(INPUT_NORMS))
 
 
 @attrs.frozen(kw_only=True)
@@ -55,6 +60,7 @@ class StudentModelConfig:
         ridge: the ridge ``lambda`` relative to the mean squared norm of the centred NetVLAD vectors.
         freeze_batch_norm: after calibrating the backbone's batch-norm statistics on the training images, keep them
             fixed (eval mode) during distillation, so that small batches train the function used at inference.
+        input_norm: input photometric normalisation, as for the teacher (:attr:`ModelConfig.input_norm`).
     """
 
     backbone: str = "mobilenetv2_035"
@@ -64,6 +70,7 @@ class StudentModelConfig:
     projection_init: str = attrs.field(default="ridge", validator=attrs.validators.in_(("ridge", "random")))
     ridge: float = attrs.field(default=0.01, validator=greater_than(0))
     freeze_batch_norm: bool = True
+    input_norm: InputNorm = attrs.field(default="imagenet", validator=attrs.validators.in_(INPUT_NORMS))
 
 
 @attrs.frozen(kw_only=True)

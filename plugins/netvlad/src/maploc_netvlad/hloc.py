@@ -182,7 +182,8 @@ class HlocMethod(Method[HlocConfig]):
             model = build_teacher(structure(NetVLADConfig, state["config"]))
         elif kind == "mobilenetvlad":
             m = structure(MobileNetVLADConfig, state["config"]).model
-            model = GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters, projection_dim=m.descriptor_dim)
+            model = GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters, projection_dim=m.descriptor_dim,
+                                        input_norm=m.input_norm)
         else:
             raise CheckpointError(f"retrieval_checkpoint {path} holds method {kind!r}, not netvlad or mobilenetvlad")
         try:

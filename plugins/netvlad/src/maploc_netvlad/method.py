@@ -59,7 +59,7 @@ def training_sources(train_data: Dataset, split: SpatialSplit | None, other_sequ
 
 def build_teacher(config: NetVLADConfig) -> GlobalDescriptorNet:
     m = config.model
-    return GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters)
+    return GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters, input_norm=m.input_norm)
 
 
 class NetVLADMethod(RetrievalMethod):
@@ -182,7 +182,8 @@ class MobileNetVLADMethod(RetrievalMethod):
 
     def configure_model(self) -> nn.Module:
         m = self.config.model
-        return GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters, projection_dim=m.descriptor_dim)
+        return GlobalDescriptorNet(m.backbone, m.layer, m.num_clusters, projection_dim=m.descriptor_dim,
+                                   input_norm=m.input_norm)
 
     def collate(self, samples: list[Any]) -> Any:
         return torch.as_tensor(samples, dtype=torch.long)

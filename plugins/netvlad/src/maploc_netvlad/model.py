@@ -18,13 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maploc.api import Encoder
+from maploc.data.photometric import IMAGENET_MEAN, IMAGENET_STD, INPUT_NORMS, normalize_images
 
 from .layer import NetVLAD, PCAWhitening
 
 __all__ = ["GlobalDescriptorNet", "NetVLADEncoder", "MobileNetVLADEncoder", "IMAGENET_MEAN", "IMAGENET_STD"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class GlobalDescriptorNet(Encoder):
@@ -36,6 +34,11 @@ class GlobalDescriptorNet(Encoder):
         num_clusters: NetVLAD clusters ``K``.
         projection_dim: ``None``: the output is the NetVLAD vector, whitened by :attr:`whitening` once fitted
             (the teacher); an int: a learned linear projection to this dimension + L2 (the student's FC layer).
+        input_norm: input normalisation before the backbone (:func:`maploc.data.photometric.normalize_images`):
+            ``imagenet`` (fixed mean / std) or ``per_image`` (each image standardised by its own channel statistics).
+
+    Raises:
+        ValueError: a backbone timm cannot build or cut at ``layer``, or an ``input_norm`` not in ``INPUT_NORMS``.
 
     Shapes:
         ``forward``: ``(B, 3, H, W)`` float RGB in [0, 1] -> ``(B, D)`` float32 unit-L2 descriptors.
@@ -46,9 +49,13 @@ class GlobalDescriptorNet(Encoder):
     output_stride: ClassVar[int] = 1
 
     def __init__(self, backbone: str = "resnet18", layer: int = 3, num_clusters: int = 64,
-                 projection_dim: int | None = None) -> None:
+                 projection_dim: int | None = None, input_norm: str = "imagenet") -> None:
         super().__init__()
         import timm
+
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(map(repr, INPUT_NORMS))}; got {input_norm!r}")
+        self.input_norm = input_norm
 
         try:
             self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(layer,))
@@ -59,13 +66,11 @@ class GlobalDescriptorNet(Encoder):
         self.netvlad = NetVLAD(num_clusters, channels)
         self.whitening = PCAWhitening()
         self.projection = nn.Linear(self.netvlad.output_dim, projection_dim) if projection_dim else None
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def local_features(self, images: Tensor) -> Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-        return self.backbone((images - self.pixel_mean) / self.pixel_std)[-1]
+        return self.backbone(normalize_images(images, self.input_norm))[-1]
 
     def vlad(self, images: Tensor) -> Tensor:
         return self.netvlad(self.local_features(images))
@@ -151,10 +156,13 @@ class GlobalDescriptorNet(Encoder):
         return cosine
 
     def fingerprint(self) -> str:
-        """A short SHA-256 of every parameter and buffer (identifies the weights that built a saved map index)."""
+        """A short SHA-256 of every parameter and buffer, and of ``input_norm`` unless ``imagenet`` (identifies the
+        weights that built a saved map index)."""
         import hashlib
 
         h = hashlib.sha256()
+        if self.input_norm != "imagenet":
+            h.update(f"input_norm={self.input_norm}".encode())
         for key, value in sorted(self.state_dict().items()):
             h.update(key.encode())
             h.update(value.detach().cpu().contiguous().numpy().tobytes())
