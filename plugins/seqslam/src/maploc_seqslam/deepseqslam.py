@@ -58,6 +58,7 @@ from torch import nn
 
 from maploc.api import Dataset, Method, RunContext, SampleMeta, Variant
 from maploc.config import DataConfig, TrainConfig, at_least, greater_than, in_range
+from maploc.data.photometric import INPUT_NORMS, InputNorm, normalize_images
 from maploc.data.split import SpatialSplit
 from maploc.errors import ConfigError, DataError
 from maploc.types import PoseEstimate, Sample
@@ -89,6 +90,8 @@ class DeepSeqSLAMConfig:
             reference's positional option; only fair where query and reference indices are not
             aligned by construction, so off by default).
         augment: photometric augmentation strength in ``[0, 1]`` (0 = none).
+        input_norm: input normalisation (:func:`maploc.data.photometric.normalize_images`): ``imagenet`` (fixed mean
+            / std) or ``per_image`` (each image's channels standardised by their own statistics: exposure-invariant).
         block_size: consecutive places per training block; ``train.batch_size`` counts blocks, so a
             step classifies ``batch_size * block_size`` windows.
         label_tolerance: soft labels: the target is uniform over the places within this many
@@ -114,6 +117,7 @@ class DeepSeqSLAMConfig:
     ds: int = attrs.field(default=10, validator=at_least(1))
     positional: bool = False
     augment: float = attrs.field(default=0.5, validator=in_range(0.0, 1.0))
+    input_norm: InputNorm = attrs.field(default="imagenet", validator=attrs.validators.in_(INPUT_NORMS))
     block_size: int = attrs.field(default=4, validator=at_least(1))
     label_tolerance: int = attrs.field(default=2, validator=at_least(0))
     uniqueness_window: int = attrs.field(default=10, validator=at_least(0))
@@ -132,7 +136,7 @@ class DeepSeqSLAMNet(nn.Module):
 
     ``forward(images, positions=None)``: ``images (B, L, 3, H, W)`` in [0, 1], ``positions
     (B, L)`` normalised frame indices (only with ``positional``) -> ``(B, num_places)`` logits of
-    the last frame's place.
+    the last frame's place. ``input_norm``: see :attr:`DeepSeqSLAMConfig.input_norm` (ValueError if unknown).
 
     Attributes:
         num_places: the classifier's number of places (reference frames).
@@ -140,8 +144,11 @@ class DeepSeqSLAMNet(nn.Module):
     """
 
     def __init__(self, num_places: int, backbone: str = "resnet10t", encoder: str = "", descriptor_dim: int = 128,
-                 hidden_size: int = 256, positional: bool = False) -> None:
+                 hidden_size: int = 256, positional: bool = False, input_norm: str = "imagenet") -> None:
         super().__init__()
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(map(repr, INPUT_NORMS))}; got {input_norm!r}")
+        self.input_norm = input_norm
         if encoder:
             from maploc.plugins import load_component
 
@@ -165,6 +172,7 @@ class DeepSeqSLAMNet(nn.Module):
         self.classify = nn.Linear(hidden_size, num_places)
         self.num_places = num_places
         self.loaded = False
+        # ImageNet statistics (``input_norm=imagenet``); buffers, so that checkpoints hold them and load strictly
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
@@ -184,7 +192,8 @@ class DeepSeqSLAMNet(nn.Module):
 
     def describe(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` images -> ``(N, descriptor_dim)`` frame descriptors."""
-        x = self.cnn((images - self.mean) / self.std)
+        per_image = self.input_norm == "per_image"
+        x = self.cnn(normalize_images(images, "per_image") if per_image else (images - self.mean) / self.std)
         return self.project(x.reshape(x.shape[0], -1))
 
     def last_output(self, descriptors: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -298,7 +307,8 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
         if self.model is None:
             c = self.config
             with torch.random.fork_rng(devices=[]):
-                self.model = DeepSeqSLAMNet(1, c.backbone, c.encoder, c.descriptor_dim, c.hidden_size, c.positional)
+                self.model = DeepSeqSLAMNet(1, c.backbone, c.encoder, c.descriptor_dim, c.hidden_size, c.positional,
+                                            c.input_norm)
             self._num_places = None  # a stand-in: not built for a traversal
         return self.model
 
@@ -306,7 +316,8 @@ class DeepSeqSLAM(Method[DeepSeqSLAMConfig]):
         if self.model is not None and self._num_places == num_places:
             return
         c = self.config
-        self.model = DeepSeqSLAMNet(num_places, c.backbone, c.encoder, c.descriptor_dim, c.hidden_size, c.positional)
+        self.model = DeepSeqSLAMNet(num_places, c.backbone, c.encoder, c.descriptor_dim, c.hidden_size, c.positional,
+                                    c.input_norm)
         self._num_places = num_places
 
     @property
