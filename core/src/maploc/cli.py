@@ -127,6 +127,9 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     p.add_argument("--split", type=Path, metavar="SPLIT_JSON",
                    help="score only the queries in the test blocks of this saved spatial split (another run's "
                         "split.json) instead of the run's own")
+    p.add_argument("--region", choices=("test", "val"), default="test",
+                   help="which blocks of the spatial split to score: test (default; the figures to publish) or "
+                        "val (the validation blocks, never trained on either: the figures to choose defaults on)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="data.KEY=VALUE",
                    help="dataset option, as for maploc run (repeatable)")
     p.add_argument("--out", type=Path, help="write the scores here instead of into the run folder")
@@ -143,6 +146,12 @@ def build_parser(plugin_manager: Any = None, command: str | None = None) -> argp
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch and OpenCV (0: theirs)")
     p.add_argument("--dry-run", action="store_true",
                    help="check every job and list what would run or be reused, then stop (runs nothing)")
+    p.add_argument("--region", choices=("test", "val"), default="test",
+                   help="score the runs on the test blocks of their spatial split (default) or on its validation "
+                        "blocks, into BENCH/val/ (the figures to choose defaults on; runs are reused as usual)")
+    p.add_argument("--score-only", action="store_true",
+                   help="run nothing: score the finished runs in BENCH/runs (also those whose config has changed "
+                        "since) and list the missing ones as skipped")
 
     p = sub.add_parser("config", help="show configs and presets")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
@@ -358,7 +367,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_predictions(
         run_dir=args.run, predictions=args.predictions, dataset=args.dataset, data_root=args.data_root,
         overrides=args.override, family=args.family, distance_thresholds_m=args.distance_threshold_m, out=args.out,
-        split=args.split,
+        split=args.split, region=args.region,
     )
     print(result.report)
     return 0

@@ -112,6 +112,6 @@ def test_val_region_scores_the_val_block_queries_only(tmp_path):
     result = score_val_region(run, say=lambda s: None)
     assert result.metrics["num_queries"] == int(in_val.sum()) == 5  # x = -40, -36, ..., -24
     assert result.metrics["recall_1m"] == 100.0  # the test-block queries (10 m off) are not among them
-    assert result.metrics["num_queries_outside_test_region"] == 15
-    assert "val blocks" in (run / "val_region" / "report.txt").read_text()
+    assert result.metrics["num_queries_outside_val_region"] == 15
+    assert "validation (for choosing defaults" in (run / "val_region" / "report.txt").read_text()
     assert main([str(tmp_path / "nothing")]) == 2

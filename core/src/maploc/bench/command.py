@@ -46,9 +46,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    result = run_suite(suite, out, seeds=args.seeds, skip_missing=args.skip_missing, device=args.device)
-    print(f"{len(result.records)} runs scored, {len(result.failed)} failed, {len(result.skipped)} skipped; "
-          f"{out / 'report.md'}, {out / 'index.html'}, {out / 'results.csv'}")
+    region = getattr(args, "region", "test")
+    result = run_suite(suite, out, seeds=args.seeds, skip_missing=args.skip_missing, device=args.device,
+                       region=region, score_only=getattr(args, "score_only", False))
+    pages = out if region == "test" else out / region
+    print(f"{len(result.records)} runs scored ({region} blocks), {len(result.failed)} failed, "
+          f"{len(result.skipped)} skipped; {pages / 'report.md'}, {pages / 'index.html'}, {pages / 'results.csv'}")
     for line in result.skipped:
         print(f"skipped: {line}")
     for line in result.failed:

@@ -35,6 +35,11 @@ RECALL_CURVES: dict[str, tuple[str, ...]] = {
 }
 
 ALL = "all"  # the condition name of the metrics over every scored query
+#: title suffix and first paragraph of a report scored on the validation blocks (``maploc bench --region val``)
+VAL_NOTE = ("validation blocks",
+            "Scored on the VALIDATION blocks of each spatial split (queries no run trained on, held apart from the test "
+            "blocks): the figures to choose settings and defaults on. The published figures are the test-block report "
+            "one folder up.")
 
 #: The columns of a second match radius, by prefix, per family (``recall_at_1_within_10m``).
 _WITHIN = {"retrieval": ("recall_at_1_within_", "recall_at_5_within_"), "sequence": ("recall_at_1_within_",)}
@@ -189,8 +194,10 @@ def tables(records: Sequence[Record]) -> list[tuple[str, str, str, list[str], li
 
 
 def _markdown(suite: Suite, tabs: Sequence[Any], skipped: Sequence[str],
-              failed: Sequence[str]) -> str:
-    lines = [f"# Bench `{suite.name}`", ""]
+              failed: Sequence[str], region: str = "test") -> str:
+    lines = [f"# Bench `{suite.name}`" + (f" — {VAL_NOTE[0]}" if region == "val" else ""), ""]
+    if region == "val":
+        lines += [VAL_NOTE[1], ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
     lines += ["Values: mean ± sample standard deviation over seeds (ddof 1) when a row has several seeds; recall in "
@@ -245,12 +252,15 @@ def _svg(family: str, curves: Mapping[str, list[float]], title: str) -> str:
     return svg[svg.index("<svg"):]
 
 
-def _html(suite: Suite, tabs: Sequence[Any], skipped: Sequence[str], failed: Sequence[str]) -> str:
+def _html(suite: Suite, tabs: Sequence[Any], skipped: Sequence[str], failed: Sequence[str],
+          region: str = "test") -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>maploc bench {e(suite.name)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:first-child{text-align:left}</style>",
-             f"</head><body><h1>maploc bench <code>{e(suite.name)}</code></h1><p>{e(suite.description)}</p>",
+             f"</head><body><h1>maploc bench <code>{e(suite.name)}</code>"
+             + (f" — {e(VAL_NOTE[0])}</h1><p><b>{e(VAL_NOTE[1])}</b></p>" if region == "val" else "</h1>")
+             + f"<p>{e(suite.description)}</p>",
              "<p>Values: mean ± sample standard deviation over seeds; recall in percent.</p>"]
     for dataset, condition, family, columns, body, curves in tabs:
         title = f"{dataset} — {'all queries' if condition == ALL else 'condition ' + condition} ({family})"
@@ -268,11 +278,12 @@ def _html(suite: Suite, tabs: Sequence[Any], skipped: Sequence[str], failed: Seq
 
 
 def write_reports(suite: Suite, out: Path, records: Sequence[Record], *, skipped: Sequence[str] = (),
-                  failed: Sequence[str] = ()) -> None:
-    """Writes ``out/results.csv``, ``out/report.md`` and ``out/index.html`` from ``records``."""
+                  failed: Sequence[str] = (), region: str = "test") -> None:
+    """Writes ``out/results.csv``, ``out/report.md`` and ``out/index.html`` from ``records`` (scored on the
+    spatial splits' ``region`` blocks: ``test``, or ``val``, which the pages name as validation figures)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "results.csv", _long_rows(records))
     tabs = tables(records)
-    atomic_write_text(out / "report.md", _markdown(suite, tabs, skipped, failed))
-    atomic_write_text(out / "index.html", _html(suite, tabs, skipped, failed))
+    atomic_write_text(out / "report.md", _markdown(suite, tabs, skipped, failed, region))
+    atomic_write_text(out / "index.html", _html(suite, tabs, skipped, failed, region))

@@ -126,7 +126,7 @@ def _headline(metrics: dict[str, float], family: str) -> str:
 
 def run_suite(
     suite: Suite, out: Path, *, seeds: Sequence[int] | None = None, skip_missing: bool = False,
-    device: str = "cpu", say: Callable[[str], None] = print,
+    device: str = "cpu", say: Callable[[str], None] = print, region: str = "test", score_only: bool = False,
 ) -> BenchResult:
     """Checks every job (before any run), runs or reuses each, scores each from its predictions files,
     and writes ``out/results.csv``, ``out/report.md`` and ``out/index.html``.
@@ -136,6 +136,13 @@ def run_suite(
     included, is scored on the test blocks of that one split, so that every row counts the same
     queries (suite key ``shared_split``, default on). Runs that saved different splits are not
     comparable: each is then scored on its own, and the report lists the dataset under the failures.
+
+    ``region="val"`` scores the same runs on the validation blocks of those splits instead, into
+    ``out/val/`` (``results.csv``, ``report.md``, ``index.html``, ``scores/``): the figures to choose
+    defaults on, so that the test blocks are scored once for the figures that are published.
+
+    ``score_only`` runs nothing: it scores the finished runs already in ``out/runs`` (even where the
+    suite's resolved config has changed since, which the log says) and lists the missing ones as skipped.
 
     A run that raises is reported (one line) and the others go on; Ctrl-C stops the runs, scores and
     reports the ones finished so far (they are reused by the next call) and re-raises.
@@ -156,11 +163,31 @@ def run_suite(
     failed: list[str] = []
     records: list[Record] = []
     try:
-        _run_jobs(planned, out, device, say, finished, failed)
+        if score_only:
+            skipped = [*skipped, *_finished_jobs(planned, out, say, finished)]
+        else:
+            _run_jobs(planned, out, device, say, finished, failed)
     finally:
-        records = _score_jobs(finished, out, dataset_scoring(suite), say, failed)
-        write_reports(suite, out, records, skipped=skipped, failed=failed)
+        target = out if region == "test" else out / region
+        records = _score_jobs(finished, target, dataset_scoring(suite), say, failed, region=region)
+        write_reports(suite, target, records, skipped=skipped, failed=failed, region=region)
     return BenchResult(records=records, skipped=skipped, failed=failed)
+
+
+def _finished_jobs(planned: Sequence[tuple[Job, Any]], out: Path, say: Callable[[str], None],
+                   finished: list[tuple[Job, Path, str]]) -> list[str]:
+    """``--score-only``: appends the finished runs of ``planned`` to ``finished`` (``"kept"``); returns a
+    line per job without a finished run."""
+    missing = []
+    for job, expected in planned:
+        run_dir = out / "runs" / job.key
+        if not ((run_dir / "metrics.json").is_file() and (run_dir / "predictions" / "manifest.json").is_file()):
+            missing.append(f"{job.key}: no finished run in {run_dir} (--score-only runs nothing)")
+            continue
+        if not is_reusable(run_dir, expected):
+            say(f"{job.key}: its config.yaml differs from the suite's resolved config now; scored as it ran")
+        finished.append((job, run_dir, "kept"))
+    return missing
 
 
 def _run_jobs(planned: Sequence[tuple[Job, Any]], out: Path, device: str, say: Callable[[str], None],
@@ -256,22 +283,23 @@ def shared_splits(finished: Sequence[tuple[Job, Path, str]], scoring: Mapping[st
 
 
 def _score_jobs(finished: Sequence[tuple[Job, Path, str]], out: Path, scoring: Mapping[str, Any],
-                say: Callable[[str], None], failed: list[str]) -> list[Record]:
-    """Scores every finished run from its predictions files (on its dataset's shared split and radii)."""
+                say: Callable[[str], None], failed: list[str], region: str = "test") -> list[Record]:
+    """Scores every finished run from its predictions files (on its dataset's shared split and radii, on the
+    split's ``region`` blocks)."""
     from maploc.engine.runner import evaluate_predictions
     from maploc.evaluation.scoring import load_manifest
 
     shared, problems = shared_splits(finished, scoring)
     failed.extend(problems)
     for label, path in shared.items():
-        say(f"scoring every run on {label} on the test blocks of {path}")
+        say(f"scoring every run on {label} on the {region} blocks of {path}")
     records = []
     for job, run_dir, _ in finished:
         rule = scoring.get(job.dataset_label)
         try:
             scored = evaluate_predictions(
                 run_dir=run_dir, out=out / "scores" / job.key, say=lambda s: None,
-                split=shared.get(job.dataset_label),
+                split=shared.get(job.dataset_label), region=region,
                 distance_thresholds_m=rule.distance_thresholds_m if rule is not None else None)
             manifest = load_manifest(run_dir / "predictions")
         except MaplocError as e:

@@ -25,7 +25,7 @@ def evaluate_predictions(
     *, run_dir: Path | None = None, predictions: Path | None = None, dataset: str | None = None,
     data_root: Path | None = None, overrides: Sequence[str] = (), family: str | None = None,
     distance_thresholds_m: Sequence[float] | None = None, out: Path | None = None,
-    split: Path | None = None, say: Callable[[str], None] = print,
+    split: Path | None = None, region: str = "test", say: Callable[[str], None] = print,
 ) -> RunResult:
     """``maploc evaluate``: scores saved predictions again, from the files alone (the method's plugin
     need not be installed; the dataset's must be).
@@ -36,12 +36,15 @@ def evaluate_predictions(
     ``family`` when the file's format is ambiguous, and the distance thresholds).
 
     Writes ``metrics.json``, ``results.csv``, the family's plot and ``report.txt`` into ``out``
-    (default: ``run_dir``, or the predictions file's folder). ``split``: score only the queries in the
+    (default: ``run_dir``, or the predictions file's folder; with ``region="val"`` its ``val_region/``). ``split``: score only the queries in the
     test blocks of this saved split (another run's ``split.json``) instead of the run's own; with
-    ``run_dir``, ``distance_thresholds_m`` replaces the manifest's thresholds.
+    ``run_dir``, ``distance_thresholds_m`` replaces the manifest's thresholds. ``region="val"``: score the
+    queries in the split's validation blocks instead of its test blocks (for choosing defaults; see
+    :func:`maploc.evaluation.scoring.score_run`).
 
     Raises:
-        ConfigError: neither or both inputs, a missing dataset name, bad overrides, an unwritable ``out``.
+        ConfigError: neither or both inputs, a missing dataset name, bad overrides, an unwritable ``out``, a
+            ``region`` other than ``test`` / ``val``.
         PredictionsError: a file that cannot be scored (one line naming the file and line).
         DataError, PluginError: the dataset cannot be opened.
     """
@@ -49,8 +52,10 @@ def evaluate_predictions(
     from maploc.engine.runner import RunResult, _resolve_data_root, check_run_dir, load_run_config
     from maploc.evaluation import write_report
     from maploc.evaluation.predictions import infer_family
-    from maploc.evaluation.scoring import load_manifest, score_file, score_run
+    from maploc.evaluation.scoring import SCORED_REGIONS, load_manifest, score_file, score_run
 
+    if region not in SCORED_REGIONS:
+        raise ConfigError(f"--region must be one of {', '.join(SCORED_REGIONS)}, got {region!r}")
     if (run_dir is None) == (predictions is None):
         raise ConfigError("give a run folder (maploc evaluate RUN) or --predictions FILE --dataset NAME, not both")
     options: dict[str, Any] = {}
@@ -87,6 +92,8 @@ def evaluate_predictions(
 
         split_obj = load_split_file(split)
     target = Path(out) if out is not None else (run_dir if run_dir is not None else Path(predictions).parent)  # type: ignore[arg-type]
+    if out is None and region != "test":
+        target = target / f"{region}_region"  # never overwrite a run's test figures with another region's
     check_run_dir(target)
     root_path = _resolve_data_root(dataset_cls, root, say)
     make = lambda split: dataset_cls(root_path, split, image_height=image_height, options=dataset_options)  # noqa: E731
@@ -95,7 +102,7 @@ def evaluate_predictions(
     map_meta = [map_data.metadata(i) for i in range(len(map_data))]
     if run_dir is not None:
         scored = score_run(run_dir / "predictions", query_meta, map_meta, run_dir=run_dir, split=split_obj,
-                           distance_thresholds_m=distance_thresholds_m)
+                           distance_thresholds_m=distance_thresholds_m, region=region)
         family_name = manifest.family
         title = f"{manifest.method} on {dataset} (re-scored)"
         name = manifest.method
@@ -103,7 +110,7 @@ def evaluate_predictions(
         family_name = family or infer_family(predictions)  # type: ignore[arg-type]
         thresholds = tuple(distance_thresholds_m or (25.0,))
         scored = score_file(predictions, family_name, query_meta, map_meta, distance_thresholds_m=thresholds,  # type: ignore[arg-type]
-                            split=split_obj)
+                            split=split_obj, region=region)
         title = f"{Path(predictions).name} on {dataset}"  # type: ignore[arg-type]
         name = Path(predictions).stem  # type: ignore[arg-type]
     write_report(target, scored.evaluation_result(), family_name, title)

@@ -38,15 +38,18 @@ from typing import Any
 import attrs
 import numpy as np
 
-from maploc.errors import DataError
+from maploc.errors import ConfigError, DataError
 from maploc.evaluation import metrics as _m
 from maploc.evaluation import reference as _ref
 from maploc.evaluation.evaluate import EvaluationResult, evaluate, truth_matrix
 from maploc.evaluation.predictions import PredictionsError, read_predictions, write_predictions
 from maploc.files import atomic_write_text
 
-__all__ = ["Manifest", "ScoreResult", "MANIFEST", "REFERENCE_ROWS", "write_run_predictions", "load_manifest",
-           "score_run", "score_file", "format_tables", "query_xy", "load_split_file"]
+__all__ = ["Manifest", "ScoreResult", "MANIFEST", "REFERENCE_ROWS", "SCORED_REGIONS", "write_run_predictions",
+           "load_manifest", "score_run", "score_file", "format_tables", "query_xy", "load_split_file"]
+
+#: the regions of a spatial split a run can be scored on: ``test`` (published figures) and ``val`` (choosing defaults).
+SCORED_REGIONS = ("test", "val")
 
 #: The manifest's file name inside ``RUN/predictions/``.
 MANIFEST = "manifest.json"
@@ -316,7 +319,7 @@ def _prior_columns(rows: Sequence[Mapping[str, str]]) -> tuple[np.ndarray, np.nd
 def score_run(
     pred_dir: str | os.PathLike[str], query_metas: Sequence[Any], map_metas: Sequence[Any] | None, *,
     manifest: Manifest | None = None, run_dir: str | os.PathLike[str] | None = None,
-    split: Any = None, distance_thresholds_m: Sequence[float] | None = None,
+    split: Any = None, distance_thresholds_m: Sequence[float] | None = None, region: str = "test",
 ) -> ScoreResult:
     """Scores every predictions file of a run.
 
@@ -332,14 +335,22 @@ def score_run(
             the same test blocks; ``maploc evaluate RUN --split FILE``).
         distance_thresholds_m: retrieval / sequence: replace the manifest's thresholds (metres; the
             first is the primary one), so that runs of different methods are scored alike.
+        region: ``test`` (the figures to publish) or ``val``: score the queries in the split's
+            validation blocks instead (never trained on either; the figures to choose defaults on,
+            leaving the test blocks for the final ones). Without a split every query is scored.
 
     Returns:
-        The :class:`ScoreResult`.
+        The :class:`ScoreResult` (``num_queries_outside_<region>_region`` in its metrics when a split
+        applies).
 
     Raises:
         PredictionsError: a file that cannot be scored (names the file and line).
-        DataError: fewer queries than the run evaluated, or a broken ``split.json``.
+        DataError: fewer queries than the run evaluated, a broken ``split.json``, or no query in the
+            region's blocks.
+        ConfigError: ``region`` is neither ``test`` nor ``val``.
     """
+    if region not in SCORED_REGIONS:
+        raise ConfigError(f"region must be one of {', '.join(SCORED_REGIONS)}, got {region!r}")
     pred_dir = Path(pred_dir)
     manifest = manifest or load_manifest(pred_dir)
     if distance_thresholds_m is not None:
@@ -363,10 +374,11 @@ def score_run(
     extra_metrics: dict[str, float] = {}
     if split is not None:
         xy = np.array([query_xy(q) for q in queries_all], dtype=np.float64).reshape(-1, 2)
-        keep = np.asarray(split.mask(xy, "test"), dtype=bool)
-        extra_metrics["num_queries_outside_test_region"] = int(np.count_nonzero(~keep))
+        keep = np.asarray(split.mask(xy, region, guarded=region == "test"), dtype=bool)  # every val-block query
+        extra_metrics[f"num_queries_outside_{region}_region"] = int(np.count_nonzero(~keep))
         if not keep.any():
-            raise DataError(f"none of the {len(queries_all)} queries lies in a test block of {run_dir / 'split.json'}")
+            raise DataError(f"none of the {len(queries_all)} queries lies in a {region} block of "
+                            f"{run_dir / 'split.json'}")
     idx = np.flatnonzero(keep)
     queries = [queries_all[i] for i in idx]
     conditions = sorted({q.condition for q in queries})
@@ -467,19 +479,23 @@ def format_tables(family: str, metrics: Mapping[str, float], table_rows: Sequenc
     head = f"{family}: {unit}"
     if family in ("retrieval", "sequence"):
         head += f"; a match is a map sample within {manifest.distance_thresholds_m[0]:g} m"
-    if "num_queries_outside_test_region" in metrics:
-        head += (f"; scored: the queries in the test blocks of the spatial split "
-                 f"({int(metrics['num_queries_outside_test_region'])} queries outside them not scored)")
+    for region in SCORED_REGIONS:
+        if f"num_queries_outside_{region}_region" in metrics:
+            what = "test" if region == "test" else "validation (for choosing defaults, not for publishing)"
+            head += (f"; scored: the queries in the {what} blocks of the spatial split "
+                     f"({int(metrics[f'num_queries_outside_{region}_region'])} queries outside them not scored)")
     return head + "\n" + "\n\n".join(out)
 
 
 def score_file(
     path: str | os.PathLike[str], family: str, query_metas: Sequence[Any], map_metas: Sequence[Any] | None, *,
     distance_thresholds_m: Sequence[float] = (25.0,), frame_tolerance: int | None = None, split: Any = None,
+    region: str = "test",
 ) -> ScoreResult:
     """Scores a single predictions file (``maploc evaluate --predictions FILE``) over every query of
     the split: a manifest is made up for it (the file's stem as the method name)."""
     path = Path(path)
     manifest = Manifest(family=family, method=path.stem, dataset="", num_queries=len(query_metas),
                         distance_thresholds_m=tuple(distance_thresholds_m), frame_tolerance=frame_tolerance)
-    return score_run(path.parent, query_metas, map_metas, manifest=manifest, run_dir=path.parent, split=split)
+    return score_run(path.parent, query_metas, map_metas, manifest=manifest, run_dir=path.parent, split=split,
+                     region=region)

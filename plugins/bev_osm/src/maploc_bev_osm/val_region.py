@@ -3,41 +3,25 @@ queries inside the val blocks of the run's ``split.json`` instead of the test bl
 
     python -m maploc_bev_osm.val_region runs/bev-main            # writes runs/bev-main/val_region/report.txt
 
-No training view reaches a val block either (the split keeps every training footprint ``val_guard_m`` away), so
-these figures are held out as the test figures are; they are the ones to choose settings on, leaving the test
-blocks for the final figures. It works for any run folder with a ``split.json`` and ``predictions/`` (``maploc
-evaluate`` re-scoring, with a split whose val blocks are relabelled ``test`` and whose test blocks ``train``);
-the report's "test blocks" are then the run's val blocks, as its first line says.
+It is ``maploc evaluate RUN --region val`` (the core's, for every method with a ``split.json``), kept under this
+name for the commands in this plugin's README. No training view reaches a val block either (the split keeps every
+training footprint ``val_guard_m`` away), so these figures are held out as the test figures are; they are the ones
+to choose settings on, leaving the test blocks for the final figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["val_split", "score_val_region"]
-
-
-def val_split(split: Any) -> Any:
-    """The :class:`maploc.data.split.SpatialSplit` whose ``test`` blocks are ``split``'s val blocks (its test blocks
-    become ``train``, so that only val-block queries are scored)."""
-    import attrs
-    import numpy as np
-
-    from maploc.data.split import SPLIT_CODES
-
-    a = np.asarray(split.assignment)
-    relabelled = np.where(a == SPLIT_CODES["val"], SPLIT_CODES["test"], SPLIT_CODES["train"]).astype(np.int8)
-    return attrs.evolve(split, assignment=relabelled)
+__all__ = ["score_val_region"]
 
 
 def score_val_region(run_dir: str | Path, out: str | Path | None = None, say: Any = print) -> Any:
-    """Re-scores the predictions of ``run_dir`` on the queries inside its val blocks.
+    """Re-scores the predictions of ``run_dir`` on the queries inside its val blocks
+    (:func:`maploc.engine.runner.evaluate_predictions` with ``region="val"``).
 
     Args:
         run_dir: a run folder holding ``config.yaml``, ``split.json`` and ``predictions/``.
@@ -51,25 +35,13 @@ def score_val_region(run_dir: str | Path, out: str | Path | None = None, say: An
         maploc.errors.ConfigError: the run has no ``split.json`` (``split.held_out=false``).
         maploc.errors.DataError: no query lies in a val block.
     """
-    from maploc.data.split import SpatialSplit
     from maploc.engine.runner import evaluate_predictions
     from maploc.errors import ConfigError
 
     run_dir = Path(run_dir)
     if not (run_dir / "split.json").is_file():
         raise ConfigError(f"{run_dir} has no split.json (a run with split.held_out=false has no val blocks)")
-    split = SpatialSplit.from_dict(json.loads((run_dir / "split.json").read_text(encoding="utf-8")))
-    target = Path(out) if out is not None else run_dir / "val_region"
-    with tempfile.TemporaryDirectory(prefix="bev_osm-val-") as tmp:
-        copy = Path(tmp)
-        shutil.copy2(run_dir / "config.yaml", copy / "config.yaml")
-        shutil.copytree(run_dir / "predictions", copy / "predictions")
-        (copy / "split.json").write_text(json.dumps(val_split(split).to_dict()) + "\n", encoding="utf-8")
-        result = evaluate_predictions(run_dir=copy, out=target, say=say)
-    note = (f"Val-region scoring of {run_dir} (python -m maploc_bev_osm.val_region): the 'test blocks' named below "
-            f"are the run's val blocks.\n\n")
-    (target / "report.txt").write_text(note + (target / "report.txt").read_text(encoding="utf-8"), encoding="utf-8")
-    return result
+    return evaluate_predictions(run_dir=run_dir, out=Path(out) if out is not None else None, region="val", say=say)
 
 
 def main(argv: list[str] | None = None) -> int:
