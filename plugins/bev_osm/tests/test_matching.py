@@ -15,6 +15,7 @@ from maploc_bev_osm.matching import (
     fuse_log_volumes,
     log_softmax_volume,
     nll_loss,
+    restrict_to_square,
     rotate_templates,
 )
 
@@ -130,3 +131,35 @@ def test_bad_shapes():
         correlate_fft(torch.zeros(1, 2, 5, 5), torch.zeros(1, 3, 3, 3, 3))
     with pytest.raises(ValueError):
         ExhaustiveMatcher("nope")
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(4, 24), cell=st.sampled_from([0.5, 1.0, 2.0]), half=st.floats(0.0, 12.0),
+       n_yaw=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_restrict_to_square_keeps_the_ratios_inside_and_nothing_outside(size, cell, half, n_yaw, seed):
+    """Bayes with a uniform prior over the square: outside cells get probability 0, inside cells keep their ratios,
+    and the result is normalised over the whole volume; a cell meets the square when its centre is within half a
+    cell of it."""
+    g = torch.Generator().manual_seed(seed)
+    vol = torch.log_softmax(torch.randn(n_yaw * size * size, generator=g, dtype=torch.float64), 0).reshape(
+        n_yaw, size, size)
+    out = restrict_to_square(vol, half, cell)
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5 - size / 2) * cell  # column offsets (rows: mirrored)
+    inside_1d = centres.abs() <= half + cell / 2 + 1e-9
+    inside = inside_1d.flip(0)[:, None] & inside_1d[None, :]
+    assert torch.equal(torch.isfinite(out[0]), inside)
+    if inside.any():
+        assert torch.logsumexp(out.reshape(-1), 0).abs() < 1e-9
+        diff = (out - vol)[:, inside]
+        assert torch.allclose(diff, diff.reshape(-1)[0].expand_as(diff))  # one constant shift: ratios kept
+
+
+def test_restrict_to_square_centre_cells_and_bad_values():
+    vol = torch.log_softmax(torch.zeros(1, 64, 64).reshape(-1), 0).reshape(1, 64, 64)
+    out = restrict_to_square(vol, 16.0, 1.0)
+    assert int(torch.isfinite(out).sum()) == 34 * 34  # offsets -16.5 .. 16.5 m around the prior
+    assert int(torch.isfinite(restrict_to_square(vol, 0.0, 1.0)).sum()) == 4  # the 4 cells touching the centre
+    with pytest.raises(ValueError, match="halfwidth_m must be >= 0"):
+        restrict_to_square(vol, -1.0, 1.0)
+    with pytest.raises(ValueError, match="cell_m > 0"):
+        restrict_to_square(vol, 1.0, 0.0)

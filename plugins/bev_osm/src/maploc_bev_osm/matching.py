@@ -36,6 +36,7 @@ __all__ = [
     "fuse_log_volumes",
     "log_softmax_volume",
     "nll_loss",
+    "restrict_to_square",
     "rotate_templates",
 ]
 
@@ -200,6 +201,38 @@ def expectation_pose(log_volume: Tensor, window: int = 2) -> tuple[Tensor, Tenso
         yaw = torch.atan2((pk * torch.sin(angles)).sum(), (pk * torch.cos(angles)).sum()) % (2 * math.pi)
         out.append(torch.stack([row, col, yaw]))
     return torch.stack(out), torch.stack([k, r, c], dim=-1)
+
+
+def restrict_to_square(log_volume: Tensor, halfwidth_m: float, cell_m: float) -> Tensor:
+    """The log-probabilities renormalised over the cells that meet the centred square of half-side ``halfwidth_m``
+    (the support of a uniform position prior around the crop centre); the other cells get ``-inf``.
+
+    This is Bayes' rule with the prior's support: OrienterNet (Sarlin et al., CVPR 2023, Sec. 3.5) multiplies the
+    volume by a GPS prior; here the prior is uniform over the square, so the product is a restriction.
+
+    Args:
+        log_volume: ``(..., H, W)`` log-probabilities over a north-up crop centred on the prior (any leading
+            dimensions, e.g. yaw bins); normalised over its last three dimensions, or two when it has two.
+        halfwidth_m: half-side of the square, metres (>= 0).
+        cell_m: cell size, metres (> 0).
+
+    Returns:
+        Same shape and dtype, ``logsumexp`` over the last ``min(3, ndim)`` dimensions equal to 0.
+
+    Raises:
+        ValueError: negative ``halfwidth_m`` or non-positive ``cell_m``.
+    """
+    if halfwidth_m < 0 or cell_m <= 0:
+        raise ValueError(f"halfwidth_m must be >= 0 and cell_m > 0, got {halfwidth_m} and {cell_m}")
+    h, w = log_volume.shape[-2:]
+    reach = halfwidth_m + 0.5 * cell_m + 1e-9  # a cell whose centre is within half a cell of the square meets it
+    cols = (torch.arange(w, dtype=torch.float64) + 0.5 - w / 2) * cell_m
+    rows = (h / 2 - 0.5 - torch.arange(h, dtype=torch.float64)) * cell_m
+    keep = (rows.abs()[:, None] <= reach) & (cols.abs()[None, :] <= reach)
+    masked = log_volume.masked_fill(~keep.to(log_volume.device), float("-inf"))
+    dims = min(3, log_volume.ndim)
+    flat = masked.reshape(*masked.shape[:-dims], -1)
+    return torch.log_softmax(flat, dim=-1).reshape(masked.shape)
 
 
 def fuse_log_volumes(log_volumes: Tensor, rel_poses: Tensor, cell_m: float, crop_centres: Tensor) -> Tensor:

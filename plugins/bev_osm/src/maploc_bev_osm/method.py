@@ -37,7 +37,7 @@ from .data import (
     xy_of,
 )
 from .geometry import RectificationError, gravity_rectify
-from .matching import expectation_pose, fuse_log_volumes
+from .matching import expectation_pose, fuse_log_volumes, restrict_to_square
 from .model import BEVOSMModel, ModelConfig
 
 __all__ = ["AugmentConfig", "BEVOSMConfig", "BEVOSMMethod", "road_snap"]
@@ -68,6 +68,10 @@ class SearchConfig:
         rot90: training augmentation (OrienterNet's code has it as an option): each training crop is turned by a
             random multiple of 90 degrees, the target cell and yaw with it, so that the model cannot learn the
             headings of the training route as a yaw prior (a route driven one way teaches "always east").
+        restrict_to_prior: at evaluation, search only the prior's square (half-side ``max_offset_m``) instead of
+            the whole crop: the volume (and the learned map prior of ``prior_only``) is renormalised over the cells
+            that meet the square (:func:`.matching.restrict_to_square`), the support the baselines' draws use too.
+            Training is unchanged (the softmax spans the crop, as in OrienterNet).
     """
 
     crop_m: float = attrs.field(default=64.0, validator=greater_than(0))
@@ -80,6 +84,7 @@ class SearchConfig:
     max_tilt_deg: float = attrs.field(default=30.0, validator=in_range(0, 89))
     seed: int = attrs.field(default=0, validator=at_least(0))
     rot90: bool = False
+    restrict_to_prior: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -412,10 +417,13 @@ class BEVOSMMethod(Method[BEVOSMConfig]):
             out = self.model(image[None].to(device), K[None].to(device), torch.from_numpy(crop)[None].to(device),
                              cfg.search.num_yaws_eval)  # fmt: skip
         log_volume = out["log_volume"][0].cpu()
+        log_prior = out["map"]["log_prior"][0].cpu()
+        if cfg.search.restrict_to_prior:
+            log_volume = restrict_to_square(log_volume, cfg.search.max_offset_m, cell)
+            log_prior = restrict_to_square(log_prior, cfg.search.max_offset_m, cell)
         pose, _ = expectation_pose(log_volume[None], cfg.search.window)
         row, col, yaw = pose[0].tolist()
         x, y = xy_of(float(row), float(col), cx, cy, size, cell)
-        log_prior = out["map"]["log_prior"][0].cpu()
         pr, pc = divmod(int(log_prior.argmax()), size)
         fused, fused_prior = self._fuse(q, log_volume, (cx, cy))
         self._side[q.name] = {"prior_only": xy_of(pr, pc, cx, cy, size, cell), **self._baselines(q, crop, (cx, cy)),
