@@ -100,3 +100,28 @@ def test_bench_val_pages_say_they_are_validation_figures(tmp_path: Path) -> None
     assert "VALIDATION blocks" in (tmp_path / "val" / "report.md").read_text()
     assert "VALIDATION blocks" in (tmp_path / "val" / "index.html").read_text()
     assert "VALIDATION" not in (tmp_path / "test" / "report.md").read_text()
+
+
+def test_score_only_takes_the_finished_runs_and_names_the_missing(tmp_path: Path) -> None:
+    """``maploc bench --score-only``: a finished run is scored as it ran (its config may differ from the suite's
+    now, which is said), a job without one is listed as skipped, and nothing is run."""
+    from maploc.bench.runner import _finished_jobs
+    from maploc.bench.suite import Job
+
+    def job(method: str) -> Job:
+        return Job(dataset_label="d", method_label=method, method=method, dataset="synthetic-room",
+                   preset="default", overrides=(), data_root=None, seed=0)
+
+    done, missing = job("nn-retrieval"), job("template-features")
+    run = tmp_path / "runs" / done.key
+    (run / "predictions").mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "predictions" / "manifest.json").write_text("{}")
+    (run / "config.yaml").write_text("method: nn-retrieval\n")
+    said: list[str] = []
+    finished: list = []
+    skipped = _finished_jobs([(done, {"method": "nn-retrieval", "seed": 0}), (missing, {"seed": 0})], tmp_path,
+                             said.append, finished)
+    assert finished == [(done, run, "kept")]
+    assert len(skipped) == 1 and skipped[0].startswith("d/template-features/seed-0: no finished run")
+    assert len(said) == 1 and "differs from the suite's resolved config now" in said[0]
