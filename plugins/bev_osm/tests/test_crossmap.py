@@ -50,11 +50,12 @@ def test_split_maps_are_disjoint(two_maps):
     assert ways  # areas fully inside survive
 
 
-def _render(osm, out, train_routes=0):
+def _render(osm, out, train_routes=0, train_conditions=()):
     from maploc_simcity.command import render_command
 
     return render_command(str(osm), 6, ["day", "night"], out, traversals=2, width=64, height=48,
-                          train_routes=train_routes, layouts=("traversals", "mgl"), progress=False)  # fmt: skip
+                          train_routes=train_routes, train_conditions=list(train_conditions),
+                          layouts=("traversals", "mgl"), progress=False)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -122,7 +123,9 @@ def _truth(run) -> dict[str, tuple[float, float, float]]:
 def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, monkeypatch):
     monkeypatch.setenv("MAPLOC_DATA", str(tmp_path / "cache"))
     south, north = two_maps
-    train_render, test_render = _render(south, tmp_path / "south", train_routes=1), _render(north, tmp_path / "north")
+    # the training folder's route under sampled conditions, as bev_osm trains by default (data.train_conditions=random)
+    train_render = _render(south, tmp_path / "south", train_routes=1, train_conditions=["random"])
+    test_render = _render(north, tmp_path / "north")
     run = tmp_path / "run"
     args = ["run", "--method", "bev_osm", "--data-root", str(train_render), "--out", str(run), "--no-progress",
             *[a for o in (*TINY, "split.held_out=false") for a in ("-o", o)]]  # fmt: skip
@@ -132,7 +135,7 @@ def test_train_on_one_map_evaluate_on_another(two_maps, tmp_path, maploc_main, m
     assert status == 2 and "rendered with train_routes=1" in err and "-o data.train_routes=1" in err, err
     status, out, err = maploc_main(*args, "-o", "data.train_routes=1")
     assert status == 0, err[-2000:]
-    # every view trains (t0_day and r1_day, 6 frames each) and nothing is held out: no split.json, all queries scored
+    # every view trains (t0_day and r1_random, 6 frames each) and nothing is held out: no split.json, all queries scored
     assert "12 of 12 training views" in (run / "report.txt").read_text()
     assert not (run / "split.json").exists()
     status, out, err = maploc_main("eval", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data-root", str(test_render),

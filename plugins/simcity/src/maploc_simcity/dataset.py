@@ -286,7 +286,8 @@ class SimCity(Dataset):
         if options.train_conditions and not options.train_routes:
             raise ConfigError(
                 f"data.train_conditions={_show(options.train_conditions)} applies to the extra training routes: set "
-                "-o data.train_routes=N (N >= 1) too"
+                "-o data.train_routes=N (N >= 1) too, or -o 'data.train_conditions=[]' for no extra routes (a method's "
+                "preset or dataset defaults may set it)"
             )
         check_query_traversals(options.query_traversals, options.traversals)  # before any fetch or rendering
         fetching = _map_needs_fetch(options.map)
