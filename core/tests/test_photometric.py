@@ -48,7 +48,7 @@ def test_per_image_constant_channel_is_zero():
        offset=st.lists(st.floats(-2.0, 2.0), min_size=3, max_size=3))
 def test_per_image_invariant_to_per_channel_affine(seed, gain, offset):
     """Invariant up to the variance floor: ``a x + b`` is normalised by ``sqrt(a^2 v + eps)`` against ``x`` by
-    ``sqrt(v + eps)``, so the outputs differ by at most ``|z| eps / (2 v min(1, a^2))`` (``z`` the output)."""
+    ``sqrt(v + eps)``, so the outputs differ by at most about ``|z| eps / (2 v min(1, a^2))`` (``z`` the output)."""
     from maploc.data.photometric import PER_IMAGE_EPS
 
     images = torch.rand(2, 3, 6, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
