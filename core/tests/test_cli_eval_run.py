@@ -50,15 +50,22 @@ def test_eval_needs_a_run_or_a_checkpoint(run_cli, tmp_path):
 @pytest.mark.slow
 def test_eval_of_a_training_run_takes_its_checkpoint(run_cli, tmp_path):
     run = tmp_path / "boring"
-    proc = run_cli("run", "--method", "boring", "-o", "train.max_steps=6", "--out", str(run), "--no-progress")
+    proc = run_cli("run", "--method", "boring", "-o", "train.max_steps=6", "--seed", "3", "--out", str(run),
+                   "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    again, by_file = tmp_path / "again", tmp_path / "by-file"
+    again, by_file, seeded = tmp_path / "again", tmp_path / "by-file", tmp_path / "seeded"
     proc = run_cli("eval", str(run), "--out", str(again), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("eval", "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--out", str(by_file),
                    "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert _scores(again / "metrics.json") == _scores(by_file / "metrics.json")  # the run's last.ckpt
+    # the evaluation records (and uses) the run's seed unless --seed is given
+    for folder in (again, by_file):
+        assert yaml.safe_load((folder / "config.yaml").read_text())["engine"]["seed"] == 3, folder
+    proc = run_cli("eval", str(run), "--seed", "5", "--out", str(seeded), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load((seeded / "config.yaml").read_text())["engine"]["seed"] == 5
     shutil.rmtree(run / "checkpoints")
     line = _error_line(run_cli("eval", str(run), "--no-progress"))
     assert "has no checkpoint" in line and "method 'boring' trains" in line and f"maploc evaluate {run}" in line

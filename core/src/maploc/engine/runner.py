@@ -171,7 +171,8 @@ def resolve_spec(
         method, dataset, data_root, preset, overrides, out: as on the command line (``None``: not given).
         config_file: a run's ``config.yaml`` (or its folder) to repeat.
         checkpoint: weights to evaluate.
-        engine: devices/precision/seed; ``seed_given=False`` lets a saved config's seed win.
+        engine: devices/precision/seed; ``seed_given=False`` lets a saved config's seed win (``config_file``'s, or
+            the ``config.yaml`` beside ``checkpoint``'s run: ``maploc eval RUN`` records the run's seed).
         resume: ``"last"`` (the newest checkpoint in ``out``) or a checkpoint path. With ``out/config.yaml``
             present, the run continues with that saved config (method, dataset, data root, preset, config,
             seed); a flag or ``-o`` override that differs from it is a ConfigError naming both values, unless
@@ -216,7 +217,8 @@ def resolve_spec(
     if resume:
         resume_path = find_resume_checkpoint(out) if resume == "last" else Path(resume)
     engine = engine or EngineConfig()
-    engine_saved = saved.get("engine", {}) if config_file is not None else {}
+    # the seed of the run being repeated or evaluated (its config.yaml, or the one beside the checkpoint) unless given
+    engine_saved = saved.get("engine", {}) if config_file is not None or checkpoint is not None else {}
     if not seed_given and "seed" in engine_saved:
         engine = attrs.evolve(engine, seed=int(engine_saved["seed"]))
     return RunSpec(
