@@ -94,12 +94,17 @@ def _open_dataset(dataset_cls: Any, root: Path, image_height: Any, options: Any)
         _opened[key] = None
 
 
+def _is_finished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run: its scores and its predictions' manifest are written."""
+    return (run_dir / "metrics.json").is_file() and (run_dir / "predictions" / "manifest.json").is_file()
+
+
 def is_reusable(run_dir: Path, expected: dict[str, Any]) -> bool:
     """Whether ``run_dir`` holds a finished run (scores and predictions written) whose saved
     ``config.yaml`` equals ``expected`` (:func:`resolve_job`) in method, preset, dataset, data root,
     the whole method config and the seed."""
     cfg = run_dir / "config.yaml"
-    if not (cfg.is_file() and (run_dir / "metrics.json").is_file() and (run_dir / "predictions" / "manifest.json").is_file()):
+    if not (cfg.is_file() and _is_finished(run_dir)):
         return False
     try:
         saved = yaml.safe_load(cfg.read_text(encoding="utf-8"))
@@ -181,7 +186,7 @@ def _finished_jobs(planned: Sequence[tuple[Job, Any]], out: Path, say: Callable[
     missing = []
     for job, expected in planned:
         run_dir = out / "runs" / job.key
-        if not ((run_dir / "metrics.json").is_file() and (run_dir / "predictions" / "manifest.json").is_file()):
+        if not _is_finished(run_dir):
             missing.append(f"{job.key}: no finished run in {run_dir} (--score-only runs nothing)")
             continue
         if not is_reusable(run_dir, expected):
